@@ -1,0 +1,11 @@
+//! The library every EM Agent function uses: the domain, the providers, the metrics, the ports and their
+//! adapters.
+
+pub mod config;
+pub mod domain;
+pub mod embedded;
+pub mod error;
+pub mod metrics;
+pub mod ports;
+pub mod providers;
+pub mod time;

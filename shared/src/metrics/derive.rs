@@ -1,0 +1,275 @@
+//! Links one service's facts: which changes each deployment ships, which deployment each incident is
+//! attributed to, which deployments were rolled back, failed or were rework.
+//!
+//! It is a pure function of the facts (never of their arrival order), so the aggregator can recompute a
+//! service whenever any of its facts arrives, and any store can keep the result as its metric tables.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+
+use crate::domain::{IncidentEventKind, Push};
+use crate::time::Millis;
+
+/// A successful production deployment of the service, once per provider deployment id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentFact {
+    /// `provider/repo/deployment id`: unique across the service.
+    pub key: String,
+    pub repo: String,
+    pub sha: String,
+    pub time: Millis,
+}
+
+/// One incident state change, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentEventFact {
+    pub incident_id: String,
+    pub kind: IncidentEventKind,
+    pub time: Millis,
+}
+
+/// Everything known about one service.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceFacts {
+    pub pushes: Vec<Push>,
+    pub deployments: Vec<DeploymentFact>,
+    pub incident_events: Vec<IncidentEventFact>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedDeployment {
+    pub key: String,
+    pub time: Millis,
+    /// The deployed sha, resolved to the full sha where a short one (GitLab) matches a known commit.
+    pub sha: String,
+    /// Had an incident attributed to it, or was rolled back.
+    pub failed: bool,
+    pub rework: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedChange {
+    pub deployment_key: String,
+    pub deployment_time: Millis,
+    pub sha: String,
+    pub commit_time: Millis,
+}
+
+impl DerivedChange {
+    pub fn lead_time(&self) -> Millis {
+        self.deployment_time - self.commit_time
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedIncident {
+    pub id: String,
+    pub opened: Millis,
+    pub resolved: Option<Millis>,
+    pub attributed_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Derived {
+    pub deployments: Vec<DerivedDeployment>,
+    pub changes: Vec<DerivedChange>,
+    pub incidents: Vec<DerivedIncident>,
+}
+
+struct CommitNode<'a> {
+    parent: &'a str,
+    time: Millis,
+    message: &'a str,
+}
+
+/// The commit graph of one repository's default branch, as the pushes describe it.
+struct Chain<'a> {
+    commits: BTreeMap<&'a str, CommitNode<'a>>,
+}
+
+impl<'a> Chain<'a> {
+    fn build(pushes: &[&'a Push]) -> Self {
+        let mut commits = BTreeMap::new();
+        for p in pushes {
+            let mut parent = p.before.as_str();
+            for c in &p.commits {
+                // The first push (in a fixed order) to list a commit decides its parent, so a commit seen in two
+                // pushes gives the same chain whatever order they arrived in.
+                commits.entry(c.sha.as_str()).or_insert(CommitNode {
+                    parent,
+                    time: c.time,
+                    message: c.message.as_str(),
+                });
+                parent = c.sha.as_str();
+            }
+        }
+        Chain { commits }
+    }
+
+    /// The full sha a deployment names: itself, or the one known commit it is a prefix of (GitLab `short_sha`).
+    fn resolve(&self, sha: &str) -> Option<&'a str> {
+        if let Some((k, _)) = self.commits.get_key_value(sha) {
+            return Some(k);
+        }
+        if sha.len() < 4 {
+            return None;
+        }
+        let mut hits = self
+            .commits
+            .range::<str, _>((Bound::Included(sha), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(sha))
+            .map(|(k, _)| *k);
+        match (hits.next(), hits.next()) {
+            (Some(k), None) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+fn same_sha(a: &str, b: &str) -> bool {
+    !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
+}
+
+fn is_rework_message(message: &str) -> bool {
+    let m = message.trim_start();
+    let starts =
+        |p: &str| m.len() >= p.len() && m.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+    starts("revert \"") || starts("hotfix")
+}
+
+/// Links one service's facts. `attribution_window` is the longest time from a deployment to an incident it
+/// can be blamed for.
+pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
+    let mut pushes_by_repo: HashMap<&str, Vec<&Push>> = HashMap::new();
+    for p in &facts.pushes {
+        pushes_by_repo.entry(p.repo.as_str()).or_default().push(p);
+    }
+    let chains: HashMap<&str, Chain> = pushes_by_repo
+        .into_iter()
+        .map(|(repo, mut ps)| {
+            ps.sort_by(|a, b| (&a.before, &a.after).cmp(&(&b.before, &b.after)));
+            (repo, Chain::build(&ps))
+        })
+        .collect();
+
+    let mut deps: Vec<&DeploymentFact> = facts.deployments.iter().collect();
+    deps.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
+
+    // Ship changes in deployment-time order: each commit goes to the first deployment that reaches it.
+    let mut shipped: HashSet<&str> = HashSet::new();
+    let mut changes = Vec::new();
+    let mut resolved_shas = Vec::with_capacity(deps.len());
+    let mut reverts = vec![false; deps.len()];
+    for (i, d) in deps.iter().enumerate() {
+        let chain = chains.get(d.repo.as_str());
+        let resolved = chain.and_then(|c| c.resolve(&d.sha));
+        resolved_shas.push(resolved.unwrap_or(d.sha.as_str()).to_string());
+        let (Some(chain), Some(start)) = (chain, resolved) else {
+            continue;
+        };
+        let mut cur = start;
+        while let Some(node) = chain.commits.get(cur) {
+            if !shipped.insert(cur) {
+                break;
+            }
+            reverts[i] |= is_rework_message(node.message);
+            changes.push(DerivedChange {
+                deployment_key: d.key.clone(),
+                deployment_time: d.time,
+                sha: cur.to_string(),
+                commit_time: node.time,
+            });
+            cur = node.parent;
+        }
+    }
+
+    // Rollback: a deployment of a sha deployed before the immediately previous deployment.
+    let mut rolled_back = vec![false; deps.len()];
+    let mut rollback = vec![false; deps.len()];
+    for i in 2..deps.len() {
+        let sha = &resolved_shas[i];
+        if same_sha(sha, &resolved_shas[i - 1]) {
+            continue;
+        }
+        if resolved_shas[..i - 1].iter().any(|s| same_sha(s, sha)) {
+            rollback[i] = true;
+            rolled_back[i - 1] = true;
+        }
+    }
+
+    let incidents = incidents_of(&facts.incident_events);
+    let mut attributed_to: Vec<Option<usize>> = Vec::with_capacity(incidents.len());
+    let mut has_incident = vec![false; deps.len()];
+    for inc in &incidents {
+        // The latest deployment at or before the incident opened, within the window.
+        let n = deps.partition_point(|d| d.time <= inc.opened);
+        let hit = n
+            .checked_sub(1)
+            .filter(|&j| inc.opened - deps[j].time <= attribution_window);
+        if let Some(j) = hit {
+            has_incident[j] = true;
+        }
+        attributed_to.push(hit);
+    }
+
+    let deployments = deps
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let open_incident = incidents.iter().zip(&attributed_to).any(|(inc, at)| {
+                at.is_some_and(|j| j < i)
+                    && inc.opened <= d.time
+                    && inc.resolved.is_none_or(|r| d.time < r)
+            });
+            DerivedDeployment {
+                key: d.key.clone(),
+                time: d.time,
+                sha: resolved_shas[i].clone(),
+                failed: has_incident[i] || rolled_back[i],
+                rework: rollback[i] || open_incident || reverts[i],
+            }
+        })
+        .collect();
+
+    let incidents = incidents
+        .into_iter()
+        .zip(attributed_to)
+        .map(|(inc, at)| DerivedIncident {
+            attributed_to: at.map(|j| deps[j].key.clone()),
+            ..inc
+        })
+        .collect();
+
+    Derived {
+        deployments,
+        changes,
+        incidents,
+    }
+}
+
+/// Folds state changes into incidents. The earliest trigger opens it and the earliest resolution closes it,
+/// so re-deliveries and re-ordering change nothing. An incident never seen triggered has no opening time and
+/// is left out until its trigger arrives.
+fn incidents_of(events: &[IncidentEventFact]) -> Vec<DerivedIncident> {
+    let mut by_id: BTreeMap<&str, (Option<Millis>, Option<Millis>)> = BTreeMap::new();
+    for e in events {
+        let entry = by_id.entry(e.incident_id.as_str()).or_default();
+        let slot = match e.kind {
+            IncidentEventKind::Opened => &mut entry.0,
+            IncidentEventKind::Resolved => &mut entry.1,
+            IncidentEventKind::Acknowledged => continue,
+        };
+        *slot = Some(slot.map_or(e.time, |t| t.min(e.time)));
+    }
+    by_id
+        .into_iter()
+        .filter_map(|(id, (opened, resolved))| {
+            Some(DerivedIncident {
+                id: id.to_string(),
+                opened: opened?,
+                resolved,
+                attributed_to: None,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,142 @@
+//! The ports the handlers are generic over. Each has an embedded adapter (SQLite, environment) here and an
+//! AWS adapter (SQS, DynamoDB, Secrets Manager) beside it.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use crate::domain::{Deployment, Fact, IncidentEvent, Push};
+use crate::metrics::derive::Derived;
+use crate::metrics::dora::WindowRows;
+use crate::time::Millis;
+
+/// A failure of the infrastructure behind a port: the caller may retry, the client gets a 503.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+impl PortError {
+    pub fn new(e: impl std::fmt::Display) -> Self {
+        PortError(e.to_string())
+    }
+}
+
+/// An authenticated delivery on its way from the webhook to the aggregator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub provider: String,
+    pub delivery_id: String,
+    /// The provider's event name when it travels in a header (GitHub).
+    pub event: Option<String>,
+    pub received_at: Millis,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    Accepted,
+    /// The same provider delivery id was accepted before: nothing was enqueued.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Handle for [`Queue::ack`].
+    pub receipt: String,
+    pub receive_count: u32,
+    pub envelope: Envelope,
+}
+
+/// A durable queue with at-least-once delivery and de-duplication of provider delivery ids.
+pub trait Queue: Send + Sync + 'static {
+    /// Returns only once the delivery is durable.
+    fn enqueue(
+        &self,
+        envelope: Envelope,
+    ) -> impl Future<Output = Result<EnqueueOutcome, PortError>> + Send;
+
+    /// Up to `max` visible messages, hidden from other receivers until acknowledged or timed out. Messages
+    /// received too often without acknowledgement move to the dead-letter queue instead.
+    fn receive(&self, max: usize) -> impl Future<Output = Result<Vec<Received>, PortError>> + Send;
+
+    fn ack(&self, receipts: Vec<String>) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Moves a message that can never succeed to the dead-letter queue now, keeping it for a replay.
+    fn dead_letter(
+        &self,
+        receipt: String,
+        reason: String,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Where the webhook finds each provider's secrets.
+pub trait SecretSource: Send + Sync + 'static {
+    /// The provider's accepted secrets (current first, then any previous one during a rotation), or `None` when
+    /// the provider is not enabled.
+    fn secrets(
+        &self,
+        provider: &str,
+    ) -> impl Future<Output = Result<Option<Vec<Vec<u8>>>, PortError>> + Send;
+}
+
+/// Everything stored about the repositories and incident services of one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredFacts {
+    pub pushes: Vec<Push>,
+    /// Successful deployments, one per provider deployment id (the earliest report stands).
+    pub deployments: Vec<Deployment>,
+    pub incident_events: Vec<IncidentEvent>,
+}
+
+/// Where fact sources come from: used to find every service after a configuration change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FactSources {
+    pub repositories: Vec<String>,
+    pub incident_services: Vec<String>,
+}
+
+/// Facts and the metric tables derived from them.
+pub trait Store: Send + Sync + 'static {
+    /// Stores facts idempotently: storing the same fact twice changes nothing.
+    fn put_facts(&self, facts: Vec<Fact>) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn load_facts(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> impl Future<Output = Result<StoredFacts, PortError>> + Send;
+
+    fn fact_sources(&self) -> impl Future<Output = Result<FactSources, PortError>> + Send;
+
+    /// Replaces a service's metric rows with `derived`, atomically.
+    fn replace_derived(
+        &self,
+        service: String,
+        derived: Derived,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Drops every service's metric rows but those of `keep` (after a configuration change).
+    fn retain_derived(
+        &self,
+        keep: Vec<String>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The metric rows of `services` (every service when `None`) in `[from, to)`.
+    fn window_rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<WindowRows, PortError>> + Send;
+
+    fn get_meta(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+
+    fn set_meta(
+        &self,
+        key: String,
+        value: String,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}

@@ -1,1 +1,277 @@
-fn main() {}
+//! `em-agent`: DORA metrics from webhook deliveries, in one local process.
+
+mod report;
+mod send;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use em_agent_shared::config::Config;
+use em_agent_shared::embedded::sqlite::now_millis;
+use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
+use em_agent_shared::providers::secret_env_var;
+use em_aggregator::Aggregator;
+use em_api::DoraQuery;
+
+const DEFAULT_CONFIG: &str = "em-agent.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "em-agent",
+    version,
+    about = "DORA metrics from webhook deliveries"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook receiver, the aggregator and the metrics API in one process.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000", env = "EM_AGENT_ADDR")]
+        addr: SocketAddr,
+        #[arg(long, default_value = "./.em-agent", env = "EM_AGENT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = DEFAULT_CONFIG, env = "EM_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Messages the aggregator takes at once.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Receives after which an unprocessed message is dead-lettered.
+        #[arg(long, default_value_t = 5)]
+        max_receives: u32,
+        /// Seconds a received message stays hidden before it is retried.
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout: u64,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Sign payload files as the provider would and post them to a webhook endpoint.
+    Send {
+        #[arg(long)]
+        provider: String,
+        /// Raw payloads, or recorded deliveries ({"provider", "headers", "body"}).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The server's base URL, or a full webhook URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// The secret to sign with; defaults to EM_AGENT_<PROVIDER>_SECRET.
+        #[arg(long)]
+        secret: Option<String>,
+        /// The event name (GitHub X-GitHub-Event, GitLab X-Gitlab-Event); guessed from the payload if absent.
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Print the DORA metrics as a table.
+    Report {
+        #[arg(long, conflicts_with = "team")]
+        service: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        /// RFC 3339 or YYYY-MM-DD; defaults to 30 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 or YYYY-MM-DD; defaults to now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Ask a running server (local or deployed) instead of reading the data directory.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value = "./.em-agent", env = "EM_AGENT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = DEFAULT_CONFIG, env = "EM_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// The default config file may be absent (every repository is then its own service); a named one may not.
+fn load_config(path: &Path) -> Result<Config, String> {
+    if !path.exists() && path == Path::new(DEFAULT_CONFIG) {
+        tracing::info!(
+            "no {DEFAULT_CONFIG}: every repository and incident service is its own service"
+        );
+        return Ok(Config::default());
+    }
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Serve {
+            addr,
+            data_dir,
+            config,
+            batch_size,
+            max_receives,
+            visibility_timeout,
+            log_format,
+        } => {
+            init_logging(log_format);
+            let config = load_config(&config)?;
+            server::serve(server::ServeOptions {
+                addr,
+                data_dir,
+                config,
+                secrets: EnvSecrets::from_env(),
+                store_options: Options {
+                    visibility_timeout: std::time::Duration::from_secs(visibility_timeout),
+                    max_receives,
+                    ..Options::default()
+                },
+                batch_size: batch_size.max(1),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            provider,
+            files,
+            url,
+            secret,
+            event,
+        } => {
+            let secret = secret
+                .or_else(|| std::env::var(secret_env_var(&provider)).ok())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| send::SendError::NoSecret(secret_env_var(&provider)).to_string())?;
+            let client = reqwest::Client::new();
+            let mut failed = false;
+            for file in files {
+                let (prepared, p) =
+                    send::prepare(&provider, &file, event.as_deref()).map_err(|e| e.to_string())?;
+                let (status, body) = send::send(&client, &url, p, secret.as_bytes(), prepared)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("{} {status} {body}", file.display());
+                failed |= !(200..300).contains(&status);
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Report {
+            service,
+            team,
+            from,
+            to,
+            url,
+            data_dir,
+            config,
+            json,
+        } => {
+            let query = DoraQuery {
+                service,
+                team,
+                from,
+                to,
+            };
+            let value = match url {
+                Some(url) => remote_report(&url, &query).await?,
+                None => {
+                    init_logging(LogFormat::Text);
+                    let config = Arc::new(load_config(&config)?);
+                    let store = EmbeddedStore::open(&data_dir, Options::default())
+                        .map_err(|e| e.to_string())?;
+                    Aggregator::new(store.clone(), config.clone())
+                        .ensure_config_current()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let r = em_api::dora(&store, &config, query, now_millis())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    report::to_value(&r)
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
+            } else {
+                print!("{}", report::render(&value));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn remote_report(url: &str, q: &DoraQuery) -> Result<serde_json::Value, String> {
+    let params: Vec<(&str, &String)> = [
+        ("service", &q.service),
+        ("team", &q.team),
+        ("from", &q.from),
+        ("to", &q.to),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let query: String = form_urlencoded_pairs(&params);
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/metrics/dora?{query}",
+            url.trim_end_matches('/')
+        ))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {}",
+            body["error"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(body)
+}
+
+fn form_urlencoded_pairs(pairs: &[(&str, &String)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("em-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,85 @@
+//! The webhook handler: authenticate → name → enqueue, and answer. Nothing here parses facts, so the answer
+//! is fast and a delivery is acknowledged only once it is durably queued.
 
+use bytes::Bytes;
+use em_agent_shared::error::ApiError;
+use em_agent_shared::ports::{EnqueueOutcome, Envelope, Queue, SecretSource};
+use em_agent_shared::providers::{self, secret_env_var};
+use em_agent_shared::time::Millis;
+use http::HeaderMap;
+use serde_json::json;
+
+/// API Gateway's own payload limit, and so ours.
+pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// A successful answer: 202 for a new delivery, 200 for one seen before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+pub struct WebhookHandler<Q, S> {
+    pub queue: Q,
+    pub secrets: S,
+    pub max_body: usize,
+}
+
+impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
+    pub fn new(queue: Q, secrets: S) -> Self {
+        WebhookHandler {
+            queue,
+            secrets,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        provider: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        received_at: Millis,
+    ) -> Result<Reply, ApiError> {
+        let p = providers::by_name(provider)
+            .ok_or_else(|| ApiError::UnknownProvider(provider.to_string()))?;
+        // Fail closed: no secret means the provider is off, never open.
+        let secrets = self
+            .secrets
+            .secrets(p.name())
+            .await?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::ProviderDisabled {
+                provider: p.name().to_string(),
+                variable: secret_env_var(p.name()),
+            })?;
+        if body.len() > self.max_body {
+            return Err(ApiError::PayloadTooLarge {
+                limit: self.max_body,
+            });
+        }
+        p.authenticate(headers, &body, &secrets)?;
+        let inspection = p.inspect(headers, &body)?;
+        let delivery_id = inspection.delivery_id.clone();
+        let outcome = self
+            .queue
+            .enqueue(Envelope {
+                provider: p.name().to_string(),
+                delivery_id: inspection.delivery_id,
+                event: inspection.event,
+                received_at,
+                body,
+            })
+            .await?;
+        Ok(match outcome {
+            EnqueueOutcome::Accepted => Reply {
+                status: 202,
+                body: json!({ "status": "accepted", "delivery_id": delivery_id }),
+            },
+            EnqueueOutcome::Duplicate => Reply {
+                status: 200,
+                body: json!({ "status": "duplicate", "delivery_id": delivery_id }),
+            },
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! `em-agent send`: sign a payload file as the provider would and post it.
+
+use std::path::Path;
+
+use em_agent_shared::providers::{self, github, Provider};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("unknown provider {0:?} (known: github, gitlab, pagerduty)")]
+    UnknownProvider(String),
+    #[error("no secret: pass --secret or set {0}")]
+    NoSecret(String),
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0} is a delivery of {1}, not of {2}")]
+    WrongProvider(String, String, String),
+    #[error("bad header {0:?}")]
+    BadHeader(String),
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// A file to send: a raw payload, or a recorded delivery `{"provider", "headers", "body"}`.
+pub struct Prepared {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+fn fresh_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The headers the provider itself would add, beside the signature.
+fn provider_headers(p: &dyn Provider, body: &[u8], event: Option<&str>) -> Vec<(String, String)> {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match p.name() {
+        "github" => vec![
+            (
+                "X-GitHub-Event".into(),
+                event.unwrap_or_else(|| github::guess_event(&value)).into(),
+            ),
+            ("X-GitHub-Delivery".into(), fresh_id()),
+        ],
+        "gitlab" => {
+            let kind = value
+                .get("object_kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default();
+            let hook = match kind {
+                "push" => "Push Hook",
+                "tag_push" => "Tag Push Hook",
+                "merge_request" => "Merge Request Hook",
+                "deployment" => "Deployment Hook",
+                "pipeline" => "Pipeline Hook",
+                "build" => "Job Hook",
+                "issue" => "Issue Hook",
+                _ => "System Hook",
+            };
+            vec![
+                ("X-Gitlab-Event".into(), event.unwrap_or(hook).into()),
+                ("X-Gitlab-Event-UUID".into(), fresh_id()),
+                ("Idempotency-Key".into(), fresh_id()),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+pub fn prepare(
+    provider: &str,
+    file: &Path,
+    event: Option<&str>,
+) -> Result<(Prepared, &'static dyn Provider), SendError> {
+    let p = providers::by_name(provider)
+        .ok_or_else(|| SendError::UnknownProvider(provider.to_string()))?;
+    let raw = std::fs::read(file).map_err(|e| SendError::Read(file.display().to_string(), e))?;
+    let recorded = serde_json::from_slice::<serde_json::Value>(&raw)
+        .ok()
+        .filter(|v| v.get("headers").is_some() && v.get("body").is_some_and(|b| b.is_string()));
+    let prepared = match recorded {
+        Some(v) => {
+            if let Some(other) = v.get("provider").and_then(|p| p.as_str()) {
+                if other != provider {
+                    return Err(SendError::WrongProvider(
+                        file.display().to_string(),
+                        other.into(),
+                        provider.into(),
+                    ));
+                }
+            }
+            let headers = v["headers"]
+                .as_object()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Prepared {
+                headers,
+                body: v["body"].as_str().unwrap_or_default().as_bytes().to_vec(),
+            }
+        }
+        None => Prepared {
+            headers: provider_headers(p, &raw, event),
+            body: raw,
+        },
+    };
+    Ok((prepared, p))
+}
+
+pub fn endpoint(url: &str, provider: &str) -> String {
+    if url.contains("/webhooks/") {
+        url.to_string()
+    } else {
+        format!("{}/webhooks/{provider}", url.trim_end_matches('/'))
+    }
+}
+
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    p: &dyn Provider,
+    secret: &[u8],
+    prepared: Prepared,
+) -> Result<(u16, String), SendError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let signed = p
+        .sign(secret, &prepared.body)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v));
+    for (k, v) in prepared.headers.into_iter().chain(signed) {
+        let name =
+            HeaderName::from_bytes(k.as_bytes()).map_err(|_| SendError::BadHeader(k.clone()))?;
+        let value = HeaderValue::from_str(&v).map_err(|_| SendError::BadHeader(k.clone()))?;
+        headers.insert(name, value);
+    }
+    let resp = client
+        .post(endpoint(url, p.name()))
+        .headers(headers)
+        .body(prepared.body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}

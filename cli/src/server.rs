@@ -1,0 +1,209 @@
+//! `em-agent serve`: the webhook, aggregator and API handlers in one process, on the embedded store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use em_agent_shared::config::Config;
+use em_agent_shared::embedded::sqlite::now_millis;
+use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
+use em_agent_shared::error::ApiError;
+use em_aggregator::{drain_once, Aggregator};
+use em_api::DoraQuery;
+use em_webhook::{Reply, WebhookHandler};
+use serde_json::json;
+use tokio::sync::Notify;
+
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config: Config,
+    pub secrets: EnvSecrets,
+    pub store_options: Options,
+    pub batch_size: usize,
+}
+
+struct AppState {
+    webhook: WebhookHandler<EmbeddedStore, EnvSecrets>,
+    store: EmbeddedStore,
+    config: Arc<Config>,
+    /// Wakes the aggregator as soon as a delivery is queued.
+    queued: Notify,
+}
+
+type Shared = Arc<AppState>;
+
+struct ErrorResponse(ApiError);
+
+impl IntoResponse for ErrorResponse {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        (status, Json(self.0.body())).into_response()
+    }
+}
+
+impl From<ApiError> for ErrorResponse {
+    fn from(e: ApiError) -> Self {
+        ErrorResponse(e)
+    }
+}
+
+fn reply(r: Reply) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    (status, Json(r.body)).into_response()
+}
+
+async fn webhook(
+    State(state): State<Shared>,
+    Path(provider): Path<String>,
+    request: Request,
+) -> Result<Response, ErrorResponse> {
+    let limit = state.webhook.max_body;
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Only the known providers' limits apply; an unknown provider is a 404 whatever its size.
+    if em_agent_shared::providers::by_name(&provider).is_some()
+        && declared.is_some_and(|n| n > limit as u64)
+    {
+        return Err(ApiError::PayloadTooLarge { limit }.into());
+    }
+    let body: Bytes = match axum::body::to_bytes(body, limit.saturating_add(1)).await {
+        Ok(b) => b,
+        Err(_) => return Err(ApiError::PayloadTooLarge { limit }.into()),
+    };
+    let r = state
+        .webhook
+        .handle(&provider, &parts.headers, body, now_millis())
+        .await?;
+    if r.status == 202 {
+        state.queued.notify_one();
+    }
+    Ok(reply(r))
+}
+
+async fn dora(
+    State(state): State<Shared>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ErrorResponse> {
+    let query = DoraQuery::parse(q.as_deref())?;
+    let report = em_api::dora(&state.store, &state.config, query, now_millis()).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn stats(State(state): State<Shared>) -> Result<Response, ErrorResponse> {
+    let s = state.store.stats().await.map_err(ApiError::from)?;
+    Ok(Json(s).into_response())
+}
+
+async fn delivery(
+    State(state): State<Shared>,
+    Path((provider, id)): Path<(String, String)>,
+) -> Result<Response, ErrorResponse> {
+    match state
+        .store
+        .delivery_state(provider.clone(), id.clone())
+        .await
+        .map_err(ApiError::from)?
+    {
+        Some(s) => {
+            Ok(Json(json!({"provider": provider, "delivery_id": id, "state": s})).into_response())
+        }
+        None => Err(ApiError::NotFound(format!("no {provider} delivery {id:?}")).into()),
+    }
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn not_found() -> Response {
+    ErrorResponse(ApiError::NotFound(
+        "no such route: POST /webhooks/{provider}, GET /v1/metrics/dora, GET /healthz".into(),
+    ))
+    .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": "method not allowed on this route"})),
+    )
+        .into_response()
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/webhooks/{provider}", post(webhook))
+        .route("/v1/metrics/dora", get(dora))
+        .route("/v1/stats", get(stats))
+        .route("/v1/deliveries/{provider}/{id}", get(delivery))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // The webhook route reads its body itself, with its own limit and a JSON 413.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// The local consumer: drains the queue, then sleeps until a delivery arrives (or a second passes, to pick
+/// up messages whose visibility timeout expired).
+async fn aggregate_forever(state: Shared, aggregator: Aggregator<EmbeddedStore>, batch: usize) {
+    loop {
+        match drain_once(&state.store, &aggregator, batch).await {
+            Ok(0) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), state.queued.notified()).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "aggregator pass failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let store = EmbeddedStore::open(&opts.data_dir, opts.store_options)?;
+    let config = Arc::new(opts.config);
+    let aggregator = Aggregator::new(store.clone(), config.clone());
+    aggregator.ensure_config_current().await?;
+    let enabled = opts.secrets.enabled().join(", ");
+    let state = Arc::new(AppState {
+        webhook: WebhookHandler::new(store.clone(), opts.secrets),
+        store: store.clone(),
+        config,
+        queued: Notify::new(),
+    });
+    tokio::spawn(aggregate_forever(
+        state.clone(),
+        aggregator,
+        opts.batch_size,
+    ));
+    let listener = tokio::net::TcpListener::bind(opts.addr).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %store.path().display(), providers = %enabled, "em-agent listening");
+    if enabled.is_empty() {
+        tracing::warn!("no provider is enabled: set EM_AGENT_GITHUB_SECRET, EM_AGENT_GITLAB_SECRET or EM_AGENT_PAGERDUTY_SECRET");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

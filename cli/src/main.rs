@@ -100,9 +100,9 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -134,7 +134,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             visibility_timeout,
             log_format,
         } => {
-            init_logging(log_format);
+            init_logging(log_format, "info");
             let config = load_config(&config)?;
             server::serve(server::ServeOptions {
                 addr,
@@ -199,7 +199,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let value = match url {
                 Some(url) => remote_report(&url, &query).await?,
                 None => {
-                    init_logging(LogFormat::Text);
+                    init_logging(LogFormat::Text, "warn");
                     let config = Arc::new(load_config(&config)?);
                     let store = EmbeddedStore::open(&data_dir, Options::default())
                         .map_err(|e| e.to_string())?;

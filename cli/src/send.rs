@@ -17,8 +17,8 @@ pub enum SendError {
     WrongProvider(String, String, String),
     #[error("bad header {0:?}")]
     BadHeader(String),
-    #[error("request failed: {0}")]
-    Http(#[from] reqwest::Error),
+    #[error("cannot post to {url}: {source} (is em-agent serve running there?)")]
+    Http { url: String, source: reqwest::Error },
 }
 
 /// A file to send: a raw payload, or a recorded delivery `{"provider", "headers", "body"}`.
@@ -140,12 +140,18 @@ pub async fn send(
         let value = HeaderValue::from_str(&v).map_err(|_| SendError::BadHeader(k.clone()))?;
         headers.insert(name, value);
     }
+    let url = endpoint(url, p.name());
+    let http = |source| SendError::Http {
+        url: url.clone(),
+        source,
+    };
     let resp = client
-        .post(endpoint(url, p.name()))
+        .post(&url)
         .headers(headers)
         .body(prepared.body)
         .send()
-        .await?;
+        .await
+        .map_err(http)?;
     let status = resp.status().as_u16();
-    Ok((status, resp.text().await?))
+    Ok((status, resp.text().await.map_err(http)?))
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod domain;
 pub mod embedded;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod ports;
 pub mod providers;

@@ -32,6 +32,42 @@ pub struct Envelope {
     pub body: Bytes,
 }
 
+/// The queue message format: JSON, with the body as the text it is (the webhook has checked it is JSON, so
+/// it is UTF-8).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireEnvelope<'a> {
+    provider: std::borrow::Cow<'a, str>,
+    delivery_id: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<std::borrow::Cow<'a, str>>,
+    received_at: Millis,
+    body: std::borrow::Cow<'a, str>,
+}
+
+impl Envelope {
+    pub fn to_json(&self) -> String {
+        let w = WireEnvelope {
+            provider: self.provider.as_str().into(),
+            delivery_id: self.delivery_id.as_str().into(),
+            event: self.event.as_deref().map(Into::into),
+            received_at: self.received_at,
+            body: String::from_utf8_lossy(&self.body),
+        };
+        serde_json::to_string(&w).unwrap_or_default()
+    }
+
+    pub fn from_json(text: &str) -> Result<Envelope, serde_json::Error> {
+        let w: WireEnvelope = serde_json::from_str(text)?;
+        Ok(Envelope {
+            provider: w.provider.into_owned(),
+            delivery_id: w.delivery_id.into_owned(),
+            event: w.event.map(|e| e.into_owned()),
+            received_at: w.received_at,
+            body: Bytes::from(w.body.into_owned()),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnqueueOutcome {
     Accepted,
@@ -139,4 +175,22 @@ pub trait Store: Send + Sync + 'static {
         key: String,
         value: String,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_survive_the_wire() {
+        let e = Envelope {
+            provider: "github".into(),
+            delivery_id: "d-1".into(),
+            event: Some("push".into()),
+            received_at: 1_700_000_000_123,
+            body: Bytes::from_static(br#"{"a":"\u00e9 \n"}"#),
+        };
+        assert_eq!(Envelope::from_json(&e.to_json()).unwrap(), e);
+        assert!(Envelope::from_json("{}").is_err());
+    }
 }

@@ -208,3 +208,45 @@ pub async fn drain_once<Q: Queue, S: Store>(
     queue.ack(done).await?;
     Ok(received.len())
 }
+
+/// The Lambda side: an SQS batch in, the ids of the messages that failed out (`ReportBatchItemFailures`), so
+/// only those are retried and, after `maxReceiveCount`, dead-lettered by SQS.
+pub mod lambda {
+    use super::*;
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+    pub async fn handle<S: Store>(aggregator: &Aggregator<S>, event: SqsEvent) -> SqsBatchResponse {
+        let mut failures = Vec::new();
+        let mut batch = Vec::new();
+        let mut ids = Vec::new();
+        for record in event.records {
+            let id = record.message_id.clone().unwrap_or_default();
+            match record.body.as_deref().map(Envelope::from_json) {
+                Some(Ok(e)) => {
+                    batch.push(e);
+                    ids.push(id);
+                }
+                other => {
+                    tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable queue message");
+                    failures.push(id);
+                }
+            }
+        }
+        for (id, result) in ids.into_iter().zip(aggregator.process_batch(&batch).await) {
+            if let Err(f) = result {
+                tracing::warn!(message_id = %id, failure = ?f, "message failed");
+                failures.push(id);
+            }
+        }
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures
+            .into_iter()
+            .map(|item_identifier| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = item_identifier;
+                f
+            })
+            .collect();
+        response
+    }
+}

@@ -183,3 +183,32 @@ mod tests {
         .is_err());
     }
 }
+
+/// The Lambda side: `GET /v1/metrics/dora` through API Gateway.
+pub mod lambda {
+    use super::*;
+    use lambda_http::{Body, Request, Response};
+
+    pub async fn handle<S: Store>(
+        store: &S,
+        config: &Config,
+        req: Request,
+        now: Millis,
+    ) -> Response<Body> {
+        let result = match DoraQuery::parse(req.uri().query()) {
+            Ok(q) => dora(store, config, q, now).await,
+            Err(e) => Err(e),
+        };
+        let (status, body) = match result {
+            Ok(report) => (200, serde_json::to_string(&report).unwrap_or_default()),
+            Err(e) => (e.status(), e.body().to_string()),
+        };
+        let mut r = Response::new(Body::Text(body));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}

@@ -83,3 +83,54 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
         })
     }
 }
+
+/// The Lambda side: API Gateway HTTP API (payload v2) requests in, responses out.
+pub mod lambda {
+    use super::*;
+    use lambda_http::{Body, Request, RequestExt, Response};
+
+    fn json_response(status: u16, body: &serde_json::Value) -> Response<Body> {
+        let mut r = Response::new(Body::Text(body.to_string()));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
+    /// `provider` pins the function to one provider (one function per provider); otherwise the `{provider}`
+    /// path parameter names it.
+    pub async fn handle<Q: Queue, S: SecretSource>(
+        handler: &WebhookHandler<Q, S>,
+        provider: Option<&str>,
+        req: Request,
+        received_at: Millis,
+    ) -> Response<Body> {
+        let from_path = req.path_parameters().first("provider").map(str::to_string);
+        let name = provider
+            .map(str::to_string)
+            .or(from_path)
+            .unwrap_or_default();
+        let body = match req.body() {
+            Body::Empty => Bytes::new(),
+            Body::Text(t) => Bytes::from(t.clone()),
+            Body::Binary(b) => Bytes::from(b.clone()),
+            _ => Bytes::new(),
+        };
+        match handler
+            .handle(&name, req.headers(), body, received_at)
+            .await
+        {
+            Ok(r) => json_response(r.status, &r.body),
+            Err(e) => {
+                if e.status() >= 500 {
+                    tracing::error!(error = %e, provider = %name, "delivery not accepted");
+                } else {
+                    tracing::info!(error = %e, provider = %name, status = e.status(), "delivery rejected");
+                }
+                json_response(e.status(), &e.body())
+            }
+        }
+    }
+}

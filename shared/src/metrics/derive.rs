@@ -186,12 +186,26 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
     // Rollback: a deployment of a sha deployed before the immediately previous deployment.
     let mut rolled_back = vec![false; deps.len()];
     let mut rollback = vec![false; deps.len()];
+    // Shas deployed before the previous deployment; short shas that matched no commit are compared by prefix.
+    let mut earlier: HashSet<&str> = HashSet::new();
+    let mut earlier_short: Vec<&str> = Vec::new();
     for i in 2..deps.len() {
-        let sha = &resolved_shas[i];
+        let before_previous = resolved_shas[i - 2].as_str();
+        if before_previous.len() < 40 {
+            earlier_short.push(before_previous);
+        }
+        earlier.insert(before_previous);
+        let sha = resolved_shas[i].as_str();
         if same_sha(sha, &resolved_shas[i - 1]) {
             continue;
         }
-        if resolved_shas[..i - 1].iter().any(|s| same_sha(s, sha)) {
+        let seen = earlier.contains(sha)
+            || if sha.len() < 40 {
+                earlier.iter().any(|s| same_sha(s, sha))
+            } else {
+                earlier_short.iter().any(|s| same_sha(s, sha))
+            };
+        if seen {
             rollback[i] = true;
             rolled_back[i - 1] = true;
         }

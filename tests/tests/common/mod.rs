@@ -1,0 +1,262 @@
+//! Drives a real `em-agent serve` process over real HTTP.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SECRETS: [(&str, &str); 3] = [
+    ("github", "test-github-secret"),
+    ("gitlab", "test-gitlab-token"),
+    ("pagerduty", "test-pagerduty-secret"),
+];
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub fn scenario_dir() -> PathBuf {
+    workspace().join("tests/data/scenarios/basic")
+}
+
+/// Builds the binary under test once per test process, so a test never runs a stale one.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("EM_AGENT_BIN") {
+            return PathBuf::from(p);
+        }
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "em-agent", "--bin", "em-agent"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building em-agent failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace().join("target"));
+        target.join("debug/em-agent")
+    })
+    .clone()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `em-agent serve` with the given secrets (provider, secret) and waits until it answers.
+    pub fn start(config: Option<&Path>, data_dir: &Path, secrets: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .env_remove("RUST_LOG");
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        } else {
+            cmd.arg("--config")
+                .arg(data_dir.with_extension("empty.toml"));
+            std::fs::write(data_dir.with_extension("empty.toml"), "").expect("empty config");
+        }
+        for (p, _) in SECRETS {
+            cmd.env_remove(format!("EM_AGENT_{}_SECRET", p.to_uppercase()));
+        }
+        for (p, s) in secrets {
+            cmd.env(format!("EM_AGENT_{}_SECRET", p.to_uppercase()), s);
+        }
+        let child = cmd.spawn().expect("em-agent starts");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            log,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "em-agent did not start: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stats(&self, client: &reqwest::Client) -> Value {
+        client
+            .get(self.url("/v1/stats"))
+            .send()
+            .await
+            .expect("stats answers")
+            .json()
+            .await
+            .expect("stats is JSON")
+    }
+
+    /// Waits until every accepted delivery has been processed.
+    pub async fn wait_drained(&self, client: &reqwest::Client) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = self.stats(client).await;
+            if s["queued"] == 0 {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "queue did not drain: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A recorded delivery: `{"provider", "headers", "body"}`.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub name: String,
+    pub provider: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+pub fn load_deliveries(dir: &Path) -> Vec<Delivery> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("deliveries dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let v: Value = serde_json::from_slice(&std::fs::read(&f).expect("read")).expect("json");
+            Delivery {
+                name: f.file_name().unwrap_or_default().to_string_lossy().into(),
+                provider: v["provider"].as_str().expect("provider").into(),
+                headers: v["headers"]
+                    .as_object()
+                    .expect("headers")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+                body: v["body"].as_str().expect("body").into(),
+            }
+        })
+        .collect()
+}
+
+pub fn secret_of(provider: &str) -> &'static str {
+    SECRETS
+        .iter()
+        .find(|(p, _)| *p == provider)
+        .map(|(_, s)| *s)
+        .expect("known provider")
+}
+
+/// Posts a delivery signed as its provider signs it; returns the status and JSON body.
+pub async fn post_signed(
+    client: &reqwest::Client,
+    base: &str,
+    d: &Delivery,
+) -> reqwest::Result<(u16, Value)> {
+    let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
+    let mut req = client
+        .post(format!("{base}/webhooks/{}", d.provider))
+        .body(d.body.clone());
+    for (k, v) in &d.headers {
+        req = req.header(k, v);
+    }
+    for (k, v) in p.sign(secret_of(&d.provider).as_bytes(), d.body.as_bytes()) {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// Integers must match exactly; other numbers within 1 % relative; everything else exactly.
+pub fn assert_matches(got: &Value, want: &Value, path: &str) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            let mut gk: Vec<_> = g.keys().collect();
+            let mut wk: Vec<_> = w.keys().collect();
+            gk.sort();
+            wk.sort();
+            assert_eq!(gk, wk, "keys differ at {path}");
+            for (k, wv) in w {
+                assert_matches(&g[k], wv, &format!("{path}.{k}"));
+            }
+        }
+        (Value::Number(g), Value::Number(w)) if w.is_f64() => {
+            let (g, w) = (
+                g.as_f64().unwrap_or(f64::NAN),
+                w.as_f64().unwrap_or(f64::NAN),
+            );
+            assert!(
+                (g - w).abs() <= 0.01 * w.abs() + 1e-9,
+                "{path}: got {g}, want {w}"
+            );
+        }
+        _ => assert_eq!(got, want, "at {path}"),
+    }
+}
+
+/// A small deterministic shuffle (xorshift), so a failing order can be replayed.
+pub fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}

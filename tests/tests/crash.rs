@@ -1,0 +1,139 @@
+//! `kill -9` while deliveries are being posted: after a restart, every delivery that was answered 2xx is
+//! there and counted exactly once.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{post_signed, Delivery, Server, SECRETS};
+use serde_json::json;
+
+const REPO: &str = "crash/test-service";
+
+/// A production deployment with its own deployment id: each accepted one must count as one deployment.
+fn deployment(i: u64) -> Delivery {
+    let body = json!({
+        "action": "created",
+        "deployment_status": {
+            "id": 9_000_000 + i,
+            "state": "success",
+            "environment": "production",
+            "created_at": format!("2025-01-01T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60),
+        },
+        "deployment": {
+            "id": 1_000_000 + i,
+            "sha": format!("{:040x}", i + 1),
+            "environment": "production",
+            "production_environment": true,
+        },
+        "repository": {"full_name": REPO, "default_branch": "main"},
+    });
+    Delivery {
+        name: format!("deployment-{i}"),
+        provider: "github".into(),
+        headers: vec![
+            ("X-GitHub-Event".into(), "deployment_status".into()),
+            ("X-GitHub-Delivery".into(), format!("crash-{i}")),
+            ("Content-Type".into(), "application/json".into()),
+        ],
+        body: body.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = Server::start(None, &data, &SECRETS);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+
+    let answered: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut posters = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, base, answered, next) = (
+            client.clone(),
+            server.base.clone(),
+            answered.clone(),
+            next.clone(),
+        );
+        posters.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst) as u64;
+                if i >= 20_000 {
+                    return;
+                }
+                match post_signed(&client, &base, &deployment(i)).await {
+                    Ok((202, _)) => answered.lock().expect("lock").push(i),
+                    Ok((status, body)) => panic!("delivery {i}: {status} {body}"),
+                    // The server is gone: nothing more can be answered.
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    // Kill the server mid-stream, while requests are in flight.
+    while answered.lock().expect("lock").len() < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    while posters.join_next().await.is_some() {}
+    let answered = answered.lock().expect("lock").clone();
+    assert!(answered.len() >= 400);
+
+    let server = Server::start(None, &data, &SECRETS);
+    let stats = server.wait_drained(&client).await;
+    let stored = stats["deliveries"].as_u64().expect("count");
+    // Requests cut off by the kill may have been stored without an answer; never the reverse.
+    assert!(
+        stored >= answered.len() as u64,
+        "{stats} < {}",
+        answered.len()
+    );
+    assert_eq!(stats["dead_letters"], 0);
+    for i in &answered {
+        let r = client
+            .get(server.url(&format!("/v1/deliveries/github/crash-{i}")))
+            .send()
+            .await
+            .expect("lookup");
+        assert_eq!(r.status(), 200, "answered delivery crash-{i} was lost");
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(v["state"], "processed");
+    }
+
+    // Each stored delivery is exactly one deployment, and re-sending every answered one changes nothing.
+    let dora = |client: reqwest::Client, url: String| async move {
+        let v: serde_json::Value = client
+            .get(url)
+            .query(&[
+                ("service", REPO),
+                ("from", "2025-01-01"),
+                ("to", "2025-01-02"),
+            ])
+            .send()
+            .await
+            .expect("api")
+            .json()
+            .await
+            .expect("json");
+        v["deployment_frequency"]["deployments"]
+            .as_u64()
+            .expect("count")
+    };
+    let url = server.url("/v1/metrics/dora");
+    assert_eq!(dora(client.clone(), url.clone()).await, stored);
+    for i in answered.iter().take(200) {
+        let (status, body) = post_signed(&client, &server.base, &deployment(*i))
+            .await
+            .expect("post");
+        assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+    }
+    server.wait_drained(&client).await;
+    assert_eq!(dora(client.clone(), url).await, stored);
+}

@@ -1,0 +1,191 @@
+//! Bad input over real HTTP: each mistake gets its own 4xx with a JSON `{"error": ...}`, never a 5xx.
+
+mod common;
+
+use common::{post_signed, Delivery, Server};
+use serde_json::Value;
+
+const SECRET: &str = "only-github";
+
+fn push_delivery(id: &str, body: &str) -> Delivery {
+    Delivery {
+        name: id.into(),
+        provider: "github".into(),
+        headers: vec![
+            ("X-GitHub-Event".into(), "push".into()),
+            ("X-GitHub-Delivery".into(), id.into()),
+        ],
+        body: body.into(),
+    }
+}
+
+async fn error_of(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.expect("errors are JSON");
+    let msg = v["error"].as_str().expect("an error message").to_string();
+    (status, msg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_json_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(None, &dir.path().join("data"), &[("github", SECRET)]);
+    let client = reqwest::Client::new();
+    let push = std::fs::read_to_string(
+        common::workspace().join("tests/data/scenarios/basic/deliveries/00006.json"),
+    )
+    .expect("a push");
+    let push: Value = serde_json::from_str(&push).expect("json");
+    let body = push["body"].as_str().expect("body").to_string();
+
+    // Unknown provider.
+    let r = client
+        .post(server.url("/webhooks/nosuch"))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    let (s, m) = error_of(r).await;
+    assert_eq!(s, 404);
+    assert!(m.contains("nosuch"), "{m}");
+
+    // A provider with no secret is off, and says how to turn it on.
+    let r = client
+        .post(server.url("/webhooks/gitlab"))
+        .header("X-Gitlab-Token", "anything")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    let (s, m) = error_of(r).await;
+    assert_eq!(s, 404);
+    assert!(m.contains("EM_AGENT_GITLAB_SECRET"), "{m}");
+
+    // Unsigned, forged and tampered deliveries.
+    let r = client
+        .post(server.url("/webhooks/github"))
+        .header("X-GitHub-Event", "push")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(error_of(r).await.0, 401);
+    let r = client
+        .post(server.url("/webhooks/github"))
+        .header("X-Hub-Signature-256", format!("sha256={}", "ab".repeat(32)))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(error_of(r).await.0, 401);
+    let p = em_agent_shared::providers::by_name("github").expect("github");
+    let (h, sig) = p.sign(SECRET.as_bytes(), body.as_bytes()).remove(0);
+    let tampered = body.replacen("acme-shop", "evil-shop", 1);
+    let r = client
+        .post(server.url("/webhooks/github"))
+        .header(h, sig.clone())
+        .body(tampered)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(error_of(r).await.0, 401);
+
+    // Signed, but not JSON.
+    let (status, v) = {
+        let d = push_delivery("not-json", "this is not json");
+        let mut d = d;
+        d.provider = "github".into();
+        post_signed_with(&client, &server.base, &d).await
+    };
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or_default().contains("JSON"));
+
+    // Over the 10 MiB limit.
+    let big = vec![b' '; 10 * 1024 * 1024 + 1];
+    let r = client
+        .post(server.url("/webhooks/github"))
+        .header("X-Hub-Signature-256", "sha256=00")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(error_of(r).await.0, 413);
+
+    // Accepted once, then a duplicate.
+    let d = push_delivery("dup-1", &body);
+    let (status, v) = post_signed_with(&client, &server.base, &d).await;
+    assert_eq!((status, v["status"].as_str()), (202, Some("accepted")));
+    let (status, v) = post_signed_with(&client, &server.base, &d).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("duplicate")));
+
+    // An event the product does not use is accepted and ignored.
+    let mut ping = push_delivery(
+        "ping-1",
+        r#"{"zen":"Keep it logically awesome.","hook_id":1}"#,
+    );
+    ping.headers[0].1 = "ping".into();
+    let (status, _) = post_signed_with(&client, &server.base, &ping).await;
+    assert_eq!(status, 202);
+    let stats = server.wait_drained(&client).await;
+    assert_eq!(stats["dead_letters"], 0);
+
+    // Query parameters.
+    for (q, name) in [
+        ("servce=x", "servce"),
+        ("from=yesterday", "from"),
+        ("from=2025-02-01&to=2025-01-01", "to"),
+        ("service=a&team=b", "team"),
+        ("team=nosuch", "team"),
+        ("service=a&service=b", "service"),
+    ] {
+        let r = client
+            .get(format!("{}?{q}", server.url("/v1/metrics/dora")))
+            .send()
+            .await
+            .expect("get");
+        let (s, m) = error_of(r).await;
+        assert_eq!(s, 400, "{q}");
+        assert!(m.contains(&format!("\"{name}\"")), "{q}: {m}");
+    }
+
+    // Routes.
+    let r = client
+        .get(server.url("/nowhere"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(error_of(r).await.0, 404);
+    let r = client
+        .get(server.url("/webhooks/github"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(error_of(r).await.0, 405);
+    let r = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+}
+
+async fn post_signed_with(client: &reqwest::Client, base: &str, d: &Delivery) -> (u16, Value) {
+    let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
+    let mut req = client
+        .post(format!("{base}/webhooks/{}", d.provider))
+        .body(d.body.clone());
+    for (k, v) in &d.headers {
+        req = req.header(k, v);
+    }
+    for (k, v) in p.sign(SECRET.as_bytes(), d.body.as_bytes()) {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.expect("post");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[allow(dead_code)]
+fn unused() {
+    let _ = post_signed;
+}

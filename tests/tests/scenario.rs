@@ -1,0 +1,102 @@
+//! The basic scenario end to end: signed deliveries over HTTP into `em-agent serve`, and every query of
+//! `expected.json` answered exactly, whatever the delivery order.
+
+mod common;
+
+use common::{
+    assert_matches, load_deliveries, post_signed, scenario_dir, shuffle, Delivery, Server, SECRETS,
+};
+use serde_json::Value;
+
+async fn check_expected(server: &Server, client: &reqwest::Client) {
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(scenario_dir().join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let cases = expected.as_array().expect("a list");
+    assert!(cases.len() >= 16);
+    for case in cases {
+        let query: Vec<(String, String)> = case["query"]
+            .as_object()
+            .expect("query")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let resp = client
+            .get(server.url("/v1/metrics/dora"))
+            .query(&query)
+            .send()
+            .await
+            .expect("api answers");
+        assert_eq!(resp.status(), 200, "query {query:?}");
+        let got: Value = resp.json().await.expect("json");
+        assert_matches(&got, &case["expect"], &format!("{query:?}"));
+    }
+}
+
+async fn run(deliveries: Vec<Delivery>, concurrency: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        Some(&scenario_dir().join("em-agent.toml")),
+        &dir.path().join("data"),
+        &SECRETS,
+    );
+    let client = reqwest::Client::new();
+    let total = deliveries.len();
+    let chunks: Vec<Vec<Delivery>> = (0..concurrency)
+        .map(|i| {
+            deliveries
+                .iter()
+                .skip(i)
+                .step_by(concurrency)
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in chunks {
+        let client = client.clone();
+        let base = server.base.clone();
+        tasks.spawn(async move {
+            let mut statuses = Vec::new();
+            for d in chunk {
+                let (status, body) = post_signed(&client, &base, &d).await.expect("post");
+                assert!(
+                    status == 202 || (status == 200 && body["status"] == "duplicate"),
+                    "{}: {status} {body}",
+                    d.name
+                );
+                statuses.push(status);
+            }
+            statuses
+        });
+    }
+    let mut accepted = 0;
+    let mut answered = 0;
+    while let Some(r) = tasks.join_next().await {
+        let s = r.expect("task");
+        answered += s.len();
+        accepted += s.iter().filter(|&&s| s == 202).count();
+    }
+    assert_eq!(answered, total);
+    let stats = server.wait_drained(&client).await;
+    assert_eq!(stats["deliveries"], accepted as u64, "{stats}");
+    assert_eq!(stats["dead_letters"], 0, "{stats}");
+    check_expected(&server, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_in_send_order_gives_expected_figures() {
+    run(load_deliveries(&scenario_dir().join("deliveries")), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_in_other_orders_and_repeated_gives_the_same_figures() {
+    let mut deliveries = load_deliveries(&scenario_dir().join("deliveries"));
+    deliveries.reverse();
+    // Re-deliver a third of everything once more, then shuffle, and post from several connections at once.
+    let again: Vec<Delivery> = deliveries.iter().step_by(3).cloned().collect();
+    deliveries.extend(again);
+    shuffle(&mut deliveries, 0x9E37_79B9_7F4A_7C15);
+    run(deliveries, 8).await;
+}

@@ -24,6 +24,9 @@ const NAIVE_UTC_FORMATS: &[&str] = &[
 /// Parses a timestamp in any of the shapes the providers are known to send. A bare date is midnight UTC.
 pub fn parse_timestamp(raw: &str) -> Option<Millis> {
     let s = raw.trim();
+    if misplaced_space(s) {
+        return None;
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
@@ -44,6 +47,15 @@ pub fn parse_timestamp(raw: &str) -> Option<Millis> {
     }
     // Epoch seconds or milliseconds sent as a string (Datadog, Jira).
     s.parse::<i64>().ok().map(epoch_to_millis)
+}
+
+/// chrono lets any numeric field start with spaces, which would read a typo like `21: 00:25` as a time. In every
+/// known shape a space before a digit only separates the date (10 bytes) from the time.
+fn misplaced_space(s: &str) -> bool {
+    s.as_bytes()
+        .windows(2)
+        .enumerate()
+        .any(|(i, w)| i != 10 && w[0].is_ascii_whitespace() && w[1].is_ascii_digit())
 }
 
 /// Epoch values above 10^11 cannot be seconds before the year 5138, so they are milliseconds.

@@ -118,12 +118,17 @@ pub(crate) fn hmac_sha256(secret: &[u8], body: &[u8]) -> [u8; 32] {
 /// tell which one matched.
 pub(crate) fn hmac_matches_any(secrets: &[Vec<u8>], body: &[u8], signature_hex: &str) -> bool {
     use subtle::ConstantTimeEq;
-    let Ok(given) = hex::decode(signature_hex.trim()) else {
-        return false;
-    };
-    if given.len() != 32 {
+    // Exactly what the providers send: 64 lowercase hex digits, nothing around them.
+    let well_formed = signature_hex.len() == 64
+        && signature_hex
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !well_formed {
         return false;
     }
+    let Ok(given) = hex::decode(signature_hex) else {
+        return false;
+    };
     let mut ok = subtle::Choice::from(0u8);
     for s in secrets {
         ok |= hmac_sha256(s, body).ct_eq(given.as_slice());
@@ -171,6 +176,7 @@ mod tests {
         assert!(!hmac_matches_any(&secrets[..1], body, &sig));
         assert!(!hmac_matches_any(&secrets, body, "zz"));
         assert!(!hmac_matches_any(&secrets, body, &sig[..62]));
+        assert!(!hmac_matches_any(&secrets, body, &sig.to_uppercase()));
         assert!(!hmac_matches_any(&[], body, &sig));
     }
 

@@ -34,6 +34,13 @@ struct EventKind {
     event_type: String,
 }
 
+/// Bodies without a v3 `event` (v2 `messages`, pings) are deliveries the product does not use, not errors.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    event: Option<EventKind>,
+}
+
 #[derive(Deserialize)]
 struct ServiceRef {
     summary: String,
@@ -98,16 +105,16 @@ impl Provider for PagerDuty {
     }
 
     fn parse(&self, _event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
-        let head: Envelope<EventKind> =
-            serde_json::from_slice(body).map_err(|e| parse_error(NAME, "event", e))?;
-        let kind = match head.event.event_type.as_str() {
+        let head: Head = serde_json::from_slice(body).map_err(|e| parse_error(NAME, "event", e))?;
+        let event_type = head.event.map(|e| e.event_type).unwrap_or_default();
+        let kind = match event_type.as_str() {
             "incident.triggered" => IncidentEventKind::Opened,
             "incident.acknowledged" => IncidentEventKind::Acknowledged,
             "incident.resolved" => IncidentEventKind::Resolved,
             _ => return Ok(Vec::new()),
         };
-        let e: Envelope<IncidentEventPayload> = serde_json::from_slice(body)
-            .map_err(|e| parse_error(NAME, &head.event.event_type, e))?;
+        let e: Envelope<IncidentEventPayload> =
+            serde_json::from_slice(body).map_err(|e| parse_error(NAME, &event_type, e))?;
         let e = e.event;
         debug_assert!(e.event_type.starts_with("incident."));
         Ok(vec![Fact::Incident(IncidentEvent {

@@ -1,0 +1,34 @@
+//! The sample API Gateway request in `events/` through the API's Lambda handler.
+
+use em_agent_shared::config::Config;
+use em_agent_shared::embedded::{EmbeddedStore, Options};
+use em_api::lambda;
+
+fn json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
+    match r.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).expect("json"),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn answers_the_sample_query_and_rejects_a_bad_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
+    let config = Config::default();
+    let path = format!("{}/../../events/api-dora.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("event");
+    let r = lambda::handle(&store, &config, lambda_http::request::from_str(&text).expect("event"), 0).await;
+    assert_eq!(r.status(), 200);
+    let v = json(&r);
+    assert_eq!(v["scope"]["service"], "checkout");
+    assert_eq!(v["from"], "2025-03-03");
+    assert_eq!(v["deployment_frequency"]["deployments"], 0);
+    assert_eq!(v["deployment_frequency"]["level"], "low");
+    assert!(v["lead_time"]["level"].is_null());
+
+    let bad = text.replace("service=checkout", "servise=checkout");
+    let r = lambda::handle(&store, &config, lambda_http::request::from_str(&bad).expect("event"), 0).await;
+    assert_eq!(r.status(), 400);
+    assert!(json(&r)["error"].as_str().unwrap_or_default().contains("servise"));
+}

@@ -80,6 +80,7 @@ async fn webhook(
     if em_agent_shared::providers::by_name(&provider).is_some()
         && declared.is_some_and(|n| n > limit as u64)
     {
+        discard(body, limit).await;
         return Err(ApiError::PayloadTooLarge { limit }.into());
     }
     let body: Bytes = match axum::body::to_bytes(body, limit.saturating_add(1)).await {
@@ -94,6 +95,20 @@ async fn webhook(
         state.queued.notify_one();
     }
     Ok(reply(r))
+}
+
+/// Reads and drops an oversized body (up to a few times the limit) so that the client, still sending, gets
+/// to read the 413 instead of a broken connection.
+async fn discard(mut body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut left = limit.saturating_mul(4);
+    while let Some(Ok(frame)) = body.frame().await {
+        let n = frame.data_ref().map_or(0, |d| d.len());
+        if n >= left {
+            break;
+        }
+        left -= n;
+    }
 }
 
 async fn dora(
@@ -168,6 +183,8 @@ async fn aggregate_forever(state: Shared, aggregator: Aggregator<EmbeddedStore>,
             Ok(0) => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), state.queued.notified()).await;
             }
+            // A part batch under load: let more arrive, so each pass's writes and recompute serve many.
+            Ok(n) if n < batch => tokio::time::sleep(Duration::from_millis(20)).await,
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "aggregator pass failed");

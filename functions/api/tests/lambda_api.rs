@@ -18,7 +18,13 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
     let config = Config::default();
     let path = format!("{}/../../events/api-dora.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("event");
-    let r = lambda::handle(&store, &config, lambda_http::request::from_str(&text).expect("event"), 0).await;
+    let r = lambda::handle(
+        &store,
+        &config,
+        lambda_http::request::from_str(&text).expect("event"),
+        0,
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v = json(&r);
     assert_eq!(v["scope"]["service"], "checkout");
@@ -28,7 +34,16 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
     assert!(v["lead_time"]["level"].is_null());
 
     let bad = text.replace("service=checkout", "servise=checkout");
-    let r = lambda::handle(&store, &config, lambda_http::request::from_str(&bad).expect("event"), 0).await;
+    let r = lambda::handle(
+        &store,
+        &config,
+        lambda_http::request::from_str(&bad).expect("event"),
+        0,
+    )
+    .await;
     assert_eq!(r.status(), 400);
-    assert!(json(&r)["error"].as_str().unwrap_or_default().contains("servise"));
+    assert!(json(&r)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("servise"));
 }

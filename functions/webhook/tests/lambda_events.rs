@@ -44,15 +44,36 @@ async fn sample_events_are_accepted_once_then_duplicates() {
 async fn a_tampered_or_unconfigured_event_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
-    let handler = WebhookHandler::new(store.clone(), EnvSecrets::default().with("github", TEST_SECRET));
+    let handler = WebhookHandler::new(
+        store.clone(),
+        EnvSecrets::default().with("github", TEST_SECRET),
+    );
     let text = event("webhook-github.json").replacen("acme-shop", "evil-shop", 1);
-    let r = lambda::handle(&handler, None, lambda_http::request::from_str(&text).expect("event"), 1).await;
+    let r = lambda::handle(
+        &handler,
+        None,
+        lambda_http::request::from_str(&text).expect("event"),
+        1,
+    )
+    .await;
     assert_eq!(r.status(), 401);
-    assert!(body_json(&r)["error"].as_str().unwrap_or_default().contains("X-Hub-Signature-256"));
+    assert!(body_json(&r)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("X-Hub-Signature-256"));
     // A function pinned to a provider that has no secret is off.
     let text = event("webhook-gitlab.json");
-    let r = lambda::handle(&handler, Some("gitlab"), lambda_http::request::from_str(&text).expect("event"), 1).await;
+    let r = lambda::handle(
+        &handler,
+        Some("gitlab"),
+        lambda_http::request::from_str(&text).expect("event"),
+        1,
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    assert!(body_json(&r)["error"].as_str().unwrap_or_default().contains("EM_AGENT_GITLAB_SECRET"));
+    assert!(body_json(&r)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("EM_AGENT_GITLAB_SECRET"));
     assert_eq!(store.stats().await.expect("stats").deliveries, 0);
 }

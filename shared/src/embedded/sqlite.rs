@@ -49,15 +49,21 @@ const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS deliveries (
     provider TEXT NOT NULL, delivery_id TEXT NOT NULL, received_at INTEGER NOT NULL,
     PRIMARY KEY (provider, delivery_id)) WITHOUT ROWID;
+-- Bodies live apart from the queue rows, so that a receive (which rewrites visible_at and receive_count)
+-- and the dead-letter sweep never touch the body's pages.
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY, provider TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT,
-    received_at INTEGER NOT NULL, body BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
     visible_at INTEGER NOT NULL DEFAULT 0, receive_count INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at, seq);
+CREATE INDEX IF NOT EXISTS queue_receives ON queue (receive_count, visible_at);
+CREATE INDEX IF NOT EXISTS queue_delivery ON queue (provider, delivery_id);
+CREATE TABLE IF NOT EXISTS queue_bodies (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY, provider TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT,
     received_at INTEGER NOT NULL, body BLOB NOT NULL, receive_count INTEGER NOT NULL,
     reason TEXT NOT NULL, dead_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_delivery ON dead_letters (provider, delivery_id);
 
 CREATE TABLE IF NOT EXISTS pushes (
     repo TEXT NOT NULL COLLATE NOCASE, before_sha TEXT NOT NULL, after_sha TEXT NOT NULL,
@@ -147,20 +153,30 @@ impl EmbeddedStore {
             .map(|_| open_connection(&path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(err)?;
+        // Checkpoints run on their own connection, so that copying the WAL into the database never stalls the
+        // commits that enqueues wait for.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(err)?;
+        let checkpointer = open_connection(&path).map_err(err)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("em-agent-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(err)?;
-        Ok(EmbeddedStore {
-            inner: Arc::new(Inner {
-                jobs: Mutex::new(tx),
-                readers,
-                options,
-                path,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            jobs: Mutex::new(tx),
+            readers,
+            options,
+            path,
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("em-agent-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, weak))
+            .map_err(err)?;
+        Ok(EmbeddedStore { inner })
     }
 
     pub fn path(&self) -> &Path {
@@ -283,6 +299,16 @@ fn in_savepoint<T>(
     }
 }
 
+/// Copies the WAL back into the database twice a second, for as long as the store is open.
+fn checkpoint_loop(conn: Connection, store: std::sync::Weak<Inner>) {
+    while store.strong_count() > 0 {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -325,15 +351,11 @@ impl Queue for EmbeddedStore {
                 return Ok(EnqueueOutcome::Duplicate);
             }
             c.prepare_cached(
-                "INSERT INTO queue (provider, delivery_id, event, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO queue (provider, delivery_id, event, received_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![
-                e.provider,
-                e.delivery_id,
-                e.event,
-                e.received_at,
-                &e.body[..]
-            ])?;
+            .execute(params![e.provider, e.delivery_id, e.event, e.received_at])?;
+            c.prepare_cached("INSERT INTO queue_bodies (seq, body) VALUES (?1, ?2)")?
+                .execute(params![c.last_insert_rowid(), &e.body[..]])?;
             Ok(EnqueueOutcome::Accepted)
         })
         .await
@@ -345,36 +367,47 @@ impl Queue for EmbeddedStore {
         self.write(move |c| {
             let now = now_millis();
             // Messages that timed out too often are poison: keep them aside for a replay.
-            c.prepare_cached(
-                "INSERT INTO dead_letters (seq, provider, delivery_id, event, received_at, body, receive_count, reason, dead_at)
-                 SELECT seq, provider, delivery_id, event, received_at, body, receive_count,
-                        'not acknowledged after ' || receive_count || ' receives', ?2
-                 FROM queue WHERE visible_at <= ?2 AND receive_count >= ?1",
-            )?
-            .execute(params![max_receives, now])?;
-            c.prepare_cached("DELETE FROM queue WHERE visible_at <= ?2 AND receive_count >= ?1")?
-                .execute(params![max_receives, now])?;
+            let poison: Vec<i64> = c
+                .prepare_cached(
+                    "SELECT seq FROM queue WHERE receive_count >= ?1 AND visible_at <= ?2",
+                )?
+                .query_map(params![max_receives, now], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for seq in poison {
+                move_to_dead_letters(c, seq, None, now)?;
+            }
             let mut stmt = c.prepare_cached(
                 "UPDATE queue SET visible_at = ?1 + ?2, receive_count = receive_count + 1
                  WHERE seq IN (SELECT seq FROM queue WHERE visible_at <= ?1 ORDER BY seq LIMIT ?3)
-                 RETURNING seq, provider, delivery_id, event, received_at, body, receive_count",
+                 RETURNING seq, provider, delivery_id, event, received_at, receive_count",
             )?;
             let rows = stmt.query_map(params![now, vt, max as i64], |r| {
-                Ok(Received {
-                    receipt: r.get::<_, i64>(0)?.to_string(),
-                    envelope: Envelope {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    Envelope {
                         provider: r.get(1)?,
                         delivery_id: r.get(2)?,
                         event: r.get(3)?,
                         received_at: r.get(4)?,
-                        body: bytes::Bytes::from(r.get::<_, Vec<u8>>(5)?),
+                        body: bytes::Bytes::new(),
                     },
-                    receive_count: r.get::<_, i64>(6)? as u32,
-                })
+                    r.get::<_, i64>(5)? as u32,
+                ))
             })?;
             let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            out.sort_by_key(|m| m.receipt.parse::<i64>().unwrap_or_default());
-            Ok(out)
+            out.sort_by_key(|m| m.0);
+            let mut body = c.prepare_cached("SELECT body FROM queue_bodies WHERE seq = ?1")?;
+            out.into_iter()
+                .map(|(seq, mut envelope, receive_count)| {
+                    envelope.body =
+                        bytes::Bytes::from(body.query_row([seq], |r| r.get::<_, Vec<u8>>(0))?);
+                    Ok(Received {
+                        receipt: seq.to_string(),
+                        receive_count,
+                        envelope,
+                    })
+                })
+                .collect()
         })
         .await
     }
@@ -384,10 +417,12 @@ impl Queue for EmbeddedStore {
             return Ok(());
         }
         self.write(move |c| {
-            let mut stmt = c.prepare_cached("DELETE FROM queue WHERE seq = ?1")?;
+            let mut row = c.prepare_cached("DELETE FROM queue WHERE seq = ?1")?;
+            let mut body = c.prepare_cached("DELETE FROM queue_bodies WHERE seq = ?1")?;
             for r in &receipts {
                 if let Ok(seq) = r.parse::<i64>() {
-                    stmt.execute([seq])?;
+                    row.execute([seq])?;
+                    body.execute([seq])?;
                 }
             }
             Ok(())
@@ -398,16 +433,33 @@ impl Queue for EmbeddedStore {
     async fn dead_letter(&self, receipt: String, reason: String) -> Result<(), PortError> {
         self.write(move |c| {
             let seq: i64 = receipt.parse().unwrap_or(-1);
-            c.prepare_cached(
-                "INSERT OR REPLACE INTO dead_letters (seq, provider, delivery_id, event, received_at, body, receive_count, reason, dead_at)
-                 SELECT seq, provider, delivery_id, event, received_at, body, receive_count, ?2, ?3 FROM queue WHERE seq = ?1",
-            )?
-            .execute(params![seq, reason, now_millis()])?;
-            c.prepare_cached("DELETE FROM queue WHERE seq = ?1")?.execute([seq])?;
-            Ok(())
+            move_to_dead_letters(c, seq, Some(&reason), now_millis())
         })
         .await
     }
+}
+
+/// Moves a queued message, body and all, to the dead-letter table. Without a reason, it is one that was
+/// received too often without being acknowledged.
+fn move_to_dead_letters(
+    c: &Connection,
+    seq: i64,
+    reason: Option<&str>,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO dead_letters
+           (seq, provider, delivery_id, event, received_at, body, receive_count, reason, dead_at)
+         SELECT q.seq, q.provider, q.delivery_id, q.event, q.received_at, b.body, q.receive_count,
+                coalesce(?2, 'not acknowledged after ' || q.receive_count || ' receives'), ?3
+         FROM queue q JOIN queue_bodies b ON b.seq = q.seq WHERE q.seq = ?1",
+    )?
+    .execute(params![seq, reason, now])?;
+    c.prepare_cached("DELETE FROM queue WHERE seq = ?1")?
+        .execute([seq])?;
+    c.prepare_cached("DELETE FROM queue_bodies WHERE seq = ?1")?
+        .execute([seq])?;
+    Ok(())
 }
 
 fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {

@@ -34,7 +34,18 @@ pub fn binary() -> PathBuf {
         if let Ok(p) = std::env::var("EM_AGENT_BIN") {
             return PathBuf::from(p);
         }
-        let status = Command::new(env!("CARGO"))
+        // The variables cargo sets for a test run would make this build look different from a plain
+        // `cargo build` (rebuilding everything each time), so it runs with the outer environment only.
+        let mut cmd = Command::new(env!("CARGO"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            let keep = matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR")
+                || k.starts_with("CARGO_REGISTRIES_");
+            if (k.starts_with("CARGO") && !keep) || k == "OUT_DIR" || k.starts_with("RUSTC") {
+                cmd.env_remove(&k);
+            }
+        }
+        let status = cmd
             .args(["build", "--quiet", "-p", "em-agent", "--bin", "em-agent"])
             .current_dir(workspace())
             .status()

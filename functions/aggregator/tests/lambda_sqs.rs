@@ -1,0 +1,63 @@
+//! The sample SQS batch in `events/` through the aggregator's Lambda handler: facts land in a real embedded
+//! store, and an unreadable message fails alone.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use em_agent_shared::config::Config;
+use em_agent_shared::embedded::{EmbeddedStore, Options};
+use em_agent_shared::ports::Store;
+use em_aggregator::{lambda, Aggregator};
+
+#[tokio::test]
+async fn a_batch_is_stored_and_only_the_bad_message_fails() {
+    let path = format!("{}/../../events/sqs-batch.json", env!("CARGO_MANIFEST_DIR"));
+    let mut event: SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("an SQS event");
+    assert_eq!(event.records.len(), 3);
+    let mut bad = event.records[0].clone();
+    bad.message_id = Some("not-an-envelope".into());
+    bad.body = Some("{\"provider\": 1}".into());
+    event.records.push(bad);
+    let mut unknown = event.records[0].clone();
+    unknown.message_id = Some("unknown-provider".into());
+    unknown.body =
+        Some(r#"{"provider":"nosuch","delivery_id":"x","received_at":1,"body":"{}"}"#.into());
+    event.records.push(unknown);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
+    let config = Config::parse(
+        &std::fs::read_to_string(format!(
+            "{}/../../em-agent.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("config"),
+    )
+    .expect("valid config");
+    let aggregator = Aggregator::new(store.clone(), Arc::new(config));
+    let response = lambda::handle(&aggregator, event.clone()).await;
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    failed.sort();
+    assert_eq!(failed, vec!["not-an-envelope", "unknown-provider"]);
+
+    // The GitLab production deployment of search (2025-03-04 22:23:48 +02:00) is a deployment.
+    let from = 1_741_046_400_000; // 2025-03-04T00:00:00Z
+    let rows = store
+        .window_rows(Some(vec!["search".into()]), from, from + 86_400_000)
+        .await
+        .expect("rows");
+    assert_eq!(rows.deployments.len(), 1);
+
+    // The same batch again (SQS delivers at least once) changes nothing.
+    let _ = lambda::handle(&aggregator, event).await;
+    let again = store
+        .window_rows(Some(vec!["search".into()]), from, from + 86_400_000)
+        .await
+        .expect("rows");
+    assert_eq!(again, rows);
+}

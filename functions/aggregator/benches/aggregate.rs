@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use em_agent_shared::config::Config;
 use em_agent_shared::embedded::{EmbeddedStore, Options};
-use em_agent_shared::metrics::derive::{derive, DeploymentFact, IncidentEventFact, ServiceFacts};
+use em_agent_shared::metrics::derive::{derive, ServiceFacts};
 use em_agent_shared::ports::{Envelope, Store};
 use em_agent_shared::providers;
 use em_aggregator::Aggregator;
@@ -92,29 +92,7 @@ async fn largest_service(store: &EmbeddedStore, config: &Config) -> (String, Ser
             .load_facts(config.repositories_of(&s.name), config.aliases_of(&s.name))
             .await
             .expect("load facts");
-        let facts = ServiceFacts {
-            pushes: stored.pushes,
-            deployments: stored
-                .deployments
-                .into_iter()
-                .filter(|d| config.is_production(&d.environment, d.production))
-                .map(|d| DeploymentFact {
-                    key: format!("{}/{}/{}", d.provider, d.repo, d.deployment_id),
-                    repo: d.repo,
-                    sha: d.sha,
-                    time: d.time,
-                })
-                .collect(),
-            incident_events: stored
-                .incident_events
-                .into_iter()
-                .map(|e| IncidentEventFact {
-                    incident_id: e.incident_id,
-                    kind: e.kind,
-                    time: e.time,
-                })
-                .collect(),
-        };
+        let facts = em_aggregator::service_facts(config, stored);
         if best.as_ref().is_none_or(|(_, b)| size(b) < size(&facts)) {
             best = Some((s.name.clone(), facts));
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use em_agent_shared::config::Config;
 use em_agent_shared::domain::Fact;
 use em_agent_shared::metrics::derive::{derive, DeploymentFact, IncidentEventFact, ServiceFacts};
-use em_agent_shared::ports::{Envelope, PortError, Queue, Store};
+use em_agent_shared::ports::{Envelope, PortError, Queue, Store, StoredFacts};
 use em_agent_shared::providers;
 
 const FINGERPRINT_KEY: &str = "config_fingerprint";
@@ -33,6 +33,33 @@ pub fn service_of(config: &Config, fact: &Fact) -> Option<String> {
         Fact::Deployment(d) => Some(config.service_for_repo(&d.repo)),
         Fact::Incident(i) => Some(config.service_for_alias(&i.service_name)),
         Fact::PullRequest(_) => None,
+    }
+}
+
+/// What `derive` needs from a service's stored facts: production deployments only, keyed uniquely.
+pub fn service_facts(config: &Config, stored: StoredFacts) -> ServiceFacts {
+    ServiceFacts {
+        pushes: stored.pushes,
+        deployments: stored
+            .deployments
+            .into_iter()
+            .filter(|d| config.is_production(&d.environment, d.production))
+            .map(|d| DeploymentFact {
+                key: format!("{}/{}/{}", d.provider, d.repo, d.deployment_id),
+                repo: d.repo,
+                sha: d.sha,
+                time: d.time,
+            })
+            .collect(),
+        incident_events: stored
+            .incident_events
+            .into_iter()
+            .map(|e| IncidentEventFact {
+                incident_id: e.incident_id,
+                kind: e.kind,
+                time: e.time,
+            })
+            .collect(),
     }
 }
 
@@ -108,29 +135,7 @@ impl<S: Store> Aggregator<S> {
                 self.config.aliases_of(service),
             )
             .await?;
-        let facts = ServiceFacts {
-            pushes: stored.pushes,
-            deployments: stored
-                .deployments
-                .into_iter()
-                .filter(|d| self.config.is_production(&d.environment, d.production))
-                .map(|d| DeploymentFact {
-                    key: format!("{}/{}/{}", d.provider, d.repo, d.deployment_id),
-                    repo: d.repo,
-                    sha: d.sha,
-                    time: d.time,
-                })
-                .collect(),
-            incident_events: stored
-                .incident_events
-                .into_iter()
-                .map(|e| IncidentEventFact {
-                    incident_id: e.incident_id,
-                    kind: e.kind,
-                    time: e.time,
-                })
-                .collect(),
-        };
+        let facts = service_facts(&self.config, stored);
         let derived = derive(&facts, self.config.attribution_window());
         self.store
             .replace_derived(service.to_string(), derived)

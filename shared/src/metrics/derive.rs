@@ -287,3 +287,177 @@ fn incidents_of(events: &[IncidentEventFact]) -> Vec<DerivedIncident> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Commit;
+
+    const H: Millis = 3_600_000;
+
+    fn push(before: &str, commits: &[(&str, Millis, &str)]) -> Push {
+        Push {
+            provider: "github".into(),
+            repo: "r".into(),
+            before: before.into(),
+            after: commits.last().map(|c| c.0).unwrap_or_default().into(),
+            commits: commits
+                .iter()
+                .map(|(sha, time, message)| Commit {
+                    sha: sha.to_string(),
+                    time: *time,
+                    message: message.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn dep(key: &str, sha: &str, time: Millis) -> DeploymentFact {
+        DeploymentFact {
+            key: key.into(),
+            repo: "r".into(),
+            sha: sha.into(),
+            time,
+        }
+    }
+
+    fn shipped(d: &Derived, key: &str) -> Vec<String> {
+        let mut v: Vec<String> = d
+            .changes
+            .iter()
+            .filter(|c| c.deployment_key == key)
+            .map(|c| c.sha.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_deployment_ships_back_to_the_last_shipped_commit_and_not_past_its_sha() {
+        let facts = ServiceFacts {
+            pushes: vec![
+                push("root", &[("a", H, "a"), ("b", 2 * H, "b")]),
+                push(
+                    "b",
+                    &[("c", 3 * H, "c"), ("d", 4 * H, "d"), ("e", 5 * H, "e")],
+                ),
+            ],
+            // Listed out of time order: time, not position, decides who ships first.
+            deployments: vec![dep("d2", "e", 20 * H), dep("d1", "d", 10 * H)],
+            incident_events: vec![],
+        };
+        let d = derive(&facts, 24 * H);
+        assert_eq!(shipped(&d, "d1"), ["a", "b", "c", "d"]);
+        assert_eq!(shipped(&d, "d2"), ["e"]);
+        let lead: Vec<Millis> = d.changes.iter().map(DerivedChange::lead_time).collect();
+        assert!(lead.iter().all(|&l| l > 0));
+
+        // The same facts in any order give the same result.
+        let mut reordered = facts.clone();
+        reordered.pushes.reverse();
+        reordered.deployments.reverse();
+        assert_eq!(derive(&reordered, 24 * H), d);
+    }
+
+    #[test]
+    fn rollbacks_need_a_different_previous_sha() {
+        let pushes = vec![push("root", &[("x", H, "x"), ("y", 2 * H, "y")])];
+        let repeated = ServiceFacts {
+            pushes: pushes.clone(),
+            deployments: vec![
+                dep("1", "x", 10 * H),
+                dep("2", "x", 11 * H),
+                dep("3", "x", 12 * H),
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&repeated, 24 * H);
+        assert!(d.deployments.iter().all(|x| !x.failed && !x.rework));
+
+        let rollback = ServiceFacts {
+            pushes,
+            deployments: vec![
+                dep("1", "x", 10 * H),
+                dep("2", "y", 11 * H),
+                dep("3", "x", 12 * H),
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&rollback, 24 * H);
+        let by_key = |k: &str| d.deployments.iter().find(|x| x.key == k).cloned().unwrap();
+        assert!(by_key("2").failed, "the rolled-back deployment failed");
+        assert!(by_key("3").rework, "the rollback is rework");
+        assert!(!by_key("3").failed && !by_key("1").failed);
+        assert!(shipped(&d, "3").is_empty());
+    }
+
+    #[test]
+    fn short_shas_resolve_to_the_one_commit_they_start() {
+        let facts = ServiceFacts {
+            pushes: vec![push("root", &[("8342f706ede5aa79", H, "m")])],
+            deployments: vec![dep("1", "8342f706", 2 * H)],
+            incident_events: vec![],
+        };
+        let d = derive(&facts, 24 * H);
+        assert_eq!(d.deployments[0].sha, "8342f706ede5aa79");
+        assert_eq!(shipped(&d, "1"), ["8342f706ede5aa79"]);
+    }
+
+    #[test]
+    fn incidents_attribute_within_the_window_and_make_later_deployments_rework() {
+        let ev = |id: &str, kind, time| IncidentEventFact {
+            incident_id: id.into(),
+            kind,
+            time,
+        };
+        let facts = ServiceFacts {
+            pushes: vec![push(
+                "root",
+                &[
+                    ("a", H, "a"),
+                    ("b", 2 * H, "b"),
+                    ("c", 3 * H, "Revert \"b\""),
+                ],
+            )],
+            deployments: vec![
+                dep("1", "a", 10 * H),
+                dep("2", "b", 20 * H),
+                dep("3", "c", 30 * H),
+            ],
+            incident_events: vec![
+                // Opened exactly one window after deployment 3 (resolution sent first).
+                ev("late", IncidentEventKind::Resolved, 60 * H),
+                ev("late", IncidentEventKind::Opened, 54 * H),
+                ev("i", IncidentEventKind::Opened, 21 * H),
+                ev("i", IncidentEventKind::Opened, 22 * H),
+                ev("i", IncidentEventKind::Resolved, 31 * H),
+                // Resolved but never triggered: left out.
+                ev("ghost", IncidentEventKind::Resolved, 12 * H),
+            ],
+        };
+        let d = derive(&facts, 24 * H);
+        let inc = |id: &str| d.incidents.iter().find(|x| x.id == id).cloned();
+        assert_eq!(
+            inc("i").unwrap().opened,
+            21 * H,
+            "the earliest trigger opens it"
+        );
+        assert_eq!(inc("i").unwrap().attributed_to.as_deref(), Some("2"));
+        assert_eq!(inc("late").unwrap().attributed_to.as_deref(), Some("3"));
+        assert_eq!(inc("late").unwrap().resolved, Some(60 * H));
+        assert!(inc("ghost").is_none());
+        let by_key = |k: &str| d.deployments.iter().find(|x| x.key == k).cloned().unwrap();
+        assert!(by_key("2").failed && !by_key("1").failed);
+        // Deployment 3 ships a revert and goes out while incident i (of deployment 2) is open.
+        assert!(by_key("3").rework);
+        assert!(!by_key("2").rework);
+        let narrow = derive(&facts, 24 * H - 1);
+        let late = narrow
+            .incidents
+            .iter()
+            .find(|x| x.id == "late")
+            .cloned()
+            .unwrap();
+        assert_eq!(late.attributed_to, None, "one millisecond past the window");
+    }
+}

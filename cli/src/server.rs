@@ -194,6 +194,31 @@ async fn aggregate_forever(state: Shared, aggregator: Aggregator<EmbeddedStore>,
     }
 }
 
+/// Ctrl-C, or SIGTERM from a service manager or container runtime. Nothing is lost either way: every answered
+/// delivery is already on disk.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
 pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>> {
     let store = EmbeddedStore::open(&opts.data_dir, opts.store_options)?;
     let config = Arc::new(opts.config);
@@ -218,9 +243,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
         tracing::warn!("no provider is enabled: set EM_AGENT_GITHUB_SECRET, EM_AGENT_GITLAB_SECRET or EM_AGENT_PAGERDUTY_SECRET");
     }
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }

@@ -153,12 +153,12 @@ impl EmbeddedStore {
             .map(|_| open_connection(&path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(err)?;
-        // Checkpoints run on their own connection, so that copying the WAL into the database never stalls the
-        // commits that enqueues wait for.
+        // The writer checkpoints the WAL itself (SQLite's default, every 1000 pages): a checkpointer on
+        // another connection can never catch up with a busy writer, and the WAL then grows without bound.
+        // The size limit truncates the file after each checkpoint.
         writer
-            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .execute_batch("PRAGMA journal_size_limit = 67108864;")
             .map_err(err)?;
-        let checkpointer = open_connection(&path).map_err(err)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
@@ -171,11 +171,6 @@ impl EmbeddedStore {
             options,
             path,
         });
-        let weak = Arc::downgrade(&inner);
-        std::thread::Builder::new()
-            .name("em-agent-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, weak))
-            .map_err(err)?;
         Ok(EmbeddedStore { inner })
     }
 
@@ -295,16 +290,6 @@ fn in_savepoint<T>(
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
             Err(e)
-        }
-    }
-}
-
-/// Copies the WAL back into the database twice a second, for as long as the store is open.
-fn checkpoint_loop(conn: Connection, store: std::sync::Weak<Inner>) {
-    while store.strong_count() > 0 {
-        std::thread::sleep(Duration::from_millis(500));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
 }

@@ -70,6 +70,14 @@ impl Config {
         Config::parse(&text)
     }
 
+    /// The file named by `EM_AGENT_CONFIG`, or the default (every repository its own service) without it.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        match std::env::var("EM_AGENT_CONFIG") {
+            Ok(path) => Config::load(path.as_ref()),
+            Err(_) => Ok(Config::default()),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;

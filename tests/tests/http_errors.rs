@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{post_signed, Delivery, Server};
+use common::{Delivery, Server};
 use serde_json::Value;
 
 const SECRET: &str = "only-github";
@@ -91,12 +91,8 @@ async fn bad_input_gets_a_clear_json_error() {
     assert_eq!(error_of(r).await.0, 401);
 
     // Signed, but not JSON.
-    let (status, v) = {
-        let d = push_delivery("not-json", "this is not json");
-        let mut d = d;
-        d.provider = "github".into();
-        post_signed_with(&client, &server.base, &d).await
-    };
+    let not_json = push_delivery("not-json", "this is not json");
+    let (status, v) = post_signed_with(&client, &server.base, &not_json).await;
     assert_eq!(status, 400, "{v}");
     assert!(v["error"].as_str().unwrap_or_default().contains("JSON"));
 
@@ -170,22 +166,7 @@ async fn bad_input_gets_a_clear_json_error() {
 }
 
 async fn post_signed_with(client: &reqwest::Client, base: &str, d: &Delivery) -> (u16, Value) {
-    let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
-    let mut req = client
-        .post(format!("{base}/webhooks/{}", d.provider))
-        .body(d.body.clone());
-    for (k, v) in &d.headers {
-        req = req.header(k, v);
-    }
-    for (k, v) in p.sign(SECRET.as_bytes(), d.body.as_bytes()) {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-#[allow(dead_code)]
-fn unused() {
-    let _ = post_signed;
+    common::post_signed_as(client, base, d, SECRET)
+        .await
+        .expect("post")
 }

@@ -12,10 +12,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     em_agent_shared::logging::init_lambda_json();
     let data_dir = std::env::var("EM_AGENT_DATA_DIR").unwrap_or_else(|_| "/tmp/em-agent".into());
-    let config = match std::env::var("EM_AGENT_CONFIG") {
-        Ok(path) => Config::load(path.as_ref())?,
-        Err(_) => Config::default(),
-    };
+    let config = Config::from_env()?;
     let store = EmbeddedStore::open(data_dir.as_ref(), Options::default())?;
     let aggregator = Aggregator::new(store, Arc::new(config));
     aggregator.ensure_config_current().await?;

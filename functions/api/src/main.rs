@@ -10,10 +10,7 @@ use lambda_http::{run, service_fn, Error, Request};
 async fn main() -> Result<(), Error> {
     em_agent_shared::logging::init_lambda_json();
     let data_dir = std::env::var("EM_AGENT_DATA_DIR").unwrap_or_else(|_| "/tmp/em-agent".into());
-    let config = match std::env::var("EM_AGENT_CONFIG") {
-        Ok(path) => Config::load(path.as_ref())?,
-        Err(_) => Config::default(),
-    };
+    let config = Config::from_env()?;
     let store = EmbeddedStore::open(data_dir.as_ref(), Options::default())?;
     let (store, config) = (&store, &config);
     run(service_fn(move |req: Request| async move {

@@ -219,14 +219,25 @@ pub async fn post_signed(
     base: &str,
     d: &Delivery,
 ) -> reqwest::Result<(u16, Value)> {
+    post_signed_as(client, base, d, secret_of(&d.provider)).await
+}
+
+/// Like [`post_signed`], with a given secret.
+pub async fn post_signed_as(
+    client: &reqwest::Client,
+    base: &str,
+    d: &Delivery,
+    secret: &str,
+) -> reqwest::Result<(u16, Value)> {
     let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
+
     let mut req = client
         .post(format!("{base}/webhooks/{}", d.provider))
         .body(d.body.clone());
     for (k, v) in &d.headers {
         req = req.header(k, v);
     }
-    for (k, v) in p.sign(secret_of(&d.provider).as_bytes(), d.body.as_bytes()) {
+    for (k, v) in p.sign(secret.as_bytes(), d.body.as_bytes()) {
         req = req.header(k, v);
     }
     let resp = req.send().await?;

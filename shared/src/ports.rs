@@ -33,7 +33,7 @@ pub struct Envelope {
 }
 
 /// The queue message format: JSON, with the body as the text it is (the webhook has checked it is JSON, so
-/// it is UTF-8).
+/// it is UTF-8), or, for a body too large for one queue message, `body_ref`: where the body was put aside.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WireEnvelope<'a> {
     provider: std::borrow::Cow<'a, str>,
@@ -41,30 +41,87 @@ struct WireEnvelope<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     event: Option<std::borrow::Cow<'a, str>>,
     received_at: Millis,
+    #[serde(default)]
     body: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_ref: Option<std::borrow::Cow<'a, str>>,
 }
 
-impl Envelope {
-    pub fn to_json(&self) -> String {
-        let w = WireEnvelope {
-            provider: self.provider.as_str().into(),
-            delivery_id: self.delivery_id.as_str().into(),
-            event: self.event.as_deref().map(Into::into),
-            received_at: self.received_at,
-            body: String::from_utf8_lossy(&self.body),
-        };
-        serde_json::to_string(&w).unwrap_or_default()
-    }
+/// A queue message as read: the envelope itself, or an envelope whose body must be fetched from
+/// [`Payloads`] under `body_ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Inline(Envelope),
+    Offloaded { envelope: Envelope, body_ref: String },
+}
 
-    pub fn from_json(text: &str) -> Result<Envelope, serde_json::Error> {
+impl Message {
+    pub fn from_json(text: &str) -> Result<Message, serde_json::Error> {
         let w: WireEnvelope = serde_json::from_str(text)?;
-        Ok(Envelope {
+        let envelope = Envelope {
             provider: w.provider.into_owned(),
             delivery_id: w.delivery_id.into_owned(),
             event: w.event.map(|e| e.into_owned()),
             received_at: w.received_at,
             body: Bytes::from(w.body.into_owned()),
+        };
+        Ok(match w.body_ref {
+            Some(r) => Message::Offloaded {
+                envelope,
+                body_ref: r.into_owned(),
+            },
+            None => Message::Inline(envelope),
         })
+    }
+
+    /// The envelope with its body, fetching an offloaded body from `payloads`.
+    pub async fn resolve<P: Payloads>(self, payloads: &P) -> Result<Envelope, PortError> {
+        match self {
+            Message::Inline(e) => Ok(e),
+            Message::Offloaded {
+                mut envelope,
+                body_ref,
+            } => {
+                envelope.body = payloads.get(body_ref).await?;
+                Ok(envelope)
+            }
+        }
+    }
+}
+
+impl Envelope {
+    pub fn to_json(&self) -> String {
+        self.wire(None)
+    }
+
+    /// The message for a body put aside under `body_ref`: everything but the body.
+    pub fn to_json_offloaded(&self, body_ref: &str) -> String {
+        self.wire(Some(body_ref))
+    }
+
+    fn wire(&self, body_ref: Option<&str>) -> String {
+        let w = WireEnvelope {
+            provider: self.provider.as_str().into(),
+            delivery_id: self.delivery_id.as_str().into(),
+            event: self.event.as_deref().map(Into::into),
+            received_at: self.received_at,
+            body: match body_ref {
+                Some(_) => "".into(),
+                None => String::from_utf8_lossy(&self.body),
+            },
+            body_ref: body_ref.map(Into::into),
+        };
+        serde_json::to_string(&w).unwrap_or_default()
+    }
+
+    /// An inline message's envelope; an offloaded message is an error here (use [`Message::from_json`]).
+    pub fn from_json(text: &str) -> Result<Envelope, serde_json::Error> {
+        match Message::from_json(text)? {
+            Message::Inline(e) => Ok(e),
+            Message::Offloaded { .. } => Err(<serde_json::Error as serde::de::Error>::custom(
+                "the message's body is offloaded: resolve it with Message::resolve",
+            )),
+        }
     }
 }
 
@@ -103,6 +160,36 @@ pub trait Queue: Send + Sync + 'static {
         receipt: String,
         reason: String,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Messages that could not be processed, kept for a replay.
+pub trait DeadLetters: Send + Sync + 'static {
+    /// How many messages are dead-lettered (approximate where the queue only knows that).
+    fn dead_letter_count(&self) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// Moves up to `max` dead-lettered messages back to the queue, to be processed again; returns how many
+    /// moved (0 when none is left).
+    fn redrive(&self, max: usize) -> impl Future<Output = Result<usize, PortError>> + Send;
+}
+
+/// Where bodies too large for a queue message are put aside until the aggregator has read them.
+pub trait Payloads: Send + Sync + 'static {
+    fn put(&self, key: String, body: Bytes) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn get(&self, key: String) -> impl Future<Output = Result<Bytes, PortError>> + Send;
+}
+
+/// For stores that never offload: any reference is an error.
+pub struct NoPayloads;
+
+impl Payloads for NoPayloads {
+    async fn put(&self, key: String, _body: Bytes) -> Result<(), PortError> {
+        Err(PortError(format!("no payload store to put {key} in")))
+    }
+
+    async fn get(&self, key: String) -> Result<Bytes, PortError> {
+        Err(PortError(format!("no payload store to get {key} from")))
+    }
 }
 
 /// Where the webhook finds each provider's secrets.
@@ -192,5 +279,26 @@ mod tests {
         };
         assert_eq!(Envelope::from_json(&e.to_json()).unwrap(), e);
         assert!(Envelope::from_json("{}").is_err());
+    }
+
+    #[test]
+    fn offloaded_messages_carry_a_reference_not_the_body() {
+        let e = Envelope {
+            provider: "github".into(),
+            delivery_id: "d-2".into(),
+            event: None,
+            received_at: 1,
+            body: Bytes::from_static(b"{}"),
+        };
+        let text = e.to_json_offloaded("github/d-2");
+        assert!(!text.contains("{}\""));
+        assert!(Envelope::from_json(&text).is_err());
+        match Message::from_json(&text).unwrap() {
+            Message::Offloaded { envelope, body_ref } => {
+                assert_eq!(body_ref, "github/d-2");
+                assert!(envelope.body.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

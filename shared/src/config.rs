@@ -70,8 +70,14 @@ impl Config {
         Config::parse(&text)
     }
 
-    /// The file named by `EM_AGENT_CONFIG`, or the default (every repository its own service) without it.
+    /// The TOML text in `EM_AGENT_CONFIG_TOML` (how a Lambda function gets it), else the file named by
+    /// `EM_AGENT_CONFIG`, else the default (every repository its own service).
     pub fn from_env() -> Result<Config, ConfigError> {
+        if let Ok(text) = std::env::var("EM_AGENT_CONFIG_TOML") {
+            if !text.trim().is_empty() {
+                return Config::parse(&text);
+            }
+        }
         match std::env::var("EM_AGENT_CONFIG") {
             Ok(path) => Config::load(path.as_ref()),
             Err(_) => Ok(Config::default()),

@@ -9,8 +9,10 @@ use crate::providers::{AuthError, BodyError};
 pub enum ApiError {
     #[error("unknown provider {0:?}")]
     UnknownProvider(String),
-    #[error("provider {provider:?} is not enabled: set {variable} to enable it")]
-    ProviderDisabled { provider: String, variable: String },
+    #[error("provider {provider:?} is not enabled: {hint}")]
+    ProviderDisabled { provider: String, hint: String },
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
     #[error("unauthorized: {0}")]
     Unauthorized(#[from] AuthError),
     #[error("body is larger than the limit of {limit} bytes")]
@@ -37,7 +39,7 @@ impl ApiError {
         match self {
             ApiError::UnknownProvider(_) | ApiError::ProviderDisabled { .. } => 404,
             ApiError::NotFound(_) => 404,
-            ApiError::Unauthorized(_) => 401,
+            ApiError::Unauthorized(_) | ApiError::Unauthenticated(_) => 401,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::BadBody(_) | ApiError::BadParameter { .. } => 400,
             // Providers retry on 5xx: a delivery we could not store durably must be sent again.

@@ -52,7 +52,10 @@ struct WireEnvelope<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Inline(Envelope),
-    Offloaded { envelope: Envelope, body_ref: String },
+    Offloaded {
+        envelope: Envelope,
+        body_ref: String,
+    },
 }
 
 impl Message {
@@ -200,6 +203,14 @@ pub trait SecretSource: Send + Sync + 'static {
         &self,
         provider: &str,
     ) -> impl Future<Output = Result<Option<Vec<Vec<u8>>>, PortError>> + Send;
+
+    /// How an operator enables a provider that has no secret here, for the error that says it is off.
+    fn enable_hint(&self, provider: &str) -> String {
+        format!(
+            "set {} to enable it",
+            crate::providers::secret_env_var(provider)
+        )
+    }
 }
 
 /// Everything stored about the repositories and incident services of one service.
@@ -237,6 +248,27 @@ pub trait Store: Send + Sync + 'static {
         service: String,
         derived: Derived,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The version of a service's metric rows, read before its facts are loaded for a recompute, so that
+    /// [`Store::replace_derived_if`] can refuse to overwrite rows that a concurrent recompute (which may have
+    /// seen more facts) wrote meanwhile. Stores with a single writer need not track it.
+    fn derived_version(
+        &self,
+        _service: String,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send {
+        std::future::ready(Ok(0))
+    }
+
+    /// Replaces a service's metric rows if their version is still `expected`; `false` when it is not (the
+    /// caller recomputes from fresh facts).
+    fn replace_derived_if(
+        &self,
+        service: String,
+        derived: Derived,
+        _expected: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send {
+        async move { self.replace_derived(service, derived).await.map(|()| true) }
+    }
 
     /// Drops every service's metric rows but those of `keep` (after a configuration change).
     fn retain_derived(

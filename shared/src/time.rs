@@ -21,6 +21,14 @@ const NAIVE_UTC_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S%.f",
 ];
 
+/// The wall clock, in the unit every timestamp here uses.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or_default()
+}
+
 /// Parses a timestamp in any of the shapes the providers are known to send. A bare date is midnight UTC.
 pub fn parse_timestamp(raw: &str) -> Option<Millis> {
     let s = raw.trim();

@@ -6,9 +6,15 @@ use std::sync::Arc;
 
 use em_agent_shared::config::Config;
 use em_agent_shared::domain::Fact;
+use em_agent_shared::emf;
 use em_agent_shared::metrics::derive::{derive, DeploymentFact, IncidentEventFact, ServiceFacts};
-use em_agent_shared::ports::{Envelope, PortError, Queue, Store, StoredFacts};
+use em_agent_shared::metrics::dora::{compute, DoraReport, Scope, Window};
+use em_agent_shared::ports::{Envelope, Message, Payloads, PortError, Queue, Store, StoredFacts};
 use em_agent_shared::providers;
+use em_agent_shared::time::{format_millis, Millis};
+
+/// The window of the figures published as metrics, as the API's default window.
+pub const FIGURES_DAYS: i64 = 30;
 
 const FINGERPRINT_KEY: &str = "config_fingerprint";
 
@@ -70,6 +76,14 @@ impl<S: Store> Aggregator<S> {
 
     /// Processes a batch; the result has one entry per message, in order.
     pub async fn process_batch(&self, batch: &[Envelope]) -> Vec<Result<(), Failure>> {
+        self.process_batch_touching(batch).await.0
+    }
+
+    /// [`Aggregator::process_batch`], with the services whose metric rows were rebuilt.
+    pub async fn process_batch_touching(
+        &self,
+        batch: &[Envelope],
+    ) -> (Vec<Result<(), Failure>>, BTreeSet<String>) {
         let mut results: Vec<Result<(), Failure>> = Vec::with_capacity(batch.len());
         let mut parsed: Vec<Vec<Fact>> = Vec::with_capacity(batch.len());
         for e in batch {
@@ -115,31 +129,106 @@ impl<S: Store> Aggregator<S> {
                 }
             }
         }
+        let mut rebuilt = BTreeSet::new();
         for (service, messages) in touched {
-            if let Err(e) = self.recompute(&service).await {
-                tracing::warn!(%service, error = %e, "recompute failed");
-                for i in messages {
-                    results[i] = Err(Failure::Retry(e.to_string()));
+            match self.recompute(&service).await {
+                Ok(()) => {
+                    rebuilt.insert(service);
+                }
+                Err(e) => {
+                    tracing::warn!(%service, error = %e, "recompute failed");
+                    for i in messages {
+                        results[i] = Err(Failure::Retry(e.to_string()));
+                    }
                 }
             }
         }
-        results
+        (results, rebuilt)
     }
 
-    /// Rebuilds one service's metric tables from all its facts.
-    pub async fn recompute(&self, service: &str) -> Result<(), PortError> {
-        let stored = self
+    /// A service's DORA figures over the `days` before `now`.
+    pub async fn figures(
+        &self,
+        service: &str,
+        days: i64,
+        now: Millis,
+    ) -> Result<DoraReport, PortError> {
+        let window = Window {
+            from: now - days * 86_400_000,
+            to: now,
+            from_text: format_millis(now - days * 86_400_000),
+            to_text: format_millis(now),
+        };
+        let rows = self
             .store
-            .load_facts(
-                self.config.repositories_of(service),
-                self.config.aliases_of(service),
-            )
+            .window_rows(Some(vec![service.to_string()]), window.from, window.to)
             .await?;
-        let facts = service_facts(&self.config, stored);
-        let derived = derive(&facts, self.config.attribution_window());
-        self.store
-            .replace_derived(service.to_string(), derived)
-            .await
+        Ok(compute(
+            Scope {
+                service: Some(service.to_string()),
+                team: None,
+            },
+            &window,
+            rows,
+        ))
+    }
+
+    /// Every service that has facts.
+    pub async fn services(&self) -> Result<BTreeSet<String>, PortError> {
+        let sources = self.store.fact_sources().await?;
+        Ok(sources
+            .repositories
+            .iter()
+            .map(|r| self.config.service_for_repo(r))
+            .chain(
+                sources
+                    .incident_services
+                    .iter()
+                    .map(|n| self.config.service_for_alias(n)),
+            )
+            .collect())
+    }
+
+    /// Publishes the 30-day figures of `services` as EMF lines; a service that cannot be read is logged and
+    /// skipped, since figures are published again on the next batch or schedule.
+    pub async fn publish_figures(&self, services: impl IntoIterator<Item = String>, now: Millis) {
+        for service in services {
+            match self.figures(&service, FIGURES_DAYS, now).await {
+                Ok(report) => emf::emit(emf::dora_line(now, &service, &report)),
+                Err(e) => tracing::warn!(%service, error = %e, "figures not published"),
+            }
+        }
+    }
+
+    /// Rebuilds one service's metric tables from all its facts. The version is read before the facts, so a
+    /// concurrent recompute that stored newer facts and replaced the rows meanwhile makes this one start over
+    /// rather than overwrite its rows with older ones.
+    pub async fn recompute(&self, service: &str) -> Result<(), PortError> {
+        const ATTEMPTS: usize = 8;
+        for attempt in 0..ATTEMPTS {
+            let version = self.store.derived_version(service.to_string()).await?;
+            let stored = self
+                .store
+                .load_facts(
+                    self.config.repositories_of(service),
+                    self.config.aliases_of(service),
+                )
+                .await?;
+            let facts = service_facts(&self.config, stored);
+            let derived = derive(&facts, self.config.attribution_window());
+            if self
+                .store
+                .replace_derived_if(service.to_string(), derived, version)
+                .await?
+            {
+                return Ok(());
+            }
+            tracing::info!(%service, attempt, "metric rows changed meanwhile, recomputing");
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+        }
+        Err(PortError(format!(
+            "metric rows of {service} kept changing during {ATTEMPTS} recomputes"
+        )))
     }
 
     /// Recomputes every service when the configuration changed since the metric tables were built.
@@ -154,18 +243,7 @@ impl<S: Store> Aggregator<S> {
         {
             return Ok(false);
         }
-        let sources = self.store.fact_sources().await?;
-        let services: BTreeSet<String> = sources
-            .repositories
-            .iter()
-            .map(|r| self.config.service_for_repo(r))
-            .chain(
-                sources
-                    .incident_services
-                    .iter()
-                    .map(|n| self.config.service_for_alias(n)),
-            )
-            .collect();
+        let services = self.services().await?;
         self.store
             .retain_derived(services.iter().cloned().collect())
             .await?;
@@ -220,29 +298,60 @@ pub mod lambda {
     use super::*;
     use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
-    pub async fn handle<S: Store>(aggregator: &Aggregator<S>, event: SqsEvent) -> SqsBatchResponse {
+    pub async fn handle<S: Store, P: Payloads>(
+        aggregator: &Aggregator<S>,
+        payloads: &P,
+        event: SqsEvent,
+        now: Millis,
+    ) -> SqsBatchResponse {
         let mut failures = Vec::new();
         let mut batch = Vec::new();
         let mut ids = Vec::new();
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
-            match record.body.as_deref().map(Envelope::from_json) {
-                Some(Ok(e)) => {
+            let message = match record.body.as_deref().map(Message::from_json) {
+                Some(Ok(m)) => m,
+                other => {
+                    tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable queue message");
+                    failures.push(id);
+                    continue;
+                }
+            };
+            match message.resolve(payloads).await {
+                Ok(e) => {
                     batch.push(e);
                     ids.push(id);
                 }
-                other => {
-                    tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable queue message");
+                Err(e) => {
+                    tracing::warn!(message_id = %id, error = %e, "offloaded body not readable");
                     failures.push(id);
                 }
             }
         }
-        for (id, result) in ids.into_iter().zip(aggregator.process_batch(&batch).await) {
+        let (results, rebuilt) = aggregator.process_batch_touching(&batch).await;
+        let mut counts: BTreeMap<(&str, bool), u32> = BTreeMap::new();
+        for ((id, result), e) in ids.into_iter().zip(results).zip(&batch) {
+            *counts
+                .entry((e.provider.as_str(), result.is_ok()))
+                .or_default() += 1;
             if let Err(f) = result {
-                tracing::warn!(message_id = %id, failure = ?f, "message failed");
+                tracing::warn!(message_id = %id, delivery_id = %e.delivery_id, failure = ?f, "message failed");
                 failures.push(id);
             }
         }
+        for ((provider, ok), count) in counts {
+            let name = if ok {
+                "MessagesProcessed"
+            } else {
+                "MessagesFailed"
+            };
+            emf::emit(emf::line(
+                now,
+                &[("Provider", provider)],
+                &[(name, f64::from(count), emf::Unit::Count)],
+            ));
+        }
+        aggregator.publish_figures(rebuilt, now).await;
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures
             .into_iter()
@@ -253,5 +362,53 @@ pub mod lambda {
             })
             .collect();
         response
+    }
+
+    /// What the function was invoked with: an SQS batch, or the schedule that re-publishes the figures
+    /// (the window slides even when nothing is delivered).
+    pub enum Invocation {
+        Batch(SqsEvent),
+        Scheduled,
+    }
+
+    impl Invocation {
+        pub fn from_json(v: serde_json::Value) -> Result<Invocation, String> {
+            if v.get("Records").is_some() {
+                return serde_json::from_value(v)
+                    .map(Invocation::Batch)
+                    .map_err(|e| format!("not an SQS event: {e}"));
+            }
+            if v.get("detail-type").and_then(|d| d.as_str()) == Some("Scheduled Event")
+                || v.get("source").and_then(|d| d.as_str()) == Some("aws.scheduler")
+            {
+                return Ok(Invocation::Scheduled);
+            }
+            Err("expected an SQS event or a scheduled event".into())
+        }
+    }
+
+    /// Runs one invocation; the answer is the SQS batch response, or a summary of the scheduled run.
+    pub async fn invoke<S: Store, P: Payloads>(
+        aggregator: &Aggregator<S>,
+        payloads: &P,
+        event: serde_json::Value,
+        now: Millis,
+    ) -> Result<serde_json::Value, String> {
+        match Invocation::from_json(event)? {
+            Invocation::Batch(e) => {
+                serde_json::to_value(handle(aggregator, payloads, e, now).await)
+                    .map_err(|e| e.to_string())
+            }
+            Invocation::Scheduled => {
+                aggregator
+                    .ensure_config_current()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let services = aggregator.services().await.map_err(|e| e.to_string())?;
+                let n = services.len();
+                aggregator.publish_figures(services, now).await;
+                Ok(serde_json::json!({ "published": n }))
+            }
+        }
     }
 }

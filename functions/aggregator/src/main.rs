@@ -1,24 +1,31 @@
-//! The aggregator Lambda function: wiring only; the logic is in the library.
+//! The aggregator Lambda function: wiring only; the logic is in the library. The same binary serves the SQS
+//! event source and the hourly schedule that re-publishes the figures.
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
+use em_agent_shared::aws::{sdk_config, AwsNames, DynamoStore, S3Payloads};
 use em_agent_shared::config::Config;
-use em_agent_shared::embedded::{EmbeddedStore, Options};
+use em_agent_shared::time::now_millis;
 use em_aggregator::{lambda, Aggregator};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     em_agent_shared::logging::init_lambda_json();
-    let data_dir = std::env::var("EM_AGENT_DATA_DIR").unwrap_or_else(|_| "/tmp/em-agent".into());
     let config = Config::from_env()?;
-    let store = EmbeddedStore::open(data_dir.as_ref(), Options::default())?;
+    let sdk = sdk_config().await;
+    let names = AwsNames::from_env(&["EM_AGENT_TABLE", "EM_AGENT_BUCKET"])?;
+    let store = DynamoStore::new(&sdk, names.table.clone());
+    let payloads = S3Payloads::new(&sdk, names.bucket.clone());
     let aggregator = Aggregator::new(store, Arc::new(config));
     aggregator.ensure_config_current().await?;
-    let aggregator = &aggregator;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(lambda::handle(aggregator, event.payload).await)
-    }))
+    let (aggregator, payloads) = (&aggregator, &payloads);
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            lambda::invoke(aggregator, payloads, event.payload, now_millis())
+                .await
+                .map_err(Error::from)
+        },
+    ))
     .await
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use em_agent_shared::config::Config;
 use em_agent_shared::embedded::{EmbeddedStore, Options};
-use em_agent_shared::ports::Store;
+use em_agent_shared::ports::{NoPayloads, Store};
 use em_aggregator::{lambda, Aggregator};
 
 #[tokio::test]
@@ -36,7 +36,7 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
     )
     .expect("valid config");
     let aggregator = Aggregator::new(store.clone(), Arc::new(config));
-    let response = lambda::handle(&aggregator, event.clone()).await;
+    let response = lambda::handle(&aggregator, &NoPayloads, event.clone(), 0).await;
     let mut failed: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -54,7 +54,7 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
     assert_eq!(rows.deployments.len(), 1);
 
     // The same batch again (SQS delivers at least once) changes nothing.
-    let _ = lambda::handle(&aggregator, event).await;
+    let _ = lambda::handle(&aggregator, &NoPayloads, event, 0).await;
     let again = store
         .window_rows(Some(vec!["search".into()]), from, from + 86_400_000)
         .await

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use em_agent_shared::config::Config;
 use em_agent_shared::error::ApiError;
 use em_agent_shared::metrics::dora::{compute, DoraReport, Scope, Window};
-use em_agent_shared::ports::Store;
+use em_agent_shared::ports::{SecretSource, Store};
 use em_agent_shared::time::Millis;
 
 /// When `from` is not given, the window is the 30 days before `to`.
@@ -184,24 +184,70 @@ mod tests {
     }
 }
 
+/// Checks `Authorization: Bearer <token>` against the accepted tokens (the current one, and the previous
+/// one during a rotation), in constant time.
+pub async fn authenticate<T: SecretSource>(
+    tokens: &T,
+    headers: &http::HeaderMap,
+) -> Result<(), ApiError> {
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthenticated(
+            "send the API token as Authorization: Bearer <token>",
+        ))?;
+    // No token configured is a closed API, never an open one.
+    let accepted = tokens.secrets(API_TOKEN).await?.unwrap_or_default();
+    let mut ok = subtle::Choice::from(0u8);
+    for t in &accepted {
+        ok |= subtle::ConstantTimeEq::ct_eq(t.as_slice(), given.as_bytes());
+    }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated("the API token is not valid"))
+    }
+}
+
+/// The name the API token goes by in a [`SecretSource`].
+pub const API_TOKEN: &str = "api";
+
 /// The Lambda side: `GET /v1/metrics/dora` through API Gateway.
 pub mod lambda {
     use super::*;
     use lambda_http::{Body, Request, Response};
 
-    pub async fn handle<S: Store>(
+    /// `tokens`: where the accepted API tokens are; `None` only where the network already restricts
+    /// callers (an IAM-authorised route).
+    pub async fn handle<S: Store, T: SecretSource>(
         store: &S,
         config: &Config,
+        tokens: Option<&T>,
         req: Request,
         now: Millis,
     ) -> Response<Body> {
-        let result = match DoraQuery::parse(req.uri().query()) {
-            Ok(q) => dora(store, config, q, now).await,
-            Err(e) => Err(e),
-        };
+        let result = async {
+            if let Some(t) = tokens {
+                authenticate(t, req.headers()).await?;
+            }
+            let q = DoraQuery::parse(req.uri().query())?;
+            dora(store, config, q, now).await
+        }
+        .await;
         let (status, body) = match result {
             Ok(report) => (200, serde_json::to_string(&report).unwrap_or_default()),
-            Err(e) => (e.status(), e.body().to_string()),
+            Err(e) => {
+                if e.status() >= 500 {
+                    tracing::error!(error = %e, "query failed");
+                }
+                (e.status(), e.body().to_string())
+            }
         };
         let mut r = Response::new(Body::Text(body));
         *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
@@ -209,6 +255,12 @@ pub mod lambda {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
+        if status == 401 {
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
         r
     }
 }

@@ -1,20 +1,27 @@
 //! The metrics API Lambda function: wiring only; the logic is in the library.
 
+use em_agent_shared::aws::secrets::Layout;
+use em_agent_shared::aws::{sdk_config, AwsNames, DynamoStore, SecretsManagerSecrets};
 use em_agent_shared::config::Config;
-use em_agent_shared::embedded::sqlite::now_millis;
-use em_agent_shared::embedded::{EmbeddedStore, Options};
-use em_api::lambda;
+use em_agent_shared::time::now_millis;
+use em_api::{lambda, API_TOKEN};
 use lambda_http::{run, service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     em_agent_shared::logging::init_lambda_json();
-    let data_dir = std::env::var("EM_AGENT_DATA_DIR").unwrap_or_else(|_| "/tmp/em-agent".into());
     let config = Config::from_env()?;
-    let store = EmbeddedStore::open(data_dir.as_ref(), Options::default())?;
-    let (store, config) = (&store, &config);
+    // Never public: without a token secret the function does not start.
+    let token_secret = std::env::var("EM_AGENT_API_TOKEN_SECRET_ID").map_err(|_| {
+        "EM_AGENT_API_TOKEN_SECRET_ID is not set: the API is never served without a token"
+    })?;
+    let sdk = sdk_config().await;
+    let names = AwsNames::from_env(&["EM_AGENT_TABLE"])?;
+    let store = DynamoStore::new(&sdk, names.table);
+    let tokens = SecretsManagerSecrets::new(&sdk, token_secret, Layout::Single(API_TOKEN));
+    let (store, config, tokens) = (&store, &config, &tokens);
     run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(lambda::handle(store, config, req, now_millis()).await)
+        Ok::<_, Error>(lambda::handle(store, config, Some(tokens), req, now_millis()).await)
     }))
     .await
 }

@@ -1,7 +1,7 @@
 //! The sample API Gateway request in `events/` through the API's Lambda handler.
 
 use em_agent_shared::config::Config;
-use em_agent_shared::embedded::{EmbeddedStore, Options};
+use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
 use em_api::lambda;
 
 fn json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
@@ -16,11 +16,14 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
     let config = Config::default();
+    // The token the sample event carries (events/README.md).
+    let tokens = EnvSecrets::default().with(em_api::API_TOKEN, "em-agent-test-token");
     let path = format!("{}/../../events/api-dora.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("event");
     let r = lambda::handle(
         &store,
         &config,
+        Some(&tokens),
         lambda_http::request::from_str(&text).expect("event"),
         0,
     )
@@ -37,6 +40,7 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
     let r = lambda::handle(
         &store,
         &config,
+        Some(&tokens),
         lambda_http::request::from_str(&bad).expect("event"),
         0,
     )
@@ -46,4 +50,29 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
         .as_str()
         .unwrap_or_default()
         .contains("servise"));
+
+    // Never public: no token, a wrong token, and no configured token are all 401s.
+    for (event, tokens) in [
+        (
+            text.replace("Bearer em-agent-test-token", ""),
+            tokens.clone(),
+        ),
+        (text.replace("em-agent-test-token", "guess"), tokens.clone()),
+        (text.clone(), EnvSecrets::default()),
+    ] {
+        let r = lambda::handle(
+            &store,
+            &config,
+            Some(&tokens),
+            lambda_http::request::from_str(&event).expect("event"),
+            0,
+        )
+        .await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        assert!(json(&r)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("token"));
+    }
 }

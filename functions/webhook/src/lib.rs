@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use em_agent_shared::error::ApiError;
 use em_agent_shared::ports::{EnqueueOutcome, Envelope, Queue, SecretSource};
-use em_agent_shared::providers::{self, secret_env_var};
+use em_agent_shared::providers;
 use em_agent_shared::time::Millis;
 use http::HeaderMap;
 use serde_json::json;
@@ -51,7 +51,7 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::ProviderDisabled {
                 provider: p.name().to_string(),
-                variable: secret_env_var(p.name()),
+                hint: self.secrets.enable_hint(p.name()),
             })?;
         if body.len() > self.max_body {
             return Err(ApiError::PayloadTooLarge {
@@ -118,10 +118,24 @@ pub mod lambda {
             Body::Binary(b) => Bytes::from(b.clone()),
             _ => Bytes::new(),
         };
-        match handler
+        let result = handler
             .handle(&name, req.headers(), body, received_at)
-            .await
-        {
+            .await;
+        let outcome = match &result {
+            Ok(r) if r.status == 202 => "accepted",
+            Ok(_) => "duplicate",
+            Err(e) if e.status() == 401 => "rejected",
+            Err(e) if e.status() >= 500 => "unavailable",
+            Err(_) => "invalid",
+        };
+        if em_agent_shared::providers::by_name(&name).is_some() {
+            em_agent_shared::emf::emit(em_agent_shared::emf::line(
+                received_at,
+                &[("Provider", &name), ("Outcome", outcome)],
+                &[("Deliveries", 1.0, em_agent_shared::emf::Unit::Count)],
+            ));
+        }
+        match result {
             Ok(r) => json_response(r.status, &r.body),
             Err(e) => {
                 if e.status() >= 500 {

@@ -1,17 +1,27 @@
-//! The webhook Lambda function: wiring only; the logic is in the library.
+//! The webhook Lambda function: wiring only; the logic is in the library. One deployment per provider,
+//! named by `EM_AGENT_PROVIDER`.
 
-use em_agent_shared::embedded::sqlite::now_millis;
-use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
+use em_agent_shared::aws::secrets::Layout;
+use em_agent_shared::aws::{sdk_config, AwsNames, SecretsManagerSecrets, SqsQueue};
+use em_agent_shared::time::now_millis;
 use em_webhook::{lambda, WebhookHandler};
 use lambda_http::{run, service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     em_agent_shared::logging::init_lambda_json();
-    let data_dir = std::env::var("EM_AGENT_DATA_DIR").unwrap_or_else(|_| "/tmp/em-agent".into());
     let provider = std::env::var("EM_AGENT_PROVIDER").ok();
-    let store = EmbeddedStore::open(data_dir.as_ref(), Options::default())?;
-    let handler = WebhookHandler::new(store, EnvSecrets::from_env());
+    let secret_id = std::env::var("EM_AGENT_SECRET_ID")
+        .map_err(|_| "EM_AGENT_SECRET_ID is not set: the webhook fails closed without secrets")?;
+    let sdk = sdk_config().await;
+    let names = AwsNames::from_env(&[
+        "EM_AGENT_DELIVERIES_TABLE",
+        "EM_AGENT_QUEUE",
+        "EM_AGENT_BUCKET",
+    ])?;
+    let queue = SqsQueue::connect(&sdk, &names).await?;
+    let secrets = SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider);
+    let handler = WebhookHandler::new(queue, secrets);
     let (handler, provider) = (&handler, provider.as_deref());
     run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(lambda::handle(handler, provider, req, now_millis()).await)

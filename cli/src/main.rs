@@ -1,5 +1,7 @@
 //! `em-agent`: DORA metrics from webhook deliveries, in one local process.
 
+mod aws;
+mod replay;
 mod report;
 mod send;
 mod server;
@@ -36,6 +38,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ServeBackend {
+    Embedded,
+    Aws,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the webhook receiver, the aggregator and the metrics API in one process.
@@ -57,6 +65,12 @@ enum Command {
         visibility_timeout: u64,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Where deliveries, facts and metric rows live: the SQLite file in --data-dir, or AWS (SQS,
+        /// DynamoDB, S3; names below).
+        #[arg(long, value_enum, default_value = "embedded", env = "EM_AGENT_BACKEND")]
+        backend: ServeBackend,
+        #[command(flatten)]
+        aws: aws::AwsArgs,
     },
     /// Sign payload files as the provider would and post them to a webhook endpoint.
     Send {
@@ -98,6 +112,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Put dead-lettered messages back on the queue, to be processed again.
+    #[command(long_about = replay::LONG_ABOUT)]
+    Replay(replay::ReplayArgs),
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -133,23 +150,38 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             max_receives,
             visibility_timeout,
             log_format,
+            backend,
+            aws,
         } => {
             init_logging(log_format, "info");
             let config = load_config(&config)?;
-            server::serve(server::ServeOptions {
+            let opts = server::ServeOptions {
                 addr,
-                data_dir,
                 config,
-                secrets: EnvSecrets::from_env(),
-                store_options: Options {
-                    visibility_timeout: std::time::Duration::from_secs(visibility_timeout),
-                    max_receives,
-                    ..Options::default()
-                },
                 batch_size: batch_size.max(1),
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            };
+            match backend {
+                ServeBackend::Embedded => server::serve_embedded(
+                    opts,
+                    &data_dir,
+                    Options {
+                        visibility_timeout: std::time::Duration::from_secs(visibility_timeout),
+                        max_receives,
+                        ..Options::default()
+                    },
+                    EnvSecrets::from_env(),
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+                ServeBackend::Aws => aws::serve(
+                    opts,
+                    aws,
+                    max_receives,
+                    u32::try_from(visibility_timeout).unwrap_or(u32::MAX),
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Send {
@@ -221,6 +253,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 print!("{}", report::render(&value));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            init_logging(LogFormat::Text, "warn");
+            replay::run(args).await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,4 +1,5 @@
-//! `em-agent serve`: the webhook, aggregator and API handlers in one process, on the embedded store.
+//! `em-agent serve`: the webhook, aggregator and API handlers in one process, on the embedded store or on
+//! the AWS adapters (`--backend aws`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,10 +12,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use std::future::Future;
+
+use em_agent_shared::aws::SqsQueue;
 use em_agent_shared::config::Config;
-use em_agent_shared::embedded::sqlite::now_millis;
 use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
 use em_agent_shared::error::ApiError;
+use em_agent_shared::ports::{DeadLetters, PortError, Queue, SecretSource, Store};
+use em_agent_shared::time::now_millis;
 use em_aggregator::{drain_once, Aggregator};
 use em_api::DoraQuery;
 use em_webhook::{Reply, WebhookHandler};
@@ -23,22 +28,63 @@ use tokio::sync::Notify;
 
 pub struct ServeOptions {
     pub addr: SocketAddr,
-    pub data_dir: PathBuf,
     pub config: Config,
-    pub secrets: EnvSecrets,
-    pub store_options: Options,
     pub batch_size: usize,
 }
 
-struct AppState {
-    webhook: WebhookHandler<EmbeddedStore, EnvSecrets>,
-    store: EmbeddedStore,
+/// What `/v1/stats` and `/v1/deliveries/...` read, which the ports do not cover.
+pub trait Inspect: Send + Sync + 'static {
+    fn stats(&self) -> impl Future<Output = Result<serde_json::Value, PortError>> + Send;
+
+    fn delivery_state(
+        &self,
+        provider: String,
+        delivery_id: String,
+    ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+}
+
+impl Inspect for EmbeddedStore {
+    async fn stats(&self) -> Result<serde_json::Value, PortError> {
+        serde_json::to_value(EmbeddedStore::stats(self).await?).map_err(PortError::new)
+    }
+
+    async fn delivery_state(
+        &self,
+        provider: String,
+        delivery_id: String,
+    ) -> Result<Option<String>, PortError> {
+        EmbeddedStore::delivery_state(self, provider, delivery_id)
+            .await
+            .map(|s| s.map(|s| s.to_string()))
+    }
+}
+
+impl Inspect for SqsQueue {
+    async fn stats(&self) -> Result<serde_json::Value, PortError> {
+        let dead = self.dead_letter_count().await.ok();
+        Ok(json!({
+            "queue": self.queue_url(),
+            "dead_letter_queue": self.dead_letter_url(),
+            "dead_lettered": dead,
+        }))
+    }
+
+    async fn delivery_state(
+        &self,
+        provider: String,
+        delivery_id: String,
+    ) -> Result<Option<String>, PortError> {
+        SqsQueue::delivery_state(self, &provider, &delivery_id).await
+    }
+}
+
+struct AppState<Q, S, T> {
+    webhook: WebhookHandler<Q, T>,
+    store: S,
     config: Arc<Config>,
     /// Wakes the aggregator as soon as a delivery is queued.
     queued: Notify,
 }
-
-type Shared = Arc<AppState>;
 
 struct ErrorResponse(ApiError);
 
@@ -64,8 +110,8 @@ fn reply(r: Reply) -> Response {
     (status, Json(r.body)).into_response()
 }
 
-async fn webhook(
-    State(state): State<Shared>,
+async fn webhook<Q: Queue + Inspect, S: Store, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
     Path(provider): Path<String>,
     request: Request,
 ) -> Result<Response, ErrorResponse> {
@@ -111,8 +157,8 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
     }
 }
 
-async fn dora(
-    State(state): State<Shared>,
+async fn dora<Q: Queue + Inspect, S: Store, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ErrorResponse> {
     let query = DoraQuery::parse(q.as_deref())?;
@@ -120,17 +166,20 @@ async fn dora(
     Ok(Json(report).into_response())
 }
 
-async fn stats(State(state): State<Shared>) -> Result<Response, ErrorResponse> {
-    let s = state.store.stats().await.map_err(ApiError::from)?;
+async fn stats<Q: Queue + Inspect, S: Store, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
+) -> Result<Response, ErrorResponse> {
+    let s = state.webhook.queue.stats().await.map_err(ApiError::from)?;
     Ok(Json(s).into_response())
 }
 
-async fn delivery(
-    State(state): State<Shared>,
+async fn delivery<Q: Queue + Inspect, S: Store, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
     Path((provider, id)): Path<(String, String)>,
 ) -> Result<Response, ErrorResponse> {
     match state
-        .store
+        .webhook
+        .queue
         .delivery_state(provider.clone(), id.clone())
         .await
         .map_err(ApiError::from)?
@@ -161,12 +210,12 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
-fn router(state: Shared) -> Router {
+fn router<Q: Queue + Inspect, S: Store, T: SecretSource>(state: Arc<AppState<Q, S, T>>) -> Router {
     Router::new()
-        .route("/webhooks/{provider}", post(webhook))
-        .route("/v1/metrics/dora", get(dora))
-        .route("/v1/stats", get(stats))
-        .route("/v1/deliveries/{provider}/{id}", get(delivery))
+        .route("/webhooks/{provider}", post(webhook::<Q, S, T>))
+        .route("/v1/metrics/dora", get(dora::<Q, S, T>))
+        .route("/v1/stats", get(stats::<Q, S, T>))
+        .route("/v1/deliveries/{provider}/{id}", get(delivery::<Q, S, T>))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -177,9 +226,13 @@ fn router(state: Shared) -> Router {
 
 /// The local consumer: drains the queue, then sleeps until a delivery arrives (or a second passes, to pick
 /// up messages whose visibility timeout expired).
-async fn aggregate_forever(state: Shared, aggregator: Aggregator<EmbeddedStore>, batch: usize) {
+async fn aggregate_forever<Q: Queue + Inspect, S: Store, T: SecretSource>(
+    state: Arc<AppState<Q, S, T>>,
+    aggregator: Aggregator<S>,
+    batch: usize,
+) {
     loop {
-        match drain_once(&state.store, &aggregator, batch).await {
+        match drain_once(&state.webhook.queue, &aggregator, batch).await {
             Ok(0) => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), state.queued.notified()).await;
             }
@@ -219,15 +272,22 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>> {
-    let store = EmbeddedStore::open(&opts.data_dir, opts.store_options)?;
+/// Serves on any adapters: `queue` takes the deliveries, `store` the facts and metric rows (for the embedded
+/// backend both are the one SQLite store).
+pub async fn serve<Q: Queue + Inspect, S: Store + Clone, T: SecretSource>(
+    opts: ServeOptions,
+    queue: Q,
+    store: S,
+    secrets: T,
+    describe: String,
+    enabled: Vec<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let config = Arc::new(opts.config);
     let aggregator = Aggregator::new(store.clone(), config.clone());
     aggregator.ensure_config_current().await?;
-    let enabled = opts.secrets.enabled().join(", ");
     let state = Arc::new(AppState {
-        webhook: WebhookHandler::new(store.clone(), opts.secrets),
-        store: store.clone(),
+        webhook: WebhookHandler::new(queue, secrets),
+        store,
         config,
         queued: Notify::new(),
     });
@@ -238,7 +298,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
     ));
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %store.path().display(), providers = %enabled, "em-agent listening");
+    let enabled = enabled.join(", ");
+    tracing::info!(%addr, backend = %describe, providers = %enabled, "em-agent listening");
     if enabled.is_empty() {
         tracing::warn!("no provider is enabled: set EM_AGENT_GITHUB_SECRET, EM_AGENT_GITLAB_SECRET or EM_AGENT_PAGERDUTY_SECRET");
     }
@@ -246,4 +307,17 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// The embedded backend: one SQLite file in `data_dir`.
+pub async fn serve_embedded(
+    opts: ServeOptions,
+    data_dir: &std::path::Path,
+    store_options: Options,
+    secrets: EnvSecrets,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = EmbeddedStore::open(data_dir, store_options)?;
+    let enabled = secrets.enabled().iter().map(|s| s.to_string()).collect();
+    let describe = format!("embedded {}", store.path().display());
+    serve(opts, store.clone(), store, secrets, describe, enabled).await
 }

@@ -1,5 +1,5 @@
 //! The embedded adapters against their port contracts, on a real SQLite file: durable and de-duplicated
-//! enqueue, visibility timeout, receive counts, dead-lettering, idempotent facts and metric rows.
+//! enqueue, visibility timeout, receive counts, dead-lettering and redrive, idempotent facts and metric rows.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use em_agent_shared::embedded::{EmbeddedStore, Options};
 use em_agent_shared::metrics::derive::{
     Derived, DerivedChange, DerivedDeployment, DerivedIncident,
 };
-use em_agent_shared::ports::{EnqueueOutcome, Envelope, Queue, Store};
+use em_agent_shared::ports::{DeadLetters, EnqueueOutcome, Envelope, Queue, Store};
 
 const VISIBILITY: Duration = Duration::from_millis(300);
 
@@ -110,6 +110,80 @@ async fn received_messages_hide_until_the_timeout_then_dead_letter_after_max_rec
     assert_eq!(state("m-2").await.unwrap(), Some("dead_letter"));
     assert_eq!(state("m-3").await.unwrap(), Some("dead_letter"));
     assert_eq!(state("never").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn redrive_puts_a_dead_letter_back_as_a_fresh_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = open(dir.path());
+    let original = envelope("github", "r-1", r#"{"ref":"refs/heads/main"}"#);
+    q.enqueue(original.clone()).await.unwrap();
+    // Received max_receives (2) times without an ack: the next receive dead-letters it.
+    for _ in 0..2 {
+        assert_eq!(q.receive(10).await.unwrap().len(), 1);
+        tokio::time::sleep(VISIBILITY + Duration::from_millis(100)).await;
+    }
+    assert!(q.receive(10).await.unwrap().is_empty());
+    assert_eq!(q.dead_letter_count().await.unwrap(), 1);
+    assert_eq!(
+        q.delivery_state("github".into(), "r-1".into())
+            .await
+            .unwrap(),
+        Some("dead_letter")
+    );
+
+    assert_eq!(q.redrive(100).await.unwrap(), 1);
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0);
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.deliveries, s.queued, s.dead_letters), (1, 1, 0));
+    // Visible at once, with its body, and counted as never received: it gets max_receives tries again.
+    let back = q.receive(10).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].envelope, original);
+    assert_eq!(back[0].receive_count, 1);
+    // The delivery is still known: the provider re-sending it is a duplicate, not a second message.
+    assert_eq!(
+        q.enqueue(original).await.unwrap(),
+        EnqueueOutcome::Duplicate
+    );
+    assert_eq!(q.redrive(100).await.unwrap(), 0);
+
+    q.ack(vec![back[0].receipt.clone()]).await.unwrap();
+    assert_eq!(
+        q.delivery_state("github".into(), "r-1".into())
+            .await
+            .unwrap(),
+        Some("processed")
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_kept_apart_and_redriven_oldest_first_up_to_max() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = open(dir.path());
+    // Each message is dead-lettered once the queue is empty, so both had the same queue seq.
+    for id in ["old", "new"] {
+        q.enqueue(envelope("github", id, "{}")).await.unwrap();
+        let got = q.receive(10).await.unwrap();
+        assert_eq!(got.len(), 1);
+        q.dead_letter(got[0].receipt.clone(), "cannot parse".into())
+            .await
+            .unwrap();
+    }
+    assert_eq!(q.dead_letter_count().await.unwrap(), 2);
+
+    assert_eq!(q.redrive(1).await.unwrap(), 1);
+    assert_eq!(q.dead_letter_count().await.unwrap(), 1);
+    let first = q.receive(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].envelope.delivery_id, "old");
+
+    assert_eq!(q.redrive(0).await.unwrap(), 0);
+    assert_eq!(q.redrive(5).await.unwrap(), 1);
+    let second = q.receive(10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].envelope.delivery_id, "new");
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0);
 }
 
 fn push(after: &str, before: &str, shas: &[(&str, i64)]) -> Fact {

@@ -19,7 +19,8 @@ use crate::domain::{
 use crate::metrics::derive::Derived;
 use crate::metrics::dora::WindowRows;
 use crate::ports::{
-    EnqueueOutcome, Envelope, FactSources, PortError, Queue, Received, Store, StoredFacts,
+    DeadLetters, EnqueueOutcome, Envelope, FactSources, PortError, Queue, Received, Store,
+    StoredFacts,
 };
 use crate::time::Millis;
 
@@ -64,6 +65,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     received_at INTEGER NOT NULL, body BLOB NOT NULL, receive_count INTEGER NOT NULL,
     reason TEXT NOT NULL, dead_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS dead_letters_delivery ON dead_letters (provider, delivery_id);
+CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at, seq);
 
 CREATE TABLE IF NOT EXISTS pushes (
     repo TEXT NOT NULL COLLATE NOCASE, before_sha TEXT NOT NULL, after_sha TEXT NOT NULL,
@@ -432,10 +434,12 @@ fn move_to_dead_letters(
     reason: Option<&str>,
     now: Millis,
 ) -> rusqlite::Result<()> {
+    // The dead letter gets a seq of its own: queue seqs are reused once the queue empties, so keeping the
+    // queue's would let a later dead letter replace an earlier one.
     c.prepare_cached(
-        "INSERT OR REPLACE INTO dead_letters
-           (seq, provider, delivery_id, event, received_at, body, receive_count, reason, dead_at)
-         SELECT q.seq, q.provider, q.delivery_id, q.event, q.received_at, b.body, q.receive_count,
+        "INSERT INTO dead_letters
+           (provider, delivery_id, event, received_at, body, receive_count, reason, dead_at)
+         SELECT q.provider, q.delivery_id, q.event, q.received_at, b.body, q.receive_count,
                 coalesce(?2, 'not acknowledged after ' || q.receive_count || ' receives'), ?3
          FROM queue q JOIN queue_bodies b ON b.seq = q.seq WHERE q.seq = ?1",
     )?
@@ -445,6 +449,48 @@ fn move_to_dead_letters(
     c.prepare_cached("DELETE FROM queue_bodies WHERE seq = ?1")?
         .execute([seq])?;
     Ok(())
+}
+
+impl DeadLetters for EmbeddedStore {
+    async fn dead_letter_count(&self) -> Result<u64, PortError> {
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM dead_letters", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|n| n.max(0) as u64)
+    }
+
+    /// Oldest dead letter first. Each goes back as a fresh message (visible now, never received) with its
+    /// body; the delivery stays known, so a re-delivery by the provider is still a duplicate.
+    async fn redrive(&self, max: usize) -> Result<usize, PortError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        self.write(move |c| {
+            let seqs: Vec<i64> = c
+                .prepare_cached("SELECT seq FROM dead_letters ORDER BY dead_at, seq LIMIT ?1")?
+                .query_map([limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for &seq in &seqs {
+                c.prepare_cached(
+                    "INSERT INTO queue (provider, delivery_id, event, received_at)
+                     SELECT provider, delivery_id, event, received_at FROM dead_letters WHERE seq = ?1",
+                )?
+                .execute([seq])?;
+                c.prepare_cached(
+                    "INSERT INTO queue_bodies (seq, body) SELECT ?1, body FROM dead_letters WHERE seq = ?2",
+                )?
+                .execute(params![c.last_insert_rowid(), seq])?;
+                c.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")?
+                    .execute([seq])?;
+            }
+            Ok(seqs.len())
+        })
+        .await
+    }
 }
 
 fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# CI check of the AWS deployment: the SAM template validates and lints clean, every function's binary is a
+# binary of the workspace member its CodeUri names, and the three Lambda binaries build for arm64.
+# Needs on PATH: sam (AWS SAM CLI, with cfn-lint), cargo and cargo-lambda (with zig to cross-compile), e.g.
+#   pip install aws-sam-cli cargo-lambda && PATH="$VIRTUAL_ENV/bin:$PATH" scripts/check-infra.sh
+# Deploys nothing and needs no AWS account: the region below only satisfies the SAM CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+template=infra/template.yaml
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+export SAM_CLI_TELEMETRY=0
+
+for tool in sam cargo cargo-lambda; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "check-infra: $tool is required on PATH (pip install aws-sam-cli cargo-lambda; Rust from https://rustup.rs)" >&2
+        exit 1
+    fi
+done
+
+echo "==> sam validate --lint: $template (region $AWS_DEFAULT_REGION, for validation only)"
+# samconfig.toml names the template; pass it anyway so the check does not depend on the config file. Any
+# cfn-lint finding, warnings included, makes `sam validate --lint` fail.
+sam validate --lint --template-file "$template"
+
+echo "==> each function's Binary is a [[bin]] of the member its CodeUri names"
+# Pairs "<Binary> <CodeUri>" in template order: Metadata (with Binary) comes before Properties (with CodeUri).
+pairs="$(awk '/^ +Binary: /{bin=$2} /^ +CodeUri: /{print bin, $2; bin=""}' "$template")"
+if [ -z "$pairs" ]; then
+    echo "check-infra: no function with a Binary and a CodeUri in $template" >&2
+    exit 1
+fi
+while read -r bin codeuri; do
+    member="${codeuri#../}"
+    manifest="$member/Cargo.toml"
+    if [ -z "$bin" ] || [ ! -f "$manifest" ]; then
+        echo "check-infra: CodeUri $codeuri (Binary '${bin}') is not a workspace member with a Cargo.toml" >&2
+        exit 1
+    fi
+    if ! awk -v want="name = \"$bin\"" '/^\[\[bin\]\]/{inbin=1; next} /^\[/{inbin=0} inbin && $0==want{found=1} END{exit !found}' "$manifest"; then
+        echo "check-infra: $manifest defines no [[bin]] named $bin" >&2
+        exit 1
+    fi
+    echo "    $bin <- $member"
+done <<<"$pairs"
+
+echo "==> cargo lambda build --release --arm64: webhook, aggregator, api"
+# The workspace's default member is the CLI, so name the packages: --bin alone would look only there.
+cargo lambda build --release --arm64 --locked \
+    --package em-webhook --package em-aggregator --package em-api \
+    --bin webhook --bin aggregator --bin api
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+for bin in webhook aggregator api; do
+    artifact="$target_dir/lambda/$bin/bootstrap"
+    if [ ! -x "$artifact" ]; then
+        echo "check-infra: $artifact was not built" >&2
+        exit 1
+    fi
+    if command -v file >/dev/null 2>&1 && ! file -L "$artifact" | grep -q 'ARM aarch64'; then
+        echo "check-infra: $artifact is not an arm64 executable: $(file -L "$artifact")" >&2
+        exit 1
+    fi
+    echo "    $artifact ($(du -h "$artifact" | cut -f1))"
+done
+
+echo "check-infra: ok"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need, then every test of the
-# workspace (unit, provider fixtures, and the end-to-end tests that drive `em-agent serve` over HTTP).
+# workspace (unit, provider fixtures, the end-to-end tests that drive `em-agent serve` over HTTP, and the AWS
+# tests, which run against a local AWS-compatible server started here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +14,90 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+# The AWS tests need moto's server (DynamoDB, SQS, S3, Secrets Manager on the loopback), cargo-lambda (the
+# functions under `cargo lambda watch`) and the SAM CLI (template checks), pinned, in .venv.
+venv=.venv
+pins=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "aws-sam-cli==1.170.0")
+pinned() {
+    [ -x "$venv/bin/python" ] && [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" - <<'EOF' 2>/dev/null
+import importlib.metadata as m
+import sys
+want = {"moto": "5.2.5", "cargo-lambda": "1.9.2", "aws-sam-cli": "1.170.0"}
+sys.exit(0 if all(m.version(p) == v for p, v in want.items()) else 1)
+EOF
+}
+if ! pinned; then
+    if ! command -v python3 >/dev/null 2>&1; then
+        echo "python3 (with its venv module) is required for the AWS tests' tools" >&2
+        exit 1
+    fi
+    echo "installing ${pins[*]} into $venv" >&2
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "${pins[@]}"
+    pinned || { echo "the tools in $venv are not the pinned versions (${pins[*]})" >&2; exit 1; }
+fi
+PATH="$PWD/$venv/bin:$PATH"
+export PATH
+
+# One AWS-compatible server for the whole run: every test creates resources under names of its own.
+free_port() {
+    python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# Resetting the server is harmless at start-up and answers only once it serves requests.
+moto_answers() {
+    python -c 'import sys, urllib.request
+urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/moto-api/reset", method="POST"), timeout=2)' \
+        "http://127.0.0.1:$1" >/dev/null 2>&1
+}
+moto_port="$(free_port)"
+moto_log="$(mktemp -t em-agent-moto.XXXXXX)"
+log="$(mktemp)"
+moto_pid=""
+cleanup() {
+    local code=$?
+    if [ -n "$moto_pid" ]; then
+        kill "$moto_pid" 2>/dev/null || true
+        wait "$moto_pid" 2>/dev/null || true
+    fi
+    rm -f "$log"
+    if [ "$code" -eq 0 ]; then
+        rm -f "$moto_log"
+    else
+        echo "moto server log: $moto_log" >&2
+    fi
+    exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 300); do
+    if moto_answers "$moto_port"; then
+        break
+    fi
+    if ! kill -0 "$moto_pid" 2>/dev/null; then
+        echo "moto_server exited:" >&2
+        cat "$moto_log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+if ! moto_answers "$moto_port"; then
+    echo "moto_server did not answer on port $moto_port within 30 s:" >&2
+    cat "$moto_log" >&2
+    exit 1
+fi
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
+export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+export AWS_EC2_METADATA_DISABLED=true
+export EM_AGENT_TEST_MOTO_LOG="$moto_log"
+
 # The end-to-end tests start the real binary; build it first so their time goes to testing.
 cargo build --locked -p em-agent --bin em-agent
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
 set +e
 cargo test --locked --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod aws;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -76,6 +77,17 @@ pub struct Server {
 impl Server {
     /// Starts `em-agent serve` with the given secrets (provider, secret) and waits until it answers.
     pub fn start(config: Option<&Path>, data_dir: &Path, secrets: &[(&str, &str)]) -> Server {
+        Self::start_with(config, data_dir, secrets, &[], &[])
+    }
+
+    /// [`Server::start`] with more arguments and environment (e.g. `--backend aws`).
+    pub fn start_with(
+        config: Option<&Path>,
+        data_dir: &Path,
+        secrets: &[(&str, &str)],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = free_port();
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -104,6 +116,10 @@ impl Server {
         }
         for (p, s) in secrets {
             cmd.env(format!("EM_AGENT_{}_SECRET", p.to_uppercase()), s);
+        }
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("em-agent starts");
         let server = Server {

@@ -1,0 +1,891 @@
+//! The aggregator loses its connection to DynamoDB in the middle of a batch.
+//!
+//! The aggregator's DynamoDB client (and only it) talks to the AWS-compatible server through a TCP proxy in
+//! this test. At a chosen request the proxy stops forwarding: that request and every later byte, on every
+//! connection, is held and never delivered, and new connections are accepted but never connected through —
+//! a cable pulled, not a refused connection, so the client only learns of it through its timeouts. When the
+//! cable comes back the held connections are closed and new ones are forwarded again.
+//!
+//! What must hold, as on Lambda with `ReportBatchItemFailures`: the batch reports its failures; every message
+//! it does not report as failed is stored and counted; the failed messages reach the dead-letter queue
+//! through the redrive policy; after the connection returns and the dead-letter queue is redriven (the code
+//! `em-agent replay --backend aws` runs), every delivery is counted exactly once, the figures are those of a
+//! run that never failed, and processing the same batch again changes nothing.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use common::aws::{
+    delete_messages, fresh_names_with, put_webhook_secret, queue_arn, queue_depth,
+    receive_messages, sdk, server_log_hint, sqs_event, unique_name, webhook_request,
+};
+use em_agent_shared::aws::secrets::Layout;
+use em_agent_shared::aws::{DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
+use em_agent_shared::config::Config;
+use em_agent_shared::ports::{DeadLetters, Envelope, Message, Store};
+use em_agent_shared::time::now_millis;
+use em_aggregator::Aggregator;
+use em_api::DoraQuery;
+use em_webhook::WebhookHandler;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use proxy::Proxy;
+
+/// How long one attempt of the aggregator's DynamoDB client may take before it gives up on a stalled
+/// connection; the client makes two attempts per request.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+const ATTEMPTS: u32 = 2;
+const SECRET: &str = "aws-fault-github-secret";
+const PER_SERVICE: usize = 3;
+const SERVICES: [(&str, &str); 3] = [
+    ("alpha", "fault-org/alpha"),
+    ("bravo", "fault-org/bravo"),
+    ("charlie", "fault-org/charlie"),
+];
+const CONFIG: &str = r#"
+production_environments = ["production"]
+
+[[services]]
+name = "alpha"
+team = "fault"
+repositories = ["fault-org/alpha"]
+
+[[services]]
+name = "bravo"
+team = "fault"
+repositories = ["fault-org/bravo"]
+
+[[services]]
+name = "charlie"
+team = "fault"
+repositories = ["fault-org/charlie"]
+"#;
+const FROM: &str = "2025-04-01";
+const TO: &str = "2025-05-01";
+
+/// A TCP proxy that can be cut and restored, and that cuts itself at a chosen HTTP request.
+mod proxy {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::watch;
+
+    /// A request as the proxy sees it before forwarding it.
+    pub struct RequestInfo<'a> {
+        /// The operation of an AWS JSON protocol request (`X-Amz-Target: DynamoDB_20120810.PutItem` →
+        /// `PutItem`), empty for others.
+        pub operation: &'a str,
+        pub body: &'a [u8],
+    }
+
+    type Trigger = Box<dyn FnMut(&RequestInfo) -> bool + Send>;
+
+    struct Shared {
+        upstream: SocketAddr,
+        /// `true` while the cable is cut.
+        cut: watch::Sender<bool>,
+        trigger: Mutex<Option<Trigger>>,
+        /// Operations forwarded, in order (for failure messages).
+        forwarded: Mutex<Vec<String>>,
+        held_requests: AtomicUsize,
+        held_connections: AtomicUsize,
+        cuts: AtomicUsize,
+    }
+
+    pub struct Proxy {
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        accept: tokio::task::JoinHandle<()>,
+    }
+
+    enum End {
+        /// The sender closed its side: let the other direction finish.
+        Eof,
+        /// Cut and then restored, or a socket error: drop the connection.
+        Killed,
+    }
+
+    impl Proxy {
+        /// Listens on a free loopback port and forwards to `upstream`.
+        pub async fn start(upstream: SocketAddr) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+            let addr = listener.local_addr().expect("proxy address");
+            let shared = Arc::new(Shared {
+                upstream,
+                cut: watch::channel(false).0,
+                trigger: Mutex::new(None),
+                forwarded: Mutex::new(Vec::new()),
+                held_requests: AtomicUsize::new(0),
+                held_connections: AtomicUsize::new(0),
+                cuts: AtomicUsize::new(0),
+            });
+            let s = shared.clone();
+            let accept = tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let _ = client.set_nodelay(true);
+                    tokio::spawn(serve(s.clone(), client));
+                }
+            });
+            Proxy {
+                addr,
+                shared,
+                accept,
+            }
+        }
+
+        pub fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        /// Cuts the cable at the first request for which `trigger` answers `true` (that request is held).
+        pub fn cut_at(&self, trigger: impl FnMut(&RequestInfo) -> bool + Send + 'static) {
+            *self.shared.trigger.lock().expect("trigger lock") = Some(Box::new(trigger));
+        }
+
+        /// Brings the cable back: held connections are closed, new ones are forwarded.
+        pub fn restore(&self) {
+            self.shared.trigger.lock().expect("trigger lock").take();
+            self.shared.cut.send_replace(false);
+        }
+
+        pub fn is_cut(&self) -> bool {
+            *self.shared.cut.borrow()
+        }
+
+        /// How many times the cable was cut.
+        pub fn cuts(&self) -> usize {
+            self.shared.cuts.load(Ordering::SeqCst)
+        }
+
+        /// The operations forwarded so far, in order.
+        pub fn forwarded(&self) -> Vec<String> {
+            self.shared.forwarded.lock().expect("log lock").clone()
+        }
+
+        /// Requests that arrived while the cable was cut (never forwarded).
+        pub fn held_requests(&self) -> usize {
+            self.shared.held_requests.load(Ordering::SeqCst)
+        }
+
+        /// Connections opened while the cable was cut (never connected through).
+        pub fn held_connections(&self) -> usize {
+            self.shared.held_connections.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.accept.abort();
+            // Whatever is held is released (and closed).
+            self.shared.cut.send_replace(false);
+        }
+    }
+
+    impl Shared {
+        fn cut_now(&self) {
+            if !self.cut.send_replace(true) {
+                self.cuts.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        fn is_cut(&self) -> bool {
+            *self.cut.borrow()
+        }
+
+        /// Whether `req` may be forwarded: not when the cable is cut, or when it is the one that cuts it.
+        fn admit(&self, req: &RequestInfo) -> bool {
+            let mut trigger = self.trigger.lock().expect("trigger lock");
+            if self.is_cut() {
+                return false;
+            }
+            if trigger.as_mut().is_some_and(|t| t(req)) {
+                trigger.take();
+                self.cut_now();
+                return false;
+            }
+            self.forwarded
+                .lock()
+                .expect("log lock")
+                .push(req.operation.to_string());
+            true
+        }
+    }
+
+    async fn serve(shared: Arc<Shared>, client: TcpStream) {
+        let mut state = shared.cut.subscribe();
+        if *state.borrow_and_update() {
+            // Accepted, never connected through; closed when the cable comes back.
+            shared.held_connections.fetch_add(1, Ordering::SeqCst);
+            let _ = state.wait_for(|cut| !*cut).await;
+            return;
+        }
+        let Ok(upstream) = TcpStream::connect(shared.upstream).await else {
+            return;
+        };
+        let _ = upstream.set_nodelay(true);
+        let (client_read, client_write) = client.into_split();
+        let (upstream_read, upstream_write) = upstream.into_split();
+        let requests = requests(shared.clone(), client_read, upstream_write);
+        let responses = responses(shared.clone(), upstream_read, client_write);
+        tokio::pin!(requests, responses);
+        tokio::select! {
+            end = &mut requests => {
+                if matches!(end, End::Eof) {
+                    responses.await;
+                }
+            }
+            _ = &mut responses => {}
+        }
+    }
+
+    /// Waits until the cable is cut, then until it is back.
+    async fn outage(state: &mut watch::Receiver<bool>) {
+        let _ = state.wait_for(|cut| *cut).await;
+        let _ = state.wait_for(|cut| !*cut).await;
+    }
+
+    /// Client to server, a whole request at a time, so each one can be admitted or held.
+    async fn requests(shared: Arc<Shared>, mut from: OwnedReadHalf, mut to: OwnedWriteHalf) -> End {
+        let mut state = shared.cut.subscribe();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            while let Some((len, operation, body_at)) = complete_request(&buf) {
+                let request: Vec<u8> = buf.drain(..len).collect();
+                let info = RequestInfo {
+                    operation: &operation,
+                    body: &request[body_at..],
+                };
+                if !shared.admit(&info) {
+                    shared.held_requests.fetch_add(1, Ordering::SeqCst);
+                    let _ = state.wait_for(|cut| !*cut).await;
+                    return End::Killed;
+                }
+                if to.write_all(&request).await.is_err() {
+                    return End::Killed;
+                }
+            }
+            tokio::select! {
+                n = from.read(&mut chunk) => match n {
+                    Ok(0) | Err(_) => {
+                        let _ = to.shutdown().await;
+                        return End::Eof;
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                },
+                _ = outage(&mut state) => return End::Killed,
+            }
+        }
+    }
+
+    /// Server to client, as it comes, while the cable is up.
+    async fn responses(
+        shared: Arc<Shared>,
+        mut from: OwnedReadHalf,
+        mut to: OwnedWriteHalf,
+    ) -> End {
+        let mut state = shared.cut.subscribe();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                n = from.read(&mut chunk) => match n {
+                    Ok(0) | Err(_) => {
+                        let _ = to.shutdown().await;
+                        return End::Eof;
+                    }
+                    Ok(n) => {
+                        if shared.is_cut() {
+                            let _ = state.wait_for(|cut| !*cut).await;
+                            return End::Killed;
+                        }
+                        if to.write_all(&chunk[..n]).await.is_err() {
+                            return End::Killed;
+                        }
+                    }
+                },
+                _ = outage(&mut state) => return End::Killed,
+            }
+        }
+    }
+
+    /// The length of the first complete HTTP/1.1 request in `buf` (headers and a `Content-Length` body), its
+    /// operation, and where its body starts; `None` until it has all arrived.
+    fn complete_request(buf: &[u8]) -> Option<(usize, String, usize)> {
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&buf[..head_end]);
+        let mut length = 0usize;
+        let mut operation = String::new();
+        for line in head.split("\r\n").skip(1) {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            match name.as_str() {
+                "content-length" => length = value.parse().unwrap_or(0),
+                "x-amz-target" => operation = value.rsplit('.').next().unwrap_or(value).to_string(),
+                "transfer-encoding" => {
+                    // The SDK sends DynamoDB requests with a length; a chunked one would be forwarded whole
+                    // only by luck, so say so rather than mis-frame it.
+                    panic!("the proxy does not frame chunked requests: {head}")
+                }
+                _ => {}
+            }
+        }
+        (buf.len() >= head_end + length).then(|| (head_end + length, operation, head_end))
+    }
+}
+
+/// One GitHub `deployment_status` delivery to production.
+#[derive(Clone, Debug)]
+struct Deploy {
+    service: &'static str,
+    repo: &'static str,
+    deployment_id: u64,
+    delivery_id: String,
+    /// RFC 3339, whole seconds.
+    time: String,
+    body: String,
+}
+
+/// `PER_SERVICE` production deployments of each service, each on its own day of April 2025, built from the
+/// real `deployment_status` fixture with the ids, commit, time and repository changed.
+fn deployments() -> Vec<Deploy> {
+    let fixture: Value = serde_json::from_slice(
+        &std::fs::read(
+            common::workspace().join("shared/tests/fixtures/github/deployment_status-success.json"),
+        )
+        .expect("the deployment_status fixture"),
+    )
+    .expect("the fixture is JSON");
+    let mut out = Vec::new();
+    for (s, (service, repo)) in SERVICES.iter().enumerate() {
+        for k in 0..PER_SERVICE {
+            let day = 2 + s * PER_SERVICE + k;
+            let time = format!("2025-04-{day:02}T1{k}:0{s}:00Z");
+            let deployment_id = 7_100_000 + (s * 100 + k) as u64;
+            let sha = hex::encode(Sha256::digest(format!("{repo}@{k}")))[..40].to_string();
+            let mut body = fixture.clone();
+            body["deployment"]["id"] = json!(deployment_id);
+            body["deployment"]["sha"] = json!(sha);
+            body["deployment"]["environment"] = json!("production");
+            body["deployment"]["created_at"] = json!(time);
+            body["deployment_status"]["id"] = json!(deployment_id * 10);
+            body["deployment_status"]["state"] = json!("success");
+            body["deployment_status"]["environment"] = json!("production");
+            body["deployment_status"]["created_at"] = json!(time);
+            body["repository"]["full_name"] = json!(repo);
+            body["repository"]["name"] = json!(repo.rsplit('/').next().unwrap_or(repo));
+            out.push(Deploy {
+                service,
+                repo,
+                deployment_id,
+                delivery_id: uuid::Uuid::new_v4().to_string(),
+                time,
+                body: body.to_string(),
+            });
+        }
+    }
+    out
+}
+
+fn millis(rfc3339: &str) -> i64 {
+    em_api::parse_instant("t", rfc3339).expect("a valid instant")
+}
+
+fn body_text(body: &lambda_http::Body) -> String {
+    match body {
+        lambda_http::Body::Text(t) => t.clone(),
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The SDK configuration of the aggregator's DynamoDB client: through the proxy, giving up on a stalled
+/// request after `ATTEMPTS` attempts of `ATTEMPT_TIMEOUT`.
+async fn through(proxy: &Proxy) -> SdkConfig {
+    common::aws::endpoint();
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(proxy.url())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(ATTEMPT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(ATTEMPT_TIMEOUT * (ATTEMPTS + 1))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
+        .load()
+        .await
+}
+
+/// Where the cable is cut.
+#[derive(Clone, Copy, Debug)]
+enum CutAt {
+    /// At the 5th fact write of the batch's one write: some facts are stored, the rest of the batch and the
+    /// message-by-message retry find no connection; no service can be recomputed.
+    FactWrites,
+    /// At the first request for bravo's metric rows: every fact is stored and alpha's rows are rebuilt, then
+    /// bravo and charlie cannot be recomputed.
+    SecondService,
+}
+
+/// The deployments counted in the metric rows of `services` (all when `None`) in `[from, to)`, read
+/// directly (not through the proxy).
+async fn counted(store: &DynamoStore, services: Option<Vec<String>>, from: i64, to: i64) -> usize {
+    store
+        .window_rows(services, from, to)
+        .await
+        .unwrap_or_else(|e| panic!("reading metric rows: {e}{}", server_log_hint()))
+        .deployments
+        .len()
+}
+
+/// Deployment facts stored for the configured repositories, read directly: (repository, deployment id).
+async fn stored_deployments(store: &DynamoStore) -> Vec<(String, String)> {
+    let facts = store
+        .load_facts(
+            SERVICES.iter().map(|(_, r)| r.to_string()).collect(),
+            Vec::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading facts: {e}{}", server_log_hint()));
+    facts
+        .deployments
+        .into_iter()
+        .map(|d| (d.repo, d.deployment_id))
+        .collect()
+}
+
+/// The DORA report of one service, or of the whole team, as the API computes it, as JSON.
+async fn report(store: &DynamoStore, config: &Config, service: Option<&str>) -> Value {
+    let q = DoraQuery {
+        service: service.map(str::to_string),
+        team: service.is_none().then(|| "fault".to_string()),
+        from: Some(FROM.into()),
+        to: Some(TO.into()),
+    };
+    let r = em_api::dora(store, config, q, now_millis())
+        .await
+        .unwrap_or_else(|e| panic!("DORA query failed: {e}"));
+    serde_json::to_value(r).expect("the report is JSON")
+}
+
+/// Every figure the API can give for this data: each service's report and the team's.
+async fn all_reports(store: &DynamoStore, config: &Config) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for (service, _) in SERVICES {
+        out.insert(
+            service.to_string(),
+            report(store, config, Some(service)).await,
+        );
+    }
+    out.insert("team fault".into(), report(store, config, None).await);
+    out
+}
+
+async fn run(cut_at: CutAt) {
+    let started = Instant::now();
+    let sdk = sdk().await;
+    let endpoint = common::aws::endpoint();
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| {
+            panic!("the proxy needs AWS_ENDPOINT_URL as http://<ip>:<port>, not {endpoint}")
+        });
+    // One receive before the dead-letter queue, and failed messages visible again after a second.
+    let names = fresh_names_with(&sdk, &format!("fault-{cut_at:?}"), 1, 1).await;
+    let dlq_url = names
+        .dead_letter_queue
+        .clone()
+        .expect("the queue has a dead-letter queue");
+    let config = Arc::new(Config::parse(CONFIG).expect("the test configuration"));
+    let (from, to) = (millis(FROM), millis(TO));
+
+    // The webhook and the queue talk to the server directly.
+    let secret_id = put_webhook_secret(
+        &sdk,
+        &unique_name("fault-webhook"),
+        json!({ "github": SECRET }),
+    )
+    .await;
+    let queue = SqsQueue::connect(&sdk, &names)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the queue: {e}{}", server_log_hint()));
+    let webhook = WebhookHandler::new(
+        queue.clone(),
+        SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+    );
+    let deploys = deployments();
+    let n = deploys.len();
+    for d in &deploys {
+        let req = webhook_request(
+            "github",
+            &[
+                ("x-github-delivery", &d.delivery_id),
+                ("x-github-event", "deployment_status"),
+            ],
+            &d.body,
+            SECRET,
+        );
+        let resp = em_webhook::lambda::handle(&webhook, Some("github"), req, now_millis()).await;
+        assert_eq!(
+            resp.status(),
+            202,
+            "delivery {} not accepted: {}",
+            d.delivery_id,
+            body_text(resp.body())
+        );
+    }
+    let by_delivery: BTreeMap<String, Deploy> = deploys
+        .iter()
+        .map(|d| (d.delivery_id.clone(), d.clone()))
+        .collect();
+
+    // The event source's batch: every delivery, as SQS hands them over.
+    let arn = queue_arn(&sdk, queue.queue_url()).await;
+    let messages = receive_messages(&sdk, queue.queue_url(), n, Duration::from_secs(5)).await;
+    assert_eq!(
+        messages.len(),
+        n,
+        "the queue did not hand over every delivery"
+    );
+    let delivery_of = |m: &aws_sdk_sqs::types::Message| -> String {
+        match Message::from_json(m.body().unwrap_or_default()) {
+            Ok(Message::Inline(e)) => e.delivery_id,
+            other => panic!("a queued delivery is not an inline message: {other:?}"),
+        }
+    };
+    let first_event = sqs_event(&messages, &arn);
+
+    // The aggregator, whose DynamoDB client goes through the proxy.
+    let proxy = Proxy::start(upstream).await;
+    let store = DynamoStore::new(&through(&proxy).await, names.table.clone());
+    let aggregator = Aggregator::new(store, config.clone());
+    let payloads = S3Payloads::new(&sdk, names.bucket.clone());
+    let direct = DynamoStore::new(&sdk, names.table.clone());
+
+    match cut_at {
+        CutAt::FactWrites => {
+            let mut puts = 0;
+            proxy.cut_at(move |r| {
+                if r.operation == "PutItem" {
+                    puts += 1;
+                }
+                puts == 5
+            });
+        }
+        CutAt::SecondService => proxy.cut_at(|r| {
+            r.body
+                .windows(b"m#bravo\"".len())
+                .any(|w| w == b"m#bravo\"")
+        }),
+    }
+    let response =
+        em_aggregator::lambda::handle(&aggregator, &payloads, first_event.clone(), now_millis())
+            .await;
+    assert!(
+        proxy.is_cut() && proxy.cuts() == 1,
+        "the cable was never cut: the aggregator's requests were {:?}",
+        proxy.forwarded()
+    );
+    assert!(
+        proxy.held_requests() + proxy.held_connections() > 0,
+        "the cut held nothing: the aggregator's requests were {:?}",
+        proxy.forwarded()
+    );
+
+    // The batch reports its failures, each a message of the batch, once.
+    let ids: BTreeSet<String> = messages
+        .iter()
+        .map(|m| m.message_id().unwrap_or_default().to_string())
+        .collect();
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    let failed_set: BTreeSet<String> = failed.iter().cloned().collect();
+    assert_eq!(
+        failed.len(),
+        failed_set.len(),
+        "a failure is reported twice: {failed:?}"
+    );
+    assert!(
+        failed_set.is_subset(&ids),
+        "failures name messages not in the batch: {failed:?}"
+    );
+    let failed_deliveries: BTreeSet<String> = messages
+        .iter()
+        .filter(|m| failed_set.contains(m.message_id().unwrap_or_default()))
+        .map(delivery_of)
+        .collect();
+    let acked: Vec<&aws_sdk_sqs::types::Message> = messages
+        .iter()
+        .filter(|m| !failed_set.contains(m.message_id().unwrap_or_default()))
+        .collect();
+
+    // Nothing unstored is acknowledged: every message not reported as failed has its deployment stored and
+    // counted in its service's metric rows, once.
+    let stored = stored_deployments(&direct).await;
+    for m in &acked {
+        let d = &by_delivery[&delivery_of(m)];
+        assert!(
+            stored.contains(&(d.repo.to_string(), d.deployment_id.to_string())),
+            "delivery {} was acknowledged but its deployment is not stored",
+            d.delivery_id
+        );
+        let t = millis(&d.time);
+        assert_eq!(
+            counted(&direct, Some(vec![d.service.to_string()]), t, t + 1).await,
+            1,
+            "delivery {} was acknowledged but its deployment is not counted once in {}'s rows",
+            d.delivery_id,
+            d.service
+        );
+    }
+    match cut_at {
+        CutAt::FactWrites => {
+            assert_eq!(
+                failed_set, ids,
+                "with the facts half written and no connection, every message must fail"
+            );
+            assert!(
+                !stored.is_empty() && stored.len() < n,
+                "the cut should fall among the fact writes (some stored, not all): {} of {n} stored",
+                stored.len()
+            );
+            assert_eq!(
+                counted(&direct, None, from, to).await,
+                0,
+                "no service could be recomputed, yet deployments are counted"
+            );
+        }
+        CutAt::SecondService => {
+            let expected: BTreeSet<String> = deploys
+                .iter()
+                .filter(|d| d.service != "alpha")
+                .map(|d| d.delivery_id.clone())
+                .collect();
+            assert_eq!(
+                failed_deliveries, expected,
+                "exactly bravo's and charlie's deliveries must fail"
+            );
+            assert_eq!(
+                stored.len(),
+                n,
+                "the batch's one write should have stored every fact"
+            );
+            for (service, want) in [("alpha", PER_SERVICE), ("bravo", 0), ("charlie", 0)] {
+                assert_eq!(
+                    counted(&direct, Some(vec![service.into()]), from, to).await,
+                    want,
+                    "{service}'s rows right after the cut"
+                );
+            }
+        }
+    }
+
+    // As Lambda does: delete what succeeded; the failed messages come back after their visibility timeout
+    // and, past maxReceiveCount (1), the queue moves them to the dead-letter queue when next received.
+    let receipts: Vec<String> = acked
+        .iter()
+        .map(|m| m.receipt_handle().unwrap_or_default().to_string())
+        .collect();
+    delete_messages(&sdk, queue.queue_url(), &receipts).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue.queue_url())
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive: {e}{}", server_log_hint()));
+        assert!(
+            got.messages().is_empty(),
+            "a failed message was delivered again past maxReceiveCount 1: {:?}",
+            got.messages()
+        );
+        let (queued, dead) = (
+            queue_depth(&sdk, queue.queue_url()).await,
+            queue_depth(&sdk, &dlq_url).await,
+        );
+        if queued == 0 && dead == failed.len() as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed messages did not reach the dead-letter queue: {queued} queued, {dead} dead-lettered, \
+             {} failed{}",
+            failed.len(),
+            server_log_hint()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        queue.dead_letter_count().await.expect("dead-letter count"),
+        failed.len() as u64
+    );
+
+    // The cable comes back; the dead-letter queue is redriven as `em-agent replay` does it.
+    proxy.restore();
+    let forwarded_before = proxy.forwarded().len();
+    let mut moved = 0;
+    loop {
+        let m = queue
+            .redrive(10)
+            .await
+            .unwrap_or_else(|e| panic!("redrive: {e}{}", server_log_hint()));
+        if m == 0 {
+            break;
+        }
+        moved += m;
+    }
+    assert_eq!(moved, failed.len(), "the redrive moved a different number");
+    assert_eq!(queue_depth(&sdk, &dlq_url).await, 0);
+    let redriven = receive_messages(
+        &sdk,
+        queue.queue_url(),
+        failed.len(),
+        Duration::from_secs(5),
+    )
+    .await;
+    let redriven_deliveries: BTreeSet<String> = redriven.iter().map(delivery_of).collect();
+    assert_eq!(
+        redriven.len(),
+        failed.len(),
+        "the redriven messages did not all come back"
+    );
+    assert_eq!(
+        redriven_deliveries, failed_deliveries,
+        "the redriven messages are not the failed ones"
+    );
+    if !redriven.is_empty() {
+        let response = em_aggregator::lambda::handle(
+            &aggregator,
+            &payloads,
+            sqs_event(&redriven, &arn),
+            now_millis(),
+        )
+        .await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "the redriven batch failed with the connection back: {:?}",
+            response.batch_item_failures
+        );
+        let receipts: Vec<String> = redriven
+            .iter()
+            .map(|m| m.receipt_handle().unwrap_or_default().to_string())
+            .collect();
+        delete_messages(&sdk, queue.queue_url(), &receipts).await;
+    }
+    assert!(
+        proxy.forwarded().len() > forwarded_before,
+        "the aggregator did not go through the restored connection"
+    );
+    assert_eq!(queue_depth(&sdk, queue.queue_url()).await, 0);
+    assert_eq!(queue_depth(&sdk, &dlq_url).await, 0);
+
+    // Every delivery counted exactly once.
+    assert_eq!(stored_deployments(&direct).await.len(), n);
+    assert_eq!(
+        counted(&direct, None, from, to).await,
+        n,
+        "deployments counted after the redrive"
+    );
+    for (service, _) in SERVICES {
+        assert_eq!(
+            counted(&direct, Some(vec![service.into()]), from, to).await,
+            PER_SERVICE,
+            "{service}'s deployments after the redrive"
+        );
+    }
+    for d in &deploys {
+        let t = millis(&d.time);
+        assert_eq!(
+            counted(&direct, Some(vec![d.service.into()]), t, t + 1).await,
+            1,
+            "delivery {} is not counted exactly once",
+            d.delivery_id
+        );
+    }
+    let reports = all_reports(&direct, &config).await;
+    assert_eq!(
+        reports["team fault"]["deployment_frequency"]["deployments"],
+        json!(n),
+        "the API's count: {}",
+        reports["team fault"]
+    );
+
+    // The figures are those of a run that never lost its connection.
+    let reference_table = unique_name("fault-reference");
+    em_agent_shared::aws::setup::create_tables(
+        &aws_sdk_dynamodb::Client::new(&sdk),
+        &reference_table,
+        &format!("{reference_table}-deliveries"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("reference table: {e}{}", server_log_hint()));
+    let reference = Aggregator::new(DynamoStore::new(&sdk, reference_table), config.clone());
+    let envelopes: Vec<Envelope> = messages
+        .iter()
+        .map(|m| Envelope::from_json(m.body().unwrap_or_default()).expect("an inline message"))
+        .collect();
+    let results = reference.process_batch(&envelopes).await;
+    assert!(
+        results.iter().all(|r| r.is_ok()),
+        "the reference run failed: {results:?}"
+    );
+    assert_eq!(
+        reports,
+        all_reports(&reference.store, &config).await,
+        "the figures differ from those of an uninterrupted run"
+    );
+
+    // Processing the same batch again changes nothing.
+    let again =
+        em_aggregator::lambda::handle(&aggregator, &payloads, first_event, now_millis()).await;
+    assert!(
+        again.batch_item_failures.is_empty(),
+        "processing the batch again failed: {:?}",
+        again.batch_item_failures
+    );
+    assert_eq!(stored_deployments(&direct).await.len(), n);
+    assert_eq!(
+        all_reports(&direct, &config).await,
+        reports,
+        "processing the batch again changed the figures"
+    );
+    eprintln!(
+        "cut at {cut_at:?}: {} of {n} messages failed, {} requests and {} connections held; {:.1} s",
+        failed.len(),
+        proxy.held_requests(),
+        proxy.held_connections(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cut_among_the_fact_writes_fails_the_batch_and_the_redrive_counts_each_delivery_once() {
+    run(CutAt::FactWrites).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cut_between_services_acknowledges_only_what_is_stored_and_the_redrive_counts_each_once() {
+    run(CutAt::SecondService).await;
+}

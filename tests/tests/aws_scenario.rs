@@ -1,0 +1,219 @@
+//! The basic scenario through the AWS path, as the Lambda functions run it: API Gateway v2 events into the
+//! webhook handler (secrets from Secrets Manager, deliveries onto SQS), SQS batches into the aggregator
+//! handler (facts and metric rows in DynamoDB), and API Gateway events into the API handler — all against
+//! the AWS-compatible server over real HTTP. Every query of `expected.json` must match, in two delivery
+//! orders.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use common::{assert_matches, load_deliveries, scenario_dir, secret_of, shuffle, Delivery};
+use em_agent_shared::aws::secrets::Layout;
+use em_agent_shared::aws::{sdk_config, DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
+use em_agent_shared::config::Config;
+use em_aggregator::Aggregator;
+use em_webhook::WebhookHandler;
+use serde_json::{json, Value};
+
+/// An API Gateway HTTP API (payload 2.0) event, as the service sends it to the function.
+fn apigw_event(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> lambda_http::Request {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+        .collect();
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "scenario", "domainName": "scenario.example",
+            "domainPrefix": "scenario", "requestId": "r", "routeKey": format!("{method} {path}"),
+            "stage": "$default", "time": "01/Mar/2025:00:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "t"}
+        },
+        "isBase64Encoded": false
+    });
+    if let Some(b) = body {
+        event["body"] = Value::String(b.to_string());
+    }
+    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event")
+}
+
+fn signed_headers(d: &Delivery) -> Vec<(String, String)> {
+    let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
+    let mut headers = d.headers.clone();
+    headers.extend(p.sign(secret_of(&d.provider).as_bytes(), d.body.as_bytes()));
+    headers
+}
+
+fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> Value {
+    match r.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).expect("json"),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+async fn run(deliveries: Vec<Delivery>, tag: &str) {
+    let names = common::aws::fresh_names(tag).await;
+    let sdk = sdk_config().await;
+    let secret_id = format!("{}-webhooks", names.table);
+    let secret_json = json!({
+        "github": secret_of("github"),
+        "gitlab": secret_of("gitlab"),
+        "pagerduty": secret_of("pagerduty"),
+    });
+    common::aws::put_webhook_secret(&sdk, &secret_id, &secret_json.to_string()).await;
+
+    // Webhook functions: one per provider, as deployed.
+    let queue = SqsQueue::connect(&sdk, &names)
+        .await
+        .expect("queue")
+        .with_wait_seconds(0);
+    let webhook = WebhookHandler::new(
+        queue.clone(),
+        SecretsManagerSecrets::new(&sdk, &secret_id, Layout::PerProvider),
+    );
+    let total = deliveries.len();
+    let mut accepted = 0;
+    for d in &deliveries {
+        let req = apigw_event(
+            "POST",
+            &format!("/webhooks/{}", d.provider),
+            "",
+            &signed_headers(d),
+            Some(&d.body),
+        );
+        let r = em_webhook::lambda::handle(&webhook, Some(&d.provider), req, 0).await;
+        let status = r.status().as_u16();
+        let v = body_json(&r);
+        assert!(
+            status == 202 || (status == 200 && v["status"] == "duplicate"),
+            "{}: {status} {v}",
+            d.name
+        );
+        accepted += usize::from(status == 202);
+    }
+    assert!(accepted > 0 && accepted <= total);
+
+    // The aggregator function, fed as the SQS event source feeds it: batches of up to 10, messages that
+    // did not fail deleted, failed ones left to be received again.
+    let config = Config::load(&scenario_dir().join("em-agent.toml")).expect("config");
+    let store = DynamoStore::new(&sdk, names.table.clone());
+    let aggregator = Aggregator::new(store.clone(), Arc::new(config.clone()));
+    aggregator
+        .ensure_config_current()
+        .await
+        .expect("config current");
+    let payloads = S3Payloads::new(&sdk, names.bucket.clone());
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let mut processed = 0;
+    let mut empty_receives = 0;
+    while empty_receives < 3 {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue.queue_url())
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages();
+        if messages.is_empty() {
+            empty_receives += 1;
+            continue;
+        }
+        empty_receives = 0;
+        let mut receipts = BTreeMap::new();
+        let mut event = SqsEvent::default();
+        for m in messages {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_string);
+            record.receipt_handle = m.receipt_handle().map(str::to_string);
+            record.body = m.body().map(str::to_string);
+            receipts.insert(
+                m.message_id().unwrap_or_default().to_string(),
+                m.receipt_handle().unwrap_or_default().to_string(),
+            );
+            event.records.push(record);
+        }
+        let response = em_aggregator::lambda::handle(&aggregator, &payloads, event, 0).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "no message of the scenario fails: {:?}",
+            response
+                .batch_item_failures
+                .iter()
+                .map(|f| &f.item_identifier)
+                .collect::<Vec<_>>()
+        );
+        for (_, receipt) in receipts {
+            sqs.delete_message()
+                .queue_url(queue.queue_url())
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .expect("delete");
+            processed += 1;
+        }
+    }
+    assert_eq!(
+        processed, accepted,
+        "every accepted delivery was processed once"
+    );
+
+    // The API function, with its bearer token from Secrets Manager.
+    let token_id = format!("{}-api-token", names.table);
+    common::aws::put_secret(&sdk, &token_id, "scenario-token").await;
+    let tokens = SecretsManagerSecrets::new(&sdk, &token_id, Layout::Single(em_api::API_TOKEN));
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(scenario_dir().join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let cases = expected.as_array().expect("a list");
+    assert!(cases.len() >= 16);
+    let auth = vec![(
+        "authorization".to_string(),
+        "Bearer scenario-token".to_string(),
+    )];
+    for case in cases {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in case["query"].as_object().expect("query") {
+            q.append_pair(k, v.as_str().unwrap_or_default());
+        }
+        let query = q.finish();
+        let req = apigw_event("GET", "/v1/metrics/dora", &query, &auth, None);
+        let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+        assert_eq!(r.status(), 200, "{query}: {}", body_json(&r));
+        assert_matches(&body_json(&r), &case["expect"], &query);
+    }
+    let req = apigw_event("GET", "/v1/metrics/dora", "", &[], None);
+    let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+    assert_eq!(r.status(), 401, "never public");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_through_lambda_handlers_on_aws_in_file_order() {
+    let deliveries = load_deliveries(&scenario_dir().join("deliveries"));
+    run(deliveries, "scenario-a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_through_lambda_handlers_on_aws_shuffled_with_redeliveries() {
+    let mut deliveries = load_deliveries(&scenario_dir().join("deliveries"));
+    // Reversed, then a third of them again shuffled in: at-least-once delivery from the providers.
+    deliveries.reverse();
+    let mut again: Vec<Delivery> = deliveries.iter().step_by(3).cloned().collect();
+    deliveries.append(&mut again);
+    shuffle(&mut deliveries, 0x5eed);
+    run(deliveries, "scenario-b").await;
+}

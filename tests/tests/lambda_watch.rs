@@ -1,0 +1,497 @@
+//! The three Lambda functions as Lambda runs them: their binaries under `cargo lambda watch` (the Lambda
+//! runtime API emulator), invoked with the sample events of `events/`, against an AWS-compatible server.
+//!
+//! webhook: the GitHub event is accepted (202), the same again is a duplicate (200), the GitLab and PagerDuty
+//! ones are accepted; aggregator: an SQS event made of the three queued messages is processed without a
+//! failure, and the scheduled event re-publishes the figures of every service; api: the DORA query answers
+//! with the figures an in-process run computes from the same deliveries, and 401 without the token.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::aws::{
+    delete_messages, fresh_names, put_secret, put_webhook_secret, queue_arn, receive_messages, sdk,
+    server_log_hint, sqs_event_json, unique_name,
+};
+use em_agent_shared::aws::DynamoStore;
+use em_agent_shared::config::Config;
+use em_agent_shared::ports::Envelope;
+use em_aggregator::Aggregator;
+use serde_json::{json, Value};
+
+const WEBHOOK_SECRET: &str = "em-agent-test-secret";
+const API_TOKEN: &str = "em-agent-test-token";
+/// Building the three functions from scratch on a busy machine takes minutes.
+const FIRST_INVOKE_PATIENCE: Duration = Duration::from_secs(15 * 60);
+
+/// The target directory this test was built in (`<target>/<profile>/deps/<test binary>`), so the functions
+/// are built beside it rather than from scratch elsewhere.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| panic!("{} is not under <target>/<profile>/deps", exe.display()))
+}
+
+/// A command for a nested cargo: without the variables cargo sets for a test run (they would make the build
+/// look different and rebuild everything), building into the test's target directory, with `.venv/bin`
+/// (where `scripts/test.sh` installs cargo-lambda) and this cargo's directory first on the `PATH`.
+fn cargo() -> Command {
+    let cargo = PathBuf::from(env!("CARGO"));
+    let mut cmd = Command::new(&cargo);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let keep = k == "CARGO_HOME" || k.starts_with("CARGO_REGISTRIES_");
+        if (k.starts_with("CARGO") && !keep) || k == "OUT_DIR" || k.starts_with("RUSTC") {
+            cmd.env_remove(&k);
+        }
+    }
+    let mut path: Vec<PathBuf> = vec![common::workspace().join(".venv/bin")];
+    if let Some(dir) = cargo.parent() {
+        path.push(dir.to_path_buf());
+    }
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    cmd.env("PATH", std::env::join_paths(path).expect("a valid PATH"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(common::workspace());
+    cmd
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `cargo lambda watch`, in its own process group so everything it starts goes with it.
+struct Watch {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Watch {
+    fn start(env: &[(&str, String)]) -> Watch {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let env_file = dir.path().join("functions.env");
+        let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(&env_file, text).expect("env file");
+        let log = dir.path().join("watch.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let port = common::free_port();
+        let mut cmd = cargo();
+        cmd.args(["lambda", "watch", "--ignore-changes", "--invoke-address"])
+            .arg("127.0.0.1")
+            .arg("--invoke-port")
+            .arg(port.to_string())
+            .arg("--env-file")
+            .arg(&env_file)
+            .env_remove("EM_AGENT_PROVIDER")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "`cargo lambda watch` did not start ({e}): the test needs cargo-lambda 1.9.2 on the PATH or \
+                 in .venv/bin (./scripts/test.sh installs it)"
+            )
+        });
+        let mut watch = Watch {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = watch.child.try_wait() {
+                panic!(
+                    "`cargo lambda watch` exited ({status}):\n{}",
+                    tail(&watch.log, 40)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`cargo lambda watch` does not listen on {port}:\n{}",
+                tail(&watch.log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        watch
+    }
+
+    /// `cargo lambda invoke <function> --data-file <event>`.
+    fn invoke_raw(&self, function: &str, event: &Path) -> Output {
+        cargo()
+            .args([
+                "lambda",
+                "invoke",
+                function,
+                "--invoke-address",
+                "127.0.0.1",
+            ])
+            .arg("--invoke-port")
+            .arg(self.port.to_string())
+            .arg("--data-file")
+            .arg(event)
+            .args(["--output-format", "json"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("cargo lambda invoke runs")
+    }
+
+    /// Invokes and returns the function's JSON answer; panics with the function's log when it fails.
+    fn invoke(&self, function: &str, event: &Path) -> Value {
+        let out = self.invoke_raw(function, event);
+        self.answer(function, event, &out)
+    }
+
+    /// The first invocation of a function builds it: waits for it, up to `patience`.
+    fn invoke_first(&self, function: &str, event: &Path, patience: Duration) -> Value {
+        let deadline = Instant::now() + patience;
+        loop {
+            let out = self.invoke_raw(function, event);
+            if out.status.success() || Instant::now() > deadline {
+                return self.answer(function, event, &out);
+            }
+            if self.building() {
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+            // Not building: a failure of the function itself, reported as it is.
+            return self.answer(function, event, &out);
+        }
+    }
+
+    /// Whether cargo is still compiling (the log's last cargo line is not a finished build).
+    fn building(&self) -> bool {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| {
+                let l = l.trim_start();
+                l.starts_with("Compiling")
+                    || l.starts_with("Finished")
+                    || l.starts_with("Running")
+                    || l.starts_with("Blocking")
+                    || l.starts_with("Updating")
+                    || l.starts_with("Locking")
+                    || l.starts_with("Downloaded")
+                    || l.starts_with("error")
+            })
+            .map(str::trim_start);
+        match last {
+            None => true,
+            Some(l) => {
+                !(l.starts_with("Finished") || l.starts_with("Running") || l.starts_with("error"))
+            }
+        }
+    }
+
+    fn answer(&self, function: &str, event: &Path, out: &Output) -> Value {
+        assert!(
+            out.status.success(),
+            "invoking {function} with {} failed: {}\n{}\n--- cargo lambda watch ---\n{}{}",
+            event.display(),
+            lossy(&out.stdout),
+            lossy(&out.stderr),
+            tail(&self.log, 60),
+            server_log_hint()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{function} answered with something not JSON ({e}): {}",
+                lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API Gateway response's status and JSON body.
+fn http_answer(v: &Value) -> (u64, Value) {
+    let status = v["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("not an API Gateway response: {v}"));
+    let body = v["body"].as_str().unwrap_or_default();
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("body not JSON ({e}): {v}"));
+    (status, body)
+}
+
+fn event(name: &str) -> PathBuf {
+    common::workspace().join("events").join(name)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("an event file")).expect("JSON event")
+}
+
+/// The delivery an API Gateway webhook event carries, as the webhook names it.
+fn envelope_of(event: &Value) -> Envelope {
+    let provider = event["pathParameters"]["provider"]
+        .as_str()
+        .expect("a provider path parameter");
+    let p = em_agent_shared::providers::by_name(provider).expect("a known provider");
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in event["headers"].as_object().expect("headers") {
+        headers.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+            http::HeaderValue::from_str(v.as_str().unwrap_or_default()).expect("header value"),
+        );
+    }
+    let body = bytes::Bytes::from(event["body"].as_str().expect("a body").to_string());
+    let inspection = p.inspect(&headers, &body).expect("a valid delivery");
+    Envelope {
+        provider: provider.to_string(),
+        delivery_id: inspection.delivery_id,
+        event: inspection.event,
+        received_at: 0,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
+    let started = Instant::now();
+    let endpoint = common::aws::endpoint();
+    let sdk = sdk().await;
+    let names = fresh_names("lambda-watch").await;
+    let webhook_secret = put_webhook_secret(
+        &sdk,
+        &unique_name("watch-webhook"),
+        json!({ "github": WEBHOOK_SECRET, "gitlab": WEBHOOK_SECRET, "pagerduty": WEBHOOK_SECRET }),
+    )
+    .await;
+    let token_secret = put_secret(&sdk, &unique_name("watch-api-token"), API_TOKEN).await;
+    let config_path = common::scenario_dir().join("em-agent.toml");
+    let config = Arc::new(Config::load(&config_path).expect("the scenario's configuration"));
+
+    // Built before the emulator starts, so the first invocation does not wait for the whole build.
+    let build = cargo()
+        .args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "em-webhook",
+            "-p",
+            "em-aggregator",
+            "-p",
+            "em-api",
+        ])
+        .status()
+        .expect("cargo build runs");
+    assert!(build.success(), "building the functions failed");
+
+    let var = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.to_string());
+    let env: Vec<(&str, String)> = vec![
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_REGION", var("AWS_REGION", common::aws::REGION)),
+        ("AWS_ACCESS_KEY_ID", var("AWS_ACCESS_KEY_ID", "testing")),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            var("AWS_SECRET_ACCESS_KEY", "testing"),
+        ),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("EM_AGENT_SECRET_ID", webhook_secret),
+        ("EM_AGENT_API_TOKEN_SECRET_ID", token_secret),
+        ("EM_AGENT_TABLE", names.table.clone()),
+        ("EM_AGENT_DELIVERIES_TABLE", names.deliveries_table.clone()),
+        ("EM_AGENT_QUEUE", names.queue.clone()),
+        ("EM_AGENT_BUCKET", names.bucket.clone()),
+        ("EM_AGENT_CONFIG", config_path.display().to_string()),
+    ];
+    let watch = Watch::start(&env);
+
+    // webhook: accepted, then a duplicate; the other providers accepted.
+    let github = event("webhook-github.json");
+    let (status, body) =
+        http_answer(&watch.invoke_first("webhook", &github, FIRST_INVOKE_PATIENCE));
+    assert_eq!(
+        (status, &body["status"]),
+        (202, &json!("accepted")),
+        "{body}"
+    );
+    let (status, body) = http_answer(&watch.invoke("webhook", &github));
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("duplicate")),
+        "{body}"
+    );
+    for name in ["webhook-gitlab.json", "webhook-pagerduty.json"] {
+        let (status, body) = http_answer(&watch.invoke("webhook", &event(name)));
+        assert_eq!(
+            (status, &body["status"]),
+            (202, &json!("accepted")),
+            "{name}: {body}"
+        );
+    }
+
+    // aggregator: the three queued deliveries as the SQS event source hands them over.
+    let messages = receive_messages(&sdk, &names.queue, 4, Duration::from_secs(3)).await;
+    assert_eq!(
+        messages.len(),
+        3,
+        "the queue should hold the three accepted deliveries, once each"
+    );
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sqs_file = dir.path().join("sqs.json");
+    let arn = queue_arn(&sdk, &names.queue).await;
+    std::fs::write(&sqs_file, sqs_event_json(&messages, &arn).to_string()).expect("event file");
+    let answer = watch.invoke_first("aggregator", &sqs_file, FIRST_INVOKE_PATIENCE);
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([]),
+        "the aggregator reported failures: {answer}"
+    );
+    let receipts: Vec<String> = messages
+        .iter()
+        .map(|m| m.receipt_handle().unwrap_or_default().to_string())
+        .collect();
+    delete_messages(&sdk, &names.queue, &receipts).await;
+
+    // What the same deliveries give in-process, on a table of their own.
+    let reference_table = unique_name("watch-reference");
+    em_agent_shared::aws::setup::create_tables(
+        &aws_sdk_dynamodb::Client::new(&sdk),
+        &reference_table,
+        &format!("{reference_table}-deliveries"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("reference table: {e}{}", server_log_hint()));
+    let reference = Aggregator::new(DynamoStore::new(&sdk, reference_table), config.clone());
+    let envelopes: Vec<Envelope> = [
+        "webhook-github.json",
+        "webhook-gitlab.json",
+        "webhook-pagerduty.json",
+    ]
+    .iter()
+    .map(|n| envelope_of(&read_json(&event(n))))
+    .collect();
+    let results = reference.process_batch(&envelopes).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let services = reference
+        .services()
+        .await
+        .expect("the reference's services");
+
+    // The schedule re-publishes every service's figures.
+    let answer = watch.invoke("aggregator", &event("scheduled.json"));
+    assert_eq!(
+        answer,
+        json!({ "published": services.len() }),
+        "services: {services:?}"
+    );
+
+    // api: the sample query, and the same for the service the GitLab deployment belongs to.
+    let api_event = read_json(&event("api-dora.json"));
+    let query = |q: &Value| em_api::DoraQuery {
+        service: q["service"].as_str().map(str::to_string),
+        team: q["team"].as_str().map(str::to_string),
+        from: q["from"].as_str().map(str::to_string),
+        to: q["to"].as_str().map(str::to_string),
+    };
+    let mut search_event = api_event.clone();
+    search_event["rawQueryString"] = json!("service=search&from=2025-03-03&to=2025-05-02");
+    search_event["queryStringParameters"]["service"] = json!("search");
+    let search_file = dir.path().join("api-search.json");
+    std::fs::write(&search_file, search_event.to_string()).expect("event file");
+    let mut answers = Vec::new();
+    for (i, (file, e)) in [
+        (event("api-dora.json"), &api_event),
+        (search_file, &search_event),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let got = if i == 0 {
+            watch.invoke_first("api", file, FIRST_INVOKE_PATIENCE)
+        } else {
+            watch.invoke("api", file)
+        };
+        let (status, body) = http_answer(&got);
+        assert_eq!(status, 200, "{}: {body}", file.display());
+        let want = em_api::dora(
+            &reference.store,
+            &config,
+            query(&e["queryStringParameters"]),
+            0,
+        )
+        .await
+        .expect("the reference report");
+        assert_eq!(
+            body,
+            serde_json::to_value(&want).expect("JSON"),
+            "{}: the function's figures differ from the in-process ones",
+            file.display()
+        );
+        answers.push(body);
+    }
+    assert_eq!(answers[0]["scope"]["service"], json!("checkout"));
+    assert_eq!(answers[0]["deployment_frequency"]["deployments"], json!(0));
+    assert_eq!(
+        answers[1]["deployment_frequency"]["deployments"],
+        json!(1),
+        "the GitLab production deployment of search-indexer: {}",
+        answers[1]
+    );
+
+    // Without the token: 401.
+    let mut no_token = api_event.clone();
+    no_token["headers"]
+        .as_object_mut()
+        .expect("headers")
+        .remove("authorization");
+    let no_token_file = dir.path().join("api-no-token.json");
+    std::fs::write(&no_token_file, no_token.to_string()).expect("event file");
+    let (status, body) = http_answer(&watch.invoke("api", &no_token_file));
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+
+    let log = BufReader::new(std::fs::File::open(&watch.log).expect("watch log"));
+    let panics: Vec<String> = log
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains("panicked at"))
+        .collect();
+    assert!(panics.is_empty(), "a function panicked: {panics:?}");
+    drop(watch);
+    eprintln!(
+        "the functions ran under cargo lambda watch in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}

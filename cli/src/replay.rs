@@ -357,7 +357,7 @@ mod tests {
         };
         let s = replay(&fake, 100, &Recorded::default()).await.unwrap();
         assert_eq!(s.moved, 3);
-        assert_eq!(*fake.calls.lock().unwrap(), [10, 10]);
+        assert_eq!(*fake.calls.lock().unwrap(), [10, 7]);
     }
 
     #[tokio::test]

@@ -2,7 +2,6 @@
 //! the AWS adapters (`--backend aws`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 

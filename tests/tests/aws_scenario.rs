@@ -53,7 +53,11 @@ fn apigw_event(
 fn signed_headers(d: &Delivery) -> Vec<(String, String)> {
     let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
     let mut headers = d.headers.clone();
-    headers.extend(p.sign(secret_of(&d.provider).as_bytes(), d.body.as_bytes()));
+    headers.extend(
+        p.sign(secret_of(&d.provider).as_bytes(), d.body.as_bytes())
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+    );
     headers
 }
 

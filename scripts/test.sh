@@ -94,6 +94,9 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export AWS_EC2_METADATA_DISABLED=true
+# One moto process answers every test at once on a loaded CI machine: give its answers time. The SDK
+# default here (5 s an attempt) suits AWS, where a slower answer means a stalled connection.
+export EM_AGENT_AWS_ATTEMPT_TIMEOUT_MS="${EM_AGENT_AWS_ATTEMPT_TIMEOUT_MS:-30000}"
 export EM_AGENT_TEST_MOTO_LOG="$moto_log"
 
 # The end-to-end tests start the real binary; build it first so their time goes to testing.

@@ -5,14 +5,17 @@
 //! ones are accepted; aggregator: an SQS event made of the three queued messages is processed without a
 //! failure, and the scheduled event re-publishes the figures of every service; api: the DORA query answers
 //! with the figures an in-process run computes from the same deliveries, and 401 without the token.
+//!
+//! One emulator per function, all with the same environment: the resources of [`common::aws::fresh_names`],
+//! the webhook's secret (`EM_AGENT_SECRET_ID`, no `EM_AGENT_PROVIDER`: the path parameter names the
+//! provider), the API token's secret, and the sample scenario's configuration.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +31,9 @@ use serde_json::{json, Value};
 
 const WEBHOOK_SECRET: &str = "em-agent-test-secret";
 const API_TOKEN: &str = "em-agent-test-token";
-/// Building the three functions from scratch on a busy machine takes minutes.
+const FUNCTIONS: [&str; 3] = ["webhook", "aggregator", "api"];
+/// The first invocation starts the function, building it when it is not up to date: minutes on a busy
+/// machine.
 const FIRST_INVOKE_PATIENCE: Duration = Duration::from_secs(15 * 60);
 
 /// The target directory this test was built in (`<target>/<profile>/deps/<test binary>`), so the functions
@@ -78,8 +83,11 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// `cargo lambda watch`, in its own process group so everything it starts goes with it.
+/// `cargo lambda watch` serving one function, in its own process group so everything it starts goes with
+/// it. One per function: the workspace's default member is the CLI, so the emulator is pointed at each
+/// function's own manifest (`cargo run --manifest-path functions/<f>/Cargo.toml --bin <f>`).
 struct Watch {
+    function: &'static str,
     child: Child,
     port: u16,
     log: PathBuf,
@@ -87,9 +95,9 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(env: &[(&str, String)]) -> Watch {
+    fn start(function: &'static str, env: &[(&str, String)]) -> Watch {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let env_file = dir.path().join("functions.env");
+        let env_file = dir.path().join("function.env");
         let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(&env_file, text).expect("env file");
         let log = dir.path().join("watch.log");
@@ -101,9 +109,12 @@ impl Watch {
             .arg("127.0.0.1")
             .arg("--invoke-port")
             .arg(port.to_string())
+            .arg("--manifest-path")
+            .arg(format!("functions/{function}/Cargo.toml"))
             .arg("--env-file")
             .arg(&env_file)
             .env_remove("EM_AGENT_PROVIDER")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -115,6 +126,7 @@ impl Watch {
             )
         });
         let mut watch = Watch {
+            function,
             child,
             port,
             log,
@@ -124,13 +136,13 @@ impl Watch {
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = watch.child.try_wait() {
                 panic!(
-                    "`cargo lambda watch` exited ({status}):\n{}",
+                    "`cargo lambda watch` for {function} exited ({status}):\n{}",
                     tail(&watch.log, 40)
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "`cargo lambda watch` does not listen on {port}:\n{}",
+                "`cargo lambda watch` for {function} does not listen on {port}:\n{}",
                 tail(&watch.log, 40)
             );
             std::thread::sleep(Duration::from_millis(200));
@@ -138,13 +150,20 @@ impl Watch {
         watch
     }
 
-    /// `cargo lambda invoke <function> --data-file <event>`.
-    fn invoke_raw(&self, function: &str, event: &Path) -> Output {
-        cargo()
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `cargo lambda invoke <function> --data-file <event>`, given up after `patience`. An invocation waits
+    /// for the function to start (and so to be built), and forever when it never does: the emulator's log
+    /// is watched for the function's process exiting.
+    fn invoke_within(&self, event: &Path, patience: Duration) -> Value {
+        let seen = self.log_text().len();
+        let mut child = cargo()
             .args([
                 "lambda",
                 "invoke",
-                function,
+                self.function,
                 "--invoke-address",
                 "127.0.0.1",
             ])
@@ -154,64 +173,41 @@ impl Watch {
             .arg(event)
             .args(["--output-format", "json"])
             .stdin(Stdio::null())
-            .output()
-            .expect("cargo lambda invoke runs")
-    }
-
-    /// Invokes and returns the function's JSON answer; panics with the function's log when it fails.
-    fn invoke(&self, function: &str, event: &Path) -> Value {
-        let out = self.invoke_raw(function, event);
-        self.answer(function, event, &out)
-    }
-
-    /// The first invocation of a function builds it: waits for it, up to `patience`.
-    fn invoke_first(&self, function: &str, event: &Path, patience: Duration) -> Value {
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cargo lambda invoke runs");
         let deadline = Instant::now() + patience;
-        loop {
-            let out = self.invoke_raw(function, event);
-            if out.status.success() || Instant::now() > deadline {
-                return self.answer(function, event, &out);
+        let problem = loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break None,
+                Ok(None) => {}
+                Err(e) => break Some(format!("waiting for cargo lambda invoke: {e}")),
             }
-            if self.building() {
-                std::thread::sleep(Duration::from_secs(2));
-                continue;
+            let log = self.log_text();
+            if log
+                .get(seen..)
+                .is_some_and(|new| new.contains("command exited"))
+            {
+                break Some(format!("the {} function exited", self.function));
             }
-            // Not building: a failure of the function itself, reported as it is.
-            return self.answer(function, event, &out);
+            if Instant::now() > deadline {
+                break Some(format!("no answer within {} s", patience.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        if problem.is_some() {
+            let _ = child.kill();
         }
-    }
-
-    /// Whether cargo is still compiling (the log's last cargo line is not a finished build).
-    fn building(&self) -> bool {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let last = text
-            .lines()
-            .rev()
-            .find(|l| {
-                let l = l.trim_start();
-                l.starts_with("Compiling")
-                    || l.starts_with("Finished")
-                    || l.starts_with("Running")
-                    || l.starts_with("Blocking")
-                    || l.starts_with("Updating")
-                    || l.starts_with("Locking")
-                    || l.starts_with("Downloaded")
-                    || l.starts_with("error")
-            })
-            .map(str::trim_start);
-        match last {
-            None => true,
-            Some(l) => {
-                !(l.starts_with("Finished") || l.starts_with("Running") || l.starts_with("error"))
-            }
-        }
-    }
-
-    fn answer(&self, function: &str, event: &Path, out: &Output) -> Value {
+        let out = child
+            .wait_with_output()
+            .expect("cargo lambda invoke's output");
         assert!(
-            out.status.success(),
-            "invoking {function} with {} failed: {}\n{}\n--- cargo lambda watch ---\n{}{}",
+            problem.is_none() && out.status.success(),
+            "invoking {} with {} failed: {}\n{}\n{}\n--- cargo lambda watch ---\n{}{}",
+            self.function,
             event.display(),
+            problem.unwrap_or_default(),
             lossy(&out.stdout),
             lossy(&out.stderr),
             tail(&self.log, 60),
@@ -219,21 +215,33 @@ impl Watch {
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
-                "{function} answered with something not JSON ({e}): {}",
+                "{} answered with something not JSON ({e}): {}",
+                self.function,
                 lossy(&out.stdout)
             )
         })
+    }
+
+    /// An invocation of a function that is already running.
+    fn invoke(&self, event: &Path) -> Value {
+        self.invoke_within(event, Duration::from_secs(120))
+    }
+
+    /// The first invocation, which starts the function (building it if it is not up to date).
+    fn invoke_first(&self, event: &Path) -> Value {
+        self.invoke_within(event, FIRST_INVOKE_PATIENCE)
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        // The emulator, the cargo it runs and the function: the whole group this test started.
         let group = format!("-{}", self.child.id());
         let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                break;
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -300,27 +308,27 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
     let config_path = common::scenario_dir().join("em-agent.toml");
     let config = Arc::new(Config::load(&config_path).expect("the scenario's configuration"));
 
-    // Built before the emulator starts, so the first invocation does not wait for the whole build.
-    let build = cargo()
-        .args([
-            "build",
-            "--quiet",
-            "--bins",
-            "-p",
-            "em-webhook",
-            "-p",
-            "em-aggregator",
-            "-p",
-            "em-api",
-        ])
-        .status()
-        .expect("cargo build runs");
-    assert!(build.success(), "building the functions failed");
+    // Built before the emulators start, each as `cargo run` under the emulator builds it, so the first
+    // invocations do not wait for a build.
+    for function in FUNCTIONS {
+        let build = cargo()
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(format!("functions/{function}/Cargo.toml"))
+            .args(["--bin", function])
+            .status()
+            .expect("cargo build runs");
+        assert!(build.success(), "building the {function} function failed");
+    }
 
     let var = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.to_string());
     let env: Vec<(&str, String)> = vec![
         ("AWS_ENDPOINT_URL", endpoint.clone()),
-        ("AWS_REGION", var("AWS_REGION", common::aws::REGION)),
+        (
+            "AWS_REGION",
+            std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|_| common::aws::REGION.to_string()),
+        ),
         ("AWS_ACCESS_KEY_ID", var("AWS_ACCESS_KEY_ID", "testing")),
         (
             "AWS_SECRET_ACCESS_KEY",
@@ -335,25 +343,26 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
         ("EM_AGENT_BUCKET", names.bucket.clone()),
         ("EM_AGENT_CONFIG", config_path.display().to_string()),
     ];
-    let watch = Watch::start(&env);
+    let webhook = Watch::start("webhook", &env);
+    let aggregator = Watch::start("aggregator", &env);
+    let api = Watch::start("api", &env);
 
     // webhook: accepted, then a duplicate; the other providers accepted.
     let github = event("webhook-github.json");
-    let (status, body) =
-        http_answer(&watch.invoke_first("webhook", &github, FIRST_INVOKE_PATIENCE));
+    let (status, body) = http_answer(&webhook.invoke_first(&github));
     assert_eq!(
         (status, &body["status"]),
         (202, &json!("accepted")),
         "{body}"
     );
-    let (status, body) = http_answer(&watch.invoke("webhook", &github));
+    let (status, body) = http_answer(&webhook.invoke(&github));
     assert_eq!(
         (status, &body["status"]),
         (200, &json!("duplicate")),
         "{body}"
     );
     for name in ["webhook-gitlab.json", "webhook-pagerduty.json"] {
-        let (status, body) = http_answer(&watch.invoke("webhook", &event(name)));
+        let (status, body) = http_answer(&webhook.invoke(&event(name)));
         assert_eq!(
             (status, &body["status"]),
             (202, &json!("accepted")),
@@ -372,7 +381,7 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
     let sqs_file = dir.path().join("sqs.json");
     let arn = queue_arn(&sdk, &names.queue).await;
     std::fs::write(&sqs_file, sqs_event_json(&messages, &arn).to_string()).expect("event file");
-    let answer = watch.invoke_first("aggregator", &sqs_file, FIRST_INVOKE_PATIENCE);
+    let answer = aggregator.invoke_first(&sqs_file);
     assert_eq!(
         answer["batchItemFailures"],
         json!([]),
@@ -410,7 +419,7 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
         .expect("the reference's services");
 
     // The schedule re-publishes every service's figures.
-    let answer = watch.invoke("aggregator", &event("scheduled.json"));
+    let answer = aggregator.invoke(&event("scheduled.json"));
     assert_eq!(
         answer,
         json!({ "published": services.len() }),
@@ -439,9 +448,9 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
     .enumerate()
     {
         let got = if i == 0 {
-            watch.invoke_first("api", file, FIRST_INVOKE_PATIENCE)
+            api.invoke_first(file)
         } else {
-            watch.invoke("api", file)
+            api.invoke(file)
         };
         let (status, body) = http_answer(&got);
         assert_eq!(status, 200, "{}: {body}", file.display());
@@ -478,18 +487,24 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
         .remove("authorization");
     let no_token_file = dir.path().join("api-no-token.json");
     std::fs::write(&no_token_file, no_token.to_string()).expect("event file");
-    let (status, body) = http_answer(&watch.invoke("api", &no_token_file));
+    let (status, body) = http_answer(&api.invoke(&no_token_file));
     assert_eq!(status, 401, "{body}");
     assert!(body["error"].is_string(), "{body}");
 
-    let log = BufReader::new(std::fs::File::open(&watch.log).expect("watch log"));
-    let panics: Vec<String> = log
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| l.contains("panicked at"))
-        .collect();
-    assert!(panics.is_empty(), "a function panicked: {panics:?}");
-    drop(watch);
+    for w in [&webhook, &aggregator, &api] {
+        let panics: Vec<String> = w
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("panicked at"))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            panics.is_empty(),
+            "the {} function panicked: {panics:?}",
+            w.function
+        );
+    }
+    drop((webhook, aggregator, api));
     eprintln!(
         "the functions ran under cargo lambda watch in {:.0} s",
         started.elapsed().as_secs_f64()

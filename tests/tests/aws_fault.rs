@@ -11,6 +11,9 @@
 //! through the redrive policy; after the connection returns and the dead-letter queue is redriven (the code
 //! `em-agent replay --backend aws` runs), every delivery is counted exactly once, the figures are those of a
 //! run that never failed, and processing the same batch again changes nothing.
+//!
+//! The webhook's side of the same fault: when SQS cannot be reached the provider gets a 503 (it retries),
+//! never a 2xx, and its retry once SQS is back is accepted — not taken for a duplicate — and counted once.
 
 mod common;
 
@@ -414,9 +417,14 @@ fn body_text(body: &lambda_http::Body) -> String {
 /// The SDK configuration of the aggregator's DynamoDB client: through the proxy, giving up on a stalled
 /// request after `ATTEMPTS` attempts of `ATTEMPT_TIMEOUT`.
 async fn through(proxy: &Proxy) -> SdkConfig {
+    short_timeouts(proxy.url()).await
+}
+
+/// An SDK configuration for `endpoint` that gives up after `ATTEMPTS` attempts of `ATTEMPT_TIMEOUT`.
+async fn short_timeouts(endpoint: String) -> SdkConfig {
     common::aws::endpoint();
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(proxy.url())
+        .endpoint_url(endpoint)
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(ATTEMPT_TIMEOUT)
@@ -497,14 +505,7 @@ async fn all_reports(store: &DynamoStore, config: &Config) -> BTreeMap<String, V
 async fn run(cut_at: CutAt) {
     let started = Instant::now();
     let sdk = sdk().await;
-    let endpoint = common::aws::endpoint();
-    let upstream = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap_or_else(|_| {
-            panic!("the proxy needs AWS_ENDPOINT_URL as http://<ip>:<port>, not {endpoint}")
-        });
+    let upstream = upstream();
     // One receive before the dead-letter queue, and failed messages visible again after a second.
     let names = fresh_names_with(&sdk, &format!("fault-{cut_at:?}"), 1, 1).await;
     let dlq_url = names
@@ -888,4 +889,175 @@ async fn cut_among_the_fact_writes_fails_the_batch_and_the_redrive_counts_each_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cut_between_services_acknowledges_only_what_is_stored_and_the_redrive_counts_each_once() {
     run(CutAt::SecondService).await;
+}
+
+/// The upstream server's socket address, which the proxy forwards to.
+fn upstream() -> std::net::SocketAddr {
+    let endpoint = common::aws::endpoint();
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| {
+            panic!("the proxy needs AWS_ENDPOINT_URL as http://<ip>:<port>, not {endpoint}")
+        })
+}
+
+fn deployment_request(d: &Deploy) -> lambda_http::Request {
+    webhook_request(
+        "github",
+        &[
+            ("x-github-delivery", &d.delivery_id),
+            ("x-github-event", "deployment_status"),
+        ],
+        &d.body,
+        SECRET,
+    )
+}
+
+fn json_of(resp: &lambda_http::Response<lambda_http::Body>) -> Value {
+    let text = body_text(resp.body());
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "the webhook answered {} with a body that is not JSON ({e}): {text}",
+            resp.status()
+        )
+    })
+}
+
+/// A 503 with a JSON error: the provider retries, and nothing was acknowledged.
+fn assert_unavailable(resp: &lambda_http::Response<lambda_http::Body>, what: &str) {
+    assert_eq!(
+        resp.status(),
+        503,
+        "with {what} the webhook must answer 503: {}",
+        body_text(resp.body())
+    );
+    assert!(
+        json_of(resp)["error"].is_string(),
+        "no error message: {}",
+        body_text(resp.body())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqs_out_of_reach_gives_503_and_the_providers_retry_is_accepted_and_counted_once() {
+    let sdk = sdk().await;
+    let names = fresh_names_with(&sdk, "fault-webhook-sqs", 3, 30).await;
+    let config = Config::parse(CONFIG).expect("the test configuration");
+    let secret_id = put_webhook_secret(
+        &sdk,
+        &unique_name("fault-webhook-sqs"),
+        json!({ "github": SECRET }),
+    )
+    .await;
+    let deploys = deployments();
+    let d = &deploys[0];
+
+    // A server that is down: nothing listens where the webhook's clients connect.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("its address")
+    };
+    let down = short_timeouts(format!("http://{closed}")).await;
+    let unreachable = WebhookHandler::new(
+        SqsQueue::connect(&down, &names)
+            .await
+            .unwrap_or_else(|e| panic!("queue URLs need no request: {e}")),
+        SecretsManagerSecrets::new(&sdk, secret_id.clone(), Layout::PerProvider),
+    );
+    let resp = em_webhook::lambda::handle(
+        &unreachable,
+        Some("github"),
+        deployment_request(d),
+        now_millis(),
+    )
+    .await;
+    assert_unavailable(&resp, "AWS down");
+
+    // SQS (and only SQS) out of reach: the delivery's marker is written, SendMessage never arrives.
+    let proxy = Proxy::start(upstream()).await;
+    let queue = SqsQueue::connect(&through(&proxy).await, &names)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the queue: {e}{}", server_log_hint()));
+    let webhook = WebhookHandler::new(
+        queue.clone(),
+        SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+    );
+    proxy.cut_at(|r| r.operation == "SendMessage");
+    let resp = em_webhook::lambda::handle(
+        &webhook,
+        Some("github"),
+        deployment_request(d),
+        now_millis(),
+    )
+    .await;
+    assert!(
+        proxy.cuts() == 1 && proxy.held_requests() >= 1,
+        "the cut was not at SendMessage; forwarded: {:?}",
+        proxy.forwarded()
+    );
+    assert_unavailable(&resp, "SQS out of reach");
+    assert_eq!(
+        queue_depth(&sdk, queue.queue_url()).await,
+        0,
+        "nothing was queued"
+    );
+    proxy.restore();
+    assert_eq!(
+        queue
+            .delivery_state("github", &d.delivery_id)
+            .await
+            .unwrap_or_else(|e| panic!("reading the marker: {e}")),
+        Some("pending".to_string()),
+        "the marker of an unqueued delivery must stay pending"
+    );
+
+    // The provider retries once SQS is back: accepted, not a duplicate; a further retry is a duplicate.
+    for (attempt, expected) in [(202, "accepted"), (200, "duplicate")]
+        .into_iter()
+        .enumerate()
+    {
+        let resp = em_webhook::lambda::handle(
+            &webhook,
+            Some("github"),
+            deployment_request(d),
+            now_millis(),
+        )
+        .await;
+        assert_eq!(
+            (resp.status().as_u16(), json_of(&resp)["status"].clone()),
+            (expected.0, json!(expected.1)),
+            "retry {} after the outage: {}",
+            attempt + 1,
+            body_text(resp.body())
+        );
+    }
+    assert_eq!(
+        queue
+            .delivery_state("github", &d.delivery_id)
+            .await
+            .ok()
+            .flatten(),
+        Some("queued".to_string())
+    );
+    assert_eq!(queue_depth(&sdk, queue.queue_url()).await, 1, "queued once");
+
+    // And counted once.
+    let messages = receive_messages(&sdk, queue.queue_url(), 1, Duration::from_secs(5)).await;
+    let event = sqs_event(&messages, &queue_arn(&sdk, queue.queue_url()).await);
+    let store = DynamoStore::new(&sdk, names.table.clone());
+    let aggregator = Aggregator::new(store.clone(), Arc::new(config));
+    let payloads = S3Payloads::new(&sdk, names.bucket.clone());
+    let out = em_aggregator::lambda::handle(&aggregator, &payloads, event, now_millis()).await;
+    assert!(
+        out.batch_item_failures.is_empty(),
+        "{:?}",
+        out.batch_item_failures
+    );
+    assert_eq!(counted(&store, None, millis(FROM), millis(TO)).await, 1);
+    assert_eq!(
+        stored_deployments(&store).await,
+        vec![(d.repo.to_string(), d.deployment_id.to_string())]
+    );
 }

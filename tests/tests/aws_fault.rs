@@ -834,15 +834,8 @@ async fn run(cut_at: CutAt) {
     );
 
     // The figures are those of a run that never lost its connection.
-    let reference_table = unique_name("fault-reference");
-    em_agent_shared::aws::setup::create_tables(
-        &aws_sdk_dynamodb::Client::new(&sdk),
-        &reference_table,
-        &format!("{reference_table}-deliveries"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("reference table: {e}{}", server_log_hint()));
-    let reference = Aggregator::new(DynamoStore::new(&sdk, reference_table), config.clone());
+    let reference =
+        common::aws::reference_aggregator(&sdk, "fault-reference", config.clone()).await;
     let envelopes: Vec<Envelope> = messages
         .iter()
         .map(|m| Envelope::from_json(m.body().unwrap_or_default()).expect("an inline message"))

@@ -23,10 +23,8 @@ use common::aws::{
     delete_messages, fresh_names, put_secret, put_webhook_secret, queue_arn, receive_messages, sdk,
     server_log_hint, sqs_event_json, unique_name,
 };
-use em_agent_shared::aws::DynamoStore;
 use em_agent_shared::config::Config;
 use em_agent_shared::ports::Envelope;
-use em_aggregator::Aggregator;
 use serde_json::{json, Value};
 
 const WEBHOOK_SECRET: &str = "em-agent-test-secret";
@@ -394,15 +392,8 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
     delete_messages(&sdk, &names.queue, &receipts).await;
 
     // What the same deliveries give in-process, on a table of their own.
-    let reference_table = unique_name("watch-reference");
-    em_agent_shared::aws::setup::create_tables(
-        &aws_sdk_dynamodb::Client::new(&sdk),
-        &reference_table,
-        &format!("{reference_table}-deliveries"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("reference table: {e}{}", server_log_hint()));
-    let reference = Aggregator::new(DynamoStore::new(&sdk, reference_table), config.clone());
+    let reference =
+        common::aws::reference_aggregator(&sdk, "watch-reference", config.clone()).await;
     let envelopes: Vec<Envelope> = [
         "webhook-github.json",
         "webhook-gitlab.json",

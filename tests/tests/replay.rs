@@ -31,19 +31,7 @@ fn poison() -> Delivery {
 
 /// A good push from the sample scenario, to check that replay leaves processed deliveries alone.
 fn good_push() -> Delivery {
-    let path = common::scenario_dir().join("deliveries/00006.json");
-    let v: Value = serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
-    Delivery {
-        name: "00006.json".into(),
-        provider: v["provider"].as_str().expect("provider").into(),
-        headers: v["headers"]
-            .as_object()
-            .expect("headers")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect(),
-        body: v["body"].as_str().expect("body").into(),
-    }
+    common::load_delivery(&common::scenario_dir().join("deliveries/00006.json"))
 }
 
 fn replay(data: &Path, extra: &[&str]) -> Output {

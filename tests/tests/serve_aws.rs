@@ -85,14 +85,9 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
                 .map(|(_, v)| (d.provider.clone(), v.clone()))
         })
         .expect("a GitHub delivery among the first");
-    let v: Value = client
-        .get(server.url(&format!("/v1/deliveries/{provider}/{id}")))
-        .send()
-        .await
-        .expect("delivery")
-        .json()
-        .await
-        .expect("json");
+    let v = server
+        .get_json(&client, &format!("/v1/deliveries/{provider}/{id}"), &[])
+        .await;
     assert_eq!(v["state"], "queued", "{v}");
 
     // The same figures as the embedded backend gives for these deliveries.
@@ -107,15 +102,7 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
     }
     embedded.wait_drained(&client).await;
     let query = [("from", "2025-01-01"), ("to", "2026-01-01")];
-    let want: Value = client
-        .get(embedded.url("/v1/metrics/dora"))
-        .query(&query)
-        .send()
-        .await
-        .expect("api")
-        .json()
-        .await
-        .expect("json");
+    let want = embedded.get_json(&client, "/v1/metrics/dora", &query).await;
     assert!(
         want["deployment_frequency"]["deployments"]
             .as_u64()
@@ -127,15 +114,7 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
     // The AWS backend's aggregator polls SQS: wait until it has caught up.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let got: Value = client
-            .get(server.url("/v1/metrics/dora"))
-            .query(&query)
-            .send()
-            .await
-            .expect("api")
-            .json()
-            .await
-            .expect("json");
+        let got = server.get_json(&client, "/v1/metrics/dora", &query).await;
         if got == want {
             break;
         }
@@ -216,13 +195,6 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(common::aws::queue_depth(&sdk, &dlq_url).await, 0);
-    let stats: Value = client
-        .get(server.url("/v1/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats = server.stats(&client).await;
     assert_eq!(stats["dead_lettered"], 0, "{stats}");
 }

@@ -353,3 +353,21 @@ pub async fn queue_depth(sdk: &SdkConfig, queue_url: &str) -> u64 {
     get(QueueAttributeName::ApproximateNumberOfMessages)
         + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
 }
+
+/// An aggregator on fresh tables of its own (`em-<tag>-…`), to compute what deliveries give when nothing
+/// fails, for comparison.
+pub async fn reference_aggregator(
+    sdk: &SdkConfig,
+    tag: &str,
+    config: std::sync::Arc<em_agent_shared::config::Config>,
+) -> em_aggregator::Aggregator<em_agent_shared::aws::DynamoStore> {
+    let table = unique_name(tag);
+    em_agent_shared::aws::setup::create_tables(
+        &aws_sdk_dynamodb::Client::new(sdk),
+        &table,
+        &format!("{table}-deliveries"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("reference table: {e}{}", server_log_hint()));
+    em_aggregator::Aggregator::new(em_agent_shared::aws::DynamoStore::new(sdk, table), config)
+}

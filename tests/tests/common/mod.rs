@@ -156,15 +156,26 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    pub async fn stats(&self, client: &reqwest::Client) -> Value {
+    /// `GET path?query` on this server, as JSON.
+    pub async fn get_json(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Value {
         client
-            .get(self.url("/v1/stats"))
+            .get(self.url(path))
+            .query(query)
             .send()
             .await
-            .expect("stats answers")
+            .unwrap_or_else(|e| panic!("GET {path} answers: {e}"))
             .json()
             .await
-            .expect("stats is JSON")
+            .unwrap_or_else(|e| panic!("GET {path} is JSON: {e}"))
+    }
+
+    pub async fn stats(&self, client: &reqwest::Client) -> Value {
+        self.get_json(client, "/v1/stats", &[]).await
     }
 
     /// Waits until every accepted delivery has been processed.
@@ -202,23 +213,23 @@ pub fn load_deliveries(dir: &Path) -> Vec<Delivery> {
         .map(|e| e.expect("entry").path())
         .collect();
     files.sort();
-    files
-        .into_iter()
-        .map(|f| {
-            let v: Value = serde_json::from_slice(&std::fs::read(&f).expect("read")).expect("json");
-            Delivery {
-                name: f.file_name().unwrap_or_default().to_string_lossy().into(),
-                provider: v["provider"].as_str().expect("provider").into(),
-                headers: v["headers"]
-                    .as_object()
-                    .expect("headers")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect(),
-                body: v["body"].as_str().expect("body").into(),
-            }
-        })
-        .collect()
+    files.iter().map(|f| load_delivery(f)).collect()
+}
+
+/// One delivery file of a scenario (`provider`, `headers`, `body`).
+pub fn load_delivery(f: &Path) -> Delivery {
+    let v: Value = serde_json::from_slice(&std::fs::read(f).expect("read")).expect("json");
+    Delivery {
+        name: f.file_name().unwrap_or_default().to_string_lossy().into(),
+        provider: v["provider"].as_str().expect("provider").into(),
+        headers: v["headers"]
+            .as_object()
+            .expect("headers")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: v["body"].as_str().expect("body").into(),
+    }
 }
 
 pub fn secret_of(provider: &str) -> &'static str {

@@ -1,10 +1,10 @@
 //! The AWS backend's flags and connection, for `serve --backend aws`.
 
-use em_agent_shared::aws::secrets::Layout;
-use em_agent_shared::aws::{
+use em_aws::secrets::Layout;
+use em_aws::{
     create_resources, sdk_config, AwsNames, DynamoStore, SecretsManagerSecrets, SqsQueue,
 };
-use em_agent_shared::embedded::EnvSecrets;
+use em_core::secrets::EnvSecrets;
 
 use crate::server::{self, ServeOptions};
 
@@ -82,7 +82,7 @@ pub async fn serve(
             server::serve(opts, queue, store, secrets, describe, enabled).await
         }
         None => {
-            let secrets = EnvSecrets::from_env();
+            let secrets = EnvSecrets::from_env(em_providers::secret_vars());
             let enabled = secrets.enabled().iter().map(|s| s.to_string()).collect();
             server::serve(opts, queue, store, secrets, describe, enabled).await
         }

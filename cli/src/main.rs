@@ -1,6 +1,9 @@
 //! `em-agent`: DORA metrics from webhook deliveries, in one local process.
 
 mod aws;
+mod generate;
+mod parse;
+mod providers;
 mod replay;
 mod report;
 mod send;
@@ -12,12 +15,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use em_agent_shared::config::Config;
-use em_agent_shared::embedded::sqlite::now_millis;
-use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
-use em_agent_shared::providers::secret_env_var;
 use em_aggregator::Aggregator;
 use em_api::DoraQuery;
+use em_core::config::Config;
+use em_core::secrets::EnvSecrets;
+use em_core::time::now_millis;
+use em_providers::secret_env_var;
+use em_sqlite::{EmbeddedStore, Options};
 
 const DEFAULT_CONFIG: &str = "em-agent.toml";
 
@@ -85,9 +89,40 @@ enum Command {
         /// The secret to sign with; defaults to EM_AGENT_<PROVIDER>_SECRET.
         #[arg(long)]
         secret: Option<String>,
-        /// The event name (GitHub X-GitHub-Event, GitLab X-Gitlab-Event); guessed from the payload if absent.
+        /// The event name, for providers that send it in a header (GitHub X-GitHub-Event, GitLab
+        /// X-Gitlab-Event); guessed from the payload if absent.
         #[arg(long)]
         event: Option<String>,
+    },
+    /// List the providers this build knows: route, authentication, secret variables, events.
+    Providers {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the facts one payload becomes, as JSON lines (docs/facts.md), without authentication.
+    Parse {
+        #[arg(long)]
+        provider: String,
+        /// A raw payload, or a recorded delivery ({"provider", "headers", "body"}).
+        file: PathBuf,
+        /// A JSON object of the headers the provider sent with it.
+        #[arg(long)]
+        headers: Option<PathBuf>,
+        /// The event name, where the provider sends it in a header; otherwise read from --headers or
+        /// guessed from the payload.
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Regenerate what is derived from the provider registry (the SAM template, the sample events, the
+    /// docs' provider table); with --check, fail if a committed file differs.
+    #[command(hide = true)]
+    Generate {
+        #[arg(long)]
+        check: bool,
+        /// The repository's root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
     },
     /// Print the DORA metrics as a table.
     Report {
@@ -169,7 +204,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                         max_receives,
                         ..Options::default()
                     },
-                    EnvSecrets::from_env(),
+                    EnvSecrets::from_env(em_providers::secret_vars()),
                 )
                 .await
                 .map_err(|e| e.to_string())?,
@@ -212,6 +247,29 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Providers { json } => {
+            if json {
+                let v = providers::to_json();
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", providers::table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Parse {
+            provider,
+            file,
+            headers,
+            event,
+        } => {
+            for line in parse::run(&provider, &file, headers.as_deref(), event.as_deref())
+                .map_err(|e| e.to_string())?
+            {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate { check, root } => generate::run(&root, check),
         Command::Report {
             service,
             team,
@@ -299,6 +357,15 @@ fn form_urlencoded_pairs(pairs: &[(&str, &String)]) -> String {
         s.append_pair(k, v);
     }
     s.finish()
+}
+
+/// The registered providers' names, for error messages.
+pub fn known_providers() -> String {
+    em_providers::all()
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[tokio::main]

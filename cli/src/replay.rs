@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
-use em_agent_shared::embedded::sqlite::DB_FILE;
-use em_agent_shared::embedded::{EmbeddedStore, Options};
-use em_agent_shared::ports::{DeadLetters, PortError};
+use em_core::ports::{DeadLetters, PortError};
+use em_sqlite::DB_FILE;
+use em_sqlite::{EmbeddedStore, Options};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The subcommand's long help.
@@ -179,13 +179,13 @@ pub async fn replay_aws(
     batch: usize,
     progress: &dyn Progress,
 ) -> Result<Summary, ReplayError> {
-    let sdk = em_agent_shared::aws::sdk_config().await;
-    let names = em_agent_shared::aws::AwsNames {
+    let sdk = em_aws::sdk_config().await;
+    let names = em_aws::AwsNames {
         queue: queue.to_string(),
         dead_letter_queue: Some(dead_letter_queue.to_string()),
-        ..em_agent_shared::aws::AwsNames::from_env(&[]).map_err(ReplayError::Connect)?
+        ..em_aws::AwsNames::from_env(&[]).map_err(ReplayError::Connect)?
     };
-    let sqs = em_agent_shared::aws::SqsQueue::connect(&sdk, &names)
+    let sqs = em_aws::SqsQueue::connect(&sdk, &names)
         .await
         .map_err(ReplayError::Connect)?;
     // SQS moves at most 10 messages a request.
@@ -279,7 +279,7 @@ mod tests {
             let mut calls = self.calls.lock().unwrap();
             calls.push(max);
             if self.fail_on_call == Some(calls.len()) {
-                return Err(PortError::new("connection reset"));
+                return Err(PortError::transient("connection reset"));
             }
             let mut count = self.count.lock().unwrap();
             let n = (*count).min(max as u64);

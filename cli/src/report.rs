@@ -1,6 +1,6 @@
 //! `em-agent report`: the DORA table in the terminal.
 
-use em_agent_shared::metrics::dora::DoraReport;
+use em_metrics::dora::DoraReport;
 use serde_json::Value;
 
 fn duration(seconds: f64) -> String {

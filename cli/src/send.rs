@@ -2,12 +2,13 @@
 
 use std::path::Path;
 
-use em_agent_shared::providers::{self, github, Provider};
+use em_core::time::now_millis;
+use em_providers::Provider;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("unknown provider {0:?} (known: github, gitlab, pagerduty)")]
+    #[error("unknown provider {0:?} (known: {known})", known = crate::known_providers())]
     UnknownProvider(String),
     #[error("no secret: pass --secret or set {0}")]
     NoSecret(String),
@@ -31,48 +32,12 @@ fn fresh_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The headers the provider itself would add, beside the signature.
-fn provider_headers(p: &dyn Provider, body: &[u8], event: Option<&str>) -> Vec<(String, String)> {
-    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    match p.name() {
-        "github" => vec![
-            (
-                "X-GitHub-Event".into(),
-                event.unwrap_or_else(|| github::guess_event(&value)).into(),
-            ),
-            ("X-GitHub-Delivery".into(), fresh_id()),
-        ],
-        "gitlab" => {
-            let kind = value
-                .get("object_kind")
-                .and_then(|k| k.as_str())
-                .unwrap_or_default();
-            let hook = match kind {
-                "push" => "Push Hook",
-                "tag_push" => "Tag Push Hook",
-                "merge_request" => "Merge Request Hook",
-                "deployment" => "Deployment Hook",
-                "pipeline" => "Pipeline Hook",
-                "build" => "Job Hook",
-                "issue" => "Issue Hook",
-                _ => "System Hook",
-            };
-            vec![
-                ("X-Gitlab-Event".into(), event.unwrap_or(hook).into()),
-                ("X-Gitlab-Event-UUID".into(), fresh_id()),
-                ("Idempotency-Key".into(), fresh_id()),
-            ]
-        }
-        _ => Vec::new(),
-    }
-}
-
 pub fn prepare(
     provider: &str,
     file: &Path,
     event: Option<&str>,
-) -> Result<(Prepared, &'static dyn Provider), SendError> {
-    let p = providers::by_name(provider)
+) -> Result<(Prepared, &'static Provider), SendError> {
+    let p = em_providers::by_name(provider)
         .ok_or_else(|| SendError::UnknownProvider(provider.to_string()))?;
     let raw = std::fs::read(file).map_err(|e| SendError::Read(file.display().to_string(), e))?;
     let recorded = serde_json::from_slice::<serde_json::Value>(&raw)
@@ -102,10 +67,13 @@ pub fn prepare(
                 body: v["body"].as_str().unwrap_or_default().as_bytes().to_vec(),
             }
         }
-        None => Prepared {
-            headers: provider_headers(p, &raw, event),
-            body: raw,
-        },
+        None => {
+            let payload: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+            Prepared {
+                headers: p.delivery_headers(&payload, event, &fresh_id()),
+                body: raw,
+            }
+        }
     };
     Ok((prepared, p))
 }
@@ -121,7 +89,7 @@ pub fn endpoint(url: &str, provider: &str) -> String {
 pub async fn send(
     client: &reqwest::Client,
     url: &str,
-    p: &dyn Provider,
+    p: &Provider,
     secret: &[u8],
     prepared: Prepared,
 ) -> Result<(u16, String), SendError> {
@@ -130,17 +98,14 @@ pub async fn send(
         reqwest::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let signed = p
-        .sign(secret, &prepared.body)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v));
+    let signed = p.sign(secret, &prepared.body, now_millis());
     for (k, v) in prepared.headers.into_iter().chain(signed) {
         let name =
             HeaderName::from_bytes(k.as_bytes()).map_err(|_| SendError::BadHeader(k.clone()))?;
         let value = HeaderValue::from_str(&v).map_err(|_| SendError::BadHeader(k.clone()))?;
         headers.insert(name, value);
     }
-    let url = endpoint(url, p.name());
+    let url = endpoint(url, p.name);
     let http = |source| SendError::Http {
         url: url.clone(),
         source,

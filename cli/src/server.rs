@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::future::Future;
 
-use em_agent_shared::aws::SqsQueue;
-use em_agent_shared::config::Config;
-use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
-use em_agent_shared::error::ApiError;
-use em_agent_shared::ports::{DeadLetters, PortError, Queue, SecretSource, Store};
-use em_agent_shared::time::now_millis;
 use em_aggregator::{drain_once, Aggregator};
 use em_api::DoraQuery;
+use em_aws::SqsQueue;
+use em_core::config::Config;
+use em_core::error::ApiError;
+use em_core::ports::{DeadLetters, PortError, Queue, SecretSource, Store};
+use em_core::secrets::EnvSecrets;
+use em_core::time::now_millis;
+use em_sqlite::{EmbeddedStore, Options};
 use em_webhook::{Reply, WebhookHandler};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -44,7 +44,7 @@ pub trait Inspect: Send + Sync + 'static {
 
 impl Inspect for EmbeddedStore {
     async fn stats(&self) -> Result<serde_json::Value, PortError> {
-        serde_json::to_value(EmbeddedStore::stats(self).await?).map_err(PortError::new)
+        serde_json::to_value(EmbeddedStore::stats(self).await?).map_err(PortError::invalid)
     }
 
     async fn delivery_state(
@@ -89,12 +89,10 @@ struct ErrorResponse(ApiError);
 
 impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
+        if self.0.status() >= 500 {
             tracing::error!(error = %self.0, "request failed");
         }
-        (status, Json(self.0.body())).into_response()
+        self.0.response().map(axum::body::Body::from)
     }
 }
 
@@ -105,8 +103,7 @@ impl From<ApiError> for ErrorResponse {
 }
 
 fn reply(r: Reply) -> Response {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
-    (status, Json(r.body)).into_response()
+    r.response().map(axum::body::Body::from)
 }
 
 async fn webhook<Q: Queue + Inspect, S: Store, T: SecretSource>(
@@ -122,9 +119,7 @@ async fn webhook<Q: Queue + Inspect, S: Store, T: SecretSource>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // Only the known providers' limits apply; an unknown provider is a 404 whatever its size.
-    if em_agent_shared::providers::by_name(&provider).is_some()
-        && declared.is_some_and(|n| n > limit as u64)
-    {
+    if em_providers::by_name(&provider).is_some() && declared.is_some_and(|n| n > limit as u64) {
         discard(body, limit).await;
         return Err(ApiError::PayloadTooLarge { limit }.into());
     }
@@ -202,11 +197,7 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": "method not allowed on this route"})),
-    )
-        .into_response()
+    ErrorResponse(ApiError::MethodNotAllowed).into_response()
 }
 
 fn router<Q: Queue + Inspect, S: Store, T: SecretSource>(state: Arc<AppState<Q, S, T>>) -> Router {
@@ -297,10 +288,15 @@ pub async fn serve<Q: Queue + Inspect, S: Store + Clone, T: SecretSource>(
     ));
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
     let addr = listener.local_addr()?;
-    let enabled = enabled.join(", ");
-    tracing::info!(%addr, backend = %describe, providers = %enabled, "em-agent listening");
+    let listed = enabled.join(", ");
+    tracing::info!(%addr, backend = %describe, providers = %listed, "em-agent listening");
+    for p in em_providers::all() {
+        let on = enabled.iter().any(|e| e == p.name);
+        tracing::info!(provider = p.name, route = %p.route(), enabled = on, "webhook");
+    }
     if enabled.is_empty() {
-        tracing::warn!("no provider is enabled: set EM_AGENT_GITHUB_SECRET, EM_AGENT_GITLAB_SECRET or EM_AGENT_PAGERDUTY_SECRET");
+        let vars: Vec<String> = em_providers::all().iter().map(|p| p.secret_var()).collect();
+        tracing::warn!("no provider is enabled: set one of {}", vars.join(", "));
     }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -28,13 +28,13 @@ use common::aws::{
     delete_messages, fresh_names_with, put_webhook_secret, queue_arn, queue_depth,
     receive_messages, sdk, server_log_hint, sqs_event, unique_name, webhook_request,
 };
-use em_agent_shared::aws::secrets::Layout;
-use em_agent_shared::aws::{DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
-use em_agent_shared::config::Config;
-use em_agent_shared::ports::{DeadLetters, Envelope, Message, Store};
-use em_agent_shared::time::now_millis;
 use em_aggregator::Aggregator;
 use em_api::DoraQuery;
+use em_aws::secrets::Layout;
+use em_aws::{DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
+use em_core::config::Config;
+use em_core::ports::{DeadLetters, Envelope, Message, Store};
+use em_core::time::now_millis;
 use em_webhook::WebhookHandler;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

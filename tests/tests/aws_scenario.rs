@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{assert_matches, load_deliveries, scenario_dir, secret_of, shuffle, Delivery};
-use em_agent_shared::aws::secrets::Layout;
-use em_agent_shared::aws::{sdk_config, DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
-use em_agent_shared::config::Config;
 use em_aggregator::Aggregator;
+use em_aws::secrets::Layout;
+use em_aws::{sdk_config, DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
+use em_core::config::Config;
 use em_webhook::WebhookHandler;
 use serde_json::{json, Value};
 
@@ -51,12 +51,16 @@ fn apigw_event(
 }
 
 fn signed_headers(d: &Delivery) -> Vec<(String, String)> {
-    let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
+    let p = em_providers::by_name(&d.provider).expect("provider");
     let mut headers = d.headers.clone();
     headers.extend(
-        p.sign(secret_of(&d.provider).as_bytes(), d.body.as_bytes())
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v)),
+        p.sign(
+            secret_of(&d.provider).as_bytes(),
+            d.body.as_bytes(),
+            em_core::time::now_millis(),
+        )
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
     );
     headers
 }
@@ -72,11 +76,7 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
     let names = common::aws::fresh_names(tag).await;
     let sdk = sdk_config().await;
     let secret_id = format!("{}-webhooks", names.table);
-    let secret_json = json!({
-        "github": secret_of("github"),
-        "gitlab": secret_of("gitlab"),
-        "pagerduty": secret_of("pagerduty"),
-    });
+    let secret_json = common::secrets_json();
     common::aws::put_webhook_secret(&sdk, &secret_id, &secret_json.to_string()).await;
 
     // Webhook functions: one per provider, as deployed.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{post_signed, Delivery, Server, SECRETS};
+use common::{post_signed, secrets, Delivery, Server};
 use serde_json::json;
 
 const REPO: &str = "crash/test-service";
@@ -46,7 +46,7 @@ fn deployment(i: u64) -> Delivery {
 async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut server = Server::start(None, &data, &SECRETS);
+    let mut server = Server::start(None, &data, secrets());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -86,7 +86,7 @@ async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
     let answered = answered.lock().expect("lock").clone();
     assert!(answered.len() >= 400);
 
-    let server = Server::start(None, &data, &SECRETS);
+    let server = Server::start(None, &data, secrets());
     let stats = server.wait_drained(&client).await;
     let stored = stats["deliveries"].as_u64().expect("count");
     // Requests cut off by the kill may have been stored without an answer; never the reverse.

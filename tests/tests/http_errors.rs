@@ -78,8 +78,14 @@ async fn bad_input_gets_a_clear_json_error() {
         .await
         .expect("post");
     assert_eq!(error_of(r).await.0, 401);
-    let p = em_agent_shared::providers::by_name("github").expect("github");
-    let (h, sig) = p.sign(SECRET.as_bytes(), body.as_bytes()).remove(0);
+    let p = em_providers::by_name("github").expect("github");
+    let (h, sig) = p
+        .sign(
+            SECRET.as_bytes(),
+            body.as_bytes(),
+            em_core::time::now_millis(),
+        )
+        .remove(0);
     let tampered = body.replacen("acme-shop", "evil-shop", 1);
     let r = client
         .post(server.url("/webhooks/github"))

@@ -23,8 +23,8 @@ use common::aws::{
     delete_messages, fresh_names, put_secret, put_webhook_secret, queue_arn, receive_messages, sdk,
     server_log_hint, sqs_event_json, unique_name,
 };
-use em_agent_shared::config::Config;
-use em_agent_shared::ports::Envelope;
+use em_core::config::Config;
+use em_core::ports::Envelope;
 use serde_json::{json, Value};
 
 const WEBHOOK_SECRET: &str = "em-agent-test-secret";
@@ -271,7 +271,7 @@ fn envelope_of(event: &Value) -> Envelope {
     let provider = event["pathParameters"]["provider"]
         .as_str()
         .expect("a provider path parameter");
-    let p = em_agent_shared::providers::by_name(provider).expect("a known provider");
+    let p = em_providers::by_name(provider).expect("a known provider");
     let mut headers = http::HeaderMap::new();
     for (k, v) in event["headers"].as_object().expect("headers") {
         headers.insert(

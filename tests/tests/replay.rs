@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{post_signed, Delivery, Server, SECRETS};
-use em_agent_shared::embedded::{EmbeddedStore, Options};
+use common::{post_signed, secrets, Delivery, Server};
+use em_sqlite::{EmbeddedStore, Options};
 use serde_json::{json, Value};
 
 const POISON_ID: &str = "replay-poison-1";
@@ -100,7 +100,7 @@ async fn replay_puts_dead_letters_back_on_the_queue_for_the_server() {
     let data = dir.path().join("data");
     let client = reqwest::Client::new();
 
-    let mut server = Server::start(None, &data, &SECRETS);
+    let mut server = Server::start(None, &data, secrets());
     let (status, body) = post_signed(&client, &server.base, &poison())
         .await
         .expect("post");
@@ -153,7 +153,7 @@ async fn replay_puts_dead_letters_back_on_the_queue_for_the_server() {
     assert!(again["elapsed_seconds"].is_number(), "{again}");
 
     // The next server processes the message again: it still cannot be parsed, so it is dead-lettered again.
-    let server = Server::start(None, &data, &SECRETS);
+    let server = Server::start(None, &data, secrets());
     wait_stats(
         &server,
         &client,

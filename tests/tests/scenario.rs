@@ -4,7 +4,7 @@
 mod common;
 
 use common::{
-    assert_matches, load_deliveries, post_signed, scenario_dir, shuffle, Delivery, Server, SECRETS,
+    assert_matches, load_deliveries, post_signed, scenario_dir, secrets, shuffle, Delivery, Server,
 };
 use serde_json::Value;
 
@@ -39,7 +39,7 @@ async fn run(deliveries: Vec<Delivery>, concurrency: usize) {
     let server = Server::start(
         Some(&scenario_dir().join("em-agent.toml")),
         &dir.path().join("data"),
-        &SECRETS,
+        secrets(),
     );
     let client = reqwest::Client::new();
     let total = deliveries.len();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{load_deliveries, post_signed, scenario_dir, Server, SECRETS};
+use common::{load_deliveries, post_signed, scenario_dir, secrets, Server};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +46,7 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
     let server = Server::start_with(
         Some(&scenario_dir().join("em-agent.toml")),
         &dir.path().join("unused"),
-        &SECRETS,
+        secrets(),
         &args,
         &env,
     );
@@ -95,7 +95,7 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
     let embedded = Server::start(
         Some(&scenario_dir().join("em-agent.toml")),
         &embedded_dir.path().join("data"),
-        &SECRETS,
+        secrets(),
     );
     for d in &some {
         post_signed(&client, &embedded.base, d).await.expect("post");
@@ -143,7 +143,7 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
     };
     let (queue_url, dlq_url) = (url(queue.clone()).await, url(dlq.clone()).await);
     let late = &all[all.len() - 1];
-    let envelope = em_agent_shared::ports::Envelope {
+    let envelope = em_core::ports::Envelope {
         provider: late.provider.clone(),
         delivery_id: "replayed-1".into(),
         event: late

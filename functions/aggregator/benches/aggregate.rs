@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use em_agent_shared::config::Config;
-use em_agent_shared::embedded::{EmbeddedStore, Options};
-use em_agent_shared::metrics::derive::{derive, ServiceFacts};
-use em_agent_shared::ports::{Envelope, Store};
-use em_agent_shared::providers;
 use em_aggregator::Aggregator;
+use em_core::config::Config;
+use em_core::ports::{Envelope, Store};
+use em_metrics::derive::{derive, ServiceFacts};
+use em_sqlite::{EmbeddedStore, Options};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::runtime::Runtime;
 
@@ -49,7 +48,7 @@ fn load_envelopes(dir: &Path) -> Vec<Envelope> {
     for (i, file) in files.iter().enumerate() {
         let text = std::fs::read_to_string(file).expect("delivery file");
         let d: Delivery = serde_json::from_str(&text).expect("delivery JSON");
-        let p = providers::by_name(&d.provider).expect("known provider");
+        let p = em_providers::by_name(&d.provider).expect("known provider");
         let mut headers = HeaderMap::new();
         for (k, v) in &d.headers {
             headers.insert(
@@ -58,11 +57,11 @@ fn load_envelopes(dir: &Path) -> Vec<Envelope> {
             );
         }
         let inspection = p.inspect(&headers, d.body.as_bytes()).expect("inspect");
-        if !seen.insert((p.name(), inspection.delivery_id.clone())) {
+        if !seen.insert((p.name, inspection.delivery_id.clone())) {
             continue;
         }
         envelopes.push(Envelope {
-            provider: p.name().to_string(),
+            provider: p.name.to_string(),
             delivery_id: inspection.delivery_id,
             event: inspection.event,
             received_at: i as i64,

@@ -4,14 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use em_agent_shared::config::Config;
-use em_agent_shared::domain::Fact;
-use em_agent_shared::emf;
-use em_agent_shared::metrics::derive::{derive, DeploymentFact, IncidentEventFact, ServiceFacts};
-use em_agent_shared::metrics::dora::{compute, DoraReport, Scope, Window};
-use em_agent_shared::ports::{Envelope, Message, Payloads, PortError, Queue, Store, StoredFacts};
-use em_agent_shared::providers;
-use em_agent_shared::time::{format_millis, Millis};
+use em_core::config::Config;
+use em_core::domain::Fact;
+use em_core::emf;
+use em_core::ports::{Envelope, Message, Payloads, PortError, Queue, Store, StoredFacts};
+use em_core::time::{format_millis, Millis};
+use em_metrics::derive::{derive, DeploymentFact, IncidentEventFact, ServiceFacts};
+use em_metrics::dora::{compute, DoraReport, Scope, Window};
 
 /// The window of the figures published as metrics, as the API's default window.
 pub const FIGURES_DAYS: i64 = 30;
@@ -87,7 +86,7 @@ impl<S: Store> Aggregator<S> {
         let mut results: Vec<Result<(), Failure>> = Vec::with_capacity(batch.len());
         let mut parsed: Vec<Vec<Fact>> = Vec::with_capacity(batch.len());
         for e in batch {
-            let facts = match providers::by_name(&e.provider) {
+            let facts = match em_providers::by_name(&e.provider) {
                 None => Err(Failure::Poison(format!(
                     "unknown provider {:?}",
                     e.provider
@@ -194,7 +193,7 @@ impl<S: Store> Aggregator<S> {
     pub async fn publish_figures(&self, services: impl IntoIterator<Item = String>, now: Millis) {
         for service in services {
             match self.figures(&service, FIGURES_DAYS, now).await {
-                Ok(report) => emf::emit(emf::dora_line(now, &service, &report)),
+                Ok(report) => emf::emit(dora_line(now, &service, &report)),
                 Err(e) => tracing::warn!(%service, error = %e, "figures not published"),
             }
         }
@@ -226,7 +225,7 @@ impl<S: Store> Aggregator<S> {
             tracing::info!(%service, attempt, "metric rows changed meanwhile, recomputing");
             tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
         }
-        Err(PortError(format!(
+        Err(PortError::conflict(format!(
             "metric rows of {service} kept changing during {ATTEMPTS} recomputes"
         )))
     }
@@ -259,6 +258,37 @@ impl<S: Store> Aggregator<S> {
         );
         Ok(true)
     }
+}
+
+/// The DORA figures of one service as an EMF line; figures without a value (no changes, no incidents) are
+/// left out rather than published as zero.
+pub fn dora_line(timestamp: Millis, service: &str, r: &DoraReport) -> String {
+    use emf::{line, Unit};
+    let mut metrics = vec![
+        (
+            "DeploymentsPerDay",
+            r.deployment_frequency.per_day,
+            Unit::None,
+        ),
+        (
+            "Deployments",
+            r.deployment_frequency.deployments as f64,
+            Unit::Count,
+        ),
+    ];
+    if let Some(v) = r.lead_time.median_seconds {
+        metrics.push(("LeadTimeMedianSeconds", v, Unit::Seconds));
+    }
+    if let Some(v) = r.change_failure_rate.ratio {
+        metrics.push(("ChangeFailureRate", v, Unit::None));
+    }
+    if let Some(v) = r.recovery_time.median_seconds {
+        metrics.push(("RecoveryMedianSeconds", v, Unit::Seconds));
+    }
+    if let Some(v) = r.rework_rate.ratio {
+        metrics.push(("ReworkRate", v, Unit::None));
+    }
+    line(timestamp, &[("Service", service)], &metrics)
 }
 
 /// One pass of the local consumer: receive a batch, process it, acknowledge what succeeded, dead-letter
@@ -364,6 +394,31 @@ pub mod lambda {
         response
     }
 
+    /// Why an invocation failed as a whole; Lambda reports it with its type, and SQS retries the batch.
+    #[derive(Debug, thiserror::Error)]
+    pub enum InvokeError {
+        #[error("expected an SQS event or a scheduled event: {0}")]
+        UnknownEvent(String),
+        #[error("{0}")]
+        Store(#[from] PortError),
+        #[error("cannot encode the answer: {0}")]
+        Encode(#[from] serde_json::Error),
+    }
+
+    impl From<InvokeError> for lambda_runtime::Diagnostic {
+        fn from(e: InvokeError) -> Self {
+            let error_type = match &e {
+                InvokeError::UnknownEvent(_) => "UnknownEvent",
+                InvokeError::Store(_) => "StoreUnavailable",
+                InvokeError::Encode(_) => "EncodeFailed",
+            };
+            lambda_runtime::Diagnostic {
+                error_type: error_type.into(),
+                error_message: e.to_string(),
+            }
+        }
+    }
+
     /// What the function was invoked with: an SQS batch, or the schedule that re-publishes the figures
     /// (the window slides even when nothing is delivered).
     pub enum Invocation {
@@ -372,18 +427,20 @@ pub mod lambda {
     }
 
     impl Invocation {
-        pub fn from_json(v: serde_json::Value) -> Result<Invocation, String> {
+        pub fn from_json(v: serde_json::Value) -> Result<Invocation, InvokeError> {
             if v.get("Records").is_some() {
                 return serde_json::from_value(v)
                     .map(Invocation::Batch)
-                    .map_err(|e| format!("not an SQS event: {e}"));
+                    .map_err(|e| InvokeError::UnknownEvent(format!("not an SQS event: {e}")));
             }
             if v.get("detail-type").and_then(|d| d.as_str()) == Some("Scheduled Event")
                 || v.get("source").and_then(|d| d.as_str()) == Some("aws.scheduler")
             {
                 return Ok(Invocation::Scheduled);
             }
-            Err("expected an SQS event or a scheduled event".into())
+            Err(InvokeError::UnknownEvent(
+                "neither Records nor a schedule's detail-type".into(),
+            ))
         }
     }
 
@@ -393,18 +450,14 @@ pub mod lambda {
         payloads: &P,
         event: serde_json::Value,
         now: Millis,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, InvokeError> {
         match Invocation::from_json(event)? {
-            Invocation::Batch(e) => {
-                serde_json::to_value(handle(aggregator, payloads, e, now).await)
-                    .map_err(|e| e.to_string())
-            }
+            Invocation::Batch(e) => Ok(serde_json::to_value(
+                handle(aggregator, payloads, e, now).await,
+            )?),
             Invocation::Scheduled => {
-                aggregator
-                    .ensure_config_current()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let services = aggregator.services().await.map_err(|e| e.to_string())?;
+                aggregator.ensure_config_current().await?;
+                let services = aggregator.services().await?;
                 let n = services.len();
                 aggregator.publish_figures(services, now).await;
                 Ok(serde_json::json!({ "published": n }))

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use em_agent_shared::aws::{sdk_config, AwsNames, DynamoStore, S3Payloads};
-use em_agent_shared::config::Config;
-use em_agent_shared::time::now_millis;
 use em_aggregator::{lambda, Aggregator};
+use em_aws::{sdk_config, AwsNames, DynamoStore, S3Payloads};
+use em_core::config::Config;
+use em_core::time::now_millis;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    em_agent_shared::logging::init_lambda_json();
+    em_aws::logging::init_lambda_json();
     let config = Config::from_env()?;
     let sdk = sdk_config().await;
     let names = AwsNames::from_env(&["EM_AGENT_TABLE", "EM_AGENT_BUCKET"])?;
@@ -22,9 +22,7 @@ async fn main() -> Result<(), Error> {
     let (aggregator, payloads) = (&aggregator, &payloads);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            lambda::invoke(aggregator, payloads, event.payload, now_millis())
-                .await
-                .map_err(Error::from)
+            lambda::invoke(aggregator, payloads, event.payload, now_millis()).await
         },
     ))
     .await

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use em_agent_shared::config::Config;
-use em_agent_shared::embedded::{EmbeddedStore, Options};
-use em_agent_shared::ports::{NoPayloads, Store};
 use em_aggregator::{lambda, Aggregator};
+use em_core::config::Config;
+use em_core::ports::{NoPayloads, Store};
+use em_sqlite::{EmbeddedStore, Options};
 
 #[tokio::test]
 async fn a_batch_is_stored_and_only_the_bad_message_fails() {

@@ -1,11 +1,11 @@
 //! The metrics API: `GET /v1/metrics/dora?service=S|team=T&from=..&to=..`.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
-use em_agent_shared::config::Config;
-use em_agent_shared::error::ApiError;
-use em_agent_shared::metrics::dora::{compute, DoraReport, Scope, Window};
-use em_agent_shared::ports::{SecretSource, Store};
-use em_agent_shared::time::Millis;
+use em_core::config::Config;
+use em_core::error::ApiError;
+use em_core::ports::{SecretSource, Store};
+use em_core::time::Millis;
+use em_metrics::dora::{compute, DoraReport, Scope, Window};
 
 /// When `from` is not given, the window is the 30 days before `to`.
 pub const DEFAULT_WINDOW_DAYS: i64 = 30;
@@ -190,28 +190,16 @@ pub async fn authenticate<T: SecretSource>(
     tokens: &T,
     headers: &http::HeaderMap,
 ) -> Result<(), ApiError> {
-    let given = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthenticated(
-            "send the API token as Authorization: Bearer <token>",
-        ))?;
+    use em_providers::{Auth, AuthError, Clock};
     // No token configured is a closed API, never an open one.
     let accepted = tokens.secrets(API_TOKEN).await?.unwrap_or_default();
-    let mut ok = subtle::Choice::from(0u8);
-    for t in &accepted {
-        ok |= subtle::ConstantTimeEq::ct_eq(t.as_slice(), given.as_bytes());
-    }
-    if bool::from(ok) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthenticated("the API token is not valid"))
+    // The same bearer check as the providers': digests compared, so the token's length does not show.
+    match Auth::Bearer.verify(headers, b"", &accepted, Clock::at(0)) {
+        Ok(()) => Ok(()),
+        Err(AuthError::Missing(_) | AuthError::Malformed(_)) => Err(ApiError::Unauthenticated(
+            "send the API token as Authorization: Bearer <token>",
+        )),
+        Err(_) => Err(ApiError::Unauthenticated("the API token is not valid")),
     }
 }
 
@@ -240,27 +228,18 @@ pub mod lambda {
             dora(store, config, q, now).await
         }
         .await;
-        let (status, body) = match result {
-            Ok(report) => (200, serde_json::to_string(&report).unwrap_or_default()),
+        let response = match result.and_then(|report| {
+            serde_json::to_value(&report)
+                .map_err(|e| ApiError::Unavailable(em_core::ports::PortError::invalid(e)))
+        }) {
+            Ok(report) => em_core::http::json_response(200, &report),
             Err(e) => {
                 if e.status() >= 500 {
                     tracing::error!(error = %e, "query failed");
                 }
-                (e.status(), e.body().to_string())
+                e.response()
             }
         };
-        let mut r = Response::new(Body::Text(body));
-        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        if status == 401 {
-            r.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
-        }
-        r
+        response.map(Body::from)
     }
 }

@@ -1,15 +1,15 @@
 //! The metrics API Lambda function: wiring only; the logic is in the library.
 
-use em_agent_shared::aws::secrets::Layout;
-use em_agent_shared::aws::{sdk_config, AwsNames, DynamoStore, SecretsManagerSecrets};
-use em_agent_shared::config::Config;
-use em_agent_shared::time::now_millis;
 use em_api::{lambda, API_TOKEN};
+use em_aws::secrets::Layout;
+use em_aws::{sdk_config, AwsNames, DynamoStore, SecretsManagerSecrets};
+use em_core::config::Config;
+use em_core::time::now_millis;
 use lambda_http::{run, service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    em_agent_shared::logging::init_lambda_json();
+    em_aws::logging::init_lambda_json();
     let config = Config::from_env()?;
     // Never public: without a token secret the function does not start.
     let token_secret = std::env::var("EM_AGENT_API_TOKEN_SECRET_ID").map_err(|_| {

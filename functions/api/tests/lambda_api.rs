@@ -1,8 +1,9 @@
 //! The sample API Gateway request in `events/` through the API's Lambda handler.
 
-use em_agent_shared::config::Config;
-use em_agent_shared::embedded::{EmbeddedStore, EnvSecrets, Options};
 use em_api::lambda;
+use em_core::config::Config;
+use em_core::secrets::EnvSecrets;
+use em_sqlite::{EmbeddedStore, Options};
 
 fn json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
     match r.body() {

@@ -2,10 +2,10 @@
 //! is fast and a delivery is acknowledged only once it is durably queued.
 
 use bytes::Bytes;
-use em_agent_shared::error::ApiError;
-use em_agent_shared::ports::{EnqueueOutcome, Envelope, Queue, SecretSource};
-use em_agent_shared::providers;
-use em_agent_shared::time::Millis;
+use em_core::error::ApiError;
+use em_core::ports::{EnqueueOutcome, Envelope, Queue, SecretSource};
+use em_core::time::Millis;
+use em_providers::auth::{Clock, DEFAULT_REPLAY_WINDOW};
 use http::HeaderMap;
 use serde_json::json;
 
@@ -19,10 +19,18 @@ pub struct Reply {
     pub body: serde_json::Value,
 }
 
+impl Reply {
+    pub fn response(&self) -> http::Response<String> {
+        em_core::http::json_response(self.status, &self.body)
+    }
+}
+
 pub struct WebhookHandler<Q, S> {
     pub queue: Q,
     pub secrets: S,
     pub max_body: usize,
+    /// How far a signed timestamp may be from the time of receipt, for the schemes that sign one.
+    pub replay_window: Millis,
 }
 
 impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
@@ -31,7 +39,13 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
             queue,
             secrets,
             max_body: DEFAULT_MAX_BODY,
+            replay_window: DEFAULT_REPLAY_WINDOW,
         }
+    }
+
+    pub fn with_replay_window(mut self, window: std::time::Duration) -> Self {
+        self.replay_window = Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX);
+        self
     }
 
     pub async fn handle(
@@ -41,30 +55,34 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
         body: Bytes,
         received_at: Millis,
     ) -> Result<Reply, ApiError> {
-        let p = providers::by_name(provider)
+        let p = em_providers::by_name(provider)
             .ok_or_else(|| ApiError::UnknownProvider(provider.to_string()))?;
         // Fail closed: no secret means the provider is off, never open.
         let secrets = self
             .secrets
-            .secrets(p.name())
+            .secrets(p.name)
             .await?
-            .filter(|s| !s.is_empty())
+            .filter(|s| s.iter().any(|s| !s.is_empty()))
             .ok_or_else(|| ApiError::ProviderDisabled {
-                provider: p.name().to_string(),
-                hint: self.secrets.enable_hint(p.name()),
+                provider: p.name.to_string(),
+                hint: self.secrets.enable_hint(p.name),
             })?;
         if body.len() > self.max_body {
             return Err(ApiError::PayloadTooLarge {
                 limit: self.max_body,
             });
         }
-        p.authenticate(headers, &body, &secrets)?;
+        let clock = Clock {
+            now: received_at,
+            replay_window: self.replay_window,
+        };
+        p.authenticate(headers, &body, &secrets, clock)?;
         let inspection = p.inspect(headers, &body)?;
         let delivery_id = inspection.delivery_id.clone();
         let outcome = self
             .queue
             .enqueue(Envelope {
-                provider: p.name().to_string(),
+                provider: p.name.to_string(),
                 delivery_id: inspection.delivery_id,
                 event: inspection.event,
                 received_at,
@@ -87,17 +105,8 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
 /// The Lambda side: API Gateway HTTP API (payload v2) requests in, responses out.
 pub mod lambda {
     use super::*;
+    use em_core::emf;
     use lambda_http::{Body, Request, RequestExt, Response};
-
-    fn json_response(status: u16, body: &serde_json::Value) -> Response<Body> {
-        let mut r = Response::new(Body::Text(body.to_string()));
-        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        r
-    }
 
     /// `provider` pins the function to one provider (one function per provider); otherwise the `{provider}`
     /// path parameter names it.
@@ -128,23 +137,24 @@ pub mod lambda {
             Err(e) if e.status() >= 500 => "unavailable",
             Err(_) => "invalid",
         };
-        if em_agent_shared::providers::by_name(&name).is_some() {
-            em_agent_shared::emf::emit(em_agent_shared::emf::line(
+        if em_providers::by_name(&name).is_some() {
+            emf::emit(emf::line(
                 received_at,
                 &[("Provider", &name), ("Outcome", outcome)],
-                &[("Deliveries", 1.0, em_agent_shared::emf::Unit::Count)],
+                &[("Deliveries", 1.0, emf::Unit::Count)],
             ));
         }
-        match result {
-            Ok(r) => json_response(r.status, &r.body),
+        let response = match result {
+            Ok(r) => r.response(),
             Err(e) => {
                 if e.status() >= 500 {
                     tracing::error!(error = %e, provider = %name, "delivery not accepted");
                 } else {
                     tracing::info!(error = %e, provider = %name, status = e.status(), "delivery rejected");
                 }
-                json_response(e.status(), &e.body())
+                e.response()
             }
-        }
+        };
+        response.map(Body::from)
     }
 }

@@ -1,15 +1,16 @@
 //! The webhook Lambda function: wiring only; the logic is in the library. One deployment per provider,
 //! named by `EM_AGENT_PROVIDER`.
 
-use em_agent_shared::aws::secrets::Layout;
-use em_agent_shared::aws::{sdk_config, AwsNames, SecretsManagerSecrets, SqsQueue};
-use em_agent_shared::time::now_millis;
+use em_aws::secrets::Layout;
+use em_aws::{sdk_config, AwsNames, SecretsManagerSecrets, SqsQueue};
+use em_core::config::duration_from_env;
+use em_core::time::now_millis;
 use em_webhook::{lambda, WebhookHandler};
 use lambda_http::{run, service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    em_agent_shared::logging::init_lambda_json();
+    em_aws::logging::init_lambda_json();
     let provider = std::env::var("EM_AGENT_PROVIDER").ok();
     let secret_id = std::env::var("EM_AGENT_SECRET_ID")
         .map_err(|_| "EM_AGENT_SECRET_ID is not set: the webhook fails closed without secrets")?;
@@ -21,7 +22,10 @@ async fn main() -> Result<(), Error> {
     ])?;
     let queue = SqsQueue::connect(&sdk, &names).await?;
     let secrets = SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider);
-    let handler = WebhookHandler::new(queue, secrets);
+    let mut handler = WebhookHandler::new(queue, secrets);
+    if let Some(window) = duration_from_env("EM_AGENT_REPLAY_WINDOW")? {
+        handler = handler.with_replay_window(window);
+    }
     let (handler, provider) = (&handler, provider.as_deref());
     run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(lambda::handle(handler, provider, req, now_millis()).await)

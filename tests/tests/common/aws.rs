@@ -21,7 +21,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
-use em_agent_shared::aws::{create_resources, AwsNames};
+use em_aws::{create_resources, AwsNames};
 use serde_json::{json, Value};
 
 pub const SERVER_HELP: &str = "the AWS tests need an AWS-compatible server: run ./scripts/test.sh, or start \
@@ -68,10 +68,10 @@ pub fn server_log_hint() -> String {
     }
 }
 
-/// The SDK configuration the functions use (`em_agent_shared::aws::sdk_config`), pointed at the server.
+/// The SDK configuration the functions use (`em_aws::sdk_config`), pointed at the server.
 pub async fn sdk() -> SdkConfig {
     endpoint();
-    em_agent_shared::aws::sdk_config().await
+    em_aws::sdk_config().await
 }
 
 /// A name no other test uses: `em-<tag>-<12 hex digits>`, valid for tables, queues and buckets (the tag is
@@ -184,8 +184,8 @@ pub fn webhook_request(
     secret: &str,
 ) -> lambda_http::Request {
     use lambda_http::RequestExt;
-    let p = em_agent_shared::providers::by_name(provider)
-        .unwrap_or_else(|| panic!("unknown provider {provider}"));
+    let p =
+        em_providers::by_name(provider).unwrap_or_else(|| panic!("unknown provider {provider}"));
     let mut b = http::Request::builder()
         .method("POST")
         .uri(format!("https://api.example.com/webhooks/{provider}"))
@@ -193,7 +193,11 @@ pub fn webhook_request(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    for (k, v) in p.sign(secret.as_bytes(), body.as_bytes()) {
+    for (k, v) in p.sign(
+        secret.as_bytes(),
+        body.as_bytes(),
+        em_core::time::now_millis(),
+    ) {
         b = b.header(k, v);
     }
     b.body(lambda_http::Body::Text(body.to_string()))
@@ -359,15 +363,15 @@ pub async fn queue_depth(sdk: &SdkConfig, queue_url: &str) -> u64 {
 pub async fn reference_aggregator(
     sdk: &SdkConfig,
     tag: &str,
-    config: std::sync::Arc<em_agent_shared::config::Config>,
-) -> em_aggregator::Aggregator<em_agent_shared::aws::DynamoStore> {
+    config: std::sync::Arc<em_core::config::Config>,
+) -> em_aggregator::Aggregator<em_aws::DynamoStore> {
     let table = unique_name(tag);
-    em_agent_shared::aws::setup::create_tables(
+    em_aws::setup::create_tables(
         &aws_sdk_dynamodb::Client::new(sdk),
         &table,
         &format!("{table}-deliveries"),
     )
     .await
     .unwrap_or_else(|e| panic!("reference table: {e}{}", server_log_hint()));
-    em_aggregator::Aggregator::new(em_agent_shared::aws::DynamoStore::new(sdk, table), config)
+    em_aggregator::Aggregator::new(em_aws::DynamoStore::new(sdk, table), config)
 }

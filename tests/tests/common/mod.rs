@@ -11,11 +11,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const SECRETS: [(&str, &str); 3] = [
-    ("github", "test-github-secret"),
-    ("gitlab", "test-gitlab-token"),
-    ("pagerduty", "test-pagerduty-secret"),
-];
+/// Every registered provider with a test secret of its own.
+pub fn secrets() -> &'static [(&'static str, &'static str)] {
+    static SECRETS: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    SECRETS.get_or_init(|| {
+        em_providers::all()
+            .iter()
+            .map(|p| {
+                let secret: &'static str =
+                    Box::leak(format!("test-{}-secret", p.name).into_boxed_str());
+                (p.name, secret)
+            })
+            .collect()
+    })
+}
+
+/// The providers' secrets as the AWS webhook reads them: one JSON object, a key per provider.
+pub fn secrets_json() -> serde_json::Value {
+    secrets()
+        .iter()
+        .map(|(p, s)| (p.to_string(), serde_json::Value::from(*s)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -111,11 +129,13 @@ impl Server {
                 .arg(data_dir.with_extension("empty.toml"));
             std::fs::write(data_dir.with_extension("empty.toml"), "").expect("empty config");
         }
-        for (p, _) in SECRETS {
-            cmd.env_remove(format!("EM_AGENT_{}_SECRET", p.to_uppercase()));
+        for p in em_providers::all() {
+            for var in p.secret_vars() {
+                cmd.env_remove(var);
+            }
         }
         for (p, s) in secrets {
-            cmd.env(format!("EM_AGENT_{}_SECRET", p.to_uppercase()), s);
+            cmd.env(em_providers::secret_env_var(p), s);
         }
         cmd.args(args);
         for (k, v) in env {
@@ -233,7 +253,7 @@ pub fn load_delivery(f: &Path) -> Delivery {
 }
 
 pub fn secret_of(provider: &str) -> &'static str {
-    SECRETS
+    secrets()
         .iter()
         .find(|(p, _)| *p == provider)
         .map(|(_, s)| *s)
@@ -256,7 +276,7 @@ pub async fn post_signed_as(
     d: &Delivery,
     secret: &str,
 ) -> reqwest::Result<(u16, Value)> {
-    let p = em_agent_shared::providers::by_name(&d.provider).expect("provider");
+    let p = em_providers::by_name(&d.provider).expect("provider");
 
     let mut req = client
         .post(format!("{base}/webhooks/{}", d.provider))
@@ -264,7 +284,11 @@ pub async fn post_signed_as(
     for (k, v) in &d.headers {
         req = req.header(k, v);
     }
-    for (k, v) in p.sign(secret.as_bytes(), d.body.as_bytes()) {
+    for (k, v) in p.sign(
+        secret.as_bytes(),
+        d.body.as_bytes(),
+        em_core::time::now_millis(),
+    ) {
         req = req.header(k, v);
     }
     let resp = req.send().await?;

@@ -1,0 +1,1024 @@
+//! The store on one DynamoDB table (`pk`, `sk`, both strings). Layout, access patterns and request counts
+//! are in docs/dynamodb.md; in short:
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | push | `r#<repo, lower case>` | `p#<before>#<after>` |
+//! | deployment | `r#<repo, lower case>` | `d#<outcome>#<provider>#<deployment id>` |
+//! | pull request event | `r#<repo, lower case>` | `q#<provider>#<number>#<kind>` |
+//! | incident event | `i#<incident service>` | `e#<provider>#<event id>` |
+//! | fact source | `src` | `r#<repo>` / `i#<incident service>` |
+//! | service registry | `svc` | `<service>` |
+//! | metric head | `m#<service>` | `#head`: version, generation |
+//! | metric day digest | `m#<service>` | `#days`: day → parts and hash |
+//! | metric day | `m#<service>` | `d#<generation>#<yyyy-mm-dd>#<part>`: that day's rows |
+//! | metadata | `meta` | `<key>` |
+//!
+//! A DORA query reads each service's head and then the day items of the window: reads grow with the days,
+//! not with the events in them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use crate::sdk_error;
+use em_core::domain::{
+    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
+};
+use em_core::ports::{FactSources, PortError, Store, StoredFacts};
+use em_core::rows::{Derived, WindowRows};
+use em_core::time::Millis;
+
+type Item = HashMap<String, AttributeValue>;
+
+const HEAD: &str = "#head";
+const DAYS: &str = "#days";
+const SOURCES: &str = "src";
+const SERVICES: &str = "svc";
+const META: &str = "meta";
+/// Rows per day item: ~40 bytes a row keeps an item well under DynamoDB's 400 KB.
+const ROWS_PER_PART: usize = 8_000;
+/// TransactWriteItems takes at most 100 items and 4 MB.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+const MAX_TRANSACTION_BYTES: usize = 3_500_000;
+/// Concurrent writes of one batch's facts.
+const WRITE_CONCURRENCY: usize = 16;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    /// Fact sources this process has registered: each is written once per process, not once per fact.
+    sources_seen: Arc<std::sync::Mutex<HashSet<String>>>,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &Item, name: &str) -> Result<String, PortError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| PortError::invalid(format!("item without string {name}")))
+}
+
+fn get_n(item: &Item, name: &str) -> Result<i64, PortError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| PortError::invalid(format!("item without number {name}")))
+}
+
+fn repo_pk(repo: &str) -> String {
+    format!("r#{}", repo.to_lowercase())
+}
+
+fn incident_pk(service_name: &str) -> String {
+    format!("i#{service_name}")
+}
+
+fn metric_pk(service: &str) -> String {
+    format!("m#{service}")
+}
+
+fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+/// The UTC day of an instant, as the sort key writes it.
+fn day_of(t: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(t)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "0000-00-00".into())
+}
+
+/// One day's rows of a service, as a day item stores them: only what a DORA query reads, with the instants
+/// that place a row in a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct DayRows {
+    /// Deployments: (time, failed, rework).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    d: Vec<(Millis, bool, bool)>,
+    /// Changes: (deployment time, lead time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    c: Vec<(Millis, Millis)>,
+    /// Attributed incidents: (opened, resolution time while resolved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    i: Vec<(Millis, Option<Millis>)>,
+}
+
+impl DayRows {
+    fn len(&self) -> usize {
+        self.d.len() + self.c.len() + self.i.len()
+    }
+}
+
+/// A service's derived rows, by day, each day split into parts that fit in an item.
+fn days_of(derived: &Derived) -> BTreeMap<String, Vec<String>> {
+    let mut days: BTreeMap<String, DayRows> = BTreeMap::new();
+    for d in &derived.deployments {
+        days.entry(day_of(d.time))
+            .or_default()
+            .d
+            .push((d.time, d.failed, d.rework));
+    }
+    for c in &derived.changes {
+        days.entry(day_of(c.deployment_time))
+            .or_default()
+            .c
+            .push((c.deployment_time, c.lead_time()));
+    }
+    for i in derived
+        .incidents
+        .iter()
+        .filter(|i| i.attributed_to.is_some())
+    {
+        days.entry(day_of(i.opened))
+            .or_default()
+            .i
+            .push((i.opened, i.resolved.map(|r| r - i.opened)));
+    }
+    days.into_iter()
+        .map(|(day, mut rows)| {
+            rows.d.sort_unstable();
+            rows.c.sort_unstable();
+            rows.i.sort_unstable();
+            let mut parts = Vec::new();
+            let mut part = DayRows::default();
+            for x in rows.d {
+                part.d.push(x);
+                flush(&mut parts, &mut part, false);
+            }
+            for x in rows.c {
+                part.c.push(x);
+                flush(&mut parts, &mut part, false);
+            }
+            for x in rows.i {
+                part.i.push(x);
+                flush(&mut parts, &mut part, false);
+            }
+            flush(&mut parts, &mut part, true);
+            (day, parts)
+        })
+        .collect()
+}
+
+fn flush(parts: &mut Vec<String>, part: &mut DayRows, last: bool) {
+    if part.len() >= ROWS_PER_PART || (last && part.len() > 0) {
+        parts.push(serde_json::to_string(&std::mem::take(part)).unwrap_or_default());
+    }
+}
+
+/// The digest entry of a day: its part count and a hash of its content.
+fn digest(parts: &[String]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    format!("{}:{}", parts.len(), hex::encode(&h.finalize()[..12]))
+}
+
+fn part_count(digest: &str) -> usize {
+    digest
+        .split(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+fn day_sk(generation: &str, day: &str, part: usize) -> String {
+    format!("d#{generation}#{day}#{part:02}")
+}
+
+struct Head {
+    version: u64,
+    generation: String,
+}
+
+impl DynamoStore {
+    pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client: aws_sdk_dynamodb::Client::new(sdk),
+            table: table.into(),
+            sources_seen: Arc::default(),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(&self, pk: impl Into<String>, sk: impl Into<String>) -> Item {
+        HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+    }
+
+    /// Every item of a partition (or of a sort-key range of it), across pages.
+    async fn query_all(
+        &self,
+        pk: String,
+        between: Option<(String, String)>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, PortError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(consistent)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            q = match &between {
+                Some((a, b)) => q
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                    .expression_attribute_values(":a", s(a.clone()))
+                    .expression_attribute_values(":b", s(b.clone())),
+                None => q.key_condition_expression("pk = :pk"),
+            };
+            let out = q.send().await.map_err(|e| sdk_error("dynamodb query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn get(&self, pk: String, sk: &str, consistent: bool) -> Result<Option<Item>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(pk, sk)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| sdk_error("dynamodb get", e))?;
+        Ok(out.item)
+    }
+
+    async fn head(&self, service: &str) -> Result<Option<Head>, PortError> {
+        Ok(match self.get(metric_pk(service), HEAD, true).await? {
+            Some(item) => Some(Head {
+                version: get_n(&item, "version")? as u64,
+                generation: get_s(&item, "generation")?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn day_digests(&self, service: &str) -> Result<BTreeMap<String, String>, PortError> {
+        let Some(item) = self.get(metric_pk(service), DAYS, true).await? else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(item
+            .get("days")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Writes or deletes items 25 at a time, resubmitting what DynamoDB leaves unprocessed.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), PortError> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0..10u32 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("dynamodb batch write", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
+            }
+            if !pending.is_empty() {
+                return Err(PortError::transient(format!(
+                    "dynamodb left {} writes unprocessed",
+                    pending.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn put_request(item: Item) -> Result<WriteRequest, PortError> {
+        Ok(WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(PortError::invalid)?,
+            )
+            .build())
+    }
+
+    fn delete_request(&self, pk: String, sk: String) -> Result<WriteRequest, PortError> {
+        Ok(WriteRequest::builder()
+            .delete_request(
+                DeleteRequest::builder()
+                    .set_key(Some(self.key(pk, sk)))
+                    .build()
+                    .map_err(PortError::invalid)?,
+            )
+            .build())
+    }
+
+    fn day_item(
+        &self,
+        service: &str,
+        generation: &str,
+        day: &str,
+        part: usize,
+        rows: &str,
+    ) -> Item {
+        let mut item = self.key(metric_pk(service), day_sk(generation, day, part));
+        item.insert("rows".into(), s(rows));
+        item
+    }
+
+    /// The keys of every day item a digest map describes.
+    fn day_keys(generation: &str, digests: &BTreeMap<String, String>) -> Vec<String> {
+        digests
+            .iter()
+            .flat_map(|(day, d)| (0..part_count(d)).map(move |p| day_sk(generation, day, p)))
+            .collect()
+    }
+
+    async fn delete_keys(&self, pk: &str, sks: Vec<String>) -> Result<(), PortError> {
+        let requests = sks
+            .into_iter()
+            .map(|sk| self.delete_request(pk.to_string(), sk))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(requests).await
+    }
+
+    /// The conditional write of one fact: a fact already stored stands (the earliest report, for
+    /// deployments and pull request events), so writing it again changes nothing.
+    fn fact_put(
+        &self,
+        fact: &Fact,
+    ) -> Result<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder, PortError>
+    {
+        let put = self.client.put_item().table_name(&self.table);
+        Ok(match fact {
+            Fact::Push(p) => {
+                let commits = serde_json::to_string(&p.commits).map_err(PortError::invalid)?;
+                put.set_item(Some(
+                    self.key(repo_pk(&p.repo), format!("p#{}#{}", p.before, p.after)),
+                ))
+                .item("provider", s(&p.provider))
+                .item("repo", s(&p.repo))
+                .item("before", s(&p.before))
+                .item("after", s(&p.after))
+                .item("commits", s(commits))
+                .condition_expression("attribute_not_exists(pk)")
+            }
+            Fact::Deployment(d) => {
+                let mut put = put
+                    .set_item(Some(self.key(
+                        repo_pk(&d.repo),
+                        format!(
+                            "d#{}#{}#{}",
+                            d.outcome.as_str(),
+                            d.provider,
+                            d.deployment_id
+                        ),
+                    )))
+                    .item("provider", s(&d.provider))
+                    .item("repo", s(&d.repo))
+                    .item("deployment_id", s(&d.deployment_id))
+                    .item("environment", s(&d.environment))
+                    .item("sha", s(&d.sha))
+                    .item("time", n(d.time))
+                    .item("outcome", s(d.outcome.as_str()))
+                    .condition_expression("attribute_not_exists(pk) OR #t > :t")
+                    .expression_attribute_names("#t", "time")
+                    .expression_attribute_values(":t", n(d.time));
+                if let Some(p) = d.production {
+                    put = put.item("production", AttributeValue::Bool(p));
+                }
+                put
+            }
+            Fact::Incident(i) => put
+                .set_item(Some(self.key(
+                    incident_pk(&i.service_name),
+                    format!("e#{}#{}", i.provider, i.event_id),
+                )))
+                .item("provider", s(&i.provider))
+                .item("incident_id", s(&i.incident_id))
+                .item("event_id", s(&i.event_id))
+                .item("kind", s(i.kind.as_str()))
+                .item("time", n(i.time))
+                .item("service_name", s(&i.service_name))
+                .item("title", s(&i.title))
+                .condition_expression("attribute_not_exists(pk)"),
+            Fact::PullRequest(p) => put
+                .set_item(Some(self.key(
+                    repo_pk(&p.repo),
+                    format!("q#{}#{}#{}", p.provider, p.number, p.kind.as_str()),
+                )))
+                .item("provider", s(&p.provider))
+                .item("repo", s(&p.repo))
+                .item("number", n(p.number as i64))
+                .item("kind", s(p.kind.as_str()))
+                .item("time", n(p.time))
+                .item("title", s(&p.title))
+                .condition_expression("attribute_not_exists(pk) OR #t > :t")
+                .expression_attribute_names("#t", "time")
+                .expression_attribute_values(":t", n(p.time)),
+        })
+    }
+
+    /// The registry entries of the sources of `facts` this process has not registered yet.
+    fn new_sources(&self, facts: &[Fact]) -> Vec<(String, String)> {
+        let Ok(seen) = self.sources_seen.lock() else {
+            return Vec::new();
+        };
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        for f in facts {
+            let (sk, name) = match f {
+                Fact::Push(p) => (format!("r#{}", p.repo.to_lowercase()), &p.repo),
+                Fact::Deployment(d) => (format!("r#{}", d.repo.to_lowercase()), &d.repo),
+                Fact::Incident(i) => (format!("i#{}", i.service_name), &i.service_name),
+                Fact::PullRequest(_) => continue,
+            };
+            if !seen.contains(&sk) {
+                out.entry(sk).or_insert_with(|| name.clone());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    fn parse_push(item: &Item) -> Result<Push, PortError> {
+        let commits: Vec<Commit> =
+            serde_json::from_str(&get_s(item, "commits")?).map_err(PortError::invalid)?;
+        Ok(Push {
+            provider: get_s(item, "provider")?,
+            repo: get_s(item, "repo")?,
+            before: get_s(item, "before")?,
+            after: get_s(item, "after")?,
+            commits,
+        })
+    }
+
+    fn parse_deployment(item: &Item) -> Result<Deployment, PortError> {
+        Ok(Deployment {
+            provider: get_s(item, "provider")?,
+            repo: get_s(item, "repo")?,
+            deployment_id: get_s(item, "deployment_id")?,
+            environment: get_s(item, "environment")?,
+            production: item
+                .get("production")
+                .and_then(|v| v.as_bool().ok())
+                .copied(),
+            sha: get_s(item, "sha")?,
+            time: get_n(item, "time")?,
+            outcome: DeploymentOutcome::Success,
+        })
+    }
+
+    fn parse_incident_event(item: &Item) -> Result<IncidentEvent, PortError> {
+        let kind = get_s(item, "kind")?;
+        Ok(IncidentEvent {
+            provider: get_s(item, "provider")?,
+            incident_id: get_s(item, "incident_id")?,
+            event_id: get_s(item, "event_id")?,
+            kind: IncidentEventKind::parse(&kind).ok_or_else(|| {
+                PortError::invalid(format!("unknown incident event kind {kind:?}"))
+            })?,
+            time: get_n(item, "time")?,
+            service_name: get_s(item, "service_name")?,
+            title: get_s(item, "title")?,
+        })
+    }
+
+    /// Every service with metric rows.
+    async fn services(&self) -> Result<Vec<String>, PortError> {
+        self.query_all(SERVICES.into(), None, true)
+            .await?
+            .iter()
+            .map(|i| get_s(i, "sk"))
+            .collect()
+    }
+
+    async fn service_rows(
+        &self,
+        service: String,
+        from: Millis,
+        to: Millis,
+    ) -> Result<WindowRows, PortError> {
+        let mut rows = WindowRows::default();
+        let Some(head) = self.head(&service).await? else {
+            return Ok(rows);
+        };
+        let g = &head.generation;
+        let items = self
+            .query_all(
+                metric_pk(&service),
+                Some((
+                    format!("d#{g}#{}", day_of(from)),
+                    format!("d#{g}#{}#~", day_of(to - 1)),
+                )),
+                true,
+            )
+            .await?;
+        let inside = |t: Millis| t >= from && t < to;
+        for item in items {
+            let day: DayRows =
+                serde_json::from_str(&get_s(&item, "rows")?).map_err(PortError::invalid)?;
+            rows.deployments.extend(
+                day.d
+                    .into_iter()
+                    .filter(|x| inside(x.0))
+                    .map(|(_, failed, rework)| (failed, rework)),
+            );
+            rows.lead_times
+                .extend(day.c.into_iter().filter(|x| inside(x.0)).map(|x| x.1));
+            rows.recoveries
+                .extend(day.i.into_iter().filter(|x| inside(x.0)).map(|x| x.1));
+        }
+        Ok(rows)
+    }
+
+    fn head_update(
+        &self,
+        service: &str,
+        head: &Option<Head>,
+        generation: &str,
+    ) -> Result<TransactWriteItem, PortError> {
+        let expected = head.as_ref().map_or(0, |h| h.version);
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.key(metric_pk(service), HEAD)))
+            .update_expression("SET version = :next, generation = :g")
+            .expression_attribute_values(":next", n(expected as i64 + 1))
+            .expression_attribute_values(":g", s(generation));
+        update = match head {
+            Some(_) => update
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(expected as i64)),
+            None => update.condition_expression("attribute_not_exists(pk)"),
+        };
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(PortError::invalid)?)
+            .build())
+    }
+
+    fn put_txn(&self, item: Item) -> Result<TransactWriteItem, PortError> {
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(PortError::invalid)?,
+            )
+            .build())
+    }
+
+    fn delete_txn(&self, pk: String, sk: String) -> Result<TransactWriteItem, PortError> {
+        Ok(TransactWriteItem::builder()
+            .delete(
+                Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(self.key(pk, sk)))
+                    .build()
+                    .map_err(PortError::invalid)?,
+            )
+            .build())
+    }
+
+    fn digests_item(&self, service: &str, digests: &BTreeMap<String, String>) -> Item {
+        let mut item = self.key(metric_pk(service), DAYS);
+        item.insert(
+            "days".into(),
+            AttributeValue::M(digests.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+        );
+        item
+    }
+
+    /// Runs a transaction; `false` when a condition failed (another writer got there first).
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, PortError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let conflict = e
+                    .as_service_error()
+                    .and_then(|s| match s {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(
+                            c.cancellation_reasons()
+                                .iter()
+                                .any(|r| matches!(r.code(), Some("ConditionalCheckFailed") | Some("TransactionConflict"))),
+                        ),
+                        _ => None,
+                    })
+                    .unwrap_or(false);
+                if conflict {
+                    Ok(false)
+                } else {
+                    Err(sdk_error("dynamodb transaction", e))
+                }
+            }
+        }
+    }
+}
+
+impl Store for DynamoStore {
+    async fn put_facts(&self, facts: Vec<Fact>) -> Result<(), PortError> {
+        let mut puts = Vec::with_capacity(facts.len());
+        for f in &facts {
+            puts.push(self.fact_put(f)?);
+        }
+        let sources = self.new_sources(&facts);
+        for (sk, name) in &sources {
+            puts.push(
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(self.key(SOURCES, sk.clone())))
+                    .item("name", s(name))
+                    .condition_expression("attribute_not_exists(pk)"),
+            );
+        }
+        let mut tasks = JoinSet::new();
+        let mut first_error = None;
+        for put in puts {
+            if tasks.len() >= WRITE_CONCURRENCY {
+                if let Some(Err(e)) = tasks
+                    .join_next()
+                    .await
+                    .map(|r| r.map_err(PortError::transient).and_then(|r| r))
+                {
+                    first_error.get_or_insert(e);
+                }
+            }
+            tasks.spawn(async move {
+                match put.send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_conditional_failure(&e) => Ok(()),
+                    Err(e) => Err(sdk_error("dynamodb put fact", e)),
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r.map_err(PortError::transient).and_then(|r| r) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if let Ok(mut seen) = self.sources_seen.lock() {
+            seen.extend(sources.into_iter().map(|(sk, _)| sk));
+        }
+        Ok(())
+    }
+
+    async fn load_facts(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> Result<StoredFacts, PortError> {
+        let repos: BTreeSet<String> = repositories.iter().map(|r| repo_pk(r)).collect();
+        let names: BTreeSet<String> = incident_services.iter().map(|r| incident_pk(r)).collect();
+        let mut tasks = JoinSet::new();
+        for pk in repos {
+            let store = self.clone();
+            // Successful deployments and pushes: `d#success#…` up to `p#…` (nothing else sorts between).
+            tasks.spawn(async move {
+                store
+                    .query_all(pk, Some(("d#success#".into(), "p$".into())), true)
+                    .await
+            });
+        }
+        for pk in names {
+            let store = self.clone();
+            tasks.spawn(async move { store.query_all(pk, None, true).await });
+        }
+        let mut out = StoredFacts::default();
+        while let Some(r) = tasks.join_next().await {
+            for item in r.map_err(PortError::transient)?? {
+                let sk = get_s(&item, "sk")?;
+                if sk.starts_with("p#") {
+                    out.pushes.push(Self::parse_push(&item)?);
+                } else if sk.starts_with("d#success#") {
+                    out.deployments.push(Self::parse_deployment(&item)?);
+                } else if sk.starts_with("e#") {
+                    out.incident_events.push(Self::parse_incident_event(&item)?);
+                }
+            }
+        }
+        // Queries finish in any order; derive() is order-independent, but keep results reproducible.
+        out.pushes
+            .sort_by(|a, b| (&a.repo, &a.before, &a.after).cmp(&(&b.repo, &b.before, &b.after)));
+        out.deployments.sort_by(|a, b| {
+            (&a.provider, &a.repo, &a.deployment_id).cmp(&(&b.provider, &b.repo, &b.deployment_id))
+        });
+        out.incident_events
+            .sort_by(|a, b| (&a.provider, &a.event_id).cmp(&(&b.provider, &b.event_id)));
+        Ok(out)
+    }
+
+    async fn fact_sources(&self) -> Result<FactSources, PortError> {
+        let mut out = FactSources::default();
+        for item in self.query_all(SOURCES.into(), None, true).await? {
+            let sk = get_s(&item, "sk")?;
+            let name = get_s(&item, "name")?;
+            if sk.starts_with("r#") {
+                out.repositories.push(name);
+            } else if sk.starts_with("i#") {
+                out.incident_services.push(name);
+            }
+        }
+        out.repositories.sort();
+        out.incident_services.sort();
+        Ok(out)
+    }
+
+    async fn derived_version(&self, service: String) -> Result<u64, PortError> {
+        Ok(self.head(&service).await?.map_or(0, |h| h.version))
+    }
+
+    async fn replace_derived(&self, service: String, derived: Derived) -> Result<(), PortError> {
+        for _ in 0..8 {
+            let version = self.derived_version(service.clone()).await?;
+            if self
+                .replace_derived_if(service.clone(), derived.clone(), version)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(PortError::conflict(format!(
+            "metric rows of {service} kept changing"
+        )))
+    }
+
+    async fn replace_derived_if(
+        &self,
+        service: String,
+        derived: Derived,
+        expected: u64,
+    ) -> Result<bool, PortError> {
+        let head = self.head(&service).await?;
+        if head.as_ref().map_or(0, |h| h.version) != expected {
+            return Ok(false);
+        }
+        let old = match head {
+            Some(_) => self.day_digests(&service).await?,
+            None => BTreeMap::new(),
+        };
+        let new_days = days_of(&derived);
+        let new: BTreeMap<String, String> = new_days
+            .iter()
+            .map(|(d, p)| (d.clone(), digest(p)))
+            .collect();
+        let pk = metric_pk(&service);
+        let generation = head
+            .as_ref()
+            .map_or_else(|| "0".to_string(), |h| h.generation.clone());
+
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        for (day, parts) in &new_days {
+            let before = old.get(day);
+            if before == new.get(day) {
+                continue;
+            }
+            for (i, rows) in parts.iter().enumerate() {
+                bytes += rows.len() + 64;
+                items.push(self.put_txn(self.day_item(&service, &generation, day, i, rows))?);
+            }
+            for i in parts.len()..before.map_or(0, |d| part_count(d)) {
+                items.push(self.delete_txn(pk.clone(), day_sk(&generation, day, i))?);
+            }
+        }
+        for (day, d) in &old {
+            if !new.contains_key(day) {
+                for i in 0..part_count(d) {
+                    items.push(self.delete_txn(pk.clone(), day_sk(&generation, day, i))?);
+                }
+            }
+        }
+        let changed = !items.is_empty();
+        if changed {
+            bytes += new.len() * 40;
+            items.push(self.put_txn(self.digests_item(&service, &new))?);
+        }
+        // The version moves even when no row changed: a concurrent recompute that read the old version
+        // from fewer facts must not overwrite these rows.
+        items.push(self.head_update(&service, &head, &generation)?);
+        if head.is_none() {
+            items.push(self.put_txn(self.key(SERVICES, service.clone()))?);
+        }
+
+        if items.len() <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
+            return self.transact(items).await;
+        }
+
+        // Too much for one transaction (a first import, a configuration change): write a new generation of
+        // day items nobody reads yet, then switch the head to it in one conditional transaction.
+        let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let mut puts = Vec::new();
+        for (day, parts) in &new_days {
+            for (i, rows) in parts.iter().enumerate() {
+                puts.push(Self::put_request(
+                    self.day_item(&service, &fresh, day, i, rows),
+                )?);
+            }
+        }
+        self.batch_write(puts).await?;
+        let mut switch = vec![
+            self.put_txn(self.digests_item(&service, &new))?,
+            self.head_update(&service, &head, &fresh)?,
+        ];
+        if head.is_none() {
+            switch.push(self.put_txn(self.key(SERVICES, service.clone()))?);
+        }
+        let switched = self.transact(switch).await?;
+        // Whichever generation lost is garbage now; a failure here leaves unread items, not wrong figures.
+        let garbage = if switched {
+            Self::day_keys(&generation, &old)
+        } else {
+            Self::day_keys(&fresh, &new)
+        };
+        if let Err(e) = self.delete_keys(&pk, garbage).await {
+            tracing::warn!(%service, error = %e, "old metric rows left behind");
+        }
+        Ok(switched)
+    }
+
+    async fn retain_derived(&self, keep: Vec<String>) -> Result<(), PortError> {
+        let keep: HashSet<String> = keep.into_iter().collect();
+        for service in self.services().await? {
+            if keep.contains(&service) {
+                continue;
+            }
+            let pk = metric_pk(&service);
+            let mut keys: Vec<String> = self
+                .query_all(pk.clone(), None, true)
+                .await?
+                .iter()
+                .map(|i| get_s(i, "sk"))
+                .collect::<Result<_, _>>()?;
+            keys.retain(|k| k != HEAD);
+            self.delete_keys(&pk, keys).await?;
+            // The head goes last: while it exists, the service is listed and its rows can be found.
+            self.delete_keys(&pk, vec![HEAD.into()]).await?;
+            self.delete_keys(SERVICES, vec![service]).await?;
+        }
+        Ok(())
+    }
+
+    async fn window_rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<WindowRows, PortError> {
+        if from >= to {
+            return Ok(WindowRows::default());
+        }
+        let services = match services {
+            Some(s) => s,
+            None => self.services().await?,
+        };
+        let mut tasks = JoinSet::new();
+        for (i, service) in services.into_iter().enumerate() {
+            let store = self.clone();
+            tasks.spawn(async move { (i, store.service_rows(service, from, to).await) });
+        }
+        let mut parts = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            let (i, rows) = r.map_err(PortError::transient)?;
+            parts.push((i, rows?));
+        }
+        parts.sort_by_key(|p| p.0);
+        let mut rows = WindowRows::default();
+        for (_, p) in parts {
+            rows.deployments.extend(p.deployments);
+            rows.lead_times.extend(p.lead_times);
+            rows.recoveries.extend(p.recoveries);
+        }
+        Ok(rows)
+    }
+
+    async fn get_meta(&self, key: String) -> Result<Option<String>, PortError> {
+        Ok(match self.get(META.into(), &key, true).await? {
+            Some(item) => Some(get_s(&item, "value")?),
+            None => None,
+        })
+    }
+
+    async fn set_meta(&self, key: String, value: String) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.key(META, key)))
+            .item("value", s(value))
+            .send()
+            .await
+            .map_err(|e| sdk_error("dynamodb put meta", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use em_core::rows::{DerivedChange, DerivedDeployment, DerivedIncident};
+
+    #[test]
+    fn rows_fall_on_their_utc_day_and_split_into_parts() {
+        let day = 86_400_000;
+        let derived = Derived {
+            deployments: vec![DerivedDeployment {
+                key: "k".into(),
+                time: day + 5,
+                sha: "a".into(),
+                failed: true,
+                rework: false,
+            }],
+            changes: (0..(ROWS_PER_PART as i64 + 1))
+                .map(|i| DerivedChange {
+                    deployment_key: "k".into(),
+                    deployment_time: 2 * day + i,
+                    sha: format!("{i}"),
+                    commit_time: 2 * day,
+                })
+                .collect(),
+            incidents: vec![
+                DerivedIncident {
+                    id: "1".into(),
+                    opened: day - 1,
+                    resolved: Some(day + 9),
+                    attributed_to: Some("k".into()),
+                },
+                DerivedIncident {
+                    id: "2".into(),
+                    opened: day - 1,
+                    resolved: None,
+                    attributed_to: None,
+                },
+            ],
+        };
+        let days = days_of(&derived);
+        assert_eq!(
+            days.keys().collect::<Vec<_>>(),
+            ["1970-01-01", "1970-01-02", "1970-01-03"]
+        );
+        assert_eq!(
+            days["1970-01-01"],
+            vec![r#"{"i":[[86399999,10]]}"#.to_string()]
+        );
+        assert_eq!(
+            days["1970-01-02"],
+            vec![r#"{"d":[[86400005,true,false]]}"#.to_string()]
+        );
+        assert_eq!(days["1970-01-03"].len(), 2);
+        assert_eq!(part_count(&digest(&days["1970-01-03"])), 2);
+        assert_ne!(digest(&days["1970-01-01"]), digest(&days["1970-01-02"]));
+    }
+}

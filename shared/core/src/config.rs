@@ -1,0 +1,283 @@
+//! `em-agent.toml`: which repositories and incident services make up each service, and the metric settings.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::time::Millis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    production_environments: Option<Vec<String>>,
+    #[serde(default)]
+    incident_attribution_window: Option<String>,
+    #[serde(default)]
+    services: Vec<ServiceConfig>,
+}
+
+/// The parsed configuration with lookup indexes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    production_environments: Vec<String>,
+    attribution_window: Millis,
+    services: Vec<ServiceConfig>,
+    /// Lower-cased repository full name -> service name (GitHub and GitLab treat paths case-insensitively).
+    by_repo: HashMap<String, String>,
+    by_alias: HashMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_services(None, None, Vec::new()).unwrap_or_else(|_| unreachable!())
+    }
+}
+
+pub const DEFAULT_PRODUCTION_ENVIRONMENTS: &[&str] = &["production", "prod"];
+pub const DEFAULT_ATTRIBUTION_WINDOW: Millis = 24 * 3600 * 1000;
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// The TOML text in `EM_AGENT_CONFIG_TOML` (how a Lambda function gets it), else the file named by
+    /// `EM_AGENT_CONFIG`, else the default (every repository its own service).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        if let Ok(text) = std::env::var("EM_AGENT_CONFIG_TOML") {
+            if !text.trim().is_empty() {
+                return Config::parse(&text);
+            }
+        }
+        match std::env::var("EM_AGENT_CONFIG") {
+            Ok(path) => Config::load(path.as_ref()),
+            Err(_) => Ok(Config::default()),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let window = match raw.incident_attribution_window {
+            None => None,
+            Some(w) => Some(
+                humantime::parse_duration(&w)
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!("incident_attribution_window {w:?}: {e}"))
+                    })?
+                    .as_millis() as Millis,
+            ),
+        };
+        Config::from_services(raw.production_environments, window, raw.services)
+    }
+
+    fn from_services(
+        production_environments: Option<Vec<String>>,
+        window: Option<Millis>,
+        services: Vec<ServiceConfig>,
+    ) -> Result<Config, ConfigError> {
+        let production_environments = production_environments
+            .unwrap_or_else(|| {
+                DEFAULT_PRODUCTION_ENVIRONMENTS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            })
+            .into_iter()
+            .map(|e| e.to_lowercase())
+            .collect();
+        let mut by_repo = HashMap::new();
+        let mut by_alias = HashMap::new();
+        let mut names = BTreeSet::new();
+        for s in &services {
+            if s.name.is_empty() {
+                return Err(ConfigError::Invalid("a service has an empty name".into()));
+            }
+            if !names.insert(s.name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "service {:?} is defined twice",
+                    s.name
+                )));
+            }
+            for r in &s.repositories {
+                if let Some(prev) = by_repo.insert(r.to_lowercase(), s.name.clone()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "repository {r:?} belongs to both {prev:?} and {:?}",
+                        s.name
+                    )));
+                }
+            }
+            for a in &s.aliases {
+                if let Some(prev) = by_alias.insert(a.clone(), s.name.clone()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "alias {a:?} belongs to both {prev:?} and {:?}",
+                        s.name
+                    )));
+                }
+            }
+        }
+        Ok(Config {
+            production_environments,
+            attribution_window: window.unwrap_or(DEFAULT_ATTRIBUTION_WINDOW),
+            services,
+            by_repo,
+            by_alias,
+        })
+    }
+
+    /// The service a repository's events belong to; an unmapped repository is its own service.
+    pub fn service_for_repo(&self, repo: &str) -> String {
+        self.by_repo
+            .get(&repo.to_lowercase())
+            .cloned()
+            .unwrap_or_else(|| repo.to_string())
+    }
+
+    /// The service an incident belongs to, by the provider's service name; unmapped, that name itself.
+    pub fn service_for_alias(&self, name: &str) -> String {
+        self.by_alias
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    /// Repositories whose events belong to `service` (the service's own name when it is unmapped).
+    pub fn repositories_of(&self, service: &str) -> Vec<String> {
+        match self.services.iter().find(|s| s.name == service) {
+            Some(s) => s.repositories.clone(),
+            None => vec![service.to_string()],
+        }
+    }
+
+    /// Incident service names that belong to `service` (the service's own name when it is unmapped).
+    pub fn aliases_of(&self, service: &str) -> Vec<String> {
+        match self.services.iter().find(|s| s.name == service) {
+            Some(s) => s.aliases.clone(),
+            None => vec![service.to_string()],
+        }
+    }
+
+    pub fn services_of_team(&self, team: &str) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|s| s.team.as_deref() == Some(team))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    pub fn has_team(&self, team: &str) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.team.as_deref() == Some(team))
+    }
+
+    pub fn services(&self) -> &[ServiceConfig] {
+        &self.services
+    }
+
+    /// Production when the provider says so, or when the environment's name is listed.
+    pub fn is_production(&self, environment: &str, provider_says: Option<bool>) -> bool {
+        provider_says == Some(true)
+            || self
+                .production_environments
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(environment))
+    }
+
+    pub fn attribution_window(&self) -> Millis {
+        self.attribution_window
+    }
+
+    /// A stable digest of everything that changes derived figures: when it changes, they are recomputed.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{:?}|{}|",
+            self.production_environments, self.attribution_window
+        ));
+        for s in &self.services {
+            h.update(format!("{s:?}|"));
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// A duration such as `5m` or `90s` from the environment variable `var`; `None` when it is unset or empty.
+pub fn duration_from_env(var: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim())
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("{var}={v:?}: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+production_environments = ["production", "prod"]
+incident_attribution_window = "24h"
+
+[[services]]
+name = "checkout"
+team = "payments"
+repositories = ["acme-shop/checkout-api"]
+aliases = ["Checkout API"]
+"#;
+
+    #[test]
+    fn maps_repositories_and_aliases() {
+        let c = Config::parse(SAMPLE).unwrap();
+        assert_eq!(c.service_for_repo("acme-shop/checkout-api"), "checkout");
+        assert_eq!(c.service_for_repo("Acme-Shop/Checkout-API"), "checkout");
+        assert_eq!(c.service_for_repo("acme-shop/other"), "acme-shop/other");
+        assert_eq!(c.service_for_alias("Checkout API"), "checkout");
+        assert_eq!(c.service_for_alias("Shared Postgres"), "Shared Postgres");
+        assert_eq!(c.attribution_window(), 24 * 3600 * 1000);
+        assert_eq!(c.services_of_team("payments"), vec!["checkout"]);
+        assert!(c.is_production("PROD", None));
+        assert!(c.is_production("live", Some(true)));
+        assert!(!c.is_production("staging", Some(false)));
+    }
+
+    #[test]
+    fn rejects_a_repository_in_two_services() {
+        let bad = format!(
+            "{SAMPLE}\n[[services]]\nname = \"x\"\nrepositories = [\"acme-shop/checkout-api\"]\n"
+        );
+        assert!(matches!(Config::parse(&bad), Err(ConfigError::Invalid(_))));
+        assert!(Config::parse("incident_attribution_window = \"soon\"").is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Normalised facts: what the providers' payloads mean, independent of who sent them.
+//!
+//! Their JSON is the documented fact format (`docs/facts.md`): one object per fact with a `kind`, times in
+//! RFC 3339 UTC. `em-agent parse` prints it and the providers' expected-facts files are written in it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Millis;
+
+/// A commit on a repository's default branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commit {
+    pub sha: String,
+    /// The commit's own timestamp, as the push reports it.
+    #[serde(with = "crate::time::rfc3339")]
+    pub time: Millis,
+    pub message: String,
+}
+
+/// A push to a repository's default branch, carrying its commits oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Push {
+    pub provider: String,
+    pub repo: String,
+    pub before: String,
+    pub after: String,
+    pub commits: Vec<Commit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentOutcome {
+    Success,
+    /// A failed deployment attempt: recorded, never counted as a deployment.
+    Failure,
+}
+
+impl DeploymentOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentOutcome::Success => "success",
+            DeploymentOutcome::Failure => "failure",
+        }
+    }
+}
+
+/// A deployment outcome reported by the provider, before the configuration decides whether it is production.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    pub provider: String,
+    pub repo: String,
+    /// The provider's own deployment id.
+    pub deployment_id: String,
+    pub environment: String,
+    /// The provider's own production flag, where it sends one.
+    pub production: Option<bool>,
+    /// A full sha (GitHub) or a prefix of one (GitLab `short_sha`).
+    pub sha: String,
+    #[serde(with = "crate::time::rfc3339")]
+    pub time: Millis,
+    pub outcome: DeploymentOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentEventKind {
+    Opened,
+    Acknowledged,
+    Resolved,
+}
+
+impl IncidentEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentEventKind::Opened => "opened",
+            IncidentEventKind::Acknowledged => "acknowledged",
+            IncidentEventKind::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "opened" => Some(IncidentEventKind::Opened),
+            "acknowledged" => Some(IncidentEventKind::Acknowledged),
+            "resolved" => Some(IncidentEventKind::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// One change of an incident's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentEvent {
+    pub provider: String,
+    pub incident_id: String,
+    /// The provider's id of this event: re-deliveries repeat it.
+    pub event_id: String,
+    #[serde(rename = "action")]
+    pub kind: IncidentEventKind,
+    #[serde(with = "crate::time::rfc3339")]
+    pub time: Millis,
+    /// The provider's name of the affected service, mapped to a service by `aliases`.
+    pub service_name: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullRequestEventKind {
+    Opened,
+    Reviewed,
+    Merged,
+}
+
+impl PullRequestEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullRequestEventKind::Opened => "opened",
+            PullRequestEventKind::Reviewed => "reviewed",
+            PullRequestEventKind::Merged => "merged",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequestEvent {
+    pub provider: String,
+    pub repo: String,
+    pub number: u64,
+    #[serde(rename = "action")]
+    pub kind: PullRequestEventKind,
+    #[serde(with = "crate::time::rfc3339")]
+    pub time: Millis,
+    pub title: String,
+}
+
+/// Everything the product takes from a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fact {
+    Push(Push),
+    Deployment(Deployment),
+    Incident(IncidentEvent),
+    PullRequest(PullRequestEvent),
+}
+
+/// The sha git uses for "no commit" in `before`/`after`.
+pub const NULL_SHA: &str = "0000000000000000000000000000000000000000";
+
+pub fn is_null_sha(sha: &str) -> bool {
+    !sha.is_empty() && sha.bytes().all(|b| b == b'0')
+}

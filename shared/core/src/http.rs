@@ -1,0 +1,14 @@
+//! The one shape of an HTTP answer, shared by the local server (axum) and the Lambda functions
+//! (`lambda_http`): both take an `http::Response` and turn its `String` body into their own body type.
+
+/// A JSON answer with the given status; an impossible status becomes a 500 rather than a panic.
+pub fn json_response(status: u16, body: &serde_json::Value) -> http::Response<String> {
+    let mut r = http::Response::new(body.to_string());
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,376 @@
+//! The ports the handlers are generic over. Each has an embedded adapter (`em-sqlite`, and [`EnvSecrets`]
+//! here) and an AWS adapter (`em-aws`: SQS, DynamoDB, S3, Secrets Manager).
+//!
+//! [`EnvSecrets`]: crate::secrets::EnvSecrets
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use crate::domain::{Deployment, Fact, IncidentEvent, Push};
+use crate::rows::{Derived, WindowRows};
+use crate::time::Millis;
+
+/// What kind of failure a port met, which decides what the caller does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortErrorKind {
+    /// The infrastructure could not be reached or answered late: retry later (a client gets a 503).
+    Transient,
+    /// A concurrent writer won (a conditional write failed): start over from fresh state.
+    Conflict,
+    /// What the port was given or found is wrong (a malformed secret, an unreadable stored row, a
+    /// reference to a body nobody stored): retrying does not help, an operator has to look.
+    Invalid,
+}
+
+/// A failure of the infrastructure behind a port.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PortError {
+    pub kind: PortErrorKind,
+    pub message: String,
+}
+
+impl PortError {
+    pub fn transient(e: impl std::fmt::Display) -> Self {
+        Self::of(PortErrorKind::Transient, e)
+    }
+
+    pub fn conflict(e: impl std::fmt::Display) -> Self {
+        Self::of(PortErrorKind::Conflict, e)
+    }
+
+    pub fn invalid(e: impl std::fmt::Display) -> Self {
+        Self::of(PortErrorKind::Invalid, e)
+    }
+
+    pub fn of(kind: PortErrorKind, e: impl std::fmt::Display) -> Self {
+        PortError {
+            kind,
+            message: e.to_string(),
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            PortErrorKind::Transient | PortErrorKind::Conflict
+        )
+    }
+}
+
+/// An authenticated delivery on its way from the webhook to the aggregator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub provider: String,
+    pub delivery_id: String,
+    /// The provider's event name when it travels in a header (GitHub).
+    pub event: Option<String>,
+    pub received_at: Millis,
+    pub body: Bytes,
+}
+
+/// The queue message format: JSON, with the body as the text it is (the webhook has checked it is JSON, so
+/// it is UTF-8), or, for a body too large for one queue message, `body_ref`: where the body was put aside.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireEnvelope<'a> {
+    provider: std::borrow::Cow<'a, str>,
+    delivery_id: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<std::borrow::Cow<'a, str>>,
+    received_at: Millis,
+    #[serde(default)]
+    body: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_ref: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// A queue message as read: the envelope itself, or an envelope whose body must be fetched from
+/// [`Payloads`] under `body_ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Inline(Envelope),
+    Offloaded {
+        envelope: Envelope,
+        body_ref: String,
+    },
+}
+
+impl Message {
+    pub fn from_json(text: &str) -> Result<Message, serde_json::Error> {
+        let w: WireEnvelope = serde_json::from_str(text)?;
+        let envelope = Envelope {
+            provider: w.provider.into_owned(),
+            delivery_id: w.delivery_id.into_owned(),
+            event: w.event.map(|e| e.into_owned()),
+            received_at: w.received_at,
+            body: Bytes::from(w.body.into_owned()),
+        };
+        Ok(match w.body_ref {
+            Some(r) => Message::Offloaded {
+                envelope,
+                body_ref: r.into_owned(),
+            },
+            None => Message::Inline(envelope),
+        })
+    }
+
+    /// The envelope with its body, fetching an offloaded body from `payloads`.
+    pub async fn resolve<P: Payloads>(self, payloads: &P) -> Result<Envelope, PortError> {
+        match self {
+            Message::Inline(e) => Ok(e),
+            Message::Offloaded {
+                mut envelope,
+                body_ref,
+            } => {
+                envelope.body = payloads.get(body_ref).await?;
+                Ok(envelope)
+            }
+        }
+    }
+}
+
+impl Envelope {
+    pub fn to_json(&self) -> String {
+        self.wire(None)
+    }
+
+    /// The message for a body put aside under `body_ref`: everything but the body.
+    pub fn to_json_offloaded(&self, body_ref: &str) -> String {
+        self.wire(Some(body_ref))
+    }
+
+    fn wire(&self, body_ref: Option<&str>) -> String {
+        let w = WireEnvelope {
+            provider: self.provider.as_str().into(),
+            delivery_id: self.delivery_id.as_str().into(),
+            event: self.event.as_deref().map(Into::into),
+            received_at: self.received_at,
+            body: match body_ref {
+                Some(_) => "".into(),
+                None => String::from_utf8_lossy(&self.body),
+            },
+            body_ref: body_ref.map(Into::into),
+        };
+        serde_json::to_string(&w).unwrap_or_default()
+    }
+
+    /// An inline message's envelope; an offloaded message is an error here (use [`Message::from_json`]).
+    pub fn from_json(text: &str) -> Result<Envelope, serde_json::Error> {
+        match Message::from_json(text)? {
+            Message::Inline(e) => Ok(e),
+            Message::Offloaded { .. } => Err(<serde_json::Error as serde::de::Error>::custom(
+                "the message's body is offloaded: resolve it with Message::resolve",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    Accepted,
+    /// The same provider delivery id was accepted before: nothing was enqueued.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Handle for [`Queue::ack`].
+    pub receipt: String,
+    pub receive_count: u32,
+    pub envelope: Envelope,
+}
+
+/// A durable queue with at-least-once delivery and de-duplication of provider delivery ids.
+pub trait Queue: Send + Sync + 'static {
+    /// Returns only once the delivery is durable.
+    fn enqueue(
+        &self,
+        envelope: Envelope,
+    ) -> impl Future<Output = Result<EnqueueOutcome, PortError>> + Send;
+
+    /// Up to `max` visible messages, hidden from other receivers until acknowledged or timed out. Messages
+    /// received too often without acknowledgement move to the dead-letter queue instead.
+    fn receive(&self, max: usize) -> impl Future<Output = Result<Vec<Received>, PortError>> + Send;
+
+    fn ack(&self, receipts: Vec<String>) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Moves a message that can never succeed to the dead-letter queue now, keeping it for a replay.
+    fn dead_letter(
+        &self,
+        receipt: String,
+        reason: String,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Messages that could not be processed, kept for a replay.
+pub trait DeadLetters: Send + Sync + 'static {
+    /// How many messages are dead-lettered (approximate where the queue only knows that).
+    fn dead_letter_count(&self) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// Moves up to `max` dead-lettered messages back to the queue, to be processed again; returns how many
+    /// moved (0 when none is left).
+    fn redrive(&self, max: usize) -> impl Future<Output = Result<usize, PortError>> + Send;
+}
+
+/// Where bodies too large for a queue message are put aside until the aggregator has read them.
+pub trait Payloads: Send + Sync + 'static {
+    fn put(&self, key: String, body: Bytes) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn get(&self, key: String) -> impl Future<Output = Result<Bytes, PortError>> + Send;
+}
+
+/// For stores that never offload: any reference is an error.
+pub struct NoPayloads;
+
+impl Payloads for NoPayloads {
+    async fn put(&self, key: String, _body: Bytes) -> Result<(), PortError> {
+        Err(PortError::invalid(format!(
+            "no payload store to put {key} in"
+        )))
+    }
+
+    async fn get(&self, key: String) -> Result<Bytes, PortError> {
+        Err(PortError::invalid(format!(
+            "no payload store to get {key} from"
+        )))
+    }
+}
+
+/// Where the webhook finds each provider's secrets.
+pub trait SecretSource: Send + Sync + 'static {
+    /// The provider's accepted secrets (current first, then any previous one during a rotation), or `None` when
+    /// the provider is not enabled.
+    fn secrets(
+        &self,
+        provider: &str,
+    ) -> impl Future<Output = Result<Option<Vec<Vec<u8>>>, PortError>> + Send;
+
+    /// How an operator enables a provider that has no secret here, for the error that says it is off.
+    fn enable_hint(&self, provider: &str) -> String {
+        format!("configure a secret for {provider} to enable it")
+    }
+}
+
+/// Everything stored about the repositories and incident services of one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredFacts {
+    pub pushes: Vec<Push>,
+    /// Successful deployments, one per provider deployment id (the earliest report stands).
+    pub deployments: Vec<Deployment>,
+    pub incident_events: Vec<IncidentEvent>,
+}
+
+/// Where fact sources come from: used to find every service after a configuration change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FactSources {
+    pub repositories: Vec<String>,
+    pub incident_services: Vec<String>,
+}
+
+/// Facts and the metric tables derived from them.
+pub trait Store: Send + Sync + 'static {
+    /// Stores facts idempotently: storing the same fact twice changes nothing.
+    fn put_facts(&self, facts: Vec<Fact>) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    fn load_facts(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> impl Future<Output = Result<StoredFacts, PortError>> + Send;
+
+    fn fact_sources(&self) -> impl Future<Output = Result<FactSources, PortError>> + Send;
+
+    /// Replaces a service's metric rows with `derived`, atomically.
+    fn replace_derived(
+        &self,
+        service: String,
+        derived: Derived,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The version of a service's metric rows, read before its facts are loaded for a recompute, so that
+    /// [`Store::replace_derived_if`] can refuse to overwrite rows that a concurrent recompute (which may have
+    /// seen more facts) wrote meanwhile. Stores with a single writer need not track it.
+    fn derived_version(
+        &self,
+        _service: String,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send {
+        std::future::ready(Ok(0))
+    }
+
+    /// Replaces a service's metric rows if their version is still `expected`; `false` when it is not (the
+    /// caller recomputes from fresh facts).
+    fn replace_derived_if(
+        &self,
+        service: String,
+        derived: Derived,
+        _expected: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send {
+        async move { self.replace_derived(service, derived).await.map(|()| true) }
+    }
+
+    /// Drops every service's metric rows but those of `keep` (after a configuration change).
+    fn retain_derived(
+        &self,
+        keep: Vec<String>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The metric rows of `services` (every service when `None`) in `[from, to)`.
+    fn window_rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<WindowRows, PortError>> + Send;
+
+    fn get_meta(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+
+    fn set_meta(
+        &self,
+        key: String,
+        value: String,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_survive_the_wire() {
+        let e = Envelope {
+            provider: "github".into(),
+            delivery_id: "d-1".into(),
+            event: Some("push".into()),
+            received_at: 1_700_000_000_123,
+            body: Bytes::from_static(br#"{"a":"\u00e9 \n"}"#),
+        };
+        assert_eq!(Envelope::from_json(&e.to_json()).unwrap(), e);
+        assert!(Envelope::from_json("{}").is_err());
+    }
+
+    #[test]
+    fn offloaded_messages_carry_a_reference_not_the_body() {
+        let e = Envelope {
+            provider: "github".into(),
+            delivery_id: "d-2".into(),
+            event: None,
+            received_at: 1,
+            body: Bytes::from_static(b"{}"),
+        };
+        let text = e.to_json_offloaded("github/d-2");
+        assert!(!text.contains("{}\""));
+        assert!(Envelope::from_json(&text).is_err());
+        match Message::from_json(&text).unwrap() {
+            Message::Offloaded { envelope, body_ref } => {
+                assert_eq!(body_ref, "github/d-2");
+                assert!(envelope.body.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

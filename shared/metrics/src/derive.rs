@@ -1,0 +1,424 @@
+//! Links one service's facts: which changes each deployment ships, which deployment each incident is
+//! attributed to, which deployments were rolled back, failed or were rework.
+//!
+//! It is a pure function of the facts (never of their arrival order), so the aggregator can recompute a
+//! service whenever any of its facts arrives, and any store can keep the result as its metric tables.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+
+use em_core::domain::{IncidentEventKind, Push};
+pub use em_core::rows::{Derived, DerivedChange, DerivedDeployment, DerivedIncident};
+use em_core::time::Millis;
+
+/// A successful production deployment of the service, once per provider deployment id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentFact {
+    /// `provider/repo/deployment id`: unique across the service.
+    pub key: String,
+    pub repo: String,
+    pub sha: String,
+    pub time: Millis,
+}
+
+/// One incident state change, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentEventFact {
+    pub incident_id: String,
+    pub kind: IncidentEventKind,
+    pub time: Millis,
+}
+
+/// Everything known about one service.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceFacts {
+    pub pushes: Vec<Push>,
+    pub deployments: Vec<DeploymentFact>,
+    pub incident_events: Vec<IncidentEventFact>,
+}
+
+struct CommitNode<'a> {
+    parent: &'a str,
+    time: Millis,
+    message: &'a str,
+}
+
+/// The commit graph of one repository's default branch, as the pushes describe it.
+struct Chain<'a> {
+    commits: BTreeMap<&'a str, CommitNode<'a>>,
+}
+
+impl<'a> Chain<'a> {
+    fn build(pushes: &[&'a Push]) -> Self {
+        let mut commits = BTreeMap::new();
+        for p in pushes {
+            let mut parent = p.before.as_str();
+            for c in &p.commits {
+                // The first push (in a fixed order) to list a commit decides its parent, so a commit seen in two
+                // pushes gives the same chain whatever order they arrived in.
+                commits.entry(c.sha.as_str()).or_insert(CommitNode {
+                    parent,
+                    time: c.time,
+                    message: c.message.as_str(),
+                });
+                parent = c.sha.as_str();
+            }
+        }
+        Chain { commits }
+    }
+
+    /// The full sha a deployment names: itself, or the one known commit it is a prefix of (GitLab `short_sha`).
+    fn resolve(&self, sha: &str) -> Option<&'a str> {
+        if let Some((k, _)) = self.commits.get_key_value(sha) {
+            return Some(k);
+        }
+        if sha.len() < 4 {
+            return None;
+        }
+        let mut hits = self
+            .commits
+            .range::<str, _>((Bound::Included(sha), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(sha))
+            .map(|(k, _)| *k);
+        match (hits.next(), hits.next()) {
+            (Some(k), None) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+fn same_sha(a: &str, b: &str) -> bool {
+    !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
+}
+
+fn is_rework_message(message: &str) -> bool {
+    let m = message.trim_start();
+    let starts =
+        |p: &str| m.len() >= p.len() && m.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+    starts("revert \"") || starts("hotfix")
+}
+
+/// Links one service's facts. `attribution_window` is the longest time from a deployment to an incident it
+/// can be blamed for.
+pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
+    let mut pushes_by_repo: HashMap<&str, Vec<&Push>> = HashMap::new();
+    for p in &facts.pushes {
+        pushes_by_repo.entry(p.repo.as_str()).or_default().push(p);
+    }
+    let chains: HashMap<&str, Chain> = pushes_by_repo
+        .into_iter()
+        .map(|(repo, mut ps)| {
+            ps.sort_by(|a, b| (&a.before, &a.after).cmp(&(&b.before, &b.after)));
+            (repo, Chain::build(&ps))
+        })
+        .collect();
+
+    let mut deps: Vec<&DeploymentFact> = facts.deployments.iter().collect();
+    deps.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
+
+    // Ship changes in deployment-time order: each commit goes to the first deployment that reaches it.
+    let mut shipped: HashSet<&str> = HashSet::new();
+    let mut changes = Vec::new();
+    let mut resolved_shas = Vec::with_capacity(deps.len());
+    let mut reverts = vec![false; deps.len()];
+    for (i, d) in deps.iter().enumerate() {
+        let chain = chains.get(d.repo.as_str());
+        let resolved = chain.and_then(|c| c.resolve(&d.sha));
+        resolved_shas.push(resolved.unwrap_or(d.sha.as_str()).to_string());
+        let (Some(chain), Some(start)) = (chain, resolved) else {
+            continue;
+        };
+        let mut cur = start;
+        while let Some(node) = chain.commits.get(cur) {
+            if !shipped.insert(cur) {
+                break;
+            }
+            reverts[i] |= is_rework_message(node.message);
+            changes.push(DerivedChange {
+                deployment_key: d.key.clone(),
+                deployment_time: d.time,
+                sha: cur.to_string(),
+                commit_time: node.time,
+            });
+            cur = node.parent;
+        }
+    }
+
+    // Rollback: a deployment of a sha deployed before the immediately previous deployment.
+    let mut rolled_back = vec![false; deps.len()];
+    let mut rollback = vec![false; deps.len()];
+    // Shas deployed before the previous deployment; short shas that matched no commit are compared by prefix.
+    let mut earlier: HashSet<&str> = HashSet::new();
+    let mut earlier_short: Vec<&str> = Vec::new();
+    for i in 2..deps.len() {
+        let before_previous = resolved_shas[i - 2].as_str();
+        if before_previous.len() < 40 {
+            earlier_short.push(before_previous);
+        }
+        earlier.insert(before_previous);
+        let sha = resolved_shas[i].as_str();
+        if same_sha(sha, &resolved_shas[i - 1]) {
+            continue;
+        }
+        let seen = earlier.contains(sha)
+            || if sha.len() < 40 {
+                earlier.iter().any(|s| same_sha(s, sha))
+            } else {
+                earlier_short.iter().any(|s| same_sha(s, sha))
+            };
+        if seen {
+            rollback[i] = true;
+            rolled_back[i - 1] = true;
+        }
+    }
+
+    let incidents = incidents_of(&facts.incident_events);
+    let mut attributed_to: Vec<Option<usize>> = Vec::with_capacity(incidents.len());
+    let mut has_incident = vec![false; deps.len()];
+    for inc in &incidents {
+        // The latest deployment at or before the incident opened, within the window.
+        let n = deps.partition_point(|d| d.time <= inc.opened);
+        let hit = n
+            .checked_sub(1)
+            .filter(|&j| inc.opened - deps[j].time <= attribution_window);
+        if let Some(j) = hit {
+            has_incident[j] = true;
+        }
+        attributed_to.push(hit);
+    }
+
+    let deployments = deps
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let open_incident = incidents.iter().zip(&attributed_to).any(|(inc, at)| {
+                at.is_some_and(|j| j < i)
+                    && inc.opened <= d.time
+                    && inc.resolved.is_none_or(|r| d.time < r)
+            });
+            DerivedDeployment {
+                key: d.key.clone(),
+                time: d.time,
+                sha: resolved_shas[i].clone(),
+                failed: has_incident[i] || rolled_back[i],
+                rework: rollback[i] || open_incident || reverts[i],
+            }
+        })
+        .collect();
+
+    let incidents = incidents
+        .into_iter()
+        .zip(attributed_to)
+        .map(|(inc, at)| DerivedIncident {
+            attributed_to: at.map(|j| deps[j].key.clone()),
+            ..inc
+        })
+        .collect();
+
+    Derived {
+        deployments,
+        changes,
+        incidents,
+    }
+}
+
+/// Folds state changes into incidents. The earliest trigger opens it and the earliest resolution closes it,
+/// so re-deliveries and re-ordering change nothing. An incident never seen triggered has no opening time and
+/// is left out until its trigger arrives.
+fn incidents_of(events: &[IncidentEventFact]) -> Vec<DerivedIncident> {
+    let mut by_id: BTreeMap<&str, (Option<Millis>, Option<Millis>)> = BTreeMap::new();
+    for e in events {
+        let entry = by_id.entry(e.incident_id.as_str()).or_default();
+        let slot = match e.kind {
+            IncidentEventKind::Opened => &mut entry.0,
+            IncidentEventKind::Resolved => &mut entry.1,
+            IncidentEventKind::Acknowledged => continue,
+        };
+        *slot = Some(slot.map_or(e.time, |t| t.min(e.time)));
+    }
+    by_id
+        .into_iter()
+        .filter_map(|(id, (opened, resolved))| {
+            Some(DerivedIncident {
+                id: id.to_string(),
+                opened: opened?,
+                resolved,
+                attributed_to: None,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use em_core::domain::Commit;
+
+    const H: Millis = 3_600_000;
+
+    fn push(before: &str, commits: &[(&str, Millis, &str)]) -> Push {
+        Push {
+            provider: "github".into(),
+            repo: "r".into(),
+            before: before.into(),
+            after: commits.last().map(|c| c.0).unwrap_or_default().into(),
+            commits: commits
+                .iter()
+                .map(|(sha, time, message)| Commit {
+                    sha: sha.to_string(),
+                    time: *time,
+                    message: message.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn dep(key: &str, sha: &str, time: Millis) -> DeploymentFact {
+        DeploymentFact {
+            key: key.into(),
+            repo: "r".into(),
+            sha: sha.into(),
+            time,
+        }
+    }
+
+    fn shipped(d: &Derived, key: &str) -> Vec<String> {
+        let mut v: Vec<String> = d
+            .changes
+            .iter()
+            .filter(|c| c.deployment_key == key)
+            .map(|c| c.sha.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_deployment_ships_back_to_the_last_shipped_commit_and_not_past_its_sha() {
+        let facts = ServiceFacts {
+            pushes: vec![
+                push("root", &[("a", H, "a"), ("b", 2 * H, "b")]),
+                push(
+                    "b",
+                    &[("c", 3 * H, "c"), ("d", 4 * H, "d"), ("e", 5 * H, "e")],
+                ),
+            ],
+            // Listed out of time order: time, not position, decides who ships first.
+            deployments: vec![dep("d2", "e", 20 * H), dep("d1", "d", 10 * H)],
+            incident_events: vec![],
+        };
+        let d = derive(&facts, 24 * H);
+        assert_eq!(shipped(&d, "d1"), ["a", "b", "c", "d"]);
+        assert_eq!(shipped(&d, "d2"), ["e"]);
+        let lead: Vec<Millis> = d.changes.iter().map(DerivedChange::lead_time).collect();
+        assert!(lead.iter().all(|&l| l > 0));
+
+        // The same facts in any order give the same result.
+        let mut reordered = facts.clone();
+        reordered.pushes.reverse();
+        reordered.deployments.reverse();
+        assert_eq!(derive(&reordered, 24 * H), d);
+    }
+
+    #[test]
+    fn rollbacks_need_a_different_previous_sha() {
+        let pushes = vec![push("root", &[("x", H, "x"), ("y", 2 * H, "y")])];
+        let repeated = ServiceFacts {
+            pushes: pushes.clone(),
+            deployments: vec![
+                dep("1", "x", 10 * H),
+                dep("2", "x", 11 * H),
+                dep("3", "x", 12 * H),
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&repeated, 24 * H);
+        assert!(d.deployments.iter().all(|x| !x.failed && !x.rework));
+
+        let rollback = ServiceFacts {
+            pushes,
+            deployments: vec![
+                dep("1", "x", 10 * H),
+                dep("2", "y", 11 * H),
+                dep("3", "x", 12 * H),
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&rollback, 24 * H);
+        let by_key = |k: &str| d.deployments.iter().find(|x| x.key == k).cloned().unwrap();
+        assert!(by_key("2").failed, "the rolled-back deployment failed");
+        assert!(by_key("3").rework, "the rollback is rework");
+        assert!(!by_key("3").failed && !by_key("1").failed);
+        assert!(shipped(&d, "3").is_empty());
+    }
+
+    #[test]
+    fn short_shas_resolve_to_the_one_commit_they_start() {
+        let facts = ServiceFacts {
+            pushes: vec![push("root", &[("8342f706ede5aa79", H, "m")])],
+            deployments: vec![dep("1", "8342f706", 2 * H)],
+            incident_events: vec![],
+        };
+        let d = derive(&facts, 24 * H);
+        assert_eq!(d.deployments[0].sha, "8342f706ede5aa79");
+        assert_eq!(shipped(&d, "1"), ["8342f706ede5aa79"]);
+    }
+
+    #[test]
+    fn incidents_attribute_within_the_window_and_make_later_deployments_rework() {
+        let ev = |id: &str, kind, time| IncidentEventFact {
+            incident_id: id.into(),
+            kind,
+            time,
+        };
+        let facts = ServiceFacts {
+            pushes: vec![push(
+                "root",
+                &[
+                    ("a", H, "a"),
+                    ("b", 2 * H, "b"),
+                    ("c", 3 * H, "Revert \"b\""),
+                ],
+            )],
+            deployments: vec![
+                dep("1", "a", 10 * H),
+                dep("2", "b", 20 * H),
+                dep("3", "c", 30 * H),
+            ],
+            incident_events: vec![
+                // Opened exactly one window after deployment 3 (resolution sent first).
+                ev("late", IncidentEventKind::Resolved, 60 * H),
+                ev("late", IncidentEventKind::Opened, 54 * H),
+                ev("i", IncidentEventKind::Opened, 21 * H),
+                ev("i", IncidentEventKind::Opened, 22 * H),
+                ev("i", IncidentEventKind::Resolved, 31 * H),
+                // Resolved but never triggered: left out.
+                ev("ghost", IncidentEventKind::Resolved, 12 * H),
+            ],
+        };
+        let d = derive(&facts, 24 * H);
+        let inc = |id: &str| d.incidents.iter().find(|x| x.id == id).cloned();
+        assert_eq!(
+            inc("i").unwrap().opened,
+            21 * H,
+            "the earliest trigger opens it"
+        );
+        assert_eq!(inc("i").unwrap().attributed_to.as_deref(), Some("2"));
+        assert_eq!(inc("late").unwrap().attributed_to.as_deref(), Some("3"));
+        assert_eq!(inc("late").unwrap().resolved, Some(60 * H));
+        assert!(inc("ghost").is_none());
+        let by_key = |k: &str| d.deployments.iter().find(|x| x.key == k).cloned().unwrap();
+        assert!(by_key("2").failed && !by_key("1").failed);
+        // Deployment 3 ships a revert and goes out while incident i (of deployment 2) is open.
+        assert!(by_key("3").rework);
+        assert!(!by_key("2").rework);
+        let narrow = derive(&facts, 24 * H - 1);
+        let late = narrow
+            .incidents
+            .iter()
+            .find(|x| x.id == "late")
+            .cloned()
+            .unwrap();
+        assert_eq!(late.attributed_to, None, "one millisecond past the window");
+    }
+}

@@ -1,0 +1,238 @@
+//! The five DORA figures over a window, from the linked rows of the services in scope.
+
+use serde::Serialize;
+
+use crate::levels::{self, Level};
+pub use em_core::rows::WindowRows;
+use em_core::time::Millis;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scope {
+    pub service: Option<String>,
+    pub team: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentFrequency {
+    pub deployments: u64,
+    pub per_day: f64,
+    pub level: Level,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeadTime {
+    pub changes: u64,
+    pub excluded: u64,
+    pub median_seconds: Option<f64>,
+    pub p90_seconds: Option<f64>,
+    pub level: Option<Level>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeFailureRate {
+    pub deployments: u64,
+    pub failed: u64,
+    pub ratio: Option<f64>,
+    pub level: Option<Level>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecoveryTime {
+    pub incidents: u64,
+    pub open: u64,
+    pub median_seconds: Option<f64>,
+    pub level: Option<Level>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReworkRate {
+    pub deployments: u64,
+    pub rework: u64,
+    pub ratio: Option<f64>,
+}
+
+/// The response of `GET /v1/metrics/dora`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DoraReport {
+    pub scope: Scope,
+    pub from: String,
+    pub to: String,
+    pub deployment_frequency: DeploymentFrequency,
+    pub lead_time: LeadTime,
+    pub change_failure_rate: ChangeFailureRate,
+    pub recovery_time: RecoveryTime,
+    pub rework_rate: ReworkRate,
+}
+
+/// A window `[from, to)` with the strings it was given as, echoed in the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub from: Millis,
+    pub to: Millis,
+    pub from_text: String,
+    pub to_text: String,
+}
+
+impl Window {
+    pub fn days(&self) -> f64 {
+        (self.to - self.from) as f64 / 86_400_000.0
+    }
+}
+
+fn seconds(ms: Millis) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Median of sorted values; the mean of the two middle ones for an even count.
+pub fn median(sorted: &[Millis]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(seconds(sorted[n / 2])),
+        _ => Some((seconds(sorted[n / 2 - 1]) + seconds(sorted[n / 2])) / 2.0),
+    }
+}
+
+/// Nearest-rank percentile: the ceil(p·n)-th smallest of sorted values. `p` is in per cent, kept integral
+/// so that the rank is exact.
+pub fn nearest_rank(sorted: &[Millis], p: usize) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = (p * n).div_ceil(100).max(1);
+    Some(seconds(sorted[rank - 1]))
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+pub fn compute(scope: Scope, window: &Window, rows: WindowRows) -> DoraReport {
+    let deployments = rows.deployments.len() as u64;
+    let failed = rows.deployments.iter().filter(|d| d.0).count() as u64;
+    let rework = rows.deployments.iter().filter(|d| d.1).count() as u64;
+    let per_day = if window.days() > 0.0 {
+        deployments as f64 / window.days()
+    } else {
+        0.0
+    };
+
+    // A change committed at or after its deployment has no meaningful lead time (clock skew, amended dates).
+    let total = rows.lead_times.len() as u64;
+    let mut leads: Vec<Millis> = rows.lead_times.into_iter().filter(|&l| l > 0).collect();
+    leads.sort_unstable();
+    let excluded = total - leads.len() as u64;
+    let lead_median = median(&leads);
+
+    let mut recovered: Vec<Millis> = rows.recoveries.iter().flatten().copied().collect();
+    recovered.sort_unstable();
+    let open = rows.recoveries.iter().filter(|r| r.is_none()).count() as u64;
+    let recovery_median = median(&recovered);
+    let cfr = ratio(failed, deployments);
+
+    DoraReport {
+        scope,
+        from: window.from_text.clone(),
+        to: window.to_text.clone(),
+        deployment_frequency: DeploymentFrequency {
+            deployments,
+            per_day,
+            level: levels::deployment_frequency(per_day),
+        },
+        lead_time: LeadTime {
+            changes: leads.len() as u64,
+            excluded,
+            median_seconds: lead_median,
+            p90_seconds: nearest_rank(&leads, 90),
+            level: lead_median.map(levels::lead_time),
+        },
+        change_failure_rate: ChangeFailureRate {
+            deployments,
+            failed,
+            ratio: cfr,
+            level: cfr.map(levels::change_failure_rate),
+        },
+        recovery_time: RecoveryTime {
+            incidents: recovered.len() as u64,
+            open,
+            median_seconds: recovery_median,
+            level: recovery_median.map(levels::recovery_time),
+        },
+        rework_rate: ReworkRate {
+            deployments,
+            rework,
+            ratio: ratio(rework, deployments),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_nearest_rank() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[1000]), Some(1.0));
+        assert_eq!(median(&[1000, 2000, 4000, 9000]), Some(3.0));
+        let v: Vec<Millis> = (1..=10).map(|s| s * 1000).collect();
+        assert_eq!(nearest_rank(&v, 90), Some(9.0));
+        let v: Vec<Millis> = (1..=11).map(|s| s * 1000).collect();
+        assert_eq!(nearest_rank(&v, 90), Some(10.0));
+        assert_eq!(nearest_rank(&[5000], 90), Some(5.0));
+    }
+
+    #[test]
+    fn empty_window_has_no_levels_but_frequency() {
+        let w = Window {
+            from: 0,
+            to: 7 * 86_400_000,
+            from_text: "a".into(),
+            to_text: "b".into(),
+        };
+        let r = compute(
+            Scope {
+                service: Some("s".into()),
+                team: None,
+            },
+            &w,
+            WindowRows::default(),
+        );
+        assert_eq!(r.deployment_frequency.level, Level::Low);
+        assert_eq!(r.lead_time.level, None);
+        assert_eq!(r.change_failure_rate.ratio, None);
+        assert_eq!(r.recovery_time.median_seconds, None);
+        assert_eq!(r.rework_rate.ratio, None);
+    }
+
+    #[test]
+    fn excludes_non_positive_leads() {
+        let w = Window {
+            from: 0,
+            to: 86_400_000,
+            from_text: String::new(),
+            to_text: String::new(),
+        };
+        let rows = WindowRows {
+            deployments: vec![(true, false), (false, true)],
+            lead_times: vec![0, -5, 3000, 1000],
+            recoveries: vec![Some(60_000), None],
+        };
+        let r = compute(
+            Scope {
+                service: None,
+                team: None,
+            },
+            &w,
+            rows,
+        );
+        assert_eq!(r.lead_time.changes, 2);
+        assert_eq!(r.lead_time.excluded, 2);
+        assert_eq!(r.lead_time.median_seconds, Some(2.0));
+        assert_eq!(r.change_failure_rate.ratio, Some(0.5));
+        assert_eq!(r.recovery_time.incidents, 1);
+        assert_eq!(r.recovery_time.open, 1);
+        assert_eq!(r.deployment_frequency.per_day, 2.0);
+    }
+}

@@ -1,0 +1,571 @@
+//! Authenticators a provider picks by declaration: HMAC over the raw body (optionally with a timestamp and a
+//! replay window), a shared token header, a bearer token, HTTP basic auth.
+//!
+//! Every scheme fails closed (no usable secret, nothing accepted), accepts any of several secrets (the current
+//! one and the previous one during a rotation) and compares in constant time, length included: both sides are
+//! hashed with SHA-256 and the digests compared, so neither the position of a mismatch nor the expected length
+//! shows in the time taken.
+
+use base64::Engine;
+use em_core::error::AuthError;
+use em_core::time::Millis;
+use hmac::{Hmac as HmacImpl, Mac};
+use http::HeaderMap;
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+
+use crate::header;
+
+/// The most signatures one header may list. A rotation needs two; the bound keeps an unauthenticated caller
+/// from making the server compare a body against thousands of signatures.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// How far a signed timestamp may be from now, either way, unless configured otherwise.
+pub const DEFAULT_REPLAY_WINDOW: Millis = 5 * 60 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha1 => "HMAC-SHA1",
+            Algorithm::Sha256 => "HMAC-SHA256",
+            Algorithm::Sha512 => "HMAC-SHA512",
+        }
+    }
+
+    /// The MAC of the concatenation of `parts` under `key`.
+    pub fn mac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+            // HMAC takes keys of any length, so this cannot fail.
+            let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+            for p in parts {
+                m.update(p);
+            }
+            m.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Algorithm::Sha1 => run::<HmacImpl<sha1::Sha1>>(key, parts),
+            Algorithm::Sha256 => run::<HmacImpl<Sha256>>(key, parts),
+            Algorithm::Sha512 => run::<HmacImpl<Sha512>>(key, parts),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+}
+
+impl Encoding {
+    fn encode(self, bytes: &[u8]) -> String {
+        match self {
+            Encoding::Hex => hex::encode(bytes),
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    fn decode(self, text: &str) -> Option<Vec<u8>> {
+        match self {
+            // Lower-case, as every provider sends it.
+            Encoding::Hex if text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+                hex::decode(text).ok()
+            }
+            Encoding::Hex => None,
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(text).ok(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Hex => "hex",
+            Encoding::Base64 => "base64",
+        }
+    }
+}
+
+/// What the MAC is computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// The raw body.
+    Body,
+    /// `{before}{timestamp}{between}{body}`: Slack's `v0:{ts}:{body}`, Stripe's `{ts}.{body}`.
+    TimestampAndBody {
+        before: &'static str,
+        between: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Seconds,
+    Millis,
+}
+
+/// Where a signed delivery carries its timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampSource {
+    Header(&'static str),
+    /// A field of the JSON body, given as its path of keys (Linear's `webhookTimestamp`).
+    Body(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp {
+    pub source: TimestampSource,
+    pub unit: TimeUnit,
+}
+
+/// An HMAC signature in a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hmac {
+    pub header: &'static str,
+    pub algorithm: Algorithm,
+    pub encoding: Encoding,
+    /// Before each signature in the header, such as `sha256=` or `v1=`; empty for none.
+    pub prefix: &'static str,
+    /// Set when the header may list several signatures (`v1=a,v1=b`); items without the prefix are other
+    /// schemes' and are skipped.
+    pub separator: Option<char>,
+    pub message: Message,
+    /// Set for schemes with a replay window.
+    pub timestamp: Option<Timestamp>,
+}
+
+/// How a provider proves a delivery is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Hmac(Hmac),
+    /// The shared secret itself, verbatim in a header (GitLab `X-Gitlab-Token`).
+    Token {
+        header: &'static str,
+    },
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// `Authorization: Basic <base64 of user:password>`; the secret is `user:password`.
+    Basic,
+}
+
+/// What a check needs besides the delivery: the time now and how far a signed timestamp may be from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub now: Millis,
+    pub replay_window: Millis,
+}
+
+impl Clock {
+    pub fn at(now: Millis) -> Self {
+        Clock {
+            now,
+            replay_window: DEFAULT_REPLAY_WINDOW,
+        }
+    }
+}
+
+/// Constant-time equality of two byte strings of any lengths: their SHA-256 digests are compared.
+pub fn digest_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
+    Sha256::digest(a).ct_eq(&Sha256::digest(b))
+}
+
+/// Whether `given` equals any of `secrets`; every secret is compared, so the time does not tell which matched.
+fn matches_any(secrets: &[&[u8]], given: &[u8]) -> bool {
+    let mut ok = subtle::Choice::from(0u8);
+    for s in secrets {
+        ok |= digest_eq(s, given);
+    }
+    ok.into()
+}
+
+impl Auth {
+    /// Checks a delivery against any of `secrets`. Empty secrets are never used: with no other, the check
+    /// fails.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[Vec<u8>],
+        clock: Clock,
+    ) -> Result<(), AuthError> {
+        let secrets: Vec<&[u8]> = secrets
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if secrets.is_empty() {
+            return Err(AuthError::NoSecret);
+        }
+        match self {
+            Auth::Hmac(h) => h.verify(headers, body, &secrets, clock),
+            Auth::Token { header: name } => {
+                let given = headers.get(*name).ok_or(AuthError::Missing(name))?;
+                if matches_any(&secrets, given.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(AuthError::Mismatch(name))
+                }
+            }
+            Auth::Bearer => {
+                let token = authorization(headers, "bearer")?;
+                if matches_any(&secrets, token.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(AuthError::Mismatch("Authorization"))
+                }
+            }
+            Auth::Basic => {
+                let encoded = authorization(headers, "basic")?;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map_err(|_| AuthError::Malformed("Authorization"))?;
+                if matches_any(&secrets, &decoded) {
+                    Ok(())
+                } else {
+                    Err(AuthError::Mismatch("Authorization"))
+                }
+            }
+        }
+    }
+
+    /// The headers that authenticate `body` under `secret` at `now`, as the provider itself would send them.
+    pub fn sign(&self, secret: &[u8], body: &[u8], now: Millis) -> Vec<(String, String)> {
+        match self {
+            Auth::Hmac(h) => h.sign(secret, body, now),
+            Auth::Token { header } => vec![(
+                header.to_string(),
+                String::from_utf8_lossy(secret).into_owned(),
+            )],
+            Auth::Bearer => vec![(
+                "Authorization".into(),
+                format!("Bearer {}", String::from_utf8_lossy(secret)),
+            )],
+            Auth::Basic => vec![(
+                "Authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(secret)
+                ),
+            )],
+        }
+    }
+
+    /// Whether the check covers the body: a token scheme authenticates the sender, not what it sent.
+    pub fn covers_body(&self) -> bool {
+        matches!(self, Auth::Hmac(_))
+    }
+
+    /// The headers the scheme reads, for a delivery stripped of its authentication.
+    pub fn headers(&self) -> Vec<&'static str> {
+        match self {
+            Auth::Hmac(h) => {
+                let mut v = vec![h.header];
+                if let Some(Timestamp {
+                    source: TimestampSource::Header(t),
+                    ..
+                }) = h.timestamp
+                {
+                    v.push(t);
+                }
+                v
+            }
+            Auth::Token { header } => vec![header],
+            Auth::Bearer | Auth::Basic => vec!["authorization"],
+        }
+    }
+
+    /// One line for people: `providers` and the docs.
+    pub fn describe(&self) -> String {
+        match self {
+            Auth::Hmac(h) => {
+                let list = if h.separator.is_some() {
+                    ", several allowed"
+                } else {
+                    ""
+                };
+                let over = match (h.message, h.timestamp) {
+                    (Message::Body, None) => "the raw body".to_string(),
+                    (Message::Body, Some(t)) => {
+                        format!("the raw body, timestamp in {}", t.source.describe())
+                    }
+                    (Message::TimestampAndBody { before, between }, t) => format!(
+                        "\"{before}{{timestamp}}{between}{{body}}\", timestamp in {}",
+                        t.map(|t| t.source.describe()).unwrap_or_default()
+                    ),
+                };
+                format!(
+                    "{} ({}) of {over} in {}: {}<signature>{list}",
+                    h.algorithm.name(),
+                    h.encoding.name(),
+                    h.header,
+                    h.prefix
+                )
+            }
+            Auth::Token { header } => format!("shared token in {header}"),
+            Auth::Bearer => "bearer token (Authorization: Bearer <secret>)".into(),
+            Auth::Basic => "HTTP basic auth (secret is user:password)".into(),
+        }
+    }
+
+    /// A short name of the scheme, for machine-readable listings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::Hmac(Hmac {
+                timestamp: Some(_), ..
+            }) => "hmac-timestamped",
+            Auth::Hmac(_) => "hmac",
+            Auth::Token { .. } => "token",
+            Auth::Bearer => "bearer",
+            Auth::Basic => "basic",
+        }
+    }
+}
+
+impl TimestampSource {
+    fn describe(&self) -> String {
+        match self {
+            TimestampSource::Header(h) => h.to_string(),
+            TimestampSource::Body(path) => format!("body field {}", path.join(".")),
+        }
+    }
+}
+
+/// The credentials of `Authorization: <scheme> <credentials>`, the scheme matched case-insensitively.
+fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Result<&'a str, AuthError> {
+    let value = header(headers, "authorization").ok_or(AuthError::Missing("Authorization"))?;
+    let (given, rest) = value
+        .split_once(' ')
+        .ok_or(AuthError::Malformed("Authorization"))?;
+    if !given.eq_ignore_ascii_case(scheme) {
+        return Err(AuthError::Malformed("Authorization"));
+    }
+    let credentials = rest.trim();
+    if credentials.is_empty() {
+        return Err(AuthError::Malformed("Authorization"));
+    }
+    Ok(credentials)
+}
+
+impl Hmac {
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[&[u8]],
+        clock: Clock,
+    ) -> Result<(), AuthError> {
+        let value = header(headers, self.header).ok_or(AuthError::Missing(self.header))?;
+        let timestamp = match self.timestamp {
+            None => None,
+            Some(t) => Some(t.check(headers, body, clock)?),
+        };
+        let items: Vec<&str> = match self.separator {
+            Some(sep) => value.split(sep).map(str::trim).collect(),
+            None => vec![value.trim()],
+        };
+        if items.len() > MAX_SIGNATURES {
+            return Err(AuthError::TooManySignatures(self.header));
+        }
+        let given: Vec<Vec<u8>> = items
+            .iter()
+            .filter_map(|i| i.strip_prefix(self.prefix))
+            .filter_map(|s| self.encoding.decode(s))
+            .collect();
+        if given.is_empty() {
+            return Err(AuthError::Malformed(self.header));
+        }
+        // Each secret's MAC once, compared with every signature given.
+        let mut ok = subtle::Choice::from(0u8);
+        for secret in secrets {
+            let mac = self.mac(secret, body, timestamp.as_deref());
+            for g in &given {
+                ok |= digest_eq(&mac, g);
+            }
+        }
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(AuthError::Mismatch(self.header))
+        }
+    }
+
+    fn mac(&self, secret: &[u8], body: &[u8], timestamp: Option<&str>) -> Vec<u8> {
+        match self.message {
+            Message::Body => self.algorithm.mac(secret, &[body]),
+            Message::TimestampAndBody { before, between } => self.algorithm.mac(
+                secret,
+                &[
+                    before.as_bytes(),
+                    timestamp.unwrap_or_default().as_bytes(),
+                    between.as_bytes(),
+                    body,
+                ],
+            ),
+        }
+    }
+
+    fn sign(&self, secret: &[u8], body: &[u8], now: Millis) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let timestamp = self.timestamp.map(|t| t.unit.format(now));
+        if let (
+            Some(Timestamp {
+                source: TimestampSource::Header(h),
+                ..
+            }),
+            Some(ts),
+        ) = (self.timestamp, &timestamp)
+        {
+            out.push((h.to_string(), ts.clone()));
+        }
+        // A timestamp in the body is the body's own: it is signed as it stands.
+        let signed_ts = match self.timestamp.map(|t| t.source) {
+            Some(TimestampSource::Body(path)) => crate::extract::field_at(body, path),
+            _ => timestamp,
+        };
+        let mac = self.mac(secret, body, signed_ts.as_deref());
+        out.push((
+            self.header.to_string(),
+            format!("{}{}", self.prefix, self.encoding.encode(&mac)),
+        ));
+        out
+    }
+}
+
+impl TimeUnit {
+    fn format(self, now: Millis) -> String {
+        match self {
+            TimeUnit::Seconds => (now / 1000).to_string(),
+            TimeUnit::Millis => now.to_string(),
+        }
+    }
+
+    fn to_millis(self, v: i64) -> Option<Millis> {
+        match self {
+            TimeUnit::Seconds => v.checked_mul(1000),
+            TimeUnit::Millis => Some(v),
+        }
+    }
+}
+
+impl Timestamp {
+    /// The timestamp as signed, once it is known to be within the replay window.
+    fn check(&self, headers: &HeaderMap, body: &[u8], clock: Clock) -> Result<String, AuthError> {
+        let (raw, name) = match self.source {
+            TimestampSource::Header(h) => (header(headers, h).map(str::to_string), h),
+            TimestampSource::Body(path) => (
+                crate::extract::field_at(body, path),
+                path.last().copied().unwrap_or("timestamp"),
+            ),
+        };
+        let raw = raw.ok_or(AuthError::Missing(name))?;
+        let at = raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|v| self.unit.to_millis(v))
+            .ok_or(AuthError::Malformed(name))?;
+        if clock.now.abs_diff(at) > clock.replay_window.unsigned_abs() {
+            return Err(AuthError::Stale(name));
+        }
+        Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    const BODY_HMAC: Hmac = Hmac {
+        header: "x-sig",
+        algorithm: Algorithm::Sha256,
+        encoding: Encoding::Hex,
+        prefix: "v1=",
+        separator: Some(','),
+        message: Message::Body,
+        timestamp: None,
+    };
+
+    #[test]
+    fn signatures_without_the_prefix_are_skipped_and_a_list_is_bounded() {
+        let auth = Auth::Hmac(BODY_HMAC);
+        let secrets = vec![b"s".to_vec()];
+        let good = auth.sign(b"s", b"{}", 0).remove(0).1;
+        let clock = Clock::at(0);
+        let with = |v: &str| auth.verify(&headers(&[("x-sig", v)]), b"{}", &secrets, clock);
+        assert_eq!(with(&format!("v0=ab, {good}")), Ok(()));
+        assert_eq!(with("v0=ab"), Err(AuthError::Malformed("x-sig")));
+        let many = ["v1=00"; MAX_SIGNATURES].join(",");
+        assert_eq!(
+            with(&format!("{many},{good}")),
+            Err(AuthError::TooManySignatures("x-sig"))
+        );
+        assert_eq!(
+            with(&format!(
+                "{},{good}",
+                ["v1=00"; MAX_SIGNATURES - 1].join(",")
+            )),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn empty_secrets_are_never_used() {
+        let auth = Auth::Token { header: "x-token" };
+        let h = headers(&[("x-token", "")]);
+        assert_eq!(
+            auth.verify(&h, b"{}", &[Vec::new()], Clock::at(0)),
+            Err(AuthError::NoSecret)
+        );
+        assert_eq!(
+            auth.verify(&h, b"{}", &[], Clock::at(0)),
+            Err(AuthError::NoSecret)
+        );
+    }
+
+    #[test]
+    fn authorization_schemes_are_matched_case_insensitively() {
+        let secrets = vec![b"t0ken".to_vec()];
+        let clock = Clock::at(0);
+        for v in ["Bearer t0ken", "bearer t0ken", "BEARER  t0ken "] {
+            assert_eq!(
+                Auth::Bearer.verify(&headers(&[("authorization", v)]), b"", &secrets, clock),
+                Ok(()),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            Auth::Bearer.verify(
+                &headers(&[("authorization", "Basic t0ken")]),
+                b"",
+                &secrets,
+                clock
+            ),
+            Err(AuthError::Malformed("Authorization"))
+        );
+        assert_eq!(
+            Auth::Bearer.verify(
+                &headers(&[("authorization", "Bearer t0ke")]),
+                b"",
+                &secrets,
+                clock
+            ),
+            Err(AuthError::Mismatch("Authorization"))
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! GitLab webhooks: the shared secret comes back verbatim in `X-Gitlab-Token`; the delivery is named by
+//! `Idempotency-Key` (stable across GitLab's retries), else `X-Gitlab-Event-UUID`; the event is the body's
+//! `object_kind` (`X-Gitlab-Event` names the hook, and is passed along but not needed).
+
+use em_core::domain::{
+    is_null_sha, Commit, Deployment, DeploymentOutcome, Fact, PullRequestEvent,
+    PullRequestEventKind, Push,
+};
+use em_core::time::{Id, Timestamp};
+use serde::Deserialize;
+
+use crate::auth::Auth;
+use crate::{parse_error, EventHeader, IdSource, ParseError, Provider};
+
+const NAME: &str = "gitlab";
+
+pub const PROVIDER: Provider = Provider {
+    name: NAME,
+    title: "GitLab",
+    auth: Auth::Token {
+        header: "X-Gitlab-Token",
+    },
+    delivery_id: &[
+        IdSource::Header("Idempotency-Key"),
+        IdSource::Header("X-Gitlab-Event-UUID"),
+    ],
+    event_header: Some(EventHeader {
+        header: "X-Gitlab-Event",
+        guess: hook_name,
+    }),
+    events: &["push", "deployment", "merge_request"],
+    parse,
+    sample: "scenario-deployment",
+};
+
+#[derive(Deserialize)]
+struct Kind {
+    #[serde(default)]
+    object_kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    path_with_namespace: String,
+    #[serde(default)]
+    default_branch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PushCommit {
+    id: String,
+    timestamp: Timestamp,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: String,
+    after: String,
+    project: Project,
+    #[serde(default)]
+    commits: Vec<PushCommit>,
+}
+
+#[derive(Deserialize)]
+struct DeploymentPayload {
+    status: String,
+    status_changed_at: Timestamp,
+    deployment_id: Id,
+    #[serde(default)]
+    environment: String,
+    #[serde(default)]
+    environment_tier: Option<String>,
+    short_sha: String,
+    project: Project,
+}
+
+#[derive(Deserialize)]
+struct MergeRequestAttributes {
+    iid: u64,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    action: Option<String>,
+    created_at: Timestamp,
+    #[serde(default)]
+    updated_at: Option<Timestamp>,
+    #[serde(default)]
+    merged_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct MergeRequestPayload {
+    object_attributes: MergeRequestAttributes,
+    project: Project,
+}
+
+fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
+    let kind: Kind =
+        serde_json::from_slice(body).map_err(|e| parse_error(NAME, "object_kind", e))?;
+    let kind = kind.object_kind.unwrap_or_default();
+    let err = |e: serde_json::Error| parse_error(NAME, &kind, e);
+    match kind.as_str() {
+        "push" => parse_push(serde_json::from_slice(body).map_err(err)?),
+        "deployment" => parse_deployment(serde_json::from_slice(body).map_err(err)?),
+        "merge_request" => parse_merge_request(serde_json::from_slice(body).map_err(err)?),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The `X-Gitlab-Event` value GitLab sends with a payload of this `object_kind`.
+fn hook_name(body: &serde_json::Value) -> Option<String> {
+    let hook = match body.get("object_kind")?.as_str()? {
+        "push" => "Push Hook",
+        "tag_push" => "Tag Push Hook",
+        "merge_request" => "Merge Request Hook",
+        "deployment" => "Deployment Hook",
+        "pipeline" => "Pipeline Hook",
+        "build" => "Job Hook",
+        "issue" | "work_item" => "Issue Hook",
+        "note" => "Note Hook",
+        "release" => "Release Hook",
+        _ => "System Hook",
+    };
+    Some(hook.to_string())
+}
+
+fn parse_push(p: PushPayload) -> Result<Vec<Fact>, ParseError> {
+    let Some(branch) = p.project.default_branch.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let on_default = p
+        .git_ref
+        .strip_prefix("refs/heads/")
+        .is_some_and(|b| b == branch);
+    if !on_default || is_null_sha(&p.after) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Fact::Push(Push {
+        provider: NAME.into(),
+        repo: p.project.path_with_namespace,
+        before: p.before,
+        after: p.after,
+        commits: p
+            .commits
+            .into_iter()
+            .map(|c| Commit {
+                sha: c.id,
+                time: c.timestamp.0,
+                message: c.message,
+            })
+            .collect(),
+    })])
+}
+
+fn parse_deployment(p: DeploymentPayload) -> Result<Vec<Fact>, ParseError> {
+    let outcome = match p.status.as_str() {
+        "success" => DeploymentOutcome::Success,
+        "failed" => DeploymentOutcome::Failure,
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![Fact::Deployment(Deployment {
+        provider: NAME.into(),
+        repo: p.project.path_with_namespace,
+        deployment_id: p.deployment_id.0,
+        environment: p.environment,
+        production: p.environment_tier.map(|t| t == "production"),
+        sha: p.short_sha,
+        time: p.status_changed_at.0,
+        outcome,
+    })])
+}
+
+fn parse_merge_request(p: MergeRequestPayload) -> Result<Vec<Fact>, ParseError> {
+    let a = p.object_attributes;
+    let updated = a.updated_at.map(|t| t.0).unwrap_or(a.created_at.0);
+    let (kind, time) = match a.action.as_deref() {
+        Some("open") => (PullRequestEventKind::Opened, a.created_at.0),
+        Some("merge") => (
+            PullRequestEventKind::Merged,
+            a.merged_at.map(|t| t.0).unwrap_or(updated),
+        ),
+        Some("approved") | Some("approval") => (PullRequestEventKind::Reviewed, updated),
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![Fact::PullRequest(PullRequestEvent {
+        provider: NAME.into(),
+        repo: p.project.path_with_namespace,
+        number: a.iid,
+        kind,
+        time,
+        title: a.title,
+    })])
+}

@@ -1,0 +1,367 @@
+//! Each authenticator once, against published vectors: the providers' own documentation examples
+//! (`fixtures/signature-vectors.json`, with their sources) and the RFCs' test cases for what no provider
+//! publishes (RFC 4231 and RFC 2202 for HMAC-SHA-512 and HMAC-SHA-1, RFC 7617 for basic auth, RFC 6750 for
+//! bearer tokens). Base64 forms of the RFC digests were computed outside this code (Python's `base64`).
+
+use em_core::error::AuthError;
+use em_providers::auth::{
+    Algorithm, Auth, Clock, Encoding, Hmac, Message, TimeUnit, Timestamp, TimestampSource,
+    DEFAULT_REPLAY_WINDOW,
+};
+use serde_json::Value;
+
+use crate::common::{headers, FIXTURES};
+
+fn vectors(provider: &str) -> Vec<Value> {
+    let text = std::fs::read(format!("{FIXTURES}/signature-vectors.json")).expect("vectors");
+    let all: Value = serde_json::from_slice(&text).expect("JSON");
+    all["vectors"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|v| v["provider"] == provider)
+        .cloned()
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+fn sign_one(auth: &Auth, secret: &[u8], body: &[u8], now: i64) -> Vec<(String, String)> {
+    auth.sign(secret, body, now)
+}
+
+const HEX_BODY: Hmac = Hmac {
+    header: "X-Hub-Signature-256",
+    algorithm: Algorithm::Sha256,
+    encoding: Encoding::Hex,
+    prefix: "sha256=",
+    separator: None,
+    message: Message::Body,
+    timestamp: None,
+};
+
+#[test]
+fn hmac_of_the_body_in_hex_with_a_prefix_github() {
+    let auth = Auth::Hmac(HEX_BODY);
+    let v = &vectors("github")[0];
+    let (secret, body) = (s(&v["secret"]).as_bytes(), s(&v["body"]).as_bytes());
+    let h = headers(&[(s(&v["header"]), s(&v["expected_header_value"]))]);
+    assert_eq!(
+        auth.verify(&h, body, &[secret.to_vec()], Clock::at(0)),
+        Ok(())
+    );
+    assert_eq!(
+        sign_one(&auth, secret, body, 0),
+        vec![(
+            "X-Hub-Signature-256".to_string(),
+            s(&v["expected_header_value"]).to_string()
+        )]
+    );
+    assert_eq!(
+        auth.verify(&h, b"Hello, World?", &[secret.to_vec()], Clock::at(0)),
+        Err(AuthError::Mismatch("X-Hub-Signature-256"))
+    );
+}
+
+#[test]
+fn hmac_lists_of_versioned_signatures_circleci() {
+    let auth = Auth::Hmac(Hmac {
+        header: "circleci-signature",
+        prefix: "v1=",
+        separator: Some(','),
+        ..HEX_BODY
+    });
+    let vs = vectors("circleci");
+    assert_eq!(vs.len(), 2);
+    for v in &vs {
+        let (secret, body) = (s(&v["secret"]).as_bytes(), s(&v["body"]).as_bytes());
+        let expected = s(&v["expected_header_value"]);
+        assert_eq!(
+            sign_one(&auth, secret, body, 0),
+            vec![("circleci-signature".to_string(), expected.to_string())]
+        );
+        // A future scheme's signature beside ours is skipped, wherever it stands.
+        for value in [
+            expected.to_string(),
+            format!("v2=abcdef,{expected}"),
+            format!("{expected}, v2=abcdef"),
+        ] {
+            let h = headers(&[("circleci-signature", &value)]);
+            assert_eq!(
+                auth.verify(&h, body, &[secret.to_vec()], Clock::at(0)),
+                Ok(()),
+                "{value}"
+            );
+        }
+        let h = headers(&[("circleci-signature", "v2=abcdef")]);
+        assert_eq!(
+            auth.verify(&h, body, &[secret.to_vec()], Clock::at(0)),
+            Err(AuthError::Malformed("circleci-signature"))
+        );
+    }
+    // Each vector's signature is its own secret's: swapping them fails.
+    let h = headers(&[("circleci-signature", s(&vs[0]["expected_header_value"]))]);
+    assert!(auth
+        .verify(
+            &h,
+            s(&vs[0]["body"]).as_bytes(),
+            &[s(&vs[1]["secret"]).as_bytes().to_vec()],
+            Clock::at(0)
+        )
+        .is_err());
+}
+
+const SLACK: Hmac = Hmac {
+    header: "X-Slack-Signature",
+    algorithm: Algorithm::Sha256,
+    encoding: Encoding::Hex,
+    prefix: "v0=",
+    separator: None,
+    message: Message::TimestampAndBody {
+        before: "v0:",
+        between: ":",
+    },
+    timestamp: Some(Timestamp {
+        source: TimestampSource::Header("X-Slack-Request-Timestamp"),
+        unit: TimeUnit::Seconds,
+    }),
+};
+
+#[test]
+fn hmac_of_a_timestamp_and_the_body_with_a_replay_window_slack() {
+    let auth = Auth::Hmac(SLACK);
+    let v = &vectors("slack")[0];
+    let (secret, body) = (s(&v["secret"]).as_bytes(), s(&v["body"]).as_bytes());
+    let ts: i64 = s(&v["timestamp"]).parse().expect("seconds");
+    let pairs: Vec<(String, String)> = v["headers"]
+        .as_object()
+        .expect("headers")
+        .iter()
+        .map(|(k, v)| (k.clone(), s(v).to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let h = headers(&refs);
+    let at = |ms: i64| Clock {
+        now: ms,
+        replay_window: DEFAULT_REPLAY_WINDOW,
+    };
+    assert_eq!(
+        auth.verify(&h, body, &[secret.to_vec()], at(ts * 1000)),
+        Ok(())
+    );
+    let mut signed = sign_one(&auth, secret, body, ts * 1000 + 999);
+    signed.sort();
+    assert_eq!(
+        signed,
+        vec![
+            (
+                "X-Slack-Request-Timestamp".to_string(),
+                s(&v["timestamp"]).to_string()
+            ),
+            (
+                "X-Slack-Signature".to_string(),
+                s(&v["expected_header_value"]).to_string()
+            ),
+        ]
+    );
+    // Five minutes either way pass; beyond, the same authentic delivery is a replay.
+    assert_eq!(
+        auth.verify(&h, body, &[secret.to_vec()], at(ts * 1000 + 300_000)),
+        Ok(())
+    );
+    assert_eq!(
+        auth.verify(&h, body, &[secret.to_vec()], at(ts * 1000 - 300_000)),
+        Ok(())
+    );
+    assert_eq!(
+        auth.verify(&h, body, &[secret.to_vec()], at(ts * 1000 + 301_000)),
+        Err(AuthError::Stale("X-Slack-Request-Timestamp"))
+    );
+    let narrow = Clock {
+        now: ts * 1000 + 61_000,
+        replay_window: 60_000,
+    };
+    assert_eq!(
+        auth.verify(&h, body, &[secret.to_vec()], narrow),
+        Err(AuthError::Stale("X-Slack-Request-Timestamp"))
+    );
+    // The timestamp is signed: moving it breaks the signature even inside the window.
+    let moved = headers(&[
+        ("X-Slack-Request-Timestamp", &(ts + 1).to_string()),
+        ("X-Slack-Signature", s(&v["expected_header_value"])),
+    ]);
+    assert_eq!(
+        auth.verify(&moved, body, &[secret.to_vec()], at(ts * 1000)),
+        Err(AuthError::Mismatch("X-Slack-Signature"))
+    );
+    let unstamped = headers(&[("X-Slack-Signature", s(&v["expected_header_value"]))]);
+    assert_eq!(
+        auth.verify(&unstamped, body, &[secret.to_vec()], at(ts * 1000)),
+        Err(AuthError::Missing("X-Slack-Request-Timestamp"))
+    );
+}
+
+#[test]
+fn hmac_in_base64_and_other_algorithms_rfc4231_rfc2202() {
+    // RFC 4231 test case 2 and RFC 2202 test case 2: key "Jefe", data "what do ya want for nothing?".
+    let (key, data) = (b"Jefe".to_vec(), b"what do ya want for nothing?");
+    for (algorithm, base64, hex) in [
+        (
+            Algorithm::Sha256,
+            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=",
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            Algorithm::Sha512,
+            "Fkt6e/z4GeLjlfvnO1bgo4e9ZCIugx/WECcM1+olBVSXWL91wFqZSm0DT2X48Ob9yuqxo01Ka0tjbgcKOLznNw==",
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+        ),
+        (
+            Algorithm::Sha1,
+            "7/zfauXrL6LSdBbV8YTfnCWafHk=",
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
+        ),
+    ] {
+        for (encoding, value) in [(Encoding::Base64, base64), (Encoding::Hex, hex)] {
+            let auth = Auth::Hmac(Hmac {
+                header: "X-Signature",
+                algorithm,
+                encoding,
+                prefix: "",
+                ..HEX_BODY
+            });
+            let h = headers(&[("X-Signature", value)]);
+            assert_eq!(
+                auth.verify(&h, data, std::slice::from_ref(&key), Clock::at(0)),
+                Ok(()),
+                "{algorithm:?} {encoding:?}"
+            );
+            assert_eq!(
+                sign_one(&auth, &key, data, 0),
+                vec![("X-Signature".to_string(), value.to_string())]
+            );
+        }
+    }
+}
+
+#[test]
+fn timestamps_in_the_body_in_milliseconds() {
+    // Linear's shape: the signature covers the raw body, which carries `webhookTimestamp` in milliseconds.
+    let auth = Auth::Hmac(Hmac {
+        header: "Linear-Signature",
+        prefix: "",
+        timestamp: Some(Timestamp {
+            source: TimestampSource::Body(&["webhookTimestamp"]),
+            unit: TimeUnit::Millis,
+        }),
+        ..HEX_BODY
+    });
+    let body = br#"{"action":"create","webhookTimestamp":1676056940508}"#;
+    let secret = b"lin_wh_secret".to_vec();
+    let signed = sign_one(&auth, &secret, body, 0);
+    let h = headers(&[(signed[0].0.as_str(), signed[0].1.as_str())]);
+    let at = |now| Clock {
+        now,
+        replay_window: DEFAULT_REPLAY_WINDOW,
+    };
+    assert_eq!(
+        auth.verify(
+            &h,
+            body,
+            std::slice::from_ref(&secret),
+            at(1_676_056_940_508 + 60_000)
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        auth.verify(
+            &h,
+            body,
+            std::slice::from_ref(&secret),
+            at(1_676_056_940_508 + 600_000)
+        ),
+        Err(AuthError::Stale("webhookTimestamp"))
+    );
+    assert_eq!(
+        auth.verify(&h, br#"{"action":"create"}"#, &[secret], at(0)),
+        Err(AuthError::Missing("webhookTimestamp"))
+    );
+}
+
+#[test]
+fn basic_auth_rfc7617() {
+    let h = headers(&[("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")]);
+    let secret = b"Aladdin:open sesame".to_vec();
+    assert_eq!(
+        Auth::Basic.verify(&h, b"{}", std::slice::from_ref(&secret), Clock::at(0)),
+        Ok(())
+    );
+    assert_eq!(
+        sign_one(&Auth::Basic, &secret, b"{}", 0),
+        vec![(
+            "Authorization".to_string(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==".to_string()
+        )]
+    );
+    for (value, err) in [
+        (
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZg==",
+            AuthError::Mismatch("Authorization"),
+        ),
+        ("Basic not base64!", AuthError::Malformed("Authorization")),
+        (
+            "Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            AuthError::Malformed("Authorization"),
+        ),
+    ] {
+        assert_eq!(
+            Auth::Basic.verify(
+                &headers(&[("Authorization", value)]),
+                b"{}",
+                std::slice::from_ref(&secret),
+                Clock::at(0)
+            ),
+            Err(err),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn bearer_tokens_rfc6750_and_shared_token_headers() {
+    let token = b"mF_9.B5f-4.1JqM".to_vec();
+    let h = headers(&[("Authorization", "Bearer mF_9.B5f-4.1JqM")]);
+    assert_eq!(
+        Auth::Bearer.verify(&h, b"{}", std::slice::from_ref(&token), Clock::at(0)),
+        Ok(())
+    );
+    assert_eq!(
+        sign_one(&Auth::Bearer, &token, b"{}", 0),
+        vec![(
+            "Authorization".to_string(),
+            "Bearer mF_9.B5f-4.1JqM".to_string()
+        )]
+    );
+    let shared = Auth::Token {
+        header: "X-Gitlab-Token",
+    };
+    let h = headers(&[("X-Gitlab-Token", "mF_9.B5f-4.1JqM")]);
+    assert_eq!(
+        shared.verify(&h, b"{}", std::slice::from_ref(&token), Clock::at(0)),
+        Ok(())
+    );
+    // A prefix, an extension or a different case of the token is not the token.
+    for wrong in ["mF_9.B5f-4.1Jq", "mF_9.B5f-4.1JqMM", "MF_9.B5F-4.1JQM"] {
+        let h = headers(&[("X-Gitlab-Token", wrong)]);
+        assert_eq!(
+            shared.verify(&h, b"{}", std::slice::from_ref(&token), Clock::at(0)),
+            Err(AuthError::Mismatch("X-Gitlab-Token")),
+            "{wrong}"
+        );
+    }
+}

@@ -1,0 +1,770 @@
+//! The embedded adapters of [`Queue`] and [`Store`]: one SQLite file in the data directory.
+//!
+//! Every write goes through one writer thread that commits whatever is waiting in a single transaction
+//! (group commit): each enqueue still waits for its own fsync'd commit, but one fsync serves every request
+//! that arrived meanwhile, so durability costs little throughput. Each job runs in its own savepoint, so one
+//! failing job does not undo the others. Reads use their own connections (WAL lets them run beside the writer).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use em_core::domain::{
+    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
+};
+use em_core::ports::{
+    DeadLetters, EnqueueOutcome, Envelope, FactSources, PortError, Queue, Received, Store,
+    StoredFacts,
+};
+use em_core::rows::{Derived, WindowRows};
+use em_core::time::{now_millis, Millis};
+
+pub const DB_FILE: &str = "em-agent.sqlite3";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a received message stays hidden before another receive may take it again.
+    pub visibility_timeout: Duration,
+    /// Receives without acknowledgement after which a message moves to the dead-letter table.
+    pub max_receives: u32,
+    /// Most jobs committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            visibility_timeout: Duration::from_secs(30),
+            max_receives: 5,
+            max_batch: 2048,
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS deliveries (
+    provider TEXT NOT NULL, delivery_id TEXT NOT NULL, received_at INTEGER NOT NULL,
+    PRIMARY KEY (provider, delivery_id)) WITHOUT ROWID;
+-- Bodies live apart from the queue rows, so that a receive (which rewrites visible_at and receive_count)
+-- and the dead-letter sweep never touch the body's pages.
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY, provider TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT,
+    received_at INTEGER NOT NULL,
+    visible_at INTEGER NOT NULL DEFAULT 0, receive_count INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at, seq);
+CREATE INDEX IF NOT EXISTS queue_receives ON queue (receive_count, visible_at);
+CREATE INDEX IF NOT EXISTS queue_delivery ON queue (provider, delivery_id);
+CREATE TABLE IF NOT EXISTS queue_bodies (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY, provider TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT,
+    received_at INTEGER NOT NULL, body BLOB NOT NULL, receive_count INTEGER NOT NULL,
+    reason TEXT NOT NULL, dead_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_delivery ON dead_letters (provider, delivery_id);
+CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at, seq);
+
+CREATE TABLE IF NOT EXISTS pushes (
+    repo TEXT NOT NULL COLLATE NOCASE, before_sha TEXT NOT NULL, after_sha TEXT NOT NULL,
+    provider TEXT NOT NULL, commits TEXT NOT NULL,
+    PRIMARY KEY (repo, before_sha, after_sha)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deployments (
+    provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, deployment_id TEXT NOT NULL,
+    outcome TEXT NOT NULL, environment TEXT NOT NULL, production INTEGER, sha TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (provider, repo, deployment_id, outcome)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deployments_repo ON deployments (repo, outcome);
+CREATE TABLE IF NOT EXISTS incident_events (
+    provider TEXT NOT NULL, event_id TEXT NOT NULL, incident_id TEXT NOT NULL, kind TEXT NOT NULL,
+    time INTEGER NOT NULL, service_name TEXT NOT NULL, title TEXT NOT NULL,
+    PRIMARY KEY (provider, event_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS incident_events_service ON incident_events (service_name);
+CREATE TABLE IF NOT EXISTS pull_requests (
+    provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, number INTEGER NOT NULL,
+    kind TEXT NOT NULL, time INTEGER NOT NULL, title TEXT NOT NULL,
+    PRIMARY KEY (provider, repo, number, kind)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS m_deployments (
+    service TEXT NOT NULL, key TEXT NOT NULL, time INTEGER NOT NULL, sha TEXT NOT NULL,
+    failed INTEGER NOT NULL, rework INTEGER NOT NULL,
+    PRIMARY KEY (service, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS m_deployments_time ON m_deployments (time);
+CREATE TABLE IF NOT EXISTS m_changes (
+    service TEXT NOT NULL, sha TEXT NOT NULL, deployment_key TEXT NOT NULL,
+    deployment_time INTEGER NOT NULL, commit_time INTEGER NOT NULL,
+    PRIMARY KEY (service, sha)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS m_changes_time ON m_changes (deployment_time);
+CREATE TABLE IF NOT EXISTS m_incidents (
+    service TEXT NOT NULL, id TEXT NOT NULL, opened INTEGER NOT NULL, resolved INTEGER,
+    attributed_to TEXT,
+    PRIMARY KEY (service, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS m_incidents_opened ON m_incidents (opened);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"#;
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+struct Inner {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Vec<Mutex<Connection>>,
+    options: Options,
+    path: PathBuf,
+}
+
+/// The embedded queue and store. Cheap to clone: clones share the writer thread and connections.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+fn err(e: impl std::fmt::Display) -> PortError {
+    PortError::transient(e)
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit is on disk (fsync) before it returns,
+    // so an answered delivery survives a crash of the process or of the machine.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;",
+    )?;
+    Ok(conn)
+}
+
+impl EmbeddedStore {
+    /// Opens (creating) `dir/em-agent.sqlite3` and starts the writer thread.
+    pub fn open(dir: &Path, options: Options) -> Result<Self, PortError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let writer = open_connection(&path).map_err(err)?;
+        writer.execute_batch(SCHEMA).map_err(err)?;
+        let readers = (0..2)
+            .map(|_| open_connection(&path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(err)?;
+        // The writer checkpoints the WAL itself (SQLite's default, every 1000 pages): a checkpointer on
+        // another connection can never catch up with a busy writer, and the WAL then grows without bound.
+        // The size limit truncates the file after each checkpoint.
+        writer
+            .execute_batch("PRAGMA journal_size_limit = 67108864;")
+            .map_err(err)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("em-agent-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx, max_batch))
+            .map_err(err)?;
+        let inner = Arc::new(Inner {
+            jobs: Mutex::new(tx),
+            readers,
+            options,
+            path,
+        });
+        Ok(EmbeddedStore { inner })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in the writer's next transaction and resolves once that transaction is committed.
+    async fn write<T, F>(&self, f: F) -> Result<T, PortError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit: Result<(), String>| {
+                let _ = tx.send(
+                    commit
+                        .map_err(PortError::transient)
+                        .and_then(|()| result.map_err(err)),
+                );
+            })
+        });
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| err("writer lock poisoned"))?
+            .send(job)
+            .map_err(|_| err("the database writer has stopped"))?;
+        rx.await
+            .map_err(|_| err("the database writer dropped a job"))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, PortError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // Take whichever reader is free, else wait for the first.
+            let guard = inner
+                .readers
+                .iter()
+                .find_map(|m| m.try_lock().ok())
+                .map(Ok)
+                .unwrap_or_else(|| inner.readers[0].lock())
+                .map_err(|_| err("reader lock poisoned"))?;
+            f(&guard).map_err(err)
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// Counts for operators and tests: accepted deliveries, waiting and dead-lettered messages.
+    pub async fn stats(&self) -> Result<Stats, PortError> {
+        self.read(|c| {
+            let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0));
+            Ok(Stats {
+                deliveries: count("SELECT count(*) FROM deliveries")? as u64,
+                queued: count("SELECT count(*) FROM queue")? as u64,
+                dead_letters: count("SELECT count(*) FROM dead_letters")? as u64,
+            })
+        })
+        .await
+    }
+
+    /// Where an accepted delivery is: `queued`, `dead_letter`, `processed`, or `None` if never accepted.
+    pub async fn delivery_state(
+        &self,
+        provider: String,
+        delivery_id: String,
+    ) -> Result<Option<&'static str>, PortError> {
+        self.read(move |c| {
+            let known = c
+                .query_row(
+                    "SELECT 1 FROM deliveries WHERE provider = ?1 AND delivery_id = ?2",
+                    params![provider, delivery_id],
+                    |_| Ok(()),
+                )
+                .optional()?;
+            if known.is_none() {
+                return Ok(None);
+            }
+            let exists = |sql: &str| {
+                c.query_row(sql, params![provider, delivery_id], |_| Ok(()))
+                    .optional()
+                    .map(|o| o.is_some())
+            };
+            if exists("SELECT 1 FROM queue WHERE provider = ?1 AND delivery_id = ?2")? {
+                Ok(Some("queued"))
+            } else if exists("SELECT 1 FROM dead_letters WHERE provider = ?1 AND delivery_id = ?2")?
+            {
+                Ok(Some("dead_letter"))
+            } else {
+                Ok(Some("processed"))
+            }
+        })
+        .await
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub deliveries: u64,
+    pub queued: u64,
+    pub dead_letters: u64,
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = format!("cannot begin a transaction: {e}");
+            tracing::error!(error = %msg, "sqlite writer");
+            // Dropping the jobs unrun fails every waiting caller, who answers 503.
+            drop(batch);
+            continue;
+        }
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            format!("commit failed: {e}")
+        });
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "sqlite writer");
+        }
+        for c in completions {
+            c(commit.clone());
+        }
+    }
+}
+
+impl Queue for EmbeddedStore {
+    async fn enqueue(&self, e: Envelope) -> Result<EnqueueOutcome, PortError> {
+        self.write(move |c| {
+            let fresh = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO deliveries (provider, delivery_id, received_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![e.provider, e.delivery_id, e.received_at])?;
+            if fresh == 0 {
+                return Ok(EnqueueOutcome::Duplicate);
+            }
+            c.prepare_cached(
+                "INSERT INTO queue (provider, delivery_id, event, received_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![e.provider, e.delivery_id, e.event, e.received_at])?;
+            c.prepare_cached("INSERT INTO queue_bodies (seq, body) VALUES (?1, ?2)")?
+                .execute(params![c.last_insert_rowid(), &e.body[..]])?;
+            Ok(EnqueueOutcome::Accepted)
+        })
+        .await
+    }
+
+    async fn receive(&self, max: usize) -> Result<Vec<Received>, PortError> {
+        let vt = self.inner.options.visibility_timeout.as_millis() as i64;
+        let max_receives = self.inner.options.max_receives as i64;
+        self.write(move |c| {
+            let now = now_millis();
+            // Messages that timed out too often are poison: keep them aside for a replay.
+            let poison: Vec<i64> = c
+                .prepare_cached(
+                    "SELECT seq FROM queue WHERE receive_count >= ?1 AND visible_at <= ?2",
+                )?
+                .query_map(params![max_receives, now], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for seq in poison {
+                move_to_dead_letters(c, seq, None, now)?;
+            }
+            let mut stmt = c.prepare_cached(
+                "UPDATE queue SET visible_at = ?1 + ?2, receive_count = receive_count + 1
+                 WHERE seq IN (SELECT seq FROM queue WHERE visible_at <= ?1 ORDER BY seq LIMIT ?3)
+                 RETURNING seq, provider, delivery_id, event, received_at, receive_count",
+            )?;
+            let rows = stmt.query_map(params![now, vt, max as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    Envelope {
+                        provider: r.get(1)?,
+                        delivery_id: r.get(2)?,
+                        event: r.get(3)?,
+                        received_at: r.get(4)?,
+                        body: bytes::Bytes::new(),
+                    },
+                    r.get::<_, i64>(5)? as u32,
+                ))
+            })?;
+            let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            out.sort_by_key(|m| m.0);
+            let mut body = c.prepare_cached("SELECT body FROM queue_bodies WHERE seq = ?1")?;
+            out.into_iter()
+                .map(|(seq, mut envelope, receive_count)| {
+                    envelope.body =
+                        bytes::Bytes::from(body.query_row([seq], |r| r.get::<_, Vec<u8>>(0))?);
+                    Ok(Received {
+                        receipt: seq.to_string(),
+                        receive_count,
+                        envelope,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn ack(&self, receipts: Vec<String>) -> Result<(), PortError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| {
+            let mut row = c.prepare_cached("DELETE FROM queue WHERE seq = ?1")?;
+            let mut body = c.prepare_cached("DELETE FROM queue_bodies WHERE seq = ?1")?;
+            for r in &receipts {
+                if let Ok(seq) = r.parse::<i64>() {
+                    row.execute([seq])?;
+                    body.execute([seq])?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, receipt: String, reason: String) -> Result<(), PortError> {
+        self.write(move |c| {
+            let seq: i64 = receipt.parse().unwrap_or(-1);
+            move_to_dead_letters(c, seq, Some(&reason), now_millis())
+        })
+        .await
+    }
+}
+
+/// Moves a queued message, body and all, to the dead-letter table. Without a reason, it is one that was
+/// received too often without being acknowledged.
+fn move_to_dead_letters(
+    c: &Connection,
+    seq: i64,
+    reason: Option<&str>,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    // The dead letter gets a seq of its own: queue seqs are reused once the queue empties, so keeping the
+    // queue's would let a later dead letter replace an earlier one.
+    c.prepare_cached(
+        "INSERT INTO dead_letters
+           (provider, delivery_id, event, received_at, body, receive_count, reason, dead_at)
+         SELECT q.provider, q.delivery_id, q.event, q.received_at, b.body, q.receive_count,
+                coalesce(?2, 'not acknowledged after ' || q.receive_count || ' receives'), ?3
+         FROM queue q JOIN queue_bodies b ON b.seq = q.seq WHERE q.seq = ?1",
+    )?
+    .execute(params![seq, reason, now])?;
+    c.prepare_cached("DELETE FROM queue WHERE seq = ?1")?
+        .execute([seq])?;
+    c.prepare_cached("DELETE FROM queue_bodies WHERE seq = ?1")?
+        .execute([seq])?;
+    Ok(())
+}
+
+impl DeadLetters for EmbeddedStore {
+    async fn dead_letter_count(&self) -> Result<u64, PortError> {
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM dead_letters", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|n| n.max(0) as u64)
+    }
+
+    /// Oldest dead letter first. Each goes back as a fresh message (visible now, never received) with its
+    /// body; the delivery stays known, so a re-delivery by the provider is still a duplicate.
+    async fn redrive(&self, max: usize) -> Result<usize, PortError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        self.write(move |c| {
+            let seqs: Vec<i64> = c
+                .prepare_cached("SELECT seq FROM dead_letters ORDER BY dead_at, seq LIMIT ?1")?
+                .query_map([limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for &seq in &seqs {
+                c.prepare_cached(
+                    "INSERT INTO queue (provider, delivery_id, event, received_at)
+                     SELECT provider, delivery_id, event, received_at FROM dead_letters WHERE seq = ?1",
+                )?
+                .execute([seq])?;
+                c.prepare_cached(
+                    "INSERT INTO queue_bodies (seq, body) SELECT ?1, body FROM dead_letters WHERE seq = ?2",
+                )?
+                .execute(params![c.last_insert_rowid(), seq])?;
+                c.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")?
+                    .execute([seq])?;
+            }
+            Ok(seqs.len())
+        })
+        .await
+    }
+}
+
+fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
+    match fact {
+        Fact::Push(p) => {
+            let commits = serde_json::to_string(&p.commits)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO pushes (repo, before_sha, after_sha, provider, commits) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![p.repo, p.before, p.after, p.provider, commits])?;
+        }
+        Fact::Deployment(d) => {
+            // The same provider deployment id and outcome reported again: the earliest report stands.
+            c.prepare_cached(
+                "INSERT INTO deployments (provider, repo, deployment_id, outcome, environment, production, sha, time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (provider, repo, deployment_id, outcome) DO UPDATE SET
+                   environment = excluded.environment, production = excluded.production,
+                   sha = excluded.sha, time = excluded.time
+                 WHERE excluded.time < deployments.time",
+            )?
+            .execute(params![
+                d.provider,
+                d.repo,
+                d.deployment_id,
+                d.outcome.as_str(),
+                d.environment,
+                d.production,
+                d.sha,
+                d.time
+            ])?;
+        }
+        Fact::Incident(i) => {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO incident_events (provider, event_id, incident_id, kind, time, service_name, title)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                i.provider,
+                i.event_id,
+                i.incident_id,
+                i.kind.as_str(),
+                i.time,
+                i.service_name,
+                i.title
+            ])?;
+        }
+        Fact::PullRequest(p) => {
+            c.prepare_cached(
+                "INSERT INTO pull_requests (provider, repo, number, kind, time, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (provider, repo, number, kind) DO UPDATE SET time = excluded.time
+                 WHERE excluded.time < pull_requests.time",
+            )?
+            .execute(params![
+                p.provider,
+                p.repo,
+                p.number as i64,
+                p.kind.as_str(),
+                p.time,
+                p.title
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn in_list(column: &str, n: usize) -> String {
+    let marks = vec!["?"; n].join(", ");
+    format!("{column} IN ({marks})")
+}
+
+impl Store for EmbeddedStore {
+    async fn put_facts(&self, facts: Vec<Fact>) -> Result<(), PortError> {
+        if facts.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| facts.iter().try_for_each(|f| put_fact(c, f)))
+            .await
+    }
+
+    async fn load_facts(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> Result<StoredFacts, PortError> {
+        self.read(move |c| {
+            let mut out = StoredFacts::default();
+            for repo in &repositories {
+                let mut s = c.prepare_cached(
+                    "SELECT provider, repo, before_sha, after_sha, commits FROM pushes WHERE repo = ?1",
+                )?;
+                let rows = s.query_map([repo], |r| {
+                    let commits: String = r.get(4)?;
+                    let commits: Vec<Commit> = serde_json::from_str(&commits).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+                    })?;
+                    Ok(Push {
+                        provider: r.get(0)?,
+                        repo: r.get(1)?,
+                        before: r.get(2)?,
+                        after: r.get(3)?,
+                        commits,
+                    })
+                })?;
+                for p in rows {
+                    out.pushes.push(p?);
+                }
+                let mut s = c.prepare_cached(
+                    "SELECT provider, repo, deployment_id, environment, production, sha, time
+                     FROM deployments WHERE repo = ?1 AND outcome = 'success'",
+                )?;
+                let rows = s.query_map([repo], |r| {
+                    Ok(Deployment {
+                        provider: r.get(0)?,
+                        repo: r.get(1)?,
+                        deployment_id: r.get(2)?,
+                        environment: r.get(3)?,
+                        production: r.get(4)?,
+                        sha: r.get(5)?,
+                        time: r.get(6)?,
+                        outcome: DeploymentOutcome::Success,
+                    })
+                })?;
+                for d in rows {
+                    out.deployments.push(d?);
+                }
+            }
+            for name in &incident_services {
+                let mut s = c.prepare_cached(
+                    "SELECT provider, incident_id, event_id, kind, time, service_name, title
+                     FROM incident_events WHERE service_name = ?1",
+                )?;
+                let rows = s.query_map([name], |r| {
+                    let kind: String = r.get(3)?;
+                    Ok(IncidentEvent {
+                        provider: r.get(0)?,
+                        incident_id: r.get(1)?,
+                        event_id: r.get(2)?,
+                        kind: IncidentEventKind::parse(&kind).unwrap_or(IncidentEventKind::Acknowledged),
+                        time: r.get(4)?,
+                        service_name: r.get(5)?,
+                        title: r.get(6)?,
+                    })
+                })?;
+                for e in rows {
+                    out.incident_events.push(e?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fact_sources(&self) -> Result<FactSources, PortError> {
+        self.read(|c| {
+            let list = |sql: &str| -> rusqlite::Result<Vec<String>> {
+                let mut s = c.prepare(sql)?;
+                let rows = s.query_map([], |r| r.get(0))?;
+                rows.collect()
+            };
+            Ok(FactSources {
+                repositories: list(
+                    "SELECT repo FROM pushes UNION SELECT repo FROM deployments ORDER BY 1",
+                )?,
+                incident_services: list(
+                    "SELECT DISTINCT service_name FROM incident_events ORDER BY 1",
+                )?,
+            })
+        })
+        .await
+    }
+
+    async fn replace_derived(&self, service: String, d: Derived) -> Result<(), PortError> {
+        self.write(move |c| {
+            for t in ["m_deployments", "m_changes", "m_incidents"] {
+                c.prepare_cached(&format!("DELETE FROM {t} WHERE service = ?1"))?
+                    .execute([&service])?;
+            }
+            let mut s = c.prepare_cached(
+                "INSERT INTO m_deployments (service, key, time, sha, failed, rework) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for x in &d.deployments {
+                s.execute(params![service, x.key, x.time, x.sha, x.failed, x.rework])?;
+            }
+            let mut s = c.prepare_cached(
+                "INSERT INTO m_changes (service, sha, deployment_key, deployment_time, commit_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for x in &d.changes {
+                s.execute(params![service, x.sha, x.deployment_key, x.deployment_time, x.commit_time])?;
+            }
+            let mut s = c.prepare_cached(
+                "INSERT INTO m_incidents (service, id, opened, resolved, attributed_to) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for x in &d.incidents {
+                s.execute(params![service, x.id, x.opened, x.resolved, x.attributed_to])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retain_derived(&self, keep: Vec<String>) -> Result<(), PortError> {
+        self.write(move |c| {
+            for t in ["m_deployments", "m_changes", "m_incidents"] {
+                let sql = if keep.is_empty() {
+                    format!("DELETE FROM {t}")
+                } else {
+                    format!(
+                        "DELETE FROM {t} WHERE NOT {}",
+                        in_list("service", keep.len())
+                    )
+                };
+                c.execute(&sql, params_from_iter(keep.iter()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn window_rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<WindowRows, PortError> {
+        self.read(move |c| {
+            let filter = match &services {
+                Some(s) if s.is_empty() => return Ok(WindowRows::default()),
+                Some(s) => format!(" AND {}", in_list("service", s.len())),
+                None => String::new(),
+            };
+            let args = |extra: &[i64]| -> Vec<rusqlite::types::Value> {
+                extra
+                    .iter()
+                    .map(|v| rusqlite::types::Value::Integer(*v))
+                    .chain(services.iter().flatten().map(|s| rusqlite::types::Value::Text(s.clone())))
+                    .collect()
+            };
+            let mut rows = WindowRows::default();
+            let mut s = c.prepare_cached(&format!(
+                "SELECT failed, rework FROM m_deployments WHERE time >= ? AND time < ?{filter}"
+            ))?;
+            for r in s.query_map(params_from_iter(args(&[from, to])), |r| Ok((r.get(0)?, r.get(1)?)))? {
+                rows.deployments.push(r?);
+            }
+            let mut s = c.prepare_cached(&format!(
+                "SELECT deployment_time - commit_time FROM m_changes WHERE deployment_time >= ? AND deployment_time < ?{filter}"
+            ))?;
+            for r in s.query_map(params_from_iter(args(&[from, to])), |r| r.get(0))? {
+                rows.lead_times.push(r?);
+            }
+            let mut s = c.prepare_cached(&format!(
+                "SELECT resolved - opened FROM m_incidents
+                 WHERE attributed_to IS NOT NULL AND opened >= ? AND opened < ?{filter}"
+            ))?;
+            for r in s.query_map(params_from_iter(args(&[from, to])), |r| r.get(0))? {
+                rows.recoveries.push(r?);
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn get_meta(&self, key: String) -> Result<Option<String>, PortError> {
+        self.read(move |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn set_meta(&self, key: String, value: String) -> Result<(), PortError> {
+        self.write(move |c| {
+            c.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                .execute(params![key, value])?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,352 @@
+//! The embedded adapters against their port contracts, on a real SQLite file: durable and de-duplicated
+//! enqueue, visibility timeout, receive counts, dead-lettering and redrive, idempotent facts and metric rows.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use em_core::domain::{
+    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
+};
+use em_core::ports::{DeadLetters, EnqueueOutcome, Envelope, Queue, Store};
+use em_core::rows::{Derived, DerivedChange, DerivedDeployment, DerivedIncident};
+use em_sqlite::{EmbeddedStore, Options};
+
+const VISIBILITY: Duration = Duration::from_millis(300);
+
+fn open(dir: &std::path::Path) -> EmbeddedStore {
+    EmbeddedStore::open(
+        dir,
+        Options {
+            visibility_timeout: VISIBILITY,
+            max_receives: 2,
+            ..Options::default()
+        },
+    )
+    .expect("store opens")
+}
+
+fn envelope(provider: &str, id: &str, body: &str) -> Envelope {
+    Envelope {
+        provider: provider.into(),
+        delivery_id: id.into(),
+        event: Some("push".into()),
+        received_at: 1_700_000_000_000,
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn enqueue_is_deduplicated_per_provider_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let q = open(dir.path());
+        let a = envelope("github", "d-1", r#"{"a":1}"#);
+        assert_eq!(
+            q.enqueue(a.clone()).await.unwrap(),
+            EnqueueOutcome::Accepted
+        );
+        assert_eq!(q.enqueue(a).await.unwrap(), EnqueueOutcome::Duplicate);
+        // Delivery ids are the provider's own: the same id from another provider is another delivery.
+        let b = envelope("gitlab", "d-1", r#"{"b":2}"#);
+        assert_eq!(q.enqueue(b).await.unwrap(), EnqueueOutcome::Accepted);
+        let s = q.stats().await.unwrap();
+        assert_eq!((s.deliveries, s.queued), (2, 2));
+    }
+    let q = open(dir.path());
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].envelope, envelope("github", "d-1", r#"{"a":1}"#));
+    assert_eq!(got[1].envelope.body, Bytes::from_static(br#"{"b":2}"#));
+    assert!(got.iter().all(|m| m.receive_count == 1));
+    // Still known after the reopen: a re-delivery stays a duplicate.
+    assert_eq!(
+        q.enqueue(envelope("github", "d-1", "{}")).await.unwrap(),
+        EnqueueOutcome::Duplicate
+    );
+}
+
+#[tokio::test]
+async fn received_messages_hide_until_the_timeout_then_dead_letter_after_max_receives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = open(dir.path());
+    for id in ["m-1", "m-2", "m-3"] {
+        q.enqueue(envelope("github", id, "{}")).await.unwrap();
+    }
+    let first = q.receive(2).await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|m| m.envelope.delivery_id.as_str())
+            .collect::<Vec<_>>(),
+        ["m-1", "m-2"]
+    );
+    // Hidden while being processed: only the third is visible.
+    let rest = q.receive(10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].envelope.delivery_id, "m-3");
+    assert!(q.receive(10).await.unwrap().is_empty());
+
+    q.ack(vec![first[0].receipt.clone()]).await.unwrap();
+    q.dead_letter(rest[0].receipt.clone(), "cannot parse".into())
+        .await
+        .unwrap();
+    tokio::time::sleep(VISIBILITY + Duration::from_millis(100)).await;
+
+    // m-2 was never acknowledged: it comes back, received a second time.
+    let again = q.receive(10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].envelope.delivery_id, "m-2");
+    assert_eq!(again[0].receive_count, 2);
+    tokio::time::sleep(VISIBILITY + Duration::from_millis(100)).await;
+
+    // Two receives without an ack is the limit: it moves to the dead letters instead of coming back.
+    assert!(q.receive(10).await.unwrap().is_empty());
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.deliveries, s.queued, s.dead_letters), (3, 0, 2));
+    let state = |id: &str| q.delivery_state("github".into(), id.into());
+    assert_eq!(state("m-1").await.unwrap(), Some("processed"));
+    assert_eq!(state("m-2").await.unwrap(), Some("dead_letter"));
+    assert_eq!(state("m-3").await.unwrap(), Some("dead_letter"));
+    assert_eq!(state("never").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn redrive_puts_a_dead_letter_back_as_a_fresh_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = open(dir.path());
+    let original = envelope("github", "r-1", r#"{"ref":"refs/heads/main"}"#);
+    q.enqueue(original.clone()).await.unwrap();
+    // Received max_receives (2) times without an ack: the next receive dead-letters it.
+    for _ in 0..2 {
+        assert_eq!(q.receive(10).await.unwrap().len(), 1);
+        tokio::time::sleep(VISIBILITY + Duration::from_millis(100)).await;
+    }
+    assert!(q.receive(10).await.unwrap().is_empty());
+    assert_eq!(q.dead_letter_count().await.unwrap(), 1);
+    assert_eq!(
+        q.delivery_state("github".into(), "r-1".into())
+            .await
+            .unwrap(),
+        Some("dead_letter")
+    );
+
+    assert_eq!(q.redrive(100).await.unwrap(), 1);
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0);
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.deliveries, s.queued, s.dead_letters), (1, 1, 0));
+    // Visible at once, with its body, and counted as never received: it gets max_receives tries again.
+    let back = q.receive(10).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].envelope, original);
+    assert_eq!(back[0].receive_count, 1);
+    // The delivery is still known: the provider re-sending it is a duplicate, not a second message.
+    assert_eq!(
+        q.enqueue(original).await.unwrap(),
+        EnqueueOutcome::Duplicate
+    );
+    assert_eq!(q.redrive(100).await.unwrap(), 0);
+
+    q.ack(vec![back[0].receipt.clone()]).await.unwrap();
+    assert_eq!(
+        q.delivery_state("github".into(), "r-1".into())
+            .await
+            .unwrap(),
+        Some("processed")
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_kept_apart_and_redriven_oldest_first_up_to_max() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = open(dir.path());
+    // Each message is dead-lettered once the queue is empty, so both had the same queue seq.
+    for id in ["old", "new"] {
+        q.enqueue(envelope("github", id, "{}")).await.unwrap();
+        let got = q.receive(10).await.unwrap();
+        assert_eq!(got.len(), 1);
+        q.dead_letter(got[0].receipt.clone(), "cannot parse".into())
+            .await
+            .unwrap();
+    }
+    assert_eq!(q.dead_letter_count().await.unwrap(), 2);
+
+    assert_eq!(q.redrive(1).await.unwrap(), 1);
+    assert_eq!(q.dead_letter_count().await.unwrap(), 1);
+    let first = q.receive(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].envelope.delivery_id, "old");
+
+    assert_eq!(q.redrive(0).await.unwrap(), 0);
+    assert_eq!(q.redrive(5).await.unwrap(), 1);
+    let second = q.receive(10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].envelope.delivery_id, "new");
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0);
+}
+
+fn push(after: &str, before: &str, shas: &[(&str, i64)]) -> Fact {
+    Fact::Push(Push {
+        provider: "github".into(),
+        repo: "acme/app".into(),
+        before: before.into(),
+        after: after.into(),
+        commits: shas
+            .iter()
+            .map(|(sha, t)| Commit {
+                sha: sha.to_string(),
+                time: *t,
+                message: format!("commit {sha}"),
+            })
+            .collect(),
+    })
+}
+
+fn deployment(id: &str, time: i64, outcome: DeploymentOutcome) -> Fact {
+    Fact::Deployment(Deployment {
+        provider: "github".into(),
+        repo: "acme/app".into(),
+        deployment_id: id.into(),
+        environment: "production".into(),
+        production: Some(true),
+        sha: "b".into(),
+        time,
+        outcome,
+    })
+}
+
+fn incident_event(event_id: &str, kind: IncidentEventKind, time: i64) -> Fact {
+    Fact::Incident(IncidentEvent {
+        provider: "pagerduty".into(),
+        incident_id: "INC1".into(),
+        event_id: event_id.into(),
+        kind,
+        time,
+        service_name: "App".into(),
+        title: "down".into(),
+    })
+}
+
+#[tokio::test]
+async fn facts_are_idempotent_and_the_earliest_deployment_report_stands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let facts = vec![
+        push("b", "a", &[("a1", 10), ("b", 20)]),
+        deployment("7", 500, DeploymentOutcome::Success),
+        deployment("8", 600, DeploymentOutcome::Failure),
+        incident_event("e1", IncidentEventKind::Opened, 700),
+        incident_event("e2", IncidentEventKind::Resolved, 900),
+    ];
+    s.put_facts(facts.clone()).await.unwrap();
+    let once = s
+        .load_facts(vec!["ACME/app".into()], vec!["App".into()])
+        .await
+        .unwrap();
+    assert_eq!(once.pushes.len(), 1);
+    assert_eq!(once.pushes[0].commits.len(), 2);
+    // Only successful deployments are loaded: a failed attempt is kept but is no deployment.
+    assert_eq!(once.deployments.len(), 1);
+    assert_eq!(once.incident_events.len(), 2);
+
+    // The same facts again, and the same deployment reported later and earlier.
+    s.put_facts(facts).await.unwrap();
+    s.put_facts(vec![deployment("7", 800, DeploymentOutcome::Success)])
+        .await
+        .unwrap();
+    let later = s
+        .load_facts(vec!["acme/app".into()], vec!["App".into()])
+        .await
+        .unwrap();
+    assert_eq!(later, once);
+    s.put_facts(vec![deployment("7", 400, DeploymentOutcome::Success)])
+        .await
+        .unwrap();
+    let earlier = s
+        .load_facts(vec!["acme/app".into()], vec!["App".into()])
+        .await
+        .unwrap();
+    assert_eq!(earlier.deployments[0].time, 400);
+
+    let sources = s.fact_sources().await.unwrap();
+    assert_eq!(sources.repositories, vec!["acme/app"]);
+    assert_eq!(sources.incident_services, vec!["App"]);
+}
+
+fn derived(times: &[i64]) -> Derived {
+    Derived {
+        deployments: times
+            .iter()
+            .map(|&t| DerivedDeployment {
+                key: format!("d{t}"),
+                time: t,
+                sha: format!("s{t}"),
+                failed: t % 2 == 0,
+                rework: false,
+            })
+            .collect(),
+        changes: times
+            .iter()
+            .map(|&t| DerivedChange {
+                deployment_key: format!("d{t}"),
+                deployment_time: t,
+                sha: format!("c{t}"),
+                commit_time: t - 5,
+            })
+            .collect(),
+        incidents: vec![DerivedIncident {
+            id: "i".into(),
+            opened: times[0] + 1,
+            resolved: None,
+            attributed_to: Some(format!("d{}", times[0])),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn metric_rows_are_replaced_per_service_and_read_by_half_open_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    s.replace_derived("a".into(), derived(&[100, 200, 300]))
+        .await
+        .unwrap();
+    s.replace_derived("b".into(), derived(&[150]))
+        .await
+        .unwrap();
+
+    // [100, 300): 300 is out, 100 is in.
+    let rows = s
+        .window_rows(Some(vec!["a".into()]), 100, 300)
+        .await
+        .unwrap();
+    assert_eq!(rows.deployments, vec![(true, false), (true, false)]);
+    assert_eq!(rows.lead_times, vec![5, 5]);
+    assert_eq!(rows.recoveries, vec![None]);
+    let all = s.window_rows(None, 0, 1000).await.unwrap();
+    assert_eq!(all.deployments.len(), 4);
+    assert!(s
+        .window_rows(Some(vec![]), 0, 1000)
+        .await
+        .unwrap()
+        .deployments
+        .is_empty());
+
+    // Replacing drops what the new derivation no longer has.
+    s.replace_derived("a".into(), derived(&[300]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.window_rows(None, 0, 1000)
+            .await
+            .unwrap()
+            .deployments
+            .len(),
+        2
+    );
+    s.retain_derived(vec!["b".into()]).await.unwrap();
+    let left = s.window_rows(None, 0, 1000).await.unwrap();
+    assert_eq!(left.deployments.len(), 1);
+
+    assert_eq!(s.get_meta("k".into()).await.unwrap(), None);
+    s.set_meta("k".into(), "v".into()).await.unwrap();
+    assert_eq!(s.get_meta("k".into()).await.unwrap().as_deref(), Some("v"));
+}

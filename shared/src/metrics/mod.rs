@@ -1,5 +1,0 @@
-//! DORA metrics: linking facts per service ([`derive`]) and summarising a window ([`dora`]).
-
-pub mod derive;
-pub mod dora;
-pub mod levels;

@@ -1,0 +1,693 @@
+//! One contract for every adapter of the queue and store ports: each check below runs against the embedded
+//! adapters (SQLite) and the AWS ones (SQS, DynamoDB, S3 over real HTTP to an AWS-compatible server on
+//! the loopback; `./scripts/test.sh` starts one and sets `AWS_ENDPOINT_URL`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use em_aws::secrets::Layout;
+use em_aws::{
+    create_resources, sdk_config, AwsNames, DynamoStore, SecretsManagerSecrets, SqsQueue,
+};
+use em_core::domain::{
+    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
+};
+use em_core::ports::{DeadLetters, EnqueueOutcome, Envelope, Queue, SecretSource, Store};
+use em_metrics::derive::{Derived, DerivedChange, DerivedDeployment, DerivedIncident};
+use em_sqlite::{EmbeddedStore, Options};
+
+const DAY: i64 = 86_400_000;
+/// 2025-03-01T00:00:00Z
+const T0: i64 = 1_740_787_200_000;
+
+// ---- the adapters under test ----
+
+fn aws_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("AWS_ENDPOINT_URL").is_err() {
+            panic!(
+                "the AWS contract tests need an AWS-compatible server: run ./scripts/test.sh, or start \
+                 `moto_server -H 127.0.0.1 -p 5000` and set AWS_ENDPOINT_URL=http://127.0.0.1:5000"
+            );
+        }
+        for (k, v) in [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ] {
+            if std::env::var(k).is_err() {
+                std::env::set_var(k, v);
+            }
+        }
+    });
+}
+
+/// Fresh, uniquely named AWS resources, so tests run in parallel on one server.
+async fn aws(max_receives: u32, visibility_seconds: u32) -> (DynamoStore, SqsQueue) {
+    aws_env();
+    let sdk = sdk_config().await;
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    let names = AwsNames {
+        table: format!("contract-{tag}"),
+        deliveries_table: format!("contract-{tag}-deliveries"),
+        queue: format!("contract-{tag}"),
+        dead_letter_queue: Some(format!("contract-{tag}-dlq")),
+        bucket: format!("contract-{tag}"),
+        retention_days: 30,
+    };
+    let names = create_resources(&sdk, &names, max_receives, visibility_seconds)
+        .await
+        .expect("resources");
+    let store = DynamoStore::new(&sdk, names.table.clone());
+    let queue = SqsQueue::connect(&sdk, &names)
+        .await
+        .expect("queue")
+        .with_wait_seconds(0);
+    (store, queue)
+}
+
+fn embedded(max_receives: u32, visibility: Duration) -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(
+        dir.path(),
+        Options {
+            visibility_timeout: visibility,
+            max_receives,
+            ..Options::default()
+        },
+    )
+    .expect("store");
+    (dir, store)
+}
+
+/// Runs a store check against both stores.
+async fn both_stores<F, Fut>(check: F)
+where
+    F: Fn(String, Box<dyn StoreAny>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (_dir, e) = embedded(5, Duration::from_secs(30));
+    check("embedded".into(), Box::new(e)).await;
+    let (d, _) = aws(5, 30).await;
+    check("dynamodb".into(), Box::new(d)).await;
+}
+
+/// The store port as an object, so one check body serves both adapters.
+trait StoreAny {
+    fn put(&self, facts: Vec<Fact>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
+    fn load(
+        &self,
+        repos: Vec<String>,
+        names: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::StoredFacts> + '_>>;
+    fn sources(&self) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::FactSources> + '_>>;
+    fn replace(
+        &self,
+        service: &str,
+        d: Derived,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
+    fn retain(&self, keep: Vec<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
+    fn rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: i64,
+        to: i64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = em_metrics::dora::WindowRows> + '_>>;
+    fn meta(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + '_>>;
+}
+
+impl<S: Store> StoreAny for S {
+    fn put(&self, facts: Vec<Fact>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(async move { self.put_facts(facts).await.expect("put_facts") })
+    }
+    fn load(
+        &self,
+        repos: Vec<String>,
+        names: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::StoredFacts> + '_>> {
+        Box::pin(async move {
+            let mut f = self.load_facts(repos, names).await.expect("load_facts");
+            f.pushes.sort_by(|a, b| a.after.cmp(&b.after));
+            f.deployments
+                .sort_by(|a, b| a.deployment_id.cmp(&b.deployment_id));
+            f.incident_events
+                .sort_by(|a, b| a.event_id.cmp(&b.event_id));
+            f
+        })
+    }
+    fn sources(&self) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::FactSources> + '_>> {
+        Box::pin(async move { self.fact_sources().await.expect("fact_sources") })
+    }
+    fn replace(
+        &self,
+        service: &str,
+        d: Derived,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
+        let service = service.to_string();
+        Box::pin(async move {
+            let v = self
+                .derived_version(service.clone())
+                .await
+                .expect("version");
+            assert!(self
+                .replace_derived_if(service, d, v)
+                .await
+                .expect("replace"));
+        })
+    }
+    fn retain(&self, keep: Vec<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(async move { self.retain_derived(keep).await.expect("retain") })
+    }
+    fn rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: i64,
+        to: i64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = em_metrics::dora::WindowRows> + '_>> {
+        Box::pin(async move {
+            let mut r = self.window_rows(services, from, to).await.expect("rows");
+            r.deployments.sort();
+            r.lead_times.sort();
+            r.recoveries.sort();
+            r
+        })
+    }
+    fn meta(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + '_>> {
+        let (key, value) = (key.to_string(), value.map(str::to_string));
+        Box::pin(async move {
+            if let Some(v) = value {
+                self.set_meta(key.clone(), v).await.expect("set_meta");
+            }
+            self.get_meta(key).await.expect("get_meta")
+        })
+    }
+}
+
+// ---- facts ----
+
+fn push(repo: &str, before: &str, after: &str, time: i64) -> Fact {
+    Fact::Push(Push {
+        provider: "github".into(),
+        repo: repo.into(),
+        before: before.into(),
+        after: after.into(),
+        commits: vec![Commit {
+            sha: after.into(),
+            time,
+            message: "change".into(),
+        }],
+    })
+}
+
+fn deployment(repo: &str, id: &str, time: i64, outcome: DeploymentOutcome) -> Fact {
+    Fact::Deployment(Deployment {
+        provider: "github".into(),
+        repo: repo.into(),
+        deployment_id: id.into(),
+        environment: "production".into(),
+        production: Some(true),
+        sha: "b".repeat(40),
+        time,
+        outcome,
+    })
+}
+
+fn incident(service_name: &str, event_id: &str, kind: IncidentEventKind, time: i64) -> Fact {
+    Fact::Incident(IncidentEvent {
+        provider: "pagerduty".into(),
+        incident_id: "P1".into(),
+        event_id: event_id.into(),
+        kind,
+        time,
+        service_name: service_name.into(),
+        title: "down".into(),
+    })
+}
+
+#[tokio::test]
+async fn facts_are_idempotent_and_the_earliest_deployment_report_stands() {
+    both_stores(|name, s| async move {
+        let facts = vec![
+            push("Acme/Shop", "a", "b", T0),
+            push("acme/shop", "b", "c", T0 + 1000),
+            deployment("acme/shop", "7", T0 + 5000, DeploymentOutcome::Success),
+            deployment("acme/shop", "8", T0 + 6000, DeploymentOutcome::Failure),
+            incident("Shop API", "e1", IncidentEventKind::Opened, T0 + 9000),
+            incident("shop api", "e2", IncidentEventKind::Opened, T0 + 9000),
+        ];
+        s.put(facts.clone()).await;
+        let first = s
+            .load(vec!["ACME/shop".into()], vec!["Shop API".into()])
+            .await;
+        assert_eq!(
+            first.pushes.len(),
+            2,
+            "{name}: repositories match case-insensitively"
+        );
+        assert_eq!(
+            first.deployments.len(),
+            1,
+            "{name}: only successful deployments"
+        );
+        assert_eq!(first.deployments[0].time, T0 + 5000);
+        assert_eq!(
+            first.incident_events.len(),
+            1,
+            "{name}: incident services match exactly"
+        );
+        assert_eq!(first.incident_events[0].event_id, "e1");
+
+        // At-least-once: everything again, then a later and an earlier report of deployment 7.
+        s.put(facts).await;
+        s.put(vec![deployment(
+            "acme/shop",
+            "7",
+            T0 + 7000,
+            DeploymentOutcome::Success,
+        )])
+        .await;
+        assert_eq!(
+            s.load(vec!["ACME/shop".into()], vec!["Shop API".into()])
+                .await,
+            first,
+            "{name}: storing facts again changes nothing"
+        );
+        s.put(vec![deployment(
+            "acme/shop",
+            "7",
+            T0 + 4000,
+            DeploymentOutcome::Success,
+        )])
+        .await;
+        let later = s.load(vec!["acme/shop".into()], vec![]).await;
+        assert_eq!(
+            later.deployments[0].time,
+            T0 + 4000,
+            "{name}: the earliest report stands"
+        );
+
+        let sources = s.sources().await;
+        assert_eq!(sources.repositories.len(), 1, "{name}: {sources:?}");
+        assert!(sources.repositories[0].eq_ignore_ascii_case("acme/shop"));
+        let mut names = sources.incident_services.clone();
+        names.sort();
+        assert_eq!(names, vec!["Shop API", "shop api"], "{name}");
+    })
+    .await;
+}
+
+// ---- metric rows ----
+
+fn derived(days: std::ops::Range<i64>, failed_every: i64) -> Derived {
+    let mut d = Derived::default();
+    for day in days {
+        let t = T0 + day * DAY + 3_600_000;
+        let key = format!("github/acme/shop/{day}");
+        d.deployments.push(DerivedDeployment {
+            key: key.clone(),
+            time: t,
+            sha: format!("{day:040}"),
+            failed: day % failed_every == 0,
+            rework: day % 3 == 0,
+        });
+        d.changes.push(DerivedChange {
+            deployment_key: key.clone(),
+            deployment_time: t,
+            sha: format!("c{day}"),
+            commit_time: t - (day + 1) * 60_000,
+        });
+        d.incidents.push(DerivedIncident {
+            id: format!("i{day}"),
+            opened: t + 60_000,
+            resolved: (day % 2 == 0).then_some(t + 60_000 + 600_000),
+            attributed_to: (day % 4 != 1).then(|| key.clone()),
+        });
+    }
+    d
+}
+
+#[tokio::test]
+async fn metric_rows_are_replaced_whole_and_read_by_exact_window() {
+    both_stores(|name, s| async move {
+        s.replace("shop", derived(0..10, 5)).await;
+        s.replace("search", derived(3..5, 2)).await;
+        // Half-open window [day 2 + 1 h, day 6 + 1 h): the deployments of days 2..=5, each exactly on its
+        // instant, so the edges matter.
+        let from = T0 + 2 * DAY + 3_600_000;
+        let to = T0 + 6 * DAY + 3_600_000;
+        let rows = s.rows(Some(vec!["shop".into()]), from, to).await;
+        assert_eq!(rows.deployments.len(), 4, "{name}");
+        assert_eq!(
+            rows.deployments.iter().filter(|d| d.0).count(),
+            1,
+            "{name}: day 5 failed"
+        );
+        assert_eq!(
+            rows.lead_times,
+            vec![180_000, 240_000, 300_000, 360_000],
+            "{name}"
+        );
+        // Incidents open 1 min after each deployment: days 2..=5, of which day 5 is unattributed.
+        assert_eq!(
+            rows.recoveries,
+            vec![None, Some(600_000), Some(600_000)],
+            "{name}"
+        );
+
+        let all = s.rows(None, T0, T0 + 30 * DAY).await;
+        assert_eq!(all.deployments.len(), 12, "{name}: every service");
+        let some = s
+            .rows(
+                Some(vec!["search".into(), "nothing".into()]),
+                T0,
+                T0 + 30 * DAY,
+            )
+            .await;
+        assert_eq!(
+            some.deployments.len(),
+            2,
+            "{name}: an unknown service is empty"
+        );
+        assert!(s
+            .rows(Some(vec![]), T0, T0 + 30 * DAY)
+            .await
+            .deployments
+            .is_empty());
+
+        // A replacement drops the days that are gone.
+        s.replace("shop", derived(8..9, 5)).await;
+        let rows = s.rows(Some(vec!["shop".into()]), T0, T0 + 30 * DAY).await;
+        assert_eq!(rows.deployments.len(), 1, "{name}");
+
+        s.retain(vec!["shop".into()]).await;
+        assert!(
+            s.rows(Some(vec!["search".into()]), T0, T0 + 30 * DAY)
+                .await
+                .deployments
+                .is_empty(),
+            "{name}: retain drops the others"
+        );
+        assert_eq!(
+            s.rows(None, T0, T0 + 30 * DAY).await.deployments.len(),
+            1,
+            "{name}"
+        );
+
+        assert_eq!(s.meta("fingerprint", None).await, None, "{name}");
+        assert_eq!(
+            s.meta("fingerprint", Some("abc")).await.as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            s.meta("fingerprint", Some("def")).await.as_deref(),
+            Some("def")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replacement_of_many_days_switches_at_once() {
+    both_stores(|name, s| async move {
+        s.replace("shop", derived(0..20, 7)).await;
+        // 400 days: far more items than one transaction takes.
+        s.replace("shop", derived(0..400, 7)).await;
+        let rows = s.rows(Some(vec!["shop".into()]), T0, T0 + 400 * DAY).await;
+        assert_eq!(rows.deployments.len(), 400, "{name}");
+        assert_eq!(
+            rows.deployments.iter().filter(|d| d.0).count(),
+            58,
+            "{name}"
+        );
+        s.replace("shop", derived(0..3, 7)).await;
+        let rows = s.rows(Some(vec!["shop".into()]), T0, T0 + 400 * DAY).await;
+        assert_eq!(rows.deployments.len(), 3, "{name}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb_refuses_a_replacement_from_a_stale_version() {
+    let (store, _) = aws(5, 30).await;
+    let v0 = store.derived_version("shop".into()).await.unwrap();
+    assert!(store
+        .replace_derived_if("shop".into(), derived(0..2, 5), v0)
+        .await
+        .unwrap());
+    let v1 = store.derived_version("shop".into()).await.unwrap();
+    assert_eq!(v1, v0 + 1);
+    // A recompute that read v0 before the one above landed must not overwrite it...
+    assert!(!store
+        .replace_derived_if("shop".into(), derived(0..1, 5), v0)
+        .await
+        .unwrap());
+    // ...even when it would change nothing, the version moves.
+    assert!(store
+        .replace_derived_if("shop".into(), derived(0..2, 5), v1)
+        .await
+        .unwrap());
+    assert_eq!(store.derived_version("shop".into()).await.unwrap(), v1 + 1);
+    let rows = store
+        .window_rows(Some(vec!["shop".into()]), T0, T0 + 10 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(rows.deployments.len(), 2);
+
+    // Six recomputes that all read the same version before any of them writes (the race of concurrent
+    // aggregators, interleaved deterministically): exactly one lands, the others must start over.
+    let v = store.derived_version("shop".into()).await.unwrap();
+    let mut landed = 0;
+    for i in 0..6 {
+        landed += usize::from(
+            store
+                .replace_derived_if("shop".into(), derived(0..(i + 1), 5), v)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(landed, 1);
+    let rows = store
+        .window_rows(Some(vec!["shop".into()]), T0, T0 + 10 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(rows.deployments.len(), 1, "the first writer's rows stand");
+}
+
+// ---- queues ----
+
+fn envelope(provider: &str, id: &str, body: String) -> Envelope {
+    Envelope {
+        provider: provider.into(),
+        delivery_id: id.into(),
+        event: Some("push".into()),
+        received_at: T0,
+        body: Bytes::from(body),
+    }
+}
+
+async fn queue_contract<Q: Queue + DeadLetters>(name: &str, q: &Q) {
+    let a = envelope("github", "d-1", r#"{"a":"é"}"#.into());
+    assert_eq!(
+        q.enqueue(a.clone()).await.unwrap(),
+        EnqueueOutcome::Accepted,
+        "{name}"
+    );
+    assert_eq!(
+        q.enqueue(a.clone()).await.unwrap(),
+        EnqueueOutcome::Duplicate,
+        "{name}"
+    );
+    // Ids are the provider's own: the same id from another provider is another delivery.
+    let b = envelope("gitlab", "d-1", r#"{"b":2}"#.into());
+    assert_eq!(
+        q.enqueue(b.clone()).await.unwrap(),
+        EnqueueOutcome::Accepted,
+        "{name}"
+    );
+    // A body larger than one SQS message (GitHub sends up to 25 MB) arrives whole.
+    let big = envelope(
+        "github",
+        "d-big",
+        format!(r#"{{"pad":"{}"}}"#, "x".repeat(600 * 1024)),
+    );
+    assert_eq!(
+        q.enqueue(big.clone()).await.unwrap(),
+        EnqueueOutcome::Accepted,
+        "{name}"
+    );
+
+    let mut got: BTreeMap<String, (String, Envelope)> = BTreeMap::new();
+    for _ in 0..20 {
+        for r in q.receive(10).await.unwrap() {
+            assert_eq!(r.receive_count, 1, "{name}");
+            got.insert(
+                format!("{}/{}", r.envelope.provider, r.envelope.delivery_id),
+                (r.receipt, r.envelope),
+            );
+        }
+        if got.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 3, "{name}: {:?}", got.keys().collect::<Vec<_>>());
+    assert_eq!(got["github/d-1"].1, a, "{name}");
+    assert_eq!(got["gitlab/d-1"].1, b, "{name}");
+    assert_eq!(got["github/d-big"].1, big, "{name}");
+
+    q.ack(vec![
+        got["github/d-1"].0.clone(),
+        got["github/d-big"].0.clone(),
+    ])
+    .await
+    .unwrap();
+    q.dead_letter(got["gitlab/d-1"].0.clone(), "cannot parse".into())
+        .await
+        .unwrap();
+    assert!(
+        q.receive(10).await.unwrap().is_empty(),
+        "{name}: nothing left"
+    );
+    assert_eq!(q.dead_letter_count().await.unwrap(), 1, "{name}");
+    assert_eq!(q.redrive(10).await.unwrap(), 1, "{name}");
+    assert_eq!(q.redrive(10).await.unwrap(), 0, "{name}");
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0, "{name}");
+    let again = q.receive(10).await.unwrap();
+    assert_eq!(again.len(), 1, "{name}");
+    assert_eq!(again[0].envelope, b, "{name}: redriven as it was");
+    q.ack(vec![again[0].receipt.clone()]).await.unwrap();
+    // Still a duplicate after processing: the marker outlives the message.
+    assert_eq!(
+        q.enqueue(a).await.unwrap(),
+        EnqueueOutcome::Duplicate,
+        "{name}"
+    );
+}
+
+#[tokio::test]
+async fn queues_deduplicate_carry_large_bodies_and_redrive_dead_letters() {
+    let (_dir, e) = embedded(5, Duration::from_secs(30));
+    queue_contract("embedded", &e).await;
+    let (_, q) = aws(5, 30).await;
+    queue_contract("sqs", &q).await;
+}
+
+#[tokio::test]
+async fn sqs_offloads_only_what_does_not_fit_and_names_bodies_safely() {
+    let (_, q) = aws(5, 30).await;
+    let q = q.with_offload_threshold(64);
+    let e = envelope(
+        "github",
+        "id with / and ..",
+        r#"{"small":"but over 64 bytes once wrapped in the envelope"}"#.into(),
+    );
+    assert_eq!(
+        q.enqueue(e.clone()).await.unwrap(),
+        EnqueueOutcome::Accepted
+    );
+    let got = q.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].envelope, e);
+    let listed = q
+        .payloads()
+        .client()
+        .list_objects_v2()
+        .bucket(q.payloads().bucket())
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys.len(), 1);
+    assert!(
+        keys[0].starts_with("github/") && !keys[0].contains(' '),
+        "{keys:?}"
+    );
+    assert_eq!(
+        q.delivery_state("github", "id with / and ..")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("queued")
+    );
+}
+
+// ---- secrets ----
+
+#[tokio::test]
+async fn secrets_manager_accepts_the_previous_secret_during_a_rotation() {
+    aws_env();
+    let sdk = sdk_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let id = format!("webhooks-{}", uuid::Uuid::new_v4().simple());
+    client
+        .create_secret()
+        .name(&id)
+        .secret_string(r#"{"github":"old","gitlab":["g1","g2"],"pagerduty":""}"#)
+        .send()
+        .await
+        .unwrap();
+    let secrets = SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider)
+        .with_ttl(Duration::from_secs(3600));
+    assert_eq!(
+        secrets.secrets("github").await.unwrap(),
+        Some(vec![b"old".to_vec()])
+    );
+    assert_eq!(
+        secrets.secrets("gitlab").await.unwrap(),
+        Some(vec![b"g1".to_vec(), b"g2".to_vec()])
+    );
+    assert_eq!(
+        secrets.secrets("pagerduty").await.unwrap(),
+        None,
+        "empty is off"
+    );
+    assert!(secrets.enable_hint("pagerduty").contains(&id));
+
+    client
+        .put_secret_value()
+        .secret_id(&id)
+        .secret_string(r#"{"github":"new"}"#)
+        .send()
+        .await
+        .unwrap();
+    // Cached for the TTL: the old secret alone until then.
+    assert_eq!(
+        secrets.secrets("github").await.unwrap(),
+        Some(vec![b"old".to_vec()])
+    );
+    let fresh = SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider);
+    assert_eq!(
+        fresh.secrets("github").await.unwrap(),
+        Some(vec![b"new".to_vec(), b"old".to_vec()]),
+        "the previous version is accepted beside the new one"
+    );
+    assert_eq!(
+        fresh.secrets("gitlab").await.unwrap(),
+        Some(vec![b"g1".to_vec(), b"g2".to_vec()])
+    );
+    let after_grace =
+        SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider).with_grace(Duration::ZERO);
+    assert_eq!(
+        after_grace.secrets("github").await.unwrap(),
+        Some(vec![b"new".to_vec()])
+    );
+    assert_eq!(after_grace.secrets("gitlab").await.unwrap(), None);
+
+    let token = SecretsManagerSecrets::new(&sdk, &id, Layout::Single("api"));
+    assert!(token.secrets("api").await.unwrap().is_some());
+
+    // Fail closed: a secret that does not exist is an error (a 503), never "no secret needed".
+    let missing = SecretsManagerSecrets::new(&sdk, "no-such-secret", Layout::PerProvider);
+    assert!(missing.secrets("github").await.is_err());
+}

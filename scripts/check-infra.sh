@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI check of the AWS deployment: the SAM template validates and lints clean, every function's binary is a
-# binary of the workspace member its CodeUri names, and the three Lambda binaries build for arm64.
+# CI check of the AWS deployment: the SAM template is the one the provider registry generates, it validates
+# and lints clean, every function's binary is a binary of the workspace member its CodeUri names, and the
+# three Lambda binaries build for arm64.
 # Needs on PATH: sam (AWS SAM CLI, with cfn-lint), cargo and cargo-lambda (with zig to cross-compile), e.g.
 #   pip install aws-sam-cli cargo-lambda && PATH="$VIRTUAL_ENV/bin:$PATH" scripts/check-infra.sh
 # Deploys nothing and needs no AWS account: the region below only satisfies the SAM CLI.
@@ -17,6 +18,10 @@ for tool in sam cargo cargo-lambda; do
         exit 1
     fi
 done
+
+echo "==> the template, sample events and provider table are what the provider registry generates"
+# Built by the test run; `cargo run` builds it if this script runs alone.
+cargo run --locked --quiet -p em-agent -- generate --check
 
 echo "==> sam validate --lint: $template (region $AWS_DEFAULT_REGION, for validation only)"
 # samconfig.toml names the template; pass it anyway so the check does not depend on the config file. Any

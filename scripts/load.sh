@@ -9,7 +9,7 @@
 #   -c  connections (default 8, or $CONNECTIONS); a multiple of the threads
 #   -t  wrk threads (default 2, or $THREADS)
 #   -p  port on 127.0.0.1 (default 38080, or $PORT)
-#   -b  the GitHub push body to post (default shared/benches/data/github/push-branch.json, or $BODY)
+#   -b  the GitHub push body to post (default shared/providers/benches/data/github/push-branch.json, or $BODY)
 # Environment: SKIP_BUILD=1 uses the existing release binary; EM_AGENT_BIN names another binary;
 #   SERVER_CPUS / WRK_CPUS pin the server / wrk with taskset (e.g. SERVER_CPUS=0 WRK_CPUS=1);
 #   KEEP_DATA=1 keeps the temporary data directory; DRAIN_TIMEOUT seconds to wait for the queue (default 300).
@@ -20,7 +20,7 @@ DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-8}"
 THREADS="${THREADS:-2}"
 PORT="${PORT:-38080}"
-BODY="${BODY:-$ROOT/shared/benches/data/github/push-branch.json}"
+BODY="${BODY:-$ROOT/shared/providers/benches/data/github/push-branch.json}"
 DRAIN_TIMEOUT="${DRAIN_TIMEOUT:-300}"
 # wrk runs this much longer than the sending time, so every thread stops itself before wrk does.
 GRACE=5

@@ -319,6 +319,56 @@ mod tests {
         ..em_providers::github::PROVIDER
     };
 
+    fn repository() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn the_committed_files_are_what_the_registry_generates() {
+        let root = repository();
+        for (path, content) in outputs(&root).expect("generates") {
+            let committed = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+            assert!(
+                committed == content,
+                "{} is out of date with the provider registry: run `cargo run -- generate`",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_check_fails_when_a_generated_file_disagrees() {
+        let root = repository();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let copy = |rel: &Path| {
+            let to = dir.path().join(rel);
+            std::fs::create_dir_all(to.parent().expect("a parent")).expect("dirs");
+            std::fs::copy(root.join(rel), to).expect("copies");
+        };
+        copy(Path::new(TEMPLATE_IN));
+        copy(Path::new(DOCS_TABLE));
+        for p in em_providers::all() {
+            for ext in ["json", "headers.json"] {
+                let rel = Path::new("shared/providers/tests/fixtures")
+                    .join(p.name)
+                    .join(format!("{}.{ext}", p.sample));
+                if root.join(&rel).exists() {
+                    copy(&rel);
+                }
+            }
+        }
+        assert!(run(dir.path(), true).is_err(), "nothing generated yet");
+        assert!(run(dir.path(), false).is_ok());
+        assert!(run(dir.path(), true).is_ok(), "current once generated");
+        let template = dir.path().join(TEMPLATE);
+        let edited = std::fs::read_to_string(&template)
+            .expect("generated")
+            .replace("/webhooks/github", "/webhooks/github-by-hand");
+        std::fs::write(&template, edited).expect("edits");
+        let err = run(dir.path(), true).expect_err("a hand edit is caught");
+        assert!(err.contains(TEMPLATE), "{err}");
+    }
+
     #[test]
     fn blocks_repeat_per_provider_and_placeholders_must_be_known() {
         let two = [&ALPHA, &BETA];

@@ -366,7 +366,8 @@ struct Deploy {
 fn deployments() -> Vec<Deploy> {
     let fixture: Value = serde_json::from_slice(
         &std::fs::read(
-            common::workspace().join("shared/tests/fixtures/github/deployment_status-success.json"),
+            common::workspace()
+                .join("shared/providers/tests/fixtures/github/deployment_status-success.json"),
         )
         .expect("the deployment_status fixture"),
     )

@@ -102,7 +102,7 @@ export EM_AGENT_TEST_MOTO_LOG="$moto_log"
 # The end-to-end tests start the real binary; build it first so their time goes to testing.
 cargo build --locked -p em-agent --bin em-agent
 set +e
-cargo test --locked --workspace "$@" 2>&1 | tee "$log"
+cargo test --locked --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite: cargo's own last line is that of whichever binary ran last.

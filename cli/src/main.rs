@@ -370,6 +370,8 @@ pub fn known_providers() -> String {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The one TLS crypto provider of the process (the AWS SDK's), for reqwest's HTTPS too.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,

@@ -47,7 +47,7 @@ async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut server = Server::start(None, &data, secrets());
-    let client = reqwest::Client::builder()
+    let client = common::client_builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");

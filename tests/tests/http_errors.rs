@@ -30,7 +30,7 @@ async fn error_of(resp: reqwest::Response) -> (u16, String) {
 async fn bad_input_gets_a_clear_json_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(None, &dir.path().join("data"), &[("github", SECRET)]);
-    let client = reqwest::Client::new();
+    let client = common::client();
     let push = std::fs::read_to_string(
         common::workspace().join("tests/data/scenarios/basic/deliveries/00006.json"),
     )

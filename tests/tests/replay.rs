@@ -98,7 +98,7 @@ fn times_dead_lettered(server: &Server) -> usize {
 async fn replay_puts_dead_letters_back_on_the_queue_for_the_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let client = reqwest::Client::new();
+    let client = common::client();
 
     let mut server = Server::start(None, &data, secrets());
     let (status, body) = post_signed(&client, &server.base, &poison())

@@ -41,7 +41,7 @@ async fn run(deliveries: Vec<Delivery>, concurrency: usize) {
         &dir.path().join("data"),
         secrets(),
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let total = deliveries.len();
     let chunks: Vec<Vec<Delivery>> = (0..concurrency)
         .map(|i| {

@@ -50,7 +50,7 @@ async fn serve_on_the_aws_backend_creates_its_resources_and_counts_each_delivery
         &args,
         &env,
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
 
     // The search service's deliveries: GitHub and GitLab pushes and deployments, PagerDuty incidents.
     let all = load_deliveries(&scenario_dir().join("deliveries"));

@@ -78,6 +78,17 @@ pub fn binary() -> PathBuf {
     .clone()
 }
 
+/// An HTTP client for the tests. reqwest leaves the TLS crypto provider to the process (the CLI installs
+/// aws-lc-rs at start-up), so the tests install the same one first.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("an HTTP client")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

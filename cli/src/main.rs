@@ -69,6 +69,10 @@ enum Command {
         visibility_timeout: u64,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// How far a signed timestamp may be from the time of receipt (for providers that sign one),
+        /// e.g. 2m or 90s; 5 minutes when not given.
+        #[arg(long, env = "EM_AGENT_REPLAY_WINDOW", value_parser = humantime::parse_duration)]
+        replay_window: Option<std::time::Duration>,
         /// Where deliveries, facts and metric rows live: the SQLite file in --data-dir, or AWS (SQS,
         /// DynamoDB, S3; names below).
         #[arg(long, value_enum, default_value = "embedded", env = "EM_AGENT_BACKEND")]
@@ -185,6 +189,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             max_receives,
             visibility_timeout,
             log_format,
+            replay_window,
             backend,
             aws,
         } => {
@@ -194,6 +199,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 addr,
                 config,
                 batch_size: batch_size.max(1),
+                replay_window,
             };
             match backend {
                 ServeBackend::Embedded => server::serve_embedded(

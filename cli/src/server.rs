@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     pub config: Config,
     pub batch_size: usize,
+    /// How far a signed timestamp may be from the time of receipt; the default when `None`.
+    pub replay_window: Option<Duration>,
 }
 
 /// What `/v1/stats` and `/v1/deliveries/...` read, which the ports do not cover.
@@ -276,7 +278,10 @@ pub async fn serve<Q: Queue + Inspect, S: Store + Clone, T: SecretSource>(
     let aggregator = Aggregator::new(store.clone(), config.clone());
     aggregator.ensure_config_current().await?;
     let state = Arc::new(AppState {
-        webhook: WebhookHandler::new(queue, secrets),
+        webhook: match opts.replay_window {
+            Some(w) => WebhookHandler::new(queue, secrets).with_replay_window(w),
+            None => WebhookHandler::new(queue, secrets),
+        },
         store,
         config,
         queued: Notify::new(),

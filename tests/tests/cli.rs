@@ -1,0 +1,154 @@
+//! `em-agent providers` and `em-agent parse` as a user runs them: the real binary, its output and exit codes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use em_core::domain::Fact;
+use serde_json::Value;
+
+fn em_agent(args: &[&str]) -> Output {
+    Command::new(common::binary())
+        .args(args)
+        .current_dir(common::workspace())
+        .output()
+        .expect("em-agent runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn providers_lists_every_registered_provider() {
+    let out = em_agent(&["providers", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), em_providers::all().len());
+    for (entry, p) in listed.iter().zip(em_providers::all()) {
+        assert_eq!(entry["name"], p.name);
+        assert_eq!(entry["route"], format!("POST /webhooks/{}", p.name));
+        assert_eq!(entry["authentication"]["scheme"], p.auth.kind());
+        let vars = entry["secret_variables"].as_array().expect("variables");
+        let upper = p.name.to_uppercase().replace('-', "_");
+        assert_eq!(vars[0], format!("EM_AGENT_{upper}_SECRET"));
+        assert_eq!(vars[1], format!("EM_AGENT_{upper}_SECRET_PREVIOUS"));
+        let events: Vec<&str> = entry["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(events, p.events);
+    }
+    let github = &listed[0];
+    assert_eq!(github["authentication"]["scheme"], "hmac");
+    assert!(github["authentication"]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("X-Hub-Signature-256"));
+
+    let text = em_agent(&["providers"]);
+    assert!(text.status.success());
+    for p in em_providers::all() {
+        assert!(stdout(&text).contains(&format!("POST /webhooks/{}", p.name)));
+    }
+}
+
+/// The facts written by hand beside a fixture.
+fn expected(path: &Path) -> Vec<Fact> {
+    std::fs::read_to_string(path)
+        .expect("a facts file")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a fact"))
+        .collect()
+}
+
+fn printed(out: &Output) -> Vec<Fact> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn parse_prints_the_facts_of_a_payload_as_json_lines() {
+    let fixtures = "shared/providers/tests/fixtures/github";
+    let root = common::workspace();
+
+    // The event from the headers file, from --event, or guessed from the payload: the same facts.
+    let want = expected(&root.join(fixtures).join("push-branch.facts.jsonl"));
+    assert!(!want.is_empty());
+    let file = format!("{fixtures}/push-branch.json");
+    let headers = format!("{fixtures}/push-branch.headers.json");
+    for args in [
+        vec![
+            "parse",
+            "--provider",
+            "github",
+            &file,
+            "--headers",
+            &headers,
+        ],
+        vec!["parse", "--provider", "github", &file, "--event", "push"],
+        vec!["parse", "--provider", "github", &file],
+    ] {
+        let out = em_agent(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(printed(&out), want, "{args:?}");
+    }
+    // --event wins over the headers file: a push body read as an issue counts nothing.
+    let out = em_agent(&[
+        "parse",
+        "--provider",
+        "github",
+        &file,
+        "--headers",
+        &headers,
+        "--event",
+        "issues",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "");
+
+    // A recorded delivery carries its own headers.
+    let out = em_agent(&[
+        "parse",
+        "--provider",
+        "gitlab",
+        "tests/data/scenarios/basic/deliveries/00018.json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        printed(&out),
+        expected(
+            &root.join("shared/providers/tests/fixtures/gitlab/scenario-deployment.facts.jsonl")
+        )
+    );
+    let line: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON line");
+    assert_eq!(line["kind"], "deployment");
+    assert_eq!(line["time"], "2025-03-04T20:23:48Z");
+
+    // Errors are messages and a failing exit code, not panics.
+    let out = em_agent(&["parse", "--provider", "nosuch", &file]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provider"));
+    let out = em_agent(&["parse", "--provider", "github", "README.md"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+}

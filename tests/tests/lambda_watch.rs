@@ -1,8 +1,8 @@
 //! The three Lambda functions as Lambda runs them: their binaries under `cargo lambda watch` (the Lambda
 //! runtime API emulator), invoked with the sample events of `events/`, against an AWS-compatible server.
 //!
-//! webhook: the GitHub event is accepted (202), the same again is a duplicate (200), the GitLab and PagerDuty
-//! ones are accepted; aggregator: an SQS event made of the three queued messages is processed without a
+//! webhook: the GitHub event is accepted (202), the same again is a duplicate (200), every other registered
+//! provider's sample is accepted; aggregator: an SQS event made of the queued messages is processed without a
 //! failure, and the scheduled event re-publishes the figures of every service; api: the DORA query answers
 //! with the figures an in-process run computes from the same deliveries, and 401 without the token.
 //!
@@ -296,12 +296,13 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
     let endpoint = common::aws::endpoint();
     let sdk = sdk().await;
     let names = fresh_names("lambda-watch").await;
-    let webhook_secret = put_webhook_secret(
-        &sdk,
-        &unique_name("watch-webhook"),
-        json!({ "github": WEBHOOK_SECRET, "gitlab": WEBHOOK_SECRET, "pagerduty": WEBHOOK_SECRET }),
-    )
-    .await;
+    // Every registered provider's sample event is signed with the same test secret.
+    let secrets: serde_json::Map<String, Value> = em_providers::all()
+        .iter()
+        .map(|p| (p.name.to_string(), json!(WEBHOOK_SECRET)))
+        .collect();
+    let webhook_secret =
+        put_webhook_secret(&sdk, &unique_name("watch-webhook"), Value::Object(secrets)).await;
     let token_secret = put_secret(&sdk, &unique_name("watch-api-token"), API_TOKEN).await;
     let config_path = common::scenario_dir().join("em-agent.toml");
     let config = Arc::new(Config::load(&config_path).expect("the scenario's configuration"));
@@ -359,7 +360,11 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
         (200, &json!("duplicate")),
         "{body}"
     );
-    for name in ["webhook-gitlab.json", "webhook-pagerduty.json"] {
+    let samples: Vec<String> = em_providers::all()
+        .iter()
+        .map(|p| format!("webhook-{}.json", p.name))
+        .collect();
+    for name in samples.iter().filter(|n| *n != "webhook-github.json") {
         let (status, body) = http_answer(&webhook.invoke(&event(name)));
         assert_eq!(
             (status, &body["status"]),
@@ -368,12 +373,18 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
         );
     }
 
-    // aggregator: the three queued deliveries as the SQS event source hands them over.
-    let messages = receive_messages(&sdk, &names.queue, 4, Duration::from_secs(3)).await;
+    // aggregator: the queued deliveries, one per provider, as the SQS event source hands them over.
+    let messages = receive_messages(
+        &sdk,
+        &names.queue,
+        samples.len() + 1,
+        Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(
         messages.len(),
-        3,
-        "the queue should hold the three accepted deliveries, once each"
+        samples.len(),
+        "the queue should hold every accepted delivery, once each"
     );
     let dir = tempfile::tempdir().expect("a temp dir");
     let sqs_file = dir.path().join("sqs.json");
@@ -394,14 +405,10 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
     // What the same deliveries give in-process, on a table of their own.
     let reference =
         common::aws::reference_aggregator(&sdk, "watch-reference", config.clone()).await;
-    let envelopes: Vec<Envelope> = [
-        "webhook-github.json",
-        "webhook-gitlab.json",
-        "webhook-pagerduty.json",
-    ]
-    .iter()
-    .map(|n| envelope_of(&read_json(&event(n))))
-    .collect();
+    let envelopes: Vec<Envelope> = samples
+        .iter()
+        .map(|n| envelope_of(&read_json(&event(n))))
+        .collect();
     let results = reference.process_batch(&envelopes).await;
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     let services = reference

@@ -27,6 +27,7 @@ registry! {
     github,
     gitlab,
     pagerduty,
+    heroku,
 }
 
 /// Every provider this build knows, in registry order.

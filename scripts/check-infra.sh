@@ -23,6 +23,18 @@ echo "==> the template, sample events and provider table are what the provider r
 # Built by the test run; `cargo run` builds it if this script runs alone.
 cargo run --locked --quiet -p em-agent -- generate --check
 
+echo "==> the Lambda functions build no SQLite; the providers build no AWS SDK and no SQLite"
+for fn in em-webhook em-aggregator em-api; do
+    if cargo tree --locked -p "$fn" -e normal,build --prefix none | grep -qE '^(rusqlite|libsqlite3-sys) '; then
+        echo "check-infra: $fn depends on SQLite" >&2
+        exit 1
+    fi
+done
+if cargo tree --locked -p em-providers -e normal,build,dev --prefix none | grep -qE '^(aws-|rusqlite|libsqlite3-sys)'; then
+    echo "check-infra: em-providers (or its tests) depends on the AWS SDK or SQLite" >&2
+    exit 1
+fi
+
 echo "==> sam validate --lint: $template (region $AWS_DEFAULT_REGION, for validation only)"
 # samconfig.toml names the template; pass it anyway so the check does not depend on the config file. Any
 # cfn-lint finding, warnings included, makes `sam validate --lint` fail.

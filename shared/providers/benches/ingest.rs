@@ -9,7 +9,9 @@
 //! - `authenticate+parse`: signature check plus parsing into facts, what the aggregator does per message
 //!   (it trusts the queue and does not authenticate again; the sum keeps the two paths comparable).
 //!
-//! Throughput is in bytes of body. The payloads are in `benches/data/` (see `SOURCES.md` there).
+//! Throughput is in bytes of body. The payloads are in `benches/data/` (see `SOURCES.md` there). Every
+//! registered provider is also measured on its sample fixture (`<provider>/sample`), so a new provider is
+//! benchmarked without editing this file.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -171,12 +173,72 @@ fn bench_ingest(c: &mut Criterion) {
     }
 }
 
+/// Each registered provider's sample fixture, with the headers recorded beside it.
+fn bench_samples(c: &mut Criterion) {
+    let secrets = vec![SECRET.to_vec()];
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for p in em_providers::all() {
+        let dir = fixtures.join(p.name);
+        let body = std::fs::read(dir.join(format!("{}.json", p.sample))).expect("the sample");
+        let mut headers = HeaderMap::new();
+        if let Ok(text) = std::fs::read(dir.join(format!("{}.headers.json", p.sample))) {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&text).expect("a headers file");
+            for (k, v) in map {
+                headers.insert(
+                    HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                    HeaderValue::from_str(v.as_str().unwrap_or_default()).expect("header value"),
+                );
+            }
+        }
+        for (k, v) in p.sign(SECRET, &body, 0) {
+            headers.insert(
+                HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                HeaderValue::from_str(&v).expect("header value"),
+            );
+        }
+        let inspection = p.inspect(&headers, &body).expect("the sample inspects");
+        let event = inspection.event.clone();
+        assert!(!p.parse(event.as_deref(), &body).expect("parses").is_empty());
+
+        let mut group = c.benchmark_group(format!("{}/sample", p.name));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function("authenticate+inspect", |b| {
+            b.iter(|| {
+                p.authenticate(
+                    black_box(&headers),
+                    black_box(&body),
+                    &secrets,
+                    Clock::at(0),
+                )
+                .expect("authentic");
+                p.inspect(black_box(&headers), black_box(&body))
+                    .expect("inspectable")
+            })
+        });
+        group.bench_function("authenticate+parse", |b| {
+            b.iter(|| {
+                p.authenticate(
+                    black_box(&headers),
+                    black_box(&body),
+                    &secrets,
+                    Clock::at(0),
+                )
+                .expect("authentic");
+                p.parse(black_box(event.as_deref()), black_box(&body))
+                    .expect("parseable")
+            })
+        });
+        group.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    targets = bench_ingest
+    targets = bench_ingest, bench_samples
 }
 criterion_main!(benches);

@@ -2,13 +2,13 @@
 //! `X-GitHub-Delivery`, the event in `X-GitHub-Event`.
 
 use em_core::domain::{
-    is_null_sha, Commit, Deployment, DeploymentOutcome, Fact, PullRequestEvent,
-    PullRequestEventKind, Push,
+    Deployment, DeploymentOutcome, Fact, PullRequestEvent, PullRequestEventKind,
 };
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
 
 use crate::auth::{Algorithm, Auth, Encoding, Hmac, Message};
+use crate::git::PushEvent;
 use crate::{parse_error, EventHeader, IdSource, ParseError, Provider};
 
 const NAME: &str = "github";
@@ -51,14 +51,6 @@ struct Repository {
 }
 
 #[derive(Deserialize)]
-struct PushCommit {
-    id: String,
-    timestamp: Timestamp,
-    #[serde(default)]
-    message: String,
-}
-
-#[derive(Deserialize)]
 struct PushPayload {
     #[serde(rename = "ref")]
     git_ref: String,
@@ -68,7 +60,7 @@ struct PushPayload {
     deleted: bool,
     repository: Repository,
     #[serde(default)]
-    commits: Vec<PushCommit>,
+    commits: Vec<crate::git::PushCommit>,
 }
 
 #[derive(Deserialize)]
@@ -139,38 +131,22 @@ fn parse(event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
     }
 }
 
-fn default_branch(repo: &Repository) -> Option<&str> {
-    repo.default_branch
-        .as_deref()
-        .or(repo.master_branch.as_deref())
-}
-
 fn parse_push(p: PushPayload) -> Result<Vec<Fact>, ParseError> {
-    let Some(branch) = default_branch(&p.repository) else {
-        return Ok(Vec::new());
-    };
-    let on_default = p
-        .git_ref
-        .strip_prefix("refs/heads/")
-        .is_some_and(|b| b == branch);
-    if !on_default || p.deleted || is_null_sha(&p.after) {
-        return Ok(Vec::new());
-    }
-    Ok(vec![Fact::Push(Push {
-        provider: NAME.into(),
+    Ok(PushEvent {
+        provider: NAME,
+        git_ref: &p.git_ref,
+        default_branch: p
+            .repository
+            .default_branch
+            .as_deref()
+            .or(p.repository.master_branch.as_deref()),
         repo: p.repository.full_name,
         before: p.before,
         after: p.after,
-        commits: p
-            .commits
-            .into_iter()
-            .map(|c| Commit {
-                sha: c.id,
-                time: c.timestamp.0,
-                message: c.message,
-            })
-            .collect(),
-    })])
+        deleted: p.deleted,
+        commits: p.commits,
+    }
+    .into_facts())
 }
 
 fn parse_deployment_status(p: DeploymentStatusPayload) -> Result<Vec<Fact>, ParseError> {

@@ -3,13 +3,13 @@
 //! `object_kind` (`X-Gitlab-Event` names the hook, and is passed along but not needed).
 
 use em_core::domain::{
-    is_null_sha, Commit, Deployment, DeploymentOutcome, Fact, PullRequestEvent,
-    PullRequestEventKind, Push,
+    Deployment, DeploymentOutcome, Fact, PullRequestEvent, PullRequestEventKind,
 };
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
 
 use crate::auth::Auth;
+use crate::git::PushEvent;
 use crate::{parse_error, EventHeader, IdSource, ParseError, Provider};
 
 const NAME: &str = "gitlab";
@@ -47,14 +47,6 @@ struct Project {
 }
 
 #[derive(Deserialize)]
-struct PushCommit {
-    id: String,
-    timestamp: Timestamp,
-    #[serde(default)]
-    message: String,
-}
-
-#[derive(Deserialize)]
 struct PushPayload {
     #[serde(rename = "ref")]
     git_ref: String,
@@ -62,7 +54,7 @@ struct PushPayload {
     after: String,
     project: Project,
     #[serde(default)]
-    commits: Vec<PushCommit>,
+    commits: Vec<crate::git::PushCommit>,
 }
 
 #[derive(Deserialize)]
@@ -129,31 +121,17 @@ fn hook_name(body: &serde_json::Value) -> Option<String> {
 }
 
 fn parse_push(p: PushPayload) -> Result<Vec<Fact>, ParseError> {
-    let Some(branch) = p.project.default_branch.as_deref() else {
-        return Ok(Vec::new());
-    };
-    let on_default = p
-        .git_ref
-        .strip_prefix("refs/heads/")
-        .is_some_and(|b| b == branch);
-    if !on_default || is_null_sha(&p.after) {
-        return Ok(Vec::new());
-    }
-    Ok(vec![Fact::Push(Push {
-        provider: NAME.into(),
+    Ok(PushEvent {
+        provider: NAME,
+        git_ref: &p.git_ref,
+        default_branch: p.project.default_branch.as_deref(),
         repo: p.project.path_with_namespace,
         before: p.before,
         after: p.after,
-        commits: p
-            .commits
-            .into_iter()
-            .map(|c| Commit {
-                sha: c.id,
-                time: c.timestamp.0,
-                message: c.message,
-            })
-            .collect(),
-    })])
+        deleted: false,
+        commits: p.commits,
+    }
+    .into_facts())
 }
 
 fn parse_deployment(p: DeploymentPayload) -> Result<Vec<Fact>, ParseError> {

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod extract;
+mod git;
 
 use em_core::domain::Fact;
 use http::HeaderMap;

@@ -23,6 +23,23 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
+/// Headers from a JSON object of header name to value, as `<case>.headers.json` holds them.
+pub fn headers_of(obj: &serde_json::Value) -> HeaderMap {
+    let map = obj
+        .as_object()
+        .unwrap_or_else(|| panic!("headers are a JSON object: {obj}"));
+    let pairs: Vec<(&str, &str)> = map
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .as_str()
+                .unwrap_or_else(|| panic!("header {k} is not a string"));
+            (k.as_str(), v)
+        })
+        .collect();
+    headers(&pairs)
+}
+
 /// A fixture case: `<case>.json`, its optional `<case>.headers.json` and its `<case>.facts.jsonl`.
 pub struct Case {
     pub name: String,
@@ -38,24 +55,10 @@ impl Case {
         let body = std::fs::read(dir.join(format!("{name}.json")))
             .unwrap_or_else(|e| panic!("{}/{name}.json: {e}", p.name));
         let headers = match std::fs::read(dir.join(format!("{name}.headers.json"))) {
-            Ok(text) => {
-                let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&text)
-                    .unwrap_or_else(|e| panic!("{}/{name}.headers.json: {e}", p.name));
-                let pairs: Vec<(String, String)> = map
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let v = v.as_str().unwrap_or_else(|| {
-                            panic!("{}/{name}.headers.json: {k} is not a string", p.name)
-                        });
-                        (k, v.to_string())
-                    })
-                    .collect();
-                let refs: Vec<(&str, &str)> = pairs
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                headers(&refs)
-            }
+            Ok(text) => headers_of(
+                &serde_json::from_slice(&text)
+                    .unwrap_or_else(|e| panic!("{}/{name}.headers.json: {e}", p.name)),
+            ),
             Err(_) => HeaderMap::new(),
         };
         let facts = std::fs::read_to_string(dir.join(format!("{name}.facts.jsonl")))

@@ -17,7 +17,7 @@ use http::HeaderMap;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::common::{headers, FIXTURES};
+use crate::common::{headers, headers_of, FIXTURES};
 
 const SCENARIO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -61,20 +61,6 @@ fn text(v: &Value) -> String {
     v.as_str()
         .unwrap_or_else(|| panic!("not a string: {v}"))
         .to_string()
-}
-
-fn headers_of(obj: &Value) -> HeaderMap {
-    let pairs: Vec<(String, String)> = obj
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), text(v)))
-        .collect();
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    headers(&refs)
 }
 
 /// Milliseconds of an instant written out by hand as RFC 3339 in UTC.

@@ -1,0 +1,59 @@
+//! What git hosts' push events share: the commits they list, and the rule that only a push to the default
+//! branch carries changes (a tag, another branch or a deletion does not).
+
+use em_core::domain::{is_null_sha, Commit, Fact, Push};
+use em_core::time::Timestamp;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub(crate) struct PushCommit {
+    id: String,
+    timestamp: Timestamp,
+    #[serde(default)]
+    message: String,
+}
+
+/// A push as a git host reports it.
+pub(crate) struct PushEvent<'a> {
+    pub provider: &'static str,
+    pub repo: String,
+    pub git_ref: &'a str,
+    /// `None` when the payload does not say: then no push is known to reach it.
+    pub default_branch: Option<&'a str>,
+    pub before: String,
+    pub after: String,
+    /// The host's own deletion flag, where it sends one; an all-zero `after` is a deletion too.
+    pub deleted: bool,
+    pub commits: Vec<PushCommit>,
+}
+
+impl PushEvent<'_> {
+    /// The push fact, or nothing when the push does not reach the default branch.
+    pub(crate) fn into_facts(self) -> Vec<Fact> {
+        let on_default = match (
+            self.git_ref.strip_prefix("refs/heads/"),
+            self.default_branch,
+        ) {
+            (Some(branch), Some(default)) => branch == default,
+            _ => false,
+        };
+        if !on_default || self.deleted || is_null_sha(&self.after) {
+            return Vec::new();
+        }
+        vec![Fact::Push(Push {
+            provider: self.provider.into(),
+            repo: self.repo,
+            before: self.before,
+            after: self.after,
+            commits: self
+                .commits
+                .into_iter()
+                .map(|c| Commit {
+                    sha: c.id,
+                    time: c.timestamp.0,
+                    message: c.message,
+                })
+                .collect(),
+        })]
+    }
+}

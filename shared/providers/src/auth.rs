@@ -201,35 +201,33 @@ impl Auth {
         if secrets.is_empty() {
             return Err(AuthError::NoSecret);
         }
-        match self {
-            Auth::Hmac(h) => h.verify(headers, body, &secrets, clock),
-            Auth::Token { header: name } => {
-                let given = headers.get(*name).ok_or(AuthError::Missing(name))?;
-                if matches_any(&secrets, given.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(AuthError::Mismatch(name))
-                }
-            }
-            Auth::Bearer => {
-                let token = authorization(headers, "bearer")?;
-                if matches_any(&secrets, token.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(AuthError::Mismatch("Authorization"))
-                }
-            }
-            Auth::Basic => {
-                let encoded = authorization(headers, "basic")?;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .map_err(|_| AuthError::Malformed("Authorization"))?;
-                if matches_any(&secrets, &decoded) {
-                    Ok(())
-                } else {
-                    Err(AuthError::Mismatch("Authorization"))
-                }
-            }
+        // The shared-secret schemes compare what they were given with each secret.
+        let (given, name): (std::borrow::Cow<[u8]>, &'static str) = match self {
+            Auth::Hmac(h) => return h.verify(headers, body, &secrets, clock),
+            Auth::Token { header } => (
+                headers
+                    .get(*header)
+                    .ok_or(AuthError::Missing(header))?
+                    .as_bytes()
+                    .into(),
+                header,
+            ),
+            Auth::Bearer => (
+                authorization(headers, "bearer")?.as_bytes().into(),
+                "Authorization",
+            ),
+            Auth::Basic => (
+                base64::engine::general_purpose::STANDARD
+                    .decode(authorization(headers, "basic")?)
+                    .map_err(|_| AuthError::Malformed("Authorization"))?
+                    .into(),
+                "Authorization",
+            ),
+        };
+        if matches_any(&secrets, &given) {
+            Ok(())
+        } else {
+            Err(AuthError::Mismatch(name))
         }
     }
 

@@ -122,6 +122,33 @@ fn floor(body: &[u8]) -> ([u8; 32], serde_json::Value) {
     (hmac(body), value)
 }
 
+/// The two paths of a delivery through the product, as one group's functions.
+fn bench_paths(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    p: &Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+    event: Option<&str>,
+) {
+    let secrets = vec![SECRET.to_vec()];
+    group.bench_function("authenticate+inspect", |b| {
+        b.iter(|| {
+            p.authenticate(black_box(headers), black_box(body), &secrets, Clock::at(0))
+                .expect("authentic");
+            p.inspect(black_box(headers), black_box(body))
+                .expect("inspectable")
+        })
+    });
+    group.bench_function("authenticate+parse", |b| {
+        b.iter(|| {
+            p.authenticate(black_box(headers), black_box(body), &secrets, Clock::at(0))
+                .expect("authentic");
+            p.parse(black_box(event), black_box(body))
+                .expect("parseable")
+        })
+    });
+}
+
 fn bench_ingest(c: &mut Criterion) {
     let secrets = vec![SECRET.to_vec()];
     for case in CASES {
@@ -143,39 +170,13 @@ fn bench_ingest(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function("floor", |b| b.iter(|| floor(black_box(&body))));
         group.bench_function("hmac-sha256", |b| b.iter(|| hmac(black_box(&body))));
-        group.bench_function("authenticate+inspect", |b| {
-            b.iter(|| {
-                p.authenticate(
-                    black_box(&headers),
-                    black_box(&body),
-                    &secrets,
-                    Clock::at(0),
-                )
-                .expect("authentic");
-                p.inspect(black_box(&headers), black_box(&body))
-                    .expect("inspectable")
-            })
-        });
-        group.bench_function("authenticate+parse", |b| {
-            b.iter(|| {
-                p.authenticate(
-                    black_box(&headers),
-                    black_box(&body),
-                    &secrets,
-                    Clock::at(0),
-                )
-                .expect("authentic");
-                p.parse(black_box(case.event), black_box(&body))
-                    .expect("parseable")
-            })
-        });
+        bench_paths(&mut group, p, &headers, &body, case.event);
         group.finish();
     }
 }
 
 /// Each registered provider's sample fixture, with the headers recorded beside it.
 fn bench_samples(c: &mut Criterion) {
-    let secrets = vec![SECRET.to_vec()];
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for p in em_providers::all() {
         let dir = fixtures.join(p.name);
@@ -203,32 +204,7 @@ fn bench_samples(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(format!("{}/sample", p.name));
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_function("authenticate+inspect", |b| {
-            b.iter(|| {
-                p.authenticate(
-                    black_box(&headers),
-                    black_box(&body),
-                    &secrets,
-                    Clock::at(0),
-                )
-                .expect("authentic");
-                p.inspect(black_box(&headers), black_box(&body))
-                    .expect("inspectable")
-            })
-        });
-        group.bench_function("authenticate+parse", |b| {
-            b.iter(|| {
-                p.authenticate(
-                    black_box(&headers),
-                    black_box(&body),
-                    &secrets,
-                    Clock::at(0),
-                )
-                .expect("authentic");
-                p.parse(black_box(event.as_deref()), black_box(&body))
-                    .expect("parseable")
-            })
-        });
+        bench_paths(&mut group, p, &headers, &body, event.as_deref());
         group.finish();
     }
 }

@@ -172,19 +172,21 @@ fn sample_event(root: &Path, p: &Provider) -> Result<(Value, Envelope), String> 
     let body_path = fixture(root, p, &format!("{}.json", p.sample));
     let body =
         std::fs::read_to_string(&body_path).map_err(|e| format!("{}: {e}", body_path.display()))?;
+    let headers_path = fixture(root, p, &format!("{}.headers.json", p.sample));
+    let recorded: Map<String, Value> = match std::fs::read_to_string(&headers_path) {
+        Ok(text) => {
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", headers_path.display()))?
+        }
+        Err(_) => Map::new(),
+    };
+    // The recorded headers, then the signature; a later header replaces an earlier one of the same name.
     let mut headers: Vec<(String, String)> =
         vec![("content-type".into(), "application/json".into())];
-    let headers_path = fixture(root, p, &format!("{}.headers.json", p.sample));
-    if let Ok(text) = std::fs::read_to_string(&headers_path) {
-        let map: Map<String, Value> =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", headers_path.display()))?;
-        for (k, v) in map {
-            let v = v.as_str().unwrap_or_default().to_string();
-            headers.retain(|(name, _)| !name.eq_ignore_ascii_case(&k));
-            headers.push((k.to_ascii_lowercase(), v));
-        }
-    }
-    for (k, v) in p.sign(TEST_SECRET.as_bytes(), body.as_bytes(), RECEIVED_AT) {
+    let later = recorded
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+        .chain(p.sign(TEST_SECRET.as_bytes(), body.as_bytes(), RECEIVED_AT));
+    for (k, v) in later {
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case(&k));
         headers.push((k.to_ascii_lowercase(), v));
     }
@@ -193,7 +195,7 @@ fn sample_event(root: &Path, p: &Provider) -> Result<(Value, Envelope), String> 
         .find(|(k, _)| k == "user-agent")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| format!("{}-webhooks", p.title));
-    let route = format!("/webhooks/{}", p.name);
+    let route = p.route();
     let event = json!({
         "version": "2.0",
         "routeKey": "POST /webhooks/{provider}",

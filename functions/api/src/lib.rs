@@ -191,14 +191,19 @@ pub async fn authenticate<T: SecretSource>(
     headers: &http::HeaderMap,
 ) -> Result<(), ApiError> {
     use em_providers::{Auth, AuthError, Clock};
+    const SEND_TOKEN: &str = "send the API token as Authorization: Bearer <token>";
+    // A request without credentials is answered before the tokens are fetched.
+    if !headers.contains_key(http::header::AUTHORIZATION) {
+        return Err(ApiError::Unauthenticated(SEND_TOKEN));
+    }
     // No token configured is a closed API, never an open one.
     let accepted = tokens.secrets(API_TOKEN).await?.unwrap_or_default();
     // The same bearer check as the providers': digests compared, so the token's length does not show.
     match Auth::Bearer.verify(headers, b"", &accepted, Clock::at(0)) {
         Ok(()) => Ok(()),
-        Err(AuthError::Missing(_) | AuthError::Malformed(_)) => Err(ApiError::Unauthenticated(
-            "send the API token as Authorization: Bearer <token>",
-        )),
+        Err(AuthError::Missing(_) | AuthError::Malformed(_)) => {
+            Err(ApiError::Unauthenticated(SEND_TOKEN))
+        }
         Err(_) => Err(ApiError::Unauthenticated("the API token is not valid")),
     }
 }

@@ -291,6 +291,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 team,
                 from,
                 to,
+                ..Default::default()
             };
             let value = match url {
                 Some(url) => remote_report(&url, &query).await?,

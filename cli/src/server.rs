@@ -13,11 +13,11 @@ use axum::{Json, Router};
 use std::future::Future;
 
 use em_aggregator::{drain_once, Aggregator};
-use em_api::DoraQuery;
+use em_api::{DoraQuery, Endpoint};
 use em_aws::SqsQueue;
 use em_core::config::Config;
 use em_core::error::ApiError;
-use em_core::ports::{DeadLetters, PortError, Queue, SecretSource, Store};
+use em_core::ports::{DeadLetters, MetricsReader, PortError, Queue, SecretSource, Store};
 use em_core::secrets::EnvSecrets;
 use em_core::time::now_millis;
 use em_sqlite::{EmbeddedStore, Options};
@@ -108,7 +108,7 @@ fn reply(r: Reply) -> Response {
     r.response().map(axum::body::Body::from)
 }
 
-async fn webhook<Q: Queue + Inspect, S: Store, T: SecretSource>(
+async fn webhook<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
     Path(provider): Path<String>,
     request: Request,
@@ -153,7 +153,7 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
     }
 }
 
-async fn dora<Q: Queue + Inspect, S: Store, T: SecretSource>(
+async fn dora<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ErrorResponse> {
@@ -162,14 +162,23 @@ async fn dora<Q: Queue + Inspect, S: Store, T: SecretSource>(
     Ok(Json(report).into_response())
 }
 
-async fn stats<Q: Queue + Inspect, S: Store, T: SecretSource>(
+async fn dora_series<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ErrorResponse> {
+    let query = DoraQuery::parse_for(Endpoint::Series, q.as_deref())?;
+    let answer = em_api::series(&state.store, &state.config, query, now_millis()).await?;
+    Ok(Json(answer).into_response())
+}
+
+async fn stats<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
 ) -> Result<Response, ErrorResponse> {
     let s = state.webhook.queue.stats().await.map_err(ApiError::from)?;
     Ok(Json(s).into_response())
 }
 
-async fn delivery<Q: Queue + Inspect, S: Store, T: SecretSource>(
+async fn delivery<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
     Path((provider, id)): Path<(String, String)>,
 ) -> Result<Response, ErrorResponse> {
@@ -193,7 +202,7 @@ async fn healthz() -> Response {
 
 async fn not_found() -> Response {
     ErrorResponse(ApiError::NotFound(
-        "no such route: POST /webhooks/{provider}, GET /v1/metrics/dora, GET /healthz".into(),
+        "no such route: POST /webhooks/{provider}, GET /v1/metrics/dora, GET /v1/metrics/dora/series, GET /healthz".into(),
     ))
     .into_response()
 }
@@ -202,10 +211,13 @@ async fn method_not_allowed() -> Response {
     ErrorResponse(ApiError::MethodNotAllowed).into_response()
 }
 
-fn router<Q: Queue + Inspect, S: Store, T: SecretSource>(state: Arc<AppState<Q, S, T>>) -> Router {
+fn router<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
+    state: Arc<AppState<Q, S, T>>,
+) -> Router {
     Router::new()
         .route("/webhooks/{provider}", post(webhook::<Q, S, T>))
         .route("/v1/metrics/dora", get(dora::<Q, S, T>))
+        .route("/v1/metrics/dora/series", get(dora_series::<Q, S, T>))
         .route("/v1/stats", get(stats::<Q, S, T>))
         .route("/v1/deliveries/{provider}/{id}", get(delivery::<Q, S, T>))
         .route("/healthz", get(healthz))
@@ -218,13 +230,15 @@ fn router<Q: Queue + Inspect, S: Store, T: SecretSource>(state: Arc<AppState<Q, 
 
 /// The local consumer: drains the queue, then sleeps until a delivery arrives (or a second passes, to pick
 /// up messages whose visibility timeout expired).
-async fn aggregate_forever<Q: Queue + Inspect, S: Store, T: SecretSource>(
+async fn aggregate_forever<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     state: Arc<AppState<Q, S, T>>,
     aggregator: Aggregator<S>,
     batch: usize,
 ) {
     loop {
         match drain_once(&state.webhook.queue, &aggregator, batch).await {
+            // Idle: take a step of a pending configuration change, if there is one.
+            Ok(0) if pending_rebuild(&aggregator).await => {}
             Ok(0) => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), state.queued.notified()).await;
             }
@@ -235,6 +249,17 @@ async fn aggregate_forever<Q: Queue + Inspect, S: Store, T: SecretSource>(
                 tracing::error!(error = %e, "aggregator pass failed");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+    }
+}
+
+/// Takes one step of a pending configuration change; whether more remain.
+async fn pending_rebuild<S: Store + MetricsReader>(aggregator: &Aggregator<S>) -> bool {
+    match aggregator.rebuild_step(em_aggregator::REBUILD_STEP).await {
+        Ok(left) => left > 0,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration step failed");
+            false
         }
     }
 }
@@ -266,7 +291,7 @@ async fn shutdown_signal() {
 
 /// Serves on any adapters: `queue` takes the deliveries, `store` the facts and metric rows (for the embedded
 /// backend both are the one SQLite store).
-pub async fn serve<Q: Queue + Inspect, S: Store + Clone, T: SecretSource>(
+pub async fn serve<Q: Queue + Inspect, S: Store + MetricsReader + Clone, T: SecretSource>(
     opts: ServeOptions,
     queue: Q,
     store: S,
@@ -275,8 +300,11 @@ pub async fn serve<Q: Queue + Inspect, S: Store + Clone, T: SecretSource>(
     enabled: Vec<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let config = Arc::new(opts.config);
+    // A configuration change is applied in steps by the consumer, between deliveries; until it is done the
+    // API says which configuration its figures reflect.
     let aggregator = Aggregator::new(store.clone(), config.clone());
-    aggregator.ensure_config_current().await?;
+    // One step before listening: on a new or unchanged store that is all there is to do.
+    pending_rebuild(&aggregator).await;
     let state = Arc::new(AppState {
         webhook: match opts.replay_window {
             Some(w) => WebhookHandler::new(queue, secrets).with_replay_window(w),

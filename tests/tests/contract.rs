@@ -14,8 +14,9 @@ use em_aws::{
 use em_core::domain::{
     Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
 };
+use em_core::ports::{Cut, MetricsReader};
 use em_core::ports::{DeadLetters, EnqueueOutcome, Envelope, Queue, SecretSource, Store};
-use em_metrics::derive::{Derived, DerivedChange, DerivedDeployment, DerivedIncident};
+use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked};
 use em_sqlite::{EmbeddedStore, Options};
 
 const DAY: i64 = 86_400_000;
@@ -105,18 +106,15 @@ trait StoreAny {
         names: Vec<String>,
     ) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::StoredFacts> + '_>>;
     fn sources(&self) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::FactSources> + '_>>;
-    fn replace(
-        &self,
-        service: &str,
-        d: Derived,
-    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
+    fn replace(&self, service: &str, d: Linked)
+        -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
     fn retain(&self, keep: Vec<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
     fn rows(
         &self,
         services: Option<Vec<String>>,
         from: i64,
         to: i64,
-    ) -> std::pin::Pin<Box<dyn Future<Output = em_metrics::dora::WindowRows> + '_>>;
+    ) -> std::pin::Pin<Box<dyn Future<Output = WindowRows> + '_>>;
     fn meta(
         &self,
         key: &str,
@@ -124,7 +122,17 @@ trait StoreAny {
     ) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + '_>>;
 }
 
-impl<S: Store> StoreAny for S {
+/// What a window's observations say, in a shape easy to compare.
+#[derive(Debug, Default, PartialEq)]
+struct WindowRows {
+    /// (failed, rework)
+    deployments: Vec<(bool, bool)>,
+    lead_times: Vec<i64>,
+    /// Attributed incidents' recovery times.
+    recoveries: Vec<Option<i64>>,
+}
+
+impl<S: Store + MetricsReader> StoreAny for S {
     fn put(&self, facts: Vec<Fact>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(async move { self.put_facts(facts).await.expect("put_facts") })
     }
@@ -149,31 +157,41 @@ impl<S: Store> StoreAny for S {
     fn replace(
         &self,
         service: &str,
-        d: Derived,
+        d: Linked,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
         let service = service.to_string();
         Box::pin(async move {
-            let v = self
-                .derived_version(service.clone())
-                .await
-                .expect("version");
+            let v = self.rows_version(service.clone()).await.expect("version");
             assert!(self
-                .replace_derived_if(service, d, v)
+                .replace_rows(service, Cut::All, d, v)
                 .await
                 .expect("replace"));
         })
     }
     fn retain(&self, keep: Vec<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
-        Box::pin(async move { self.retain_derived(keep).await.expect("retain") })
+        Box::pin(async move { self.retain_rows(keep).await.expect("retain") })
     }
     fn rows(
         &self,
         services: Option<Vec<String>>,
         from: i64,
         to: i64,
-    ) -> std::pin::Pin<Box<dyn Future<Output = em_metrics::dora::WindowRows> + '_>> {
+    ) -> std::pin::Pin<Box<dyn Future<Output = WindowRows> + '_>> {
         Box::pin(async move {
-            let mut r = self.window_rows(services, from, to).await.expect("rows");
+            let o = self
+                .observations(services, from, to)
+                .await
+                .expect("observations");
+            let mut r = WindowRows {
+                deployments: o.deployments.iter().map(|d| (d.failed, d.rework)).collect(),
+                lead_times: o.changes.iter().map(|c| c.lead).collect(),
+                recoveries: o
+                    .incidents
+                    .iter()
+                    .filter(|i| i.attributed)
+                    .map(|i| i.recovery)
+                    .collect(),
+            };
             r.deployments.sort();
             r.lead_times.sort();
             r.recoveries.sort();
@@ -310,29 +328,39 @@ async fn facts_are_idempotent_and_the_earliest_deployment_report_stands() {
 
 // ---- metric rows ----
 
-fn derived(days: std::ops::Range<i64>, failed_every: i64) -> Derived {
-    let mut d = Derived::default();
+fn derived(days: std::ops::Range<i64>, failed_every: i64) -> Linked {
+    let mut d = Linked::default();
     for day in days {
         let t = T0 + day * DAY + 3_600_000;
         let key = format!("github/acme/shop/{day}");
-        d.deployments.push(DerivedDeployment {
+        d.deployments.push(DeploymentRow {
             key: key.clone(),
+            repo: "acme/shop".into(),
+            environment: "production".into(),
             time: t,
             sha: format!("{day:040}"),
+            frontier: None,
             failed: day % failed_every == 0,
             rework: day % 3 == 0,
         });
-        d.changes.push(DerivedChange {
+        d.changes.push(ChangeRow {
+            sha: format!("c{day}"),
+            repo: "acme/shop".into(),
+            environment: "production".into(),
             deployment_key: key.clone(),
             deployment_time: t,
-            sha: format!("c{day}"),
             commit_time: t - (day + 1) * 60_000,
         });
-        d.incidents.push(DerivedIncident {
+        d.incidents.push(IncidentRow {
             id: format!("i{day}"),
             opened: t + 60_000,
+            acknowledged: None,
             resolved: (day % 2 == 0).then_some(t + 60_000 + 600_000),
-            attributed_to: (day % 4 != 1).then(|| key.clone()),
+            attributed_to: (day % 4 != 1).then(|| Attribution {
+                deployment_key: key.clone(),
+                repo: "acme/shop".into(),
+                environment: "production".into(),
+            }),
         });
     }
     d
@@ -441,45 +469,45 @@ async fn a_replacement_of_many_days_switches_at_once() {
 #[tokio::test]
 async fn dynamodb_refuses_a_replacement_from_a_stale_version() {
     let (store, _) = aws(5, 30).await;
-    let v0 = store.derived_version("shop".into()).await.unwrap();
+    let v0 = store.rows_version("shop".into()).await.unwrap();
     assert!(store
-        .replace_derived_if("shop".into(), derived(0..2, 5), v0)
+        .replace_rows("shop".into(), Cut::All, derived(0..2, 5), v0)
         .await
         .unwrap());
-    let v1 = store.derived_version("shop".into()).await.unwrap();
+    let v1 = store.rows_version("shop".into()).await.unwrap();
     assert_eq!(v1, v0 + 1);
     // A recompute that read v0 before the one above landed must not overwrite it...
     assert!(!store
-        .replace_derived_if("shop".into(), derived(0..1, 5), v0)
+        .replace_rows("shop".into(), Cut::All, derived(0..1, 5), v0)
         .await
         .unwrap());
     // ...even when it would change nothing, the version moves.
     assert!(store
-        .replace_derived_if("shop".into(), derived(0..2, 5), v1)
+        .replace_rows("shop".into(), Cut::All, derived(0..2, 5), v1)
         .await
         .unwrap());
-    assert_eq!(store.derived_version("shop".into()).await.unwrap(), v1 + 1);
+    assert_eq!(store.rows_version("shop".into()).await.unwrap(), v1 + 1);
     let rows = store
-        .window_rows(Some(vec!["shop".into()]), T0, T0 + 10 * DAY)
+        .observations(Some(vec!["shop".into()]), T0, T0 + 10 * DAY)
         .await
         .unwrap();
     assert_eq!(rows.deployments.len(), 2);
 
     // Six recomputes that all read the same version before any of them writes (the race of concurrent
     // aggregators, interleaved deterministically): exactly one lands, the others must start over.
-    let v = store.derived_version("shop".into()).await.unwrap();
+    let v = store.rows_version("shop".into()).await.unwrap();
     let mut landed = 0;
     for i in 0..6 {
         landed += usize::from(
             store
-                .replace_derived_if("shop".into(), derived(0..(i + 1), 5), v)
+                .replace_rows("shop".into(), Cut::All, derived(0..(i + 1), 5), v)
                 .await
                 .unwrap(),
         );
     }
     assert_eq!(landed, 1);
     let rows = store
-        .window_rows(Some(vec!["shop".into()]), T0, T0 + 10 * DAY)
+        .observations(Some(vec!["shop".into()]), T0, T0 + 10 * DAY)
         .await
         .unwrap();
     assert_eq!(rows.deployments.len(), 1, "the first writer's rows stand");

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    assert_matches, load_deliveries, post_signed, scenario_dir, secrets, shuffle, Delivery, Server,
+    assert_matches, figures_of, load_deliveries, post_signed, scenario_dir, secrets, shuffle,
+    Delivery, Server,
 };
 use serde_json::Value;
 
@@ -30,7 +31,7 @@ async fn check_expected(server: &Server, client: &reqwest::Client) {
             .expect("api answers");
         assert_eq!(resp.status(), 200, "query {query:?}");
         let got: Value = resp.json().await.expect("json");
-        assert_matches(&got, &case["expect"], &format!("{query:?}"));
+        assert_matches(&figures_of(&got), &case["expect"], &format!("{query:?}"));
     }
 }
 

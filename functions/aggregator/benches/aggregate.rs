@@ -83,7 +83,7 @@ async fn process_all(aggregator: &Aggregator<EmbeddedStore>, envelopes: &[Envelo
     }
 }
 
-/// The facts of the service with the most facts, as `Aggregator::recompute` hands them to `derive`.
+/// The facts of the service with the most facts, as the reference linking `derive` takes them.
 async fn largest_service(store: &EmbeddedStore, config: &Config) -> (String, ServiceFacts) {
     let mut best: Option<(String, ServiceFacts)> = None;
     for s in config.services() {
@@ -91,7 +91,7 @@ async fn largest_service(store: &EmbeddedStore, config: &Config) -> (String, Ser
             .load_facts(config.repositories_of(&s.name), config.aliases_of(&s.name))
             .await
             .expect("load facts");
-        let facts = em_aggregator::service_facts(config, stored);
+        let facts = ServiceFacts::from_stored(config, stored);
         if best.as_ref().is_none_or(|(_, b)| size(b) < size(&facts)) {
             best = Some((s.name.clone(), facts));
         }

@@ -1,21 +1,22 @@
-//! The aggregator: parse deliveries into facts, store them idempotently, and recompute the metric tables of
-//! every service they touch. Any failure is reported per message so that only that message is retried.
+//! The aggregator: parse deliveries into facts, store them idempotently, and re-link each service they touch
+//! from the earliest point they change. Any failure is reported per message so that only that message is retried.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use em_core::config::Config;
+use em_core::config::{Config, Rebuild, FIGURES_CONFIG_KEY, REBUILD_KEY};
 use em_core::domain::Fact;
 use em_core::emf;
-use em_core::ports::{Envelope, Message, Payloads, PortError, Queue, Store, StoredFacts};
+use em_core::ports::{Envelope, Message, MetricsReader, Payloads, PortError, Queue, Store};
 use em_core::time::{format_millis, Millis};
-use em_metrics::derive::{derive, DeploymentFact, IncidentEventFact, ServiceFacts};
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
+use em_metrics::link::{cut_for, relink, Service, Work};
 
 /// The window of the figures published as metrics, as the API's default window.
 pub const FIGURES_DAYS: i64 = 30;
 
-const FINGERPRINT_KEY: &str = "config_fingerprint";
+/// Services re-linked whole per step of a configuration change.
+pub const REBUILD_STEP: usize = 8;
 
 /// Why a message was not processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,33 +42,6 @@ pub fn service_of(config: &Config, fact: &Fact) -> Option<String> {
     }
 }
 
-/// What `derive` needs from a service's stored facts: production deployments only, keyed uniquely.
-pub fn service_facts(config: &Config, stored: StoredFacts) -> ServiceFacts {
-    ServiceFacts {
-        pushes: stored.pushes,
-        deployments: stored
-            .deployments
-            .into_iter()
-            .filter(|d| config.is_production(&d.environment, d.production))
-            .map(|d| DeploymentFact {
-                key: format!("{}/{}/{}", d.provider, d.repo, d.deployment_id),
-                repo: d.repo,
-                sha: d.sha,
-                time: d.time,
-            })
-            .collect(),
-        incident_events: stored
-            .incident_events
-            .into_iter()
-            .map(|e| IncidentEventFact {
-                incident_id: e.incident_id,
-                kind: e.kind,
-                time: e.time,
-            })
-            .collect(),
-    }
-}
-
 impl<S: Store> Aggregator<S> {
     pub fn new(store: S, config: Arc<Config>) -> Self {
         Aggregator { store, config }
@@ -78,7 +52,7 @@ impl<S: Store> Aggregator<S> {
         self.process_batch_touching(batch).await.0
     }
 
-    /// [`Aggregator::process_batch`], with the services whose metric rows were rebuilt.
+    /// [`Aggregator::process_batch`], with the services whose rows were re-linked.
     pub async fn process_batch_touching(
         &self,
         batch: &[Envelope],
@@ -107,8 +81,44 @@ impl<S: Store> Aggregator<S> {
             }
         }
 
+        // Each service's facts, and the messages that carried them.
+        let mut touched: BTreeMap<String, (Vec<&Fact>, Vec<usize>)> = BTreeMap::new();
+        for (i, facts) in parsed.iter().enumerate() {
+            for f in facts {
+                if let Some(s) = service_of(&self.config, f) {
+                    let entry = touched.entry(s).or_default();
+                    entry.0.push(f);
+                    if entry.1.last() != Some(&i) {
+                        entry.1.push(i);
+                    }
+                }
+            }
+        }
+        // Where each service's re-link starts, read before the facts are stored (a push is compared with
+        // the commits known before it).
+        let mut work: BTreeMap<String, (Work, Vec<usize>)> = BTreeMap::new();
+        for (service, (facts, messages)) in &touched {
+            match self.work_for(service, facts).await {
+                Ok(Some(w)) => {
+                    work.insert(service.clone(), (w, messages.clone()));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%service, error = %e, "link state not readable");
+                    for &i in messages {
+                        results[i] = Err(Failure::Retry(e.to_string()));
+                    }
+                }
+            }
+        }
+
         // One write for the whole batch; if it fails, store message by message to find the one at fault.
-        let all: Vec<Fact> = parsed.iter().flatten().cloned().collect();
+        let all: Vec<Fact> = parsed
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .flat_map(|(f, _)| f.iter().cloned())
+            .collect();
         if let Err(e) = self.store.put_facts(all).await {
             tracing::warn!(error = %e, "batch write failed, retrying message by message");
             for (i, facts) in parsed.iter().enumerate() {
@@ -120,56 +130,63 @@ impl<S: Store> Aggregator<S> {
             }
         }
 
-        let mut touched: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, facts) in parsed.iter().enumerate() {
-            if results[i].is_ok() {
-                for s in facts.iter().filter_map(|f| service_of(&self.config, f)) {
-                    touched.entry(s).or_default().push(i);
-                }
-            }
-        }
-        let mut rebuilt = BTreeSet::new();
-        for (service, messages) in touched {
-            match self.recompute(&service).await {
+        let mut relinked = BTreeSet::new();
+        for (service, (w, messages)) in work {
+            match self.relink(&service, &w).await {
                 Ok(()) => {
-                    rebuilt.insert(service);
+                    relinked.insert(service);
                 }
                 Err(e) => {
-                    tracing::warn!(%service, error = %e, "recompute failed");
+                    tracing::warn!(%service, error = %e, "re-link failed");
                     for i in messages {
                         results[i] = Err(Failure::Retry(e.to_string()));
                     }
                 }
             }
         }
-        (results, rebuilt)
+        (results, relinked)
     }
 
-    /// A service's DORA figures over the `days` before `now`.
-    pub async fn figures(
-        &self,
-        service: &str,
-        days: i64,
-        now: Millis,
-    ) -> Result<DoraReport, PortError> {
-        let window = Window {
-            from: now - days * 86_400_000,
-            to: now,
-            from_text: format_millis(now - days * 86_400_000),
-            to_text: format_millis(now),
-        };
-        let rows = self
+    async fn work_for(&self, service: &str, facts: &[&Fact]) -> Result<Option<Work>, PortError> {
+        let svc = Service::of(&self.config, service);
+        if !self.store.incremental() {
+            return Ok(Some(Work::all(&svc, facts)));
+        }
+        let links = self
             .store
-            .window_rows(Some(vec![service.to_string()]), window.from, window.to)
+            .links(svc.repos.clone(), svc.aliases.clone())
             .await?;
-        Ok(compute(
-            Scope {
-                service: Some(service.to_string()),
-                team: None,
-            },
-            &window,
-            rows,
-        ))
+        cut_for(&links, &svc, facts).await
+    }
+
+    /// Re-links one service from `work.cut` and replaces its rows from there. The version is read before
+    /// the link state, so a concurrent writer that changed the rows meanwhile makes this one start over
+    /// rather than overwrite newer rows.
+    pub async fn relink(&self, service: &str, work: &Work) -> Result<(), PortError> {
+        const ATTEMPTS: usize = 8;
+        let svc = Service::of(&self.config, service);
+        for attempt in 0..ATTEMPTS {
+            let version = self.store.rows_version(service.to_string()).await?;
+            let rows = {
+                let links = self
+                    .store
+                    .links(svc.repos.clone(), svc.aliases.clone())
+                    .await?;
+                relink(&links, &svc, work).await?
+            };
+            if self
+                .store
+                .replace_rows(service.to_string(), work.cut, rows, version)
+                .await?
+            {
+                return Ok(());
+            }
+            tracing::info!(%service, attempt, "rows changed meanwhile, re-linking");
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+        }
+        Err(PortError::conflict(format!(
+            "rows of {service} kept changing during {ATTEMPTS} re-links"
+        )))
     }
 
     /// Every service that has facts.
@@ -188,6 +205,103 @@ impl<S: Store> Aggregator<S> {
             .collect())
     }
 
+    /// One bounded step of applying a configuration change: up to `max` services re-linked whole. The
+    /// first step queues every service; the last records the configuration as reflected. Returns the
+    /// services still pending (0 when the figures reflect the configuration in force).
+    pub async fn rebuild_step(&self, max: usize) -> Result<usize, PortError> {
+        let fingerprint = self.config.fingerprint();
+        if self
+            .store
+            .get_meta(FIGURES_CONFIG_KEY.into())
+            .await?
+            .as_deref()
+            == Some(&fingerprint)
+        {
+            return Ok(0);
+        }
+        let queued = self
+            .store
+            .get_meta(REBUILD_KEY.into())
+            .await?
+            .and_then(|r| serde_json::from_str::<Rebuild>(&r).ok())
+            .filter(|r| r.target == fingerprint);
+        let mut rebuild = match queued {
+            Some(r) => r,
+            None => {
+                let services = self.services().await?;
+                self.store
+                    .retain_rows(services.iter().cloned().collect())
+                    .await?;
+                let r = Rebuild {
+                    target: fingerprint.clone(),
+                    pending: services.into_iter().collect(),
+                };
+                self.save_rebuild(&r).await?;
+                tracing::info!(
+                    services = r.pending.len(),
+                    "configuration changed: re-linking every service"
+                );
+                r
+            }
+        };
+        let step: Vec<String> = rebuild.pending.iter().take(max).cloned().collect();
+        for service in &step {
+            let svc = Service::of(&self.config, service);
+            self.relink(service, &Work::all(&svc, &[])).await?;
+        }
+        rebuild.pending.drain(..step.len());
+        if rebuild.pending.is_empty() {
+            self.store
+                .set_meta(FIGURES_CONFIG_KEY.into(), fingerprint)
+                .await?;
+            tracing::info!("figures reflect the configuration in force");
+        }
+        self.save_rebuild(&rebuild).await?;
+        Ok(rebuild.pending.len())
+    }
+
+    async fn save_rebuild(&self, r: &Rebuild) -> Result<(), PortError> {
+        let text = serde_json::to_string(r).map_err(PortError::invalid)?;
+        self.store.set_meta(REBUILD_KEY.into(), text).await
+    }
+
+    /// Applies a configuration change to completion (tests, tools); `true` when there was one.
+    pub async fn ensure_config_current(&self) -> Result<bool, PortError> {
+        let fingerprint = self.config.fingerprint();
+        let was = self.store.get_meta(FIGURES_CONFIG_KEY.into()).await?;
+        while self.rebuild_step(REBUILD_STEP).await? > 0 {}
+        Ok(was.as_deref() != Some(&fingerprint))
+    }
+}
+
+impl<S: Store + MetricsReader> Aggregator<S> {
+    /// A service's DORA figures over the `days` before `now`.
+    pub async fn figures(
+        &self,
+        service: &str,
+        days: i64,
+        now: Millis,
+    ) -> Result<DoraReport, PortError> {
+        let window = Window {
+            from: now - days * 86_400_000,
+            to: now,
+            from_text: format_millis(now - days * 86_400_000),
+            to_text: format_millis(now),
+        };
+        let obs = self
+            .store
+            .observations(Some(vec![service.to_string()]), window.from, window.to)
+            .await?;
+        Ok(compute(
+            Scope {
+                service: Some(service.to_string()),
+                team: None,
+            },
+            &window,
+            &obs,
+        ))
+    }
+
     /// Publishes the 30-day figures of `services` as EMF lines; a service that cannot be read is logged and
     /// skipped, since figures are published again on the next batch or schedule.
     pub async fn publish_figures(&self, services: impl IntoIterator<Item = String>, now: Millis) {
@@ -197,66 +311,6 @@ impl<S: Store> Aggregator<S> {
                 Err(e) => tracing::warn!(%service, error = %e, "figures not published"),
             }
         }
-    }
-
-    /// Rebuilds one service's metric tables from all its facts. The version is read before the facts, so a
-    /// concurrent recompute that stored newer facts and replaced the rows meanwhile makes this one start over
-    /// rather than overwrite its rows with older ones.
-    pub async fn recompute(&self, service: &str) -> Result<(), PortError> {
-        const ATTEMPTS: usize = 8;
-        for attempt in 0..ATTEMPTS {
-            let version = self.store.derived_version(service.to_string()).await?;
-            let stored = self
-                .store
-                .load_facts(
-                    self.config.repositories_of(service),
-                    self.config.aliases_of(service),
-                )
-                .await?;
-            let facts = service_facts(&self.config, stored);
-            let derived = derive(&facts, self.config.attribution_window());
-            if self
-                .store
-                .replace_derived_if(service.to_string(), derived, version)
-                .await?
-            {
-                return Ok(());
-            }
-            tracing::info!(%service, attempt, "metric rows changed meanwhile, recomputing");
-            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
-        }
-        Err(PortError::conflict(format!(
-            "metric rows of {service} kept changing during {ATTEMPTS} recomputes"
-        )))
-    }
-
-    /// Recomputes every service when the configuration changed since the metric tables were built.
-    pub async fn ensure_config_current(&self) -> Result<bool, PortError> {
-        let fingerprint = self.config.fingerprint();
-        if self
-            .store
-            .get_meta(FINGERPRINT_KEY.into())
-            .await?
-            .as_deref()
-            == Some(&fingerprint)
-        {
-            return Ok(false);
-        }
-        let services = self.services().await?;
-        self.store
-            .retain_derived(services.iter().cloned().collect())
-            .await?;
-        for s in &services {
-            self.recompute(s).await?;
-        }
-        self.store
-            .set_meta(FINGERPRINT_KEY.into(), fingerprint)
-            .await?;
-        tracing::info!(
-            services = services.len(),
-            "metric tables rebuilt for the current configuration"
-        );
-        Ok(true)
     }
 }
 
@@ -293,7 +347,7 @@ pub fn dora_line(timestamp: Millis, service: &str, r: &DoraReport) -> String {
 
 /// One pass of the local consumer: receive a batch, process it, acknowledge what succeeded, dead-letter
 /// poison messages. Returns how many messages were received.
-pub async fn drain_once<Q: Queue, S: Store>(
+pub async fn drain_once<Q: Queue, S: Store + MetricsReader>(
     queue: &Q,
     aggregator: &Aggregator<S>,
     max: usize,
@@ -328,7 +382,7 @@ pub mod lambda {
     use super::*;
     use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
-    pub async fn handle<S: Store, P: Payloads>(
+    pub async fn handle<S: Store + MetricsReader, P: Payloads>(
         aggregator: &Aggregator<S>,
         payloads: &P,
         event: SqsEvent,
@@ -382,6 +436,10 @@ pub mod lambda {
             ));
         }
         aggregator.publish_figures(rebuilt, now).await;
+        // Each batch also takes one step of a pending configuration change.
+        if let Err(e) = aggregator.rebuild_step(REBUILD_STEP).await {
+            tracing::warn!(error = %e, "configuration step failed; the next invocation retries it");
+        }
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures
             .into_iter()
@@ -445,7 +503,7 @@ pub mod lambda {
     }
 
     /// Runs one invocation; the answer is the SQS batch response, or a summary of the scheduled run.
-    pub async fn invoke<S: Store, P: Payloads>(
+    pub async fn invoke<S: Store + MetricsReader, P: Payloads>(
         aggregator: &Aggregator<S>,
         payloads: &P,
         event: serde_json::Value,
@@ -456,7 +514,11 @@ pub mod lambda {
                 handle(aggregator, payloads, e, now).await,
             )?),
             Invocation::Scheduled => {
-                aggregator.ensure_config_current().await?;
+                // A configuration change is applied in steps, as many as a third of the timeout allows.
+                let started = std::time::Instant::now();
+                while aggregator.rebuild_step(REBUILD_STEP).await? > 0
+                    && started.elapsed() < std::time::Duration::from_secs(20)
+                {}
                 let services = aggregator.services().await?;
                 let n = services.len();
                 aggregator.publish_figures(services, now).await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use em_aggregator::{lambda, Aggregator};
 use em_core::config::Config;
-use em_core::ports::{NoPayloads, Store};
+use em_core::ports::{MetricsReader, NoPayloads};
 use em_sqlite::{EmbeddedStore, Options};
 
 #[tokio::test]
@@ -49,7 +49,7 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
     // The GitLab production deployment of search (2025-03-04 22:23:48 +02:00) is a deployment.
     let from = 1_741_046_400_000; // 2025-03-04T00:00:00Z
     let rows = store
-        .window_rows(Some(vec!["search".into()]), from, from + 86_400_000)
+        .observations(Some(vec!["search".into()]), from, from + 86_400_000)
         .await
         .expect("rows");
     assert_eq!(rows.deployments.len(), 1);
@@ -57,7 +57,7 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
     // The same batch again (SQS delivers at least once) changes nothing.
     let _ = lambda::handle(&aggregator, &NoPayloads, event, 0).await;
     let again = store
-        .window_rows(Some(vec!["search".into()]), from, from + 86_400_000)
+        .observations(Some(vec!["search".into()]), from, from + 86_400_000)
         .await
         .expect("rows");
     assert_eq!(again, rows);

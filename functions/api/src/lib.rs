@@ -1,11 +1,14 @@
-//! The metrics API: `GET /v1/metrics/dora?service=S|team=T&from=..&to=..`.
+//! The metrics API: `GET /v1/metrics/dora?service=S|team=T&from=..&to=..&group_by=..` and
+//! `GET /v1/metrics/dora/series?interval=day|week|month&...`.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
-use em_core::config::Config;
+use em_core::config::{Config, ConfigurationStatus, FIGURES_CONFIG_KEY, REBUILD_KEY};
 use em_core::error::ApiError;
-use em_core::ports::{SecretSource, Store};
+use em_core::ports::{MetricsReader, SecretSource};
 use em_core::time::Millis;
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
+use em_metrics::query::{groups, Bucket, Group, GroupBy, Interval};
+use serde::Serialize;
 
 /// When `from` is not given, the window is the 30 days before `to`.
 pub const DEFAULT_WINDOW_DAYS: i64 = 30;
@@ -16,23 +19,47 @@ pub struct DoraQuery {
     pub team: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// `service`, `repository` or `environment` (the window endpoint).
+    pub group_by: Option<String>,
+    /// `day`, `week` or `month` (the series endpoint).
+    pub interval: Option<String>,
+}
+
+/// Which endpoint a query is for: each takes its own parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Window,
+    Series,
 }
 
 impl DoraQuery {
+    /// Parses a raw query string of the window endpoint.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        Self::parse_for(Endpoint::Window, raw)
+    }
+
     /// Parses a raw query string. Unknown or repeated parameters are errors, so a typo never silently widens
     /// the scope to every service.
-    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse_for(endpoint: Endpoint, raw: Option<&str>) -> Result<Self, ApiError> {
         let mut q = DoraQuery::default();
         for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-            let slot = match k.as_ref() {
-                "service" => &mut q.service,
-                "team" => &mut q.team,
-                "from" => &mut q.from,
-                "to" => &mut q.to,
-                other => {
+            let slot = match (k.as_ref(), endpoint) {
+                ("service", _) => &mut q.service,
+                ("team", _) => &mut q.team,
+                ("from", _) => &mut q.from,
+                ("to", _) => &mut q.to,
+                ("group_by", Endpoint::Window) => &mut q.group_by,
+                ("interval", Endpoint::Series) => &mut q.interval,
+                (other, Endpoint::Window) => {
                     return Err(ApiError::bad_parameter(
                         other,
-                        "unknown parameter (expected service, team, from, to)",
+                        "unknown parameter (expected service, team, from, to, group_by)",
+                    ))
+                }
+                (other, Endpoint::Series) => {
+                    return Err(ApiError::bad_parameter(
+                        other,
+                        "unknown parameter (expected interval, service, team, from, to)",
                     ))
                 }
             };
@@ -100,39 +127,141 @@ pub fn window(q: &DoraQuery, now: Millis) -> Result<Window, ApiError> {
     })
 }
 
-pub async fn dora<S: Store>(
-    store: &S,
+/// Most buckets one series answers (three years of days).
+pub const MAX_BUCKETS: usize = 1_100;
+
+/// The services a query's scope names (`None`: every service).
+fn services_in_scope(config: &Config, q: &DoraQuery) -> Result<Option<Vec<String>>, ApiError> {
+    match (&q.service, &q.team) {
+        (Some(_), Some(_)) => Err(ApiError::bad_parameter(
+            "team",
+            "give service or team, not both",
+        )),
+        (Some(s), None) => Ok(Some(vec![s.clone()])),
+        (None, Some(t)) if !config.has_team(t) => Err(ApiError::bad_parameter(
+            "team",
+            format!("no service in the configuration has team {t:?}"),
+        )),
+        (None, Some(t)) => Ok(Some(config.services_of_team(t))),
+        (None, None) => Ok(None),
+    }
+}
+
+async fn configuration<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+) -> Result<ConfigurationStatus, ApiError> {
+    let reflected = reader.read_meta(FIGURES_CONFIG_KEY.into()).await?;
+    let rebuild = match reflected.as_deref() == Some(config.fingerprint().as_str()) {
+        true => None,
+        false => reader.read_meta(REBUILD_KEY.into()).await?,
+    };
+    Ok(config.status(reflected.as_deref(), rebuild.as_deref()))
+}
+
+/// The answer of `GET /v1/metrics/dora`: the window's figures, each group's with `group_by`, and which
+/// configuration they reflect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowAnswer {
+    #[serde(flatten)]
+    pub report: DoraReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<GroupBy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Group>>,
+    pub configuration: ConfigurationStatus,
+}
+
+impl std::ops::Deref for WindowAnswer {
+    type Target = DoraReport;
+    fn deref(&self) -> &DoraReport {
+        &self.report
+    }
+}
+
+pub async fn dora<R: MetricsReader>(
+    reader: &R,
     config: &Config,
     q: DoraQuery,
     now: Millis,
-) -> Result<DoraReport, ApiError> {
+) -> Result<WindowAnswer, ApiError> {
     let window = window(&q, now)?;
-    let services = match (&q.service, &q.team) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_parameter(
-                "team",
-                "give service or team, not both",
-            ))
-        }
-        (Some(s), None) => Some(vec![s.clone()]),
-        (None, Some(t)) if !config.has_team(t) => {
-            return Err(ApiError::bad_parameter(
-                "team",
-                format!("no service in the configuration has team {t:?}"),
-            ))
-        }
-        (None, Some(t)) => Some(config.services_of_team(t)),
-        (None, None) => None,
+    let group_by = match &q.group_by {
+        None => None,
+        Some(g) => Some(GroupBy::parse(g).ok_or_else(|| {
+            ApiError::bad_parameter("group_by", "expected service, repository or environment")
+        })?),
     };
-    let rows = store.window_rows(services, window.from, window.to).await?;
-    Ok(compute(
+    let services = services_in_scope(config, &q)?;
+    let obs = reader
+        .observations(services, window.from, window.to)
+        .await?;
+    let groups = group_by.map(|by| groups(&obs, window.days(), by));
+    let report = compute(
         Scope {
             service: q.service,
             team: q.team,
         },
         &window,
-        rows,
-    ))
+        &obs,
+    );
+    Ok(WindowAnswer {
+        report,
+        group_by,
+        groups,
+        configuration: configuration(reader, config).await?,
+    })
+}
+
+/// The answer of `GET /v1/metrics/dora/series`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesAnswer {
+    pub scope: Scope,
+    pub from: String,
+    pub to: String,
+    pub interval: Interval,
+    pub buckets: Vec<Bucket>,
+    pub configuration: ConfigurationStatus,
+}
+
+pub async fn series<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    q: DoraQuery,
+    now: Millis,
+) -> Result<SeriesAnswer, ApiError> {
+    let interval = match &q.interval {
+        None => {
+            return Err(ApiError::bad_parameter(
+                "interval",
+                "is required: day, week or month",
+            ))
+        }
+        Some(i) => Interval::parse(i)
+            .ok_or_else(|| ApiError::bad_parameter("interval", "expected day, week or month"))?,
+    };
+    let window = window(&q, now)?;
+    if interval.count(window.from, window.to) > MAX_BUCKETS {
+        return Err(ApiError::bad_parameter(
+            "interval",
+            format!("the window has more than {MAX_BUCKETS} buckets of it: take a longer interval or a shorter window"),
+        ));
+    }
+    let services = services_in_scope(config, &q)?;
+    let obs = reader
+        .observations(services, window.from, window.to)
+        .await?;
+    Ok(SeriesAnswer {
+        scope: Scope {
+            service: q.service,
+            team: q.team,
+        },
+        from: window.from_text.clone(),
+        to: window.to_text.clone(),
+        interval,
+        buckets: em_metrics::query::series(&obs, window.from, window.to, interval),
+        configuration: configuration(reader, config).await?,
+    })
 }
 
 #[cfg(test)]
@@ -218,7 +347,7 @@ pub mod lambda {
 
     /// `tokens`: where the accepted API tokens are; `None` only where the network already restricts
     /// callers (an IAM-authorised route).
-    pub async fn handle<S: Store, T: SecretSource>(
+    pub async fn handle<S: MetricsReader, T: SecretSource>(
         store: &S,
         config: &Config,
         tokens: Option<&T>,
@@ -229,14 +358,17 @@ pub mod lambda {
             if let Some(t) = tokens {
                 authenticate(t, req.headers()).await?;
             }
-            let q = DoraQuery::parse(req.uri().query())?;
-            dora(store, config, q, now).await
+            let value = if req.uri().path().trim_end_matches('/').ends_with("/series") {
+                let q = DoraQuery::parse_for(Endpoint::Series, req.uri().query())?;
+                serde_json::to_value(series(store, config, q, now).await?)
+            } else {
+                let q = DoraQuery::parse(req.uri().query())?;
+                serde_json::to_value(dora(store, config, q, now).await?)
+            };
+            value.map_err(|e| ApiError::Unavailable(em_core::ports::PortError::invalid(e)))
         }
         .await;
-        let response = match result.and_then(|report| {
-            serde_json::to_value(&report)
-                .map_err(|e| ApiError::Unavailable(em_core::ports::PortError::invalid(e)))
-        }) {
+        let response = match result {
             Ok(report) => em_core::http::json_response(200, &report),
             Err(e) => {
                 if e.status() >= 500 {

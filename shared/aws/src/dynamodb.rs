@@ -25,7 +25,6 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
@@ -33,9 +32,10 @@ use crate::sdk_error;
 use em_core::domain::{
     Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
 };
-use em_core::ports::{FactSources, PortError, Store, StoredFacts};
-use em_core::rows::{Derived, WindowRows};
+use em_core::ports::{Cut, FactSources, MetricsReader, PortError, Store, StoredFacts};
+use em_core::rows::{blob, Linked, Observations};
 use em_core::time::Millis;
+use em_metrics::memory::MemoryLinks;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -44,7 +44,7 @@ const DAYS: &str = "#days";
 const SOURCES: &str = "src";
 const SERVICES: &str = "svc";
 const META: &str = "meta";
-/// Rows per day item: ~40 bytes a row keeps an item well under DynamoDB's 400 KB.
+/// Observations per day item: at most 29 bytes each keeps an item well under DynamoDB's 400 KB.
 const ROWS_PER_PART: usize = 8_000;
 /// TransactWriteItems takes at most 100 items and 4 MB.
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -104,94 +104,63 @@ where
 }
 
 /// The UTC day of an instant, as the sort key writes it.
-fn day_of(t: Millis) -> String {
+fn day_text(t: Millis) -> String {
     DateTime::<Utc>::from_timestamp_millis(t)
         .map(|d| d.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "0000-00-00".into())
 }
 
-/// One day's rows of a service, as a day item stores them: only what a DORA query reads, with the instants
-/// that place a row in a window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct DayRows {
-    /// Deployments: (time, failed, rework).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    d: Vec<(Millis, bool, bool)>,
-    /// Changes: (deployment time, lead time).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    c: Vec<(Millis, Millis)>,
-    /// Attributed incidents: (opened, resolution time while resolved).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    i: Vec<(Millis, Option<Millis>)>,
-}
-
-impl DayRows {
-    fn len(&self) -> usize {
-        self.d.len() + self.c.len() + self.i.len()
-    }
-}
-
-/// A service's derived rows, by day, each day split into parts that fit in an item.
-fn days_of(derived: &Derived) -> BTreeMap<String, Vec<String>> {
-    let mut days: BTreeMap<String, DayRows> = BTreeMap::new();
-    for d in &derived.deployments {
-        days.entry(day_of(d.time))
-            .or_default()
-            .d
-            .push((d.time, d.failed, d.rework));
-    }
-    for c in &derived.changes {
-        days.entry(day_of(c.deployment_time))
-            .or_default()
-            .c
-            .push((c.deployment_time, c.lead_time()));
-    }
-    for i in derived
-        .incidents
-        .iter()
-        .filter(|i| i.attributed_to.is_some())
-    {
-        days.entry(day_of(i.opened))
-            .or_default()
-            .i
-            .push((i.opened, i.resolved.map(|r| r - i.opened)));
-    }
-    days.into_iter()
-        .map(|(day, mut rows)| {
-            rows.d.sort_unstable();
-            rows.c.sort_unstable();
-            rows.i.sort_unstable();
-            let mut parts = Vec::new();
-            let mut part = DayRows::default();
-            for x in rows.d {
-                part.d.push(x);
-                flush(&mut parts, &mut part, false);
-            }
-            for x in rows.c {
-                part.c.push(x);
-                flush(&mut parts, &mut part, false);
-            }
-            for x in rows.i {
-                part.i.push(x);
-                flush(&mut parts, &mut part, false);
-            }
-            flush(&mut parts, &mut part, true);
-            (day, parts)
-        })
+/// A service's rows as observation blobs by day, each day split into parts that fit in an item.
+fn days_of(linked: &Linked) -> BTreeMap<String, Vec<Vec<u8>>> {
+    em_core::rows::days_of(linked)
+        .into_iter()
+        .map(|(day, obs)| (day_text(day * em_core::rows::DAY), split(obs)))
         .collect()
 }
 
-fn flush(parts: &mut Vec<String>, part: &mut DayRows, last: bool) {
-    if part.len() >= ROWS_PER_PART || (last && part.len() > 0) {
-        parts.push(serde_json::to_string(&std::mem::take(part)).unwrap_or_default());
+fn split(obs: Observations) -> Vec<Vec<u8>> {
+    let total = obs.deployments.len() + obs.changes.len() + obs.incidents.len();
+    if total <= ROWS_PER_PART {
+        return vec![blob::encode(&obs)];
     }
+    let mut parts = Vec::new();
+    let empty = || Observations {
+        origins: obs.origins.clone(),
+        ..Default::default()
+    };
+    let mut part = empty();
+    let full = |p: &Observations| {
+        p.deployments.len() + p.changes.len() + p.incidents.len() >= ROWS_PER_PART
+    };
+    for d in &obs.deployments {
+        part.deployments.push(*d);
+        if full(&part) {
+            parts.push(blob::encode(&std::mem::replace(&mut part, empty())));
+        }
+    }
+    for c in &obs.changes {
+        part.changes.push(*c);
+        if full(&part) {
+            parts.push(blob::encode(&std::mem::replace(&mut part, empty())));
+        }
+    }
+    for i in &obs.incidents {
+        part.incidents.push(*i);
+        if full(&part) {
+            parts.push(blob::encode(&std::mem::replace(&mut part, empty())));
+        }
+    }
+    if part.deployments.len() + part.changes.len() + part.incidents.len() > 0 {
+        parts.push(blob::encode(&part));
+    }
+    parts
 }
 
 /// The digest entry of a day: its part count and a hash of its content.
-fn digest(parts: &[String]) -> String {
+fn digest(parts: &[Vec<u8>]) -> String {
     let mut h = Sha256::new();
     for p in parts {
-        h.update(p.as_bytes());
+        h.update(p);
         h.update([0]);
     }
     format!("{}:{}", parts.len(), hex::encode(&h.finalize()[..12]))
@@ -365,10 +334,13 @@ impl DynamoStore {
         generation: &str,
         day: &str,
         part: usize,
-        rows: &str,
+        rows: &[u8],
     ) -> Item {
         let mut item = self.key(metric_pk(service), day_sk(generation, day, part));
-        item.insert("rows".into(), s(rows));
+        item.insert(
+            "rows".into(),
+            AttributeValue::B(aws_smithy_types::Blob::new(rows.to_vec())),
+        );
         item
     }
 
@@ -537,43 +509,36 @@ impl DynamoStore {
             .collect()
     }
 
-    async fn service_rows(
+    async fn service_observations(
         &self,
         service: String,
         from: Millis,
         to: Millis,
-    ) -> Result<WindowRows, PortError> {
-        let mut rows = WindowRows::default();
+    ) -> Result<Observations, PortError> {
+        let mut out = Observations::default();
         let Some(head) = self.head(&service).await? else {
-            return Ok(rows);
+            return Ok(out);
         };
         let g = &head.generation;
         let items = self
             .query_all(
                 metric_pk(&service),
                 Some((
-                    format!("d#{g}#{}", day_of(from)),
-                    format!("d#{g}#{}#~", day_of(to - 1)),
+                    format!("d#{g}#{}", day_text(from)),
+                    format!("d#{g}#{}#~", day_text(to - 1)),
                 )),
                 true,
             )
             .await?;
-        let inside = |t: Millis| t >= from && t < to;
         for item in items {
-            let day: DayRows =
-                serde_json::from_str(&get_s(&item, "rows")?).map_err(PortError::invalid)?;
-            rows.deployments.extend(
-                day.d
-                    .into_iter()
-                    .filter(|x| inside(x.0))
-                    .map(|(_, failed, rework)| (failed, rework)),
-            );
-            rows.lead_times
-                .extend(day.c.into_iter().filter(|x| inside(x.0)).map(|x| x.1));
-            rows.recoveries
-                .extend(day.i.into_iter().filter(|x| inside(x.0)).map(|x| x.1));
+            let bytes = item
+                .get("rows")
+                .and_then(|v| v.as_b().ok())
+                .ok_or_else(|| PortError::invalid("day item without binary rows"))?;
+            let obs = blob::decode(bytes.as_ref(), &service).map_err(PortError::invalid)?;
+            out.extend_within(obs, from, to);
         }
-        Ok(rows)
+        Ok(out)
     }
 
     fn head_update(
@@ -666,6 +631,23 @@ impl DynamoStore {
 }
 
 impl Store for DynamoStore {
+    type Links<'a> = MemoryLinks;
+
+    /// Link state is not kept here yet: each re-link loads the service's facts and links them whole.
+    fn incremental(&self) -> bool {
+        false
+    }
+
+    async fn links(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> Result<MemoryLinks, PortError> {
+        Ok(MemoryLinks::from_stored(
+            self.load_facts(repositories, incident_services).await?,
+        ))
+    }
+
     async fn put_facts(&self, facts: Vec<Fact>) -> Result<(), PortError> {
         let mut puts = Vec::with_capacity(facts.len());
         for f in &facts {
@@ -777,31 +759,24 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn derived_version(&self, service: String) -> Result<u64, PortError> {
+    async fn rows_version(&self, service: String) -> Result<u64, PortError> {
         Ok(self.head(&service).await?.map_or(0, |h| h.version))
     }
 
-    async fn replace_derived(&self, service: String, derived: Derived) -> Result<(), PortError> {
-        for _ in 0..8 {
-            let version = self.derived_version(service.clone()).await?;
-            if self
-                .replace_derived_if(service.clone(), derived.clone(), version)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(PortError::conflict(format!(
-            "metric rows of {service} kept changing"
-        )))
-    }
-
-    async fn replace_derived_if(
+    /// Every re-link here is whole (`cut` is [`Cut::All`]): the day items whose content changed are
+    /// rewritten, the others left alone.
+    async fn replace_rows(
         &self,
         service: String,
-        derived: Derived,
+        cut: Cut,
+        derived: Linked,
         expected: u64,
     ) -> Result<bool, PortError> {
+        if cut != Cut::All {
+            return Err(PortError::invalid(
+                "the DynamoDB store keeps no link state: re-link whole",
+            ));
+        }
         let head = self.head(&service).await?;
         if head.as_ref().map_or(0, |h| h.version) != expected {
             return Ok(false);
@@ -890,7 +865,7 @@ impl Store for DynamoStore {
         Ok(switched)
     }
 
-    async fn retain_derived(&self, keep: Vec<String>) -> Result<(), PortError> {
+    async fn retain_rows(&self, keep: Vec<String>) -> Result<(), PortError> {
         let keep: HashSet<String> = keep.into_iter().collect();
         for service in self.services().await? {
             if keep.contains(&service) {
@@ -910,39 +885,6 @@ impl Store for DynamoStore {
             self.delete_keys(SERVICES, vec![service]).await?;
         }
         Ok(())
-    }
-
-    async fn window_rows(
-        &self,
-        services: Option<Vec<String>>,
-        from: Millis,
-        to: Millis,
-    ) -> Result<WindowRows, PortError> {
-        if from >= to {
-            return Ok(WindowRows::default());
-        }
-        let services = match services {
-            Some(s) => s,
-            None => self.services().await?,
-        };
-        let mut tasks = JoinSet::new();
-        for (i, service) in services.into_iter().enumerate() {
-            let store = self.clone();
-            tasks.spawn(async move { (i, store.service_rows(service, from, to).await) });
-        }
-        let mut parts = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            let (i, rows) = r.map_err(PortError::transient)?;
-            parts.push((i, rows?));
-        }
-        parts.sort_by_key(|p| p.0);
-        let mut rows = WindowRows::default();
-        for (_, p) in parts {
-            rows.deployments.extend(p.deployments);
-            rows.lead_times.extend(p.lead_times);
-            rows.recoveries.extend(p.recoveries);
-        }
-        Ok(rows)
     }
 
     async fn get_meta(&self, key: String) -> Result<Option<String>, PortError> {
@@ -965,60 +907,84 @@ impl Store for DynamoStore {
     }
 }
 
+impl MetricsReader for DynamoStore {
+    async fn observations(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Observations, PortError> {
+        if from >= to {
+            return Ok(Observations::default());
+        }
+        let services = match services {
+            Some(s) => s,
+            None => self.services().await?,
+        };
+        let mut tasks = JoinSet::new();
+        for (i, service) in services.into_iter().enumerate() {
+            let store = self.clone();
+            tasks.spawn(async move { (i, store.service_observations(service, from, to).await) });
+        }
+        let mut parts = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            let (i, rows) = r.map_err(PortError::transient)?;
+            parts.push((i, rows?));
+        }
+        parts.sort_by_key(|p| p.0);
+        let mut out = Observations::default();
+        for (_, p) in parts {
+            out.extend_within(p, from, to);
+        }
+        Ok(out)
+    }
+
+    async fn read_meta(&self, key: String) -> Result<Option<String>, PortError> {
+        Store::get_meta(self, key).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use em_core::rows::{DerivedChange, DerivedDeployment, DerivedIncident};
+    use em_core::rows::{ChangeRow, DeploymentRow, DAY};
 
     #[test]
-    fn rows_fall_on_their_utc_day_and_split_into_parts() {
-        let day = 86_400_000;
-        let derived = Derived {
-            deployments: vec![DerivedDeployment {
+    fn days_split_into_parts_that_fit_an_item() {
+        let change = |i: i64| ChangeRow {
+            sha: format!("{i}"),
+            repo: "r".into(),
+            environment: "production".into(),
+            deployment_key: "k".into(),
+            deployment_time: 2 * DAY + i,
+            commit_time: 2 * DAY,
+        };
+        let linked = Linked {
+            deployments: vec![DeploymentRow {
                 key: "k".into(),
-                time: day + 5,
+                repo: "r".into(),
+                environment: "production".into(),
+                time: DAY + 5,
                 sha: "a".into(),
+                frontier: None,
                 failed: true,
                 rework: false,
             }],
-            changes: (0..(ROWS_PER_PART as i64 + 1))
-                .map(|i| DerivedChange {
-                    deployment_key: "k".into(),
-                    deployment_time: 2 * day + i,
-                    sha: format!("{i}"),
-                    commit_time: 2 * day,
-                })
-                .collect(),
-            incidents: vec![
-                DerivedIncident {
-                    id: "1".into(),
-                    opened: day - 1,
-                    resolved: Some(day + 9),
-                    attributed_to: Some("k".into()),
-                },
-                DerivedIncident {
-                    id: "2".into(),
-                    opened: day - 1,
-                    resolved: None,
-                    attributed_to: None,
-                },
-            ],
+            changes: (0..(ROWS_PER_PART as i64 + 1)).map(change).collect(),
+            incidents: vec![],
         };
-        let days = days_of(&derived);
+        let days = days_of(&linked);
         assert_eq!(
             days.keys().collect::<Vec<_>>(),
-            ["1970-01-01", "1970-01-02", "1970-01-03"]
-        );
-        assert_eq!(
-            days["1970-01-01"],
-            vec![r#"{"i":[[86399999,10]]}"#.to_string()]
-        );
-        assert_eq!(
-            days["1970-01-02"],
-            vec![r#"{"d":[[86400005,true,false]]}"#.to_string()]
+            ["1970-01-02", "1970-01-03"]
         );
         assert_eq!(days["1970-01-03"].len(), 2);
+        assert!(days["1970-01-03"].iter().all(|p| p.len() < 400_000));
+        let back: usize = days["1970-01-03"]
+            .iter()
+            .map(|p| blob::decode(p, "s").unwrap().changes.len())
+            .sum();
+        assert_eq!(back, ROWS_PER_PART + 1);
         assert_eq!(part_count(&digest(&days["1970-01-03"])), 2);
-        assert_ne!(digest(&days["1970-01-01"]), digest(&days["1970-01-02"]));
     }
 }

@@ -242,6 +242,52 @@ pub fn duration_from_env(var: &str) -> Result<Option<std::time::Duration>, Confi
     }
 }
 
+/// The meta key of the configuration fingerprint the stored rows reflect, once every service was
+/// re-linked under it.
+pub const FIGURES_CONFIG_KEY: &str = "figures_config";
+/// The meta key of the re-link a configuration change queued.
+pub const REBUILD_KEY: &str = "rebuild";
+
+/// The re-link a configuration change queued: its target fingerprint and the services still to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Rebuild {
+    pub target: String,
+    pub pending: Vec<String>,
+}
+
+/// Which configuration the figures reflect: the one in force, or (while a change is applied in steps)
+/// the previous one for the services still pending.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigurationStatus {
+    /// The fingerprint of the configuration in force.
+    pub fingerprint: String,
+    /// Whether every figure reflects it.
+    pub current: bool,
+    /// Services not yet re-linked under it; `null` when the change has not been picked up yet.
+    pub services_pending: Option<usize>,
+}
+
+impl Config {
+    /// What the stored meta records (`FIGURES_CONFIG_KEY`, `REBUILD_KEY`) say about the figures.
+    pub fn status(&self, reflected: Option<&str>, rebuild: Option<&str>) -> ConfigurationStatus {
+        let fingerprint = self.fingerprint();
+        let current = reflected == Some(fingerprint.as_str());
+        let pending = if current {
+            Some(0)
+        } else {
+            rebuild
+                .and_then(|r| serde_json::from_str::<Rebuild>(r).ok())
+                .filter(|r| r.target == fingerprint)
+                .map(|r| r.pending.len())
+        };
+        ConfigurationStatus {
+            fingerprint,
+            current,
+            services_pending: pending,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

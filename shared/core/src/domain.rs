@@ -155,3 +155,8 @@ pub const NULL_SHA: &str = "0000000000000000000000000000000000000000";
 pub fn is_null_sha(sha: &str) -> bool {
     !sha.is_empty() && sha.bytes().all(|b| b == b'0')
 }
+
+/// Whether two shas name the same commit: equal, or one a prefix of the other (GitLab's `short_sha`).
+pub fn same_sha(a: &str, b: &str) -> bool {
+    !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
+}

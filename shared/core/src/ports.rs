@@ -8,7 +8,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use crate::domain::{Deployment, Fact, IncidentEvent, Push};
-use crate::rows::{Derived, WindowRows};
+use crate::rows::{DeploymentRow, IncidentRow, Linked, Observations};
 use crate::time::Millis;
 
 /// What kind of failure a port met, which decides what the caller does about it.
@@ -269,8 +269,137 @@ pub struct FactSources {
     pub incident_services: Vec<String>,
 }
 
-/// Facts and the metric tables derived from them.
+/// A commit of a repository's default branch as the change walk reads it: the parent is the one the first
+/// push (ordered by `before`, `after`) that lists it gives, so it does not depend on arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRow {
+    pub sha: String,
+    pub parent: String,
+    pub time: Millis,
+    pub message: String,
+}
+
+/// What linking reads: the facts and the link state (the rows linked so far) of one service. Each query is
+/// bounded by what a delivery changes (a commit, a sha, the rows after a cut), never by the service's history.
+///
+/// A store that keeps no link state answers the row queries with nothing ([`Links::keeps_rows`] is false)
+/// and is re-linked whole.
+pub trait Links: Send + Sync {
+    /// Whether the row queries below answer from stored rows (incremental re-linking is possible).
+    fn keeps_rows(&self) -> bool;
+
+    fn commit(
+        &self,
+        repo: &str,
+        sha: &str,
+    ) -> impl Future<Output = Result<Option<CommitRow>, PortError>> + Send;
+
+    /// The one known commit whose sha starts with `prefix`; `None` when none or several do.
+    fn resolve_prefix(
+        &self,
+        repo: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+
+    /// Successful deployments of `repos` at or after `from` (all of them when `None`).
+    fn deployments_since(
+        &self,
+        repos: &[String],
+        from: Option<Millis>,
+    ) -> impl Future<Output = Result<Vec<Deployment>, PortError>> + Send;
+
+    /// Incidents of `aliases` with a trigger at or after `from` (all when `None`).
+    fn incident_ids_since(
+        &self,
+        aliases: &[String],
+        from: Option<Millis>,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+
+    /// Every state change of the incidents `ids` of `aliases`.
+    fn incident_events(
+        &self,
+        aliases: &[String],
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<IncidentEvent>, PortError>> + Send;
+
+    /// The latest `n` deployment rows strictly before `(time, key)`, latest first.
+    fn deployment_rows_before(
+        &self,
+        service: &str,
+        time: Millis,
+        key: &str,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<DeploymentRow>, PortError>> + Send;
+
+    /// Whether a deployment row strictly before `(time, key)` deployed `sha` (or a prefix of it, or a sha
+    /// it is a prefix of).
+    fn deployed_before(
+        &self,
+        service: &str,
+        sha: &str,
+        time: Millis,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// When the deployment that shipped `sha` went out, if one did.
+    fn shipped_at(
+        &self,
+        service: &str,
+        sha: &str,
+    ) -> impl Future<Output = Result<Option<Millis>, PortError>> + Send;
+
+    /// The earliest deployment row whose frontier is one of `shas` (or a prefix of one).
+    fn waiting_on(
+        &self,
+        service: &str,
+        shas: &[String],
+    ) -> impl Future<Output = Result<Option<DeploymentRow>, PortError>> + Send;
+
+    /// The stored rows of the incidents `ids`.
+    fn incident_rows(
+        &self,
+        service: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<IncidentRow>, PortError>> + Send;
+
+    /// Attributed incidents opened before `at` and not resolved by then.
+    fn incidents_open_at(
+        &self,
+        service: &str,
+        at: Millis,
+    ) -> impl Future<Output = Result<Vec<IncidentRow>, PortError>> + Send;
+}
+
+/// Where re-linking starts: everything, or the rows at or after an instant (deployments by time, changes by
+/// their deployment's time, incidents by opening).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    All,
+    From(Millis),
+}
+
+impl Cut {
+    pub fn min(self, other: Cut) -> Cut {
+        match (self, other) {
+            (Cut::From(a), Cut::From(b)) => Cut::From(a.min(b)),
+            _ => Cut::All,
+        }
+    }
+
+    pub fn from(self) -> Option<Millis> {
+        match self {
+            Cut::All => None,
+            Cut::From(t) => Some(t),
+        }
+    }
+}
+
+/// What the aggregator writes: facts, and each service's linked rows with the day observations they make.
 pub trait Store: Send + Sync + 'static {
+    type Links<'a>: Links
+    where
+        Self: 'a;
+
     /// Stores facts idempotently: storing the same fact twice changes nothing.
     fn put_facts(&self, facts: Vec<Fact>) -> impl Future<Output = Result<(), PortError>> + Send;
 
@@ -282,47 +411,35 @@ pub trait Store: Send + Sync + 'static {
 
     fn fact_sources(&self) -> impl Future<Output = Result<FactSources, PortError>> + Send;
 
-    /// Replaces a service's metric rows with `derived`, atomically.
-    fn replace_derived(
-        &self,
-        service: String,
-        derived: Derived,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
-
-    /// The version of a service's metric rows, read before its facts are loaded for a recompute, so that
-    /// [`Store::replace_derived_if`] can refuse to overwrite rows that a concurrent recompute (which may have
-    /// seen more facts) wrote meanwhile. Stores with a single writer need not track it.
-    fn derived_version(
-        &self,
-        _service: String,
-    ) -> impl Future<Output = Result<u64, PortError>> + Send {
-        std::future::ready(Ok(0))
+    /// Whether the store keeps link state, so a re-link can start at a cut; otherwise every re-link is
+    /// whole, from facts [`Store::links`] loads.
+    fn incremental(&self) -> bool {
+        true
     }
 
-    /// Replaces a service's metric rows if their version is still `expected`; `false` when it is not (the
-    /// caller recomputes from fresh facts).
-    fn replace_derived_if(
+    /// What linking reads for one service.
+    fn links(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> impl Future<Output = Result<Self::Links<'_>, PortError>> + Send;
+
+    /// The version of a service's rows, read before linking, so that [`Store::replace_rows`] can refuse to
+    /// overwrite rows that a concurrent writer (which may have seen more facts) changed meanwhile.
+    fn rows_version(&self, service: String) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// Replaces a service's rows at or after `cut` with `rows` (writing only those that changed) and its day
+    /// observations accordingly, if the rows' version is still `expected`; `false` when it is not.
+    fn replace_rows(
         &self,
         service: String,
-        derived: Derived,
-        _expected: u64,
-    ) -> impl Future<Output = Result<bool, PortError>> + Send {
-        async move { self.replace_derived(service, derived).await.map(|()| true) }
-    }
+        cut: Cut,
+        rows: Linked,
+        expected: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
-    /// Drops every service's metric rows but those of `keep` (after a configuration change).
-    fn retain_derived(
-        &self,
-        keep: Vec<String>,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
-
-    /// The metric rows of `services` (every service when `None`) in `[from, to)`.
-    fn window_rows(
-        &self,
-        services: Option<Vec<String>>,
-        from: Millis,
-        to: Millis,
-    ) -> impl Future<Output = Result<WindowRows, PortError>> + Send;
+    /// Drops every service's rows but those of `keep` (after a configuration change).
+    fn retain_rows(&self, keep: Vec<String>) -> impl Future<Output = Result<(), PortError>> + Send;
 
     fn get_meta(
         &self,
@@ -334,6 +451,22 @@ pub trait Store: Send + Sync + 'static {
         key: String,
         value: String,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// What the API reads: observations, never the facts or link state behind them.
+pub trait MetricsReader: Send + Sync + 'static {
+    /// The observations of `services` (every service when `None`) in `[from, to)`.
+    fn observations(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Observations, PortError>> + Send;
+
+    fn read_meta(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
 }
 
 #[cfg(test)]

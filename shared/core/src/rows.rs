@@ -1,55 +1,607 @@
-//! The metric rows a store keeps per service: what linking derives from the facts, and what a window
-//! query reads back. The stores and the metrics share these shapes; the metrics compute them.
+//! What linking produces and what queries read.
+//!
+//! Linking a service's facts gives one row per deployment, shipped change and incident ([`Linked`]): the
+//! aggregator keeps them as its link state and re-links only the rows after a cut. Queries read a narrower
+//! shape, [`Observations`]: per service and UTC day, the instants, flags and durations metrics summarise,
+//! each tagged with where it comes from (repository and environment), kept as one compact blob per day.
+
+use std::collections::BTreeMap;
 
 use crate::time::Millis;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct DerivedDeployment {
+pub const DAY: Millis = 86_400_000;
+
+/// A production deployment as linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentRow {
+    /// `provider/repo/deployment id`: unique across the service.
     pub key: String,
+    pub repo: String,
+    pub environment: String,
     pub time: Millis,
     /// The deployed sha, resolved to the full sha where a short one (GitLab) matches a known commit.
     pub sha: String,
+    /// The commit its change walk could not reach because no push has described it yet: a push that brings
+    /// it changes what this deployment shipped.
+    pub frontier: Option<String>,
     /// Had an incident attributed to it, or was rolled back.
     pub failed: bool,
     pub rework: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct DerivedChange {
+/// A commit shipped to production by the first deployment that reached it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub sha: String,
+    pub repo: String,
+    pub environment: String,
     pub deployment_key: String,
     pub deployment_time: Millis,
-    pub sha: String,
     pub commit_time: Millis,
 }
 
-impl DerivedChange {
+impl ChangeRow {
     pub fn lead_time(&self) -> Millis {
         self.deployment_time - self.commit_time
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct DerivedIncident {
+/// An incident, folded from its state changes, with the deployment it is attributed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRow {
     pub id: String,
     pub opened: Millis,
+    pub acknowledged: Option<Millis>,
     pub resolved: Option<Millis>,
-    pub attributed_to: Option<String>,
+    /// The attributed deployment's key, repository and environment.
+    pub attributed_to: Option<Attribution>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Derived {
-    pub deployments: Vec<DerivedDeployment>,
-    pub changes: Vec<DerivedChange>,
-    pub incidents: Vec<DerivedIncident>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub deployment_key: String,
+    pub repo: String,
+    pub environment: String,
 }
 
-/// The linked rows of the services in scope, already restricted to the window by the store.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WindowRows {
-    /// Deployments with time in the window: (failed, rework).
-    pub deployments: Vec<(bool, bool)>,
-    /// Lead times (ms) of the changes shipped by those deployments, zero and negative ones included.
-    pub lead_times: Vec<Millis>,
-    /// Attributed incidents opened in the window: their resolution time minus opening time, `None` while open.
-    pub recoveries: Vec<Option<Millis>>,
+/// One service's linked rows (all of them, or those after a cut).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Linked {
+    pub deployments: Vec<DeploymentRow>,
+    pub changes: Vec<ChangeRow>,
+    pub incidents: Vec<IncidentRow>,
+}
+
+impl Linked {
+    /// Rows in a canonical order, so two linkings compare equal whatever order they were produced in.
+    pub fn sorted(mut self) -> Self {
+        self.deployments
+            .sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
+        self.changes.sort_by(|a, b| a.sha.cmp(&b.sha));
+        self.incidents.sort_by(|a, b| a.id.cmp(&b.id));
+        self
+    }
+
+    /// The UTC days (days since the epoch) whose observations these rows make up.
+    pub fn days(&self) -> std::collections::BTreeSet<i64> {
+        self.deployments
+            .iter()
+            .map(|d| day_of(d.time))
+            .chain(self.changes.iter().map(|c| day_of(c.deployment_time)))
+            .chain(self.incidents.iter().map(|i| day_of(i.opened)))
+            .collect()
+    }
+}
+
+/// Days since the epoch of an instant (UTC).
+pub fn day_of(t: Millis) -> i64 {
+    t.div_euclid(DAY)
+}
+
+/// Where an observation comes from: a service's repository and environment. Incidents not attributed to a
+/// deployment have empty ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    pub service: String,
+    pub repo: String,
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeploymentObs {
+    pub origin: u32,
+    pub time: Millis,
+    pub failed: bool,
+    pub rework: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChangeObs {
+    pub origin: u32,
+    /// When it was deployed: what places it in a window.
+    pub time: Millis,
+    /// Deployment time minus commit time; zero and negative ones are kept (the metric decides).
+    pub lead: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IncidentObs {
+    pub origin: u32,
+    pub opened: Millis,
+    pub acknowledged: Option<Millis>,
+    /// Resolution minus opening, while resolved.
+    pub recovery: Option<Millis>,
+    pub attributed: bool,
+}
+
+/// What queries read: observations of any number of services and days, with the origins they refer to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observations {
+    pub origins: Vec<Origin>,
+    pub deployments: Vec<DeploymentObs>,
+    pub changes: Vec<ChangeObs>,
+    pub incidents: Vec<IncidentObs>,
+}
+
+impl Observations {
+    fn origin_index(&mut self, index: &mut BTreeMap<Origin, u32>, o: Origin) -> u32 {
+        *index.entry(o.clone()).or_insert_with(|| {
+            self.origins.push(o);
+            (self.origins.len() - 1) as u32
+        })
+    }
+
+    /// Appends `other`'s observations inside `[from, to)`, re-numbering its origins.
+    pub fn extend_within(&mut self, other: Observations, from: Millis, to: Millis) {
+        let mut index: BTreeMap<Origin, u32> = self
+            .origins
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.clone(), i as u32))
+            .collect();
+        let map: Vec<u32> = other
+            .origins
+            .into_iter()
+            .map(|o| self.origin_index(&mut index, o))
+            .collect();
+        let inside = |t: Millis| from <= t && t < to;
+        let at = |i: u32| map.get(i as usize).copied().unwrap_or(0);
+        self.deployments.extend(
+            other
+                .deployments
+                .into_iter()
+                .filter(|d| inside(d.time))
+                .map(|d| DeploymentObs {
+                    origin: at(d.origin),
+                    ..d
+                }),
+        );
+        self.changes.extend(
+            other
+                .changes
+                .into_iter()
+                .filter(|c| inside(c.time))
+                .map(|c| ChangeObs {
+                    origin: at(c.origin),
+                    ..c
+                }),
+        );
+        self.incidents.extend(
+            other
+                .incidents
+                .into_iter()
+                .filter(|i| inside(i.opened))
+                .map(|i| IncidentObs {
+                    origin: at(i.origin),
+                    ..i
+                }),
+        );
+    }
+
+    /// The observations whose origin satisfies `keep`.
+    pub fn filter(&self, keep: impl Fn(&Origin) -> bool) -> Observations {
+        let kept: Vec<bool> = self.origins.iter().map(&keep).collect();
+        let ok = |i: u32| kept.get(i as usize).copied().unwrap_or(false);
+        Observations {
+            origins: self.origins.clone(),
+            deployments: self
+                .deployments
+                .iter()
+                .filter(|d| ok(d.origin))
+                .copied()
+                .collect(),
+            changes: self
+                .changes
+                .iter()
+                .filter(|c| ok(c.origin))
+                .copied()
+                .collect(),
+            incidents: self
+                .incidents
+                .iter()
+                .filter(|i| ok(i.origin))
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// The observations inside `[from, to)`.
+    pub fn within(&self, from: Millis, to: Millis) -> Observations {
+        let mut out = Observations {
+            origins: self.origins.clone(),
+            ..Default::default()
+        };
+        let inside = |t: Millis| from <= t && t < to;
+        out.deployments = self
+            .deployments
+            .iter()
+            .filter(|d| inside(d.time))
+            .copied()
+            .collect();
+        out.changes = self
+            .changes
+            .iter()
+            .filter(|c| inside(c.time))
+            .copied()
+            .collect();
+        out.incidents = self
+            .incidents
+            .iter()
+            .filter(|i| inside(i.opened))
+            .copied()
+            .collect();
+        out
+    }
+
+    /// Sorts every list, so that equal sets compare equal.
+    pub fn sorted(mut self) -> Self {
+        self.deployments.sort_unstable();
+        self.changes.sort_unstable();
+        self.incidents.sort_unstable();
+        self
+    }
+}
+
+/// One service's linked rows as observations by UTC day, origins without the service (it is implied).
+pub fn days_of(linked: &Linked) -> BTreeMap<i64, Observations> {
+    let mut out: BTreeMap<i64, (BTreeMap<Origin, u32>, Observations)> = BTreeMap::new();
+    let mut add_origin = |day: i64, repo: &str, env: &str| -> (i64, u32) {
+        let (index, obs) = out.entry(day).or_default();
+        let o = Origin {
+            service: String::new(),
+            repo: repo.to_string(),
+            environment: env.to_string(),
+        };
+        (day, obs.origin_index(index, o))
+    };
+    let mut deployments = Vec::new();
+    for d in &linked.deployments {
+        let (day, origin) = add_origin(day_of(d.time), &d.repo, &d.environment);
+        deployments.push((
+            day,
+            DeploymentObs {
+                origin,
+                time: d.time,
+                failed: d.failed,
+                rework: d.rework,
+            },
+        ));
+    }
+    let mut changes = Vec::new();
+    for c in &linked.changes {
+        let (day, origin) = add_origin(day_of(c.deployment_time), &c.repo, &c.environment);
+        changes.push((
+            day,
+            ChangeObs {
+                origin,
+                time: c.deployment_time,
+                lead: c.lead_time(),
+            },
+        ));
+    }
+    let mut incidents = Vec::new();
+    for i in &linked.incidents {
+        let (repo, env) = i
+            .attributed_to
+            .as_ref()
+            .map_or(("", ""), |a| (a.repo.as_str(), a.environment.as_str()));
+        let (day, origin) = add_origin(day_of(i.opened), repo, env);
+        incidents.push((
+            day,
+            IncidentObs {
+                origin,
+                opened: i.opened,
+                acknowledged: i.acknowledged,
+                recovery: i.resolved.map(|r| r - i.opened),
+                attributed: i.attributed_to.is_some(),
+            },
+        ));
+    }
+    for (day, d) in deployments {
+        if let Some((_, o)) = out.get_mut(&day) {
+            o.deployments.push(d);
+        }
+    }
+    for (day, c) in changes {
+        if let Some((_, o)) = out.get_mut(&day) {
+            o.changes.push(c);
+        }
+    }
+    for (day, i) in incidents {
+        if let Some((_, o)) = out.get_mut(&day) {
+            o.incidents.push(i);
+        }
+    }
+    out.into_iter().map(|(d, (_, o))| (d, o.sorted())).collect()
+}
+
+/// The day blob: a compact binary form of one service-day's observations, so a year's query decodes a few
+/// hundred blobs rather than tens of thousands of rows. Little-endian; version byte first.
+pub mod blob {
+    use super::*;
+
+    const VERSION: u8 = 1;
+    const NONE: i64 = i64::MIN;
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        let b = s.as_bytes();
+        let n = b.len().min(u16::MAX as usize);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        out.extend_from_slice(&b[..n]);
+    }
+
+    fn put_opt(out: &mut Vec<u8>, v: Option<Millis>) {
+        out.extend_from_slice(&v.unwrap_or(NONE).to_le_bytes());
+    }
+
+    pub fn encode(o: &Observations) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            16 + o.origins.len() * 48
+                + o.deployments.len() * 13
+                + o.changes.len() * 20
+                + o.incidents.len() * 29,
+        );
+        out.push(VERSION);
+        out.extend_from_slice(&(o.origins.len() as u32).to_le_bytes());
+        for origin in &o.origins {
+            put_str(&mut out, &origin.repo);
+            put_str(&mut out, &origin.environment);
+        }
+        out.extend_from_slice(&(o.deployments.len() as u32).to_le_bytes());
+        for d in &o.deployments {
+            out.extend_from_slice(&d.origin.to_le_bytes());
+            out.extend_from_slice(&d.time.to_le_bytes());
+            out.push(u8::from(d.failed) | (u8::from(d.rework) << 1));
+        }
+        out.extend_from_slice(&(o.changes.len() as u32).to_le_bytes());
+        for c in &o.changes {
+            out.extend_from_slice(&c.origin.to_le_bytes());
+            out.extend_from_slice(&c.time.to_le_bytes());
+            out.extend_from_slice(&c.lead.to_le_bytes());
+        }
+        out.extend_from_slice(&(o.incidents.len() as u32).to_le_bytes());
+        for i in &o.incidents {
+            out.extend_from_slice(&i.origin.to_le_bytes());
+            out.extend_from_slice(&i.opened.to_le_bytes());
+            put_opt(&mut out, i.acknowledged);
+            put_opt(&mut out, i.recovery);
+            out.push(u8::from(i.attributed));
+        }
+        out
+    }
+
+    struct Reader<'a> {
+        b: &'a [u8],
+    }
+
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+            if self.b.len() < n {
+                return Err("truncated observation blob".into());
+            }
+            let (h, t) = self.b.split_at(n);
+            self.b = t;
+            Ok(h)
+        }
+        fn u8(&mut self) -> Result<u8, String> {
+            Ok(self.take(1)?[0])
+        }
+        fn u16(&mut self) -> Result<u16, String> {
+            let b = self.take(2)?;
+            Ok(u16::from_le_bytes([b[0], b[1]]))
+        }
+        fn u32(&mut self) -> Result<u32, String> {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(self.take(4)?);
+            Ok(u32::from_le_bytes(a))
+        }
+        fn i64(&mut self) -> Result<i64, String> {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(self.take(8)?);
+            Ok(i64::from_le_bytes(a))
+        }
+        fn opt(&mut self) -> Result<Option<i64>, String> {
+            Ok(Some(self.i64()?).filter(|&v| v != NONE))
+        }
+        fn str(&mut self) -> Result<String, String> {
+            let n = self.u16()? as usize;
+            String::from_utf8(self.take(n)?.to_vec()).map_err(|e| e.to_string())
+        }
+        /// A count, checked against what is left so a corrupt blob cannot ask for a huge allocation.
+        fn count(&mut self, min_size: usize) -> Result<usize, String> {
+            let n = self.u32()? as usize;
+            if n.saturating_mul(min_size) > self.b.len() {
+                return Err("observation blob count exceeds its length".into());
+            }
+            Ok(n)
+        }
+    }
+
+    /// Decodes a blob, naming its origins' service `service`.
+    pub fn decode(bytes: &[u8], service: &str) -> Result<Observations, String> {
+        let mut r = Reader { b: bytes };
+        let v = r.u8()?;
+        if v != VERSION {
+            return Err(format!("observation blob version {v} is not {VERSION}"));
+        }
+        let mut o = Observations::default();
+        for _ in 0..r.count(4)? {
+            let repo = r.str()?;
+            let environment = r.str()?;
+            o.origins.push(Origin {
+                service: service.to_string(),
+                repo,
+                environment,
+            });
+        }
+        let n = o.origins.len() as u32;
+        let origin = |r: &mut Reader| -> Result<u32, String> {
+            let i = r.u32()?;
+            if i >= n {
+                return Err("observation blob names an origin it lacks".into());
+            }
+            Ok(i)
+        };
+        for _ in 0..r.count(13)? {
+            let origin = origin(&mut r)?;
+            let time = r.i64()?;
+            let flags = r.u8()?;
+            o.deployments.push(DeploymentObs {
+                origin,
+                time,
+                failed: flags & 1 != 0,
+                rework: flags & 2 != 0,
+            });
+        }
+        for _ in 0..r.count(20)? {
+            let origin = origin(&mut r)?;
+            let time = r.i64()?;
+            let lead = r.i64()?;
+            o.changes.push(ChangeObs { origin, time, lead });
+        }
+        for _ in 0..r.count(29)? {
+            let origin = origin(&mut r)?;
+            let opened = r.i64()?;
+            let acknowledged = r.opt()?;
+            let recovery = r.opt()?;
+            let attributed = r.u8()? != 0;
+            o.incidents.push(IncidentObs {
+                origin,
+                opened,
+                acknowledged,
+                recovery,
+                attributed,
+            });
+        }
+        if !r.b.is_empty() {
+            return Err("trailing bytes after the observation blob".into());
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linked() -> Linked {
+        Linked {
+            deployments: vec![DeploymentRow {
+                key: "k".into(),
+                repo: "acme/app".into(),
+                environment: "production".into(),
+                time: DAY + 5,
+                sha: "a".into(),
+                frontier: None,
+                failed: true,
+                rework: false,
+            }],
+            changes: vec![ChangeRow {
+                sha: "a".into(),
+                repo: "acme/app".into(),
+                environment: "production".into(),
+                deployment_key: "k".into(),
+                deployment_time: DAY + 5,
+                commit_time: 5,
+            }],
+            incidents: vec![
+                IncidentRow {
+                    id: "1".into(),
+                    opened: DAY - 1,
+                    acknowledged: Some(DAY + 1),
+                    resolved: Some(DAY + 9),
+                    attributed_to: Some(Attribution {
+                        deployment_key: "k0".into(),
+                        repo: "acme/web".into(),
+                        environment: "prod".into(),
+                    }),
+                },
+                IncidentRow {
+                    id: "2".into(),
+                    opened: DAY - 1,
+                    acknowledged: None,
+                    resolved: None,
+                    attributed_to: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn rows_fall_on_their_utc_day_with_their_origin() {
+        let days = days_of(&linked());
+        assert_eq!(days.keys().copied().collect::<Vec<_>>(), [0, 1]);
+        let d0 = &days[&0];
+        assert_eq!(d0.incidents.len(), 2);
+        let attributed = d0.incidents.iter().find(|i| i.attributed).unwrap();
+        assert_eq!(attributed.recovery, Some(10));
+        assert_eq!(d0.origins[attributed.origin as usize].repo, "acme/web");
+        let d1 = &days[&1];
+        assert_eq!(d1.changes[0].lead, DAY);
+        assert_eq!(d1.origins.len(), 1, "one origin shared by both rows");
+    }
+
+    #[test]
+    fn blobs_round_trip_and_reject_damage() {
+        for (_, o) in days_of(&linked()) {
+            let b = blob::encode(&o);
+            let back = blob::decode(&b, "svc").unwrap();
+            assert_eq!(back.deployments, o.deployments);
+            assert_eq!(back.incidents, o.incidents);
+            assert!(back.origins.iter().all(|x| x.service == "svc"));
+            assert!(blob::decode(&b[..b.len() - 1], "svc").is_err());
+            let mut longer = b.clone();
+            longer.push(0);
+            assert!(blob::decode(&longer, "svc").is_err());
+        }
+        assert!(blob::decode(&[9], "s").is_err());
+        assert!(blob::decode(&[1, 255, 255, 255, 255], "s").is_err());
+    }
+
+    #[test]
+    fn extend_within_renumbers_origins_and_cuts_at_the_window() {
+        let days = days_of(&linked());
+        let mut all = Observations::default();
+        for (_, o) in days {
+            let mut o = o;
+            for origin in &mut o.origins {
+                origin.service = "s".into();
+            }
+            all.extend_within(o, 0, DAY + 5);
+        }
+        assert_eq!(
+            all.deployments.len(),
+            0,
+            "the deployment is at the window's end"
+        );
+        assert_eq!(all.incidents.len(), 2, "both opened inside it");
+        let mut all = Observations::default();
+        for (_, o) in days_of(&linked()) {
+            all.extend_within(o, -DAY, 2 * DAY);
+        }
+        assert_eq!(all.origins.len(), 3);
+        assert_eq!(all.deployments.len(), 1);
+        let d = all.deployments[0];
+        assert_eq!(all.origins[d.origin as usize].repo, "acme/app");
+    }
 }

@@ -1,14 +1,49 @@
-//! Links one service's facts: which changes each deployment ships, which deployment each incident is
-//! attributed to, which deployments were rolled back, failed or were rework.
-//!
-//! It is a pure function of the facts (never of their arrival order), so the aggregator can recompute a
-//! service whenever any of its facts arrives, and any store can keep the result as its metric tables.
+//! The reference linking: one service's whole history at once, in memory, as simply as the rules read.
+//! The incremental linker ([`crate::link`]) must agree with it on every history; the tests hold it to that.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 
-use em_core::domain::{IncidentEventKind, Push};
-pub use em_core::rows::{Derived, DerivedChange, DerivedDeployment, DerivedIncident};
+use em_core::domain::{same_sha, IncidentEventKind, Push};
+
+/// A deployment as the reference linking derives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedDeployment {
+    pub key: String,
+    pub time: Millis,
+    pub sha: String,
+    pub failed: bool,
+    pub rework: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedChange {
+    pub deployment_key: String,
+    pub deployment_time: Millis,
+    pub sha: String,
+    pub commit_time: Millis,
+}
+
+impl DerivedChange {
+    pub fn lead_time(&self) -> Millis {
+        self.deployment_time - self.commit_time
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedIncident {
+    pub id: String,
+    pub opened: Millis,
+    pub resolved: Option<Millis>,
+    pub attributed_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Derived {
+    pub deployments: Vec<DerivedDeployment>,
+    pub changes: Vec<DerivedChange>,
+    pub incidents: Vec<DerivedIncident>,
+}
 use em_core::time::Millis;
 
 /// A successful production deployment of the service, once per provider deployment id.
@@ -35,6 +70,38 @@ pub struct ServiceFacts {
     pub pushes: Vec<Push>,
     pub deployments: Vec<DeploymentFact>,
     pub incident_events: Vec<IncidentEventFact>,
+}
+
+impl ServiceFacts {
+    /// What the reference needs from a service's stored facts: production deployments only, keyed uniquely.
+    pub fn from_stored(
+        config: &em_core::config::Config,
+        stored: em_core::ports::StoredFacts,
+    ) -> Self {
+        ServiceFacts {
+            pushes: stored.pushes,
+            deployments: stored
+                .deployments
+                .into_iter()
+                .filter(|d| config.is_production(&d.environment, d.production))
+                .map(|d| DeploymentFact {
+                    key: format!("{}/{}/{}", d.provider, d.repo, d.deployment_id),
+                    repo: d.repo,
+                    sha: d.sha,
+                    time: d.time,
+                })
+                .collect(),
+            incident_events: stored
+                .incident_events
+                .into_iter()
+                .map(|e| IncidentEventFact {
+                    incident_id: e.incident_id,
+                    kind: e.kind,
+                    time: e.time,
+                })
+                .collect(),
+        }
+    }
 }
 
 struct CommitNode<'a> {
@@ -87,11 +154,7 @@ impl<'a> Chain<'a> {
     }
 }
 
-fn same_sha(a: &str, b: &str) -> bool {
-    !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
-}
-
-fn is_rework_message(message: &str) -> bool {
+pub(crate) fn is_rework_message(message: &str) -> bool {
     let m = message.trim_start();
     let starts =
         |p: &str| m.len() >= p.len() && m.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes());

@@ -1,9 +1,10 @@
-//! The five DORA figures over a window, from the linked rows of the services in scope.
+//! The five DORA figures, each a summary of the observations in scope: a window, a series bucket or a group
+//! is only which observations are given.
 
 use serde::Serialize;
 
 use crate::levels::{self, Level};
-pub use em_core::rows::WindowRows;
+use em_core::rows::Observations;
 use em_core::time::Millis;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,17 +52,31 @@ pub struct ReworkRate {
     pub ratio: Option<f64>,
 }
 
+/// The five figures of one set of observations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figures {
+    pub deployment_frequency: DeploymentFrequency,
+    pub lead_time: LeadTime,
+    pub change_failure_rate: ChangeFailureRate,
+    pub recovery_time: RecoveryTime,
+    pub rework_rate: ReworkRate,
+}
+
 /// The response of `GET /v1/metrics/dora`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DoraReport {
     pub scope: Scope,
     pub from: String,
     pub to: String,
-    pub deployment_frequency: DeploymentFrequency,
-    pub lead_time: LeadTime,
-    pub change_failure_rate: ChangeFailureRate,
-    pub recovery_time: RecoveryTime,
-    pub rework_rate: ReworkRate,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+impl std::ops::Deref for DoraReport {
+    type Target = Figures;
+    fn deref(&self) -> &Figures {
+        &self.figures
+    }
 }
 
 /// A window `[from, to)` with the strings it was given as, echoed in the report.
@@ -108,33 +123,47 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-pub fn compute(scope: Scope, window: &Window, rows: WindowRows) -> DoraReport {
-    let deployments = rows.deployments.len() as u64;
-    let failed = rows.deployments.iter().filter(|d| d.0).count() as u64;
-    let rework = rows.deployments.iter().filter(|d| d.1).count() as u64;
-    let per_day = if window.days() > 0.0 {
-        deployments as f64 / window.days()
+pub fn compute(scope: Scope, window: &Window, obs: &Observations) -> DoraReport {
+    DoraReport {
+        scope,
+        from: window.from_text.clone(),
+        to: window.to_text.clone(),
+        figures: figures(obs, window.days()),
+    }
+}
+
+/// The five figures of `obs`, which span `days` days.
+pub fn figures(obs: &Observations, days: f64) -> Figures {
+    let deployments = obs.deployments.len() as u64;
+    let failed = obs.deployments.iter().filter(|d| d.failed).count() as u64;
+    let rework = obs.deployments.iter().filter(|d| d.rework).count() as u64;
+    let per_day = if days > 0.0 {
+        deployments as f64 / days
     } else {
         0.0
     };
 
     // A change committed at or after its deployment has no meaningful lead time (clock skew, amended dates).
-    let total = rows.lead_times.len() as u64;
-    let mut leads: Vec<Millis> = rows.lead_times.into_iter().filter(|&l| l > 0).collect();
+    let total = obs.changes.len() as u64;
+    let mut leads: Vec<Millis> = obs
+        .changes
+        .iter()
+        .map(|c| c.lead)
+        .filter(|&l| l > 0)
+        .collect();
     leads.sort_unstable();
     let excluded = total - leads.len() as u64;
     let lead_median = median(&leads);
 
-    let mut recovered: Vec<Millis> = rows.recoveries.iter().flatten().copied().collect();
+    // Recovery counts incidents attributed to a deployment: failures of a change, as DORA defines them.
+    let attributed = || obs.incidents.iter().filter(|i| i.attributed);
+    let mut recovered: Vec<Millis> = attributed().filter_map(|i| i.recovery).collect();
     recovered.sort_unstable();
-    let open = rows.recoveries.iter().filter(|r| r.is_none()).count() as u64;
+    let open = attributed().filter(|i| i.recovery.is_none()).count() as u64;
     let recovery_median = median(&recovered);
     let cfr = ratio(failed, deployments);
 
-    DoraReport {
-        scope,
-        from: window.from_text.clone(),
-        to: window.to_text.clone(),
+    Figures {
         deployment_frequency: DeploymentFrequency {
             deployments,
             per_day,
@@ -197,7 +226,7 @@ mod tests {
                 team: None,
             },
             &w,
-            WindowRows::default(),
+            &Observations::default(),
         );
         assert_eq!(r.deployment_frequency.level, Level::Low);
         assert_eq!(r.lead_time.level, None);
@@ -214,10 +243,34 @@ mod tests {
             from_text: String::new(),
             to_text: String::new(),
         };
-        let rows = WindowRows {
-            deployments: vec![(true, false), (false, true)],
-            lead_times: vec![0, -5, 3000, 1000],
-            recoveries: vec![Some(60_000), None],
+        use em_core::rows::{ChangeObs, DeploymentObs, IncidentObs};
+        let dep = |failed, rework| DeploymentObs {
+            origin: 0,
+            time: 0,
+            failed,
+            rework,
+        };
+        let change = |lead| ChangeObs {
+            origin: 0,
+            time: 0,
+            lead,
+        };
+        let incident = |recovery, attributed| IncidentObs {
+            origin: 0,
+            opened: 0,
+            acknowledged: None,
+            recovery,
+            attributed,
+        };
+        let rows = Observations {
+            origins: vec![Default::default()],
+            deployments: vec![dep(true, false), dep(false, true)],
+            changes: vec![change(0), change(-5), change(3000), change(1000)],
+            incidents: vec![
+                incident(Some(60_000), true),
+                incident(None, true),
+                incident(Some(1), false),
+            ],
         };
         let r = compute(
             Scope {
@@ -225,7 +278,7 @@ mod tests {
                 team: None,
             },
             &w,
-            rows,
+            &rows,
         );
         assert_eq!(r.lead_time.changes, 2);
         assert_eq!(r.lead_time.excluded, 2);

@@ -1,5 +1,9 @@
-//! DORA metrics: linking facts per service ([`derive`]) and summarising a window ([`dora`]). Pure.
+//! Metrics: linking a service's facts ([`link`], incremental; [`derive`], the reference), the observations
+//! that result, and the figures over them ([`dora`], [`query`]). Pure: stores are reached through ports.
 
 pub mod derive;
 pub mod dora;
 pub mod levels;
+pub mod link;
+pub mod memory;
+pub mod query;

@@ -13,14 +13,14 @@ use std::time::Duration;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use em_core::domain::{
-    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
-};
+use em_core::domain::{Commit, Fact, Push};
 use em_core::ports::{
-    DeadLetters, EnqueueOutcome, Envelope, FactSources, PortError, Queue, Received, Store,
-    StoredFacts,
+    Cut, DeadLetters, EnqueueOutcome, Envelope, FactSources, MetricsReader, PortError, Queue,
+    Received, Store, StoredFacts,
 };
-use em_core::rows::{Derived, WindowRows};
+use em_core::rows::{Linked, Observations};
+
+mod links;
 use em_core::time::{now_millis, Millis};
 
 pub const DB_FILE: &str = "em-agent.sqlite3";
@@ -86,21 +86,45 @@ CREATE TABLE IF NOT EXISTS pull_requests (
     kind TEXT NOT NULL, time INTEGER NOT NULL, title TEXT NOT NULL,
     PRIMARY KEY (provider, repo, number, kind)) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS m_deployments (
-    service TEXT NOT NULL, key TEXT NOT NULL, time INTEGER NOT NULL, sha TEXT NOT NULL,
+CREATE INDEX IF NOT EXISTS deployments_time ON deployments (repo, outcome, time);
+CREATE INDEX IF NOT EXISTS incident_events_opened ON incident_events (service_name, kind, time);
+CREATE INDEX IF NOT EXISTS incident_events_incident ON incident_events (service_name, incident_id);
+-- The commit graph of each repository's default branch: the walk from a deployment reads it one commit at
+-- a time. The parent is the one the first push (by before, after) listing the commit gives.
+CREATE TABLE IF NOT EXISTS commits (
+    repo TEXT NOT NULL COLLATE NOCASE, sha TEXT NOT NULL, parent TEXT NOT NULL, time INTEGER NOT NULL,
+    message TEXT NOT NULL, push_before TEXT NOT NULL, push_after TEXT NOT NULL,
+    PRIMARY KEY (repo, sha)) WITHOUT ROWID;
+
+-- Linked rows (the aggregator's link state) and the day observations the API reads.
+DROP TABLE IF EXISTS m_deployments;
+DROP TABLE IF EXISTS m_changes;
+DROP TABLE IF EXISTS m_incidents;
+CREATE TABLE IF NOT EXISTS o_deployments (
+    service TEXT NOT NULL, key TEXT NOT NULL, time INTEGER NOT NULL, repo TEXT NOT NULL,
+    environment TEXT NOT NULL, sha TEXT NOT NULL, short INTEGER NOT NULL, frontier TEXT, frontier7 TEXT,
     failed INTEGER NOT NULL, rework INTEGER NOT NULL,
     PRIMARY KEY (service, key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS m_deployments_time ON m_deployments (time);
-CREATE TABLE IF NOT EXISTS m_changes (
-    service TEXT NOT NULL, sha TEXT NOT NULL, deployment_key TEXT NOT NULL,
-    deployment_time INTEGER NOT NULL, commit_time INTEGER NOT NULL,
+CREATE INDEX IF NOT EXISTS o_deployments_time ON o_deployments (service, time, key);
+CREATE INDEX IF NOT EXISTS o_deployments_sha ON o_deployments (service, sha);
+CREATE INDEX IF NOT EXISTS o_deployments_short ON o_deployments (service, short);
+CREATE INDEX IF NOT EXISTS o_deployments_frontier ON o_deployments (service, frontier7);
+CREATE TABLE IF NOT EXISTS o_changes (
+    service TEXT NOT NULL, sha TEXT NOT NULL, repo TEXT NOT NULL, environment TEXT NOT NULL,
+    deployment_key TEXT NOT NULL, deployment_time INTEGER NOT NULL, commit_time INTEGER NOT NULL,
     PRIMARY KEY (service, sha)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS m_changes_time ON m_changes (deployment_time);
-CREATE TABLE IF NOT EXISTS m_incidents (
-    service TEXT NOT NULL, id TEXT NOT NULL, opened INTEGER NOT NULL, resolved INTEGER,
-    attributed_to TEXT,
+CREATE INDEX IF NOT EXISTS o_changes_time ON o_changes (service, deployment_time);
+CREATE TABLE IF NOT EXISTS o_incidents (
+    service TEXT NOT NULL, id TEXT NOT NULL, opened INTEGER NOT NULL, acknowledged INTEGER,
+    resolved INTEGER, attributed_key TEXT, attributed_repo TEXT, attributed_environment TEXT,
     PRIMARY KEY (service, id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS m_incidents_opened ON m_incidents (opened);
+CREATE INDEX IF NOT EXISTS o_incidents_opened ON o_incidents (service, opened);
+CREATE INDEX IF NOT EXISTS o_incidents_resolved ON o_incidents (service, resolved);
+CREATE TABLE IF NOT EXISTS o_days (
+    service TEXT NOT NULL, day INTEGER NOT NULL, rows BLOB NOT NULL,
+    PRIMARY KEY (service, day)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS o_days_day ON o_days (day);
+CREATE TABLE IF NOT EXISTS o_versions (service TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 "#;
 
@@ -108,6 +132,8 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 struct Inner {
+    /// The aggregator's connection for linking: its lookups run inline, one short query each.
+    linker: Mutex<Connection>,
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Vec<Mutex<Connection>>,
     options: Options,
@@ -159,7 +185,9 @@ impl EmbeddedStore {
             .name("em-agent-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(err)?;
+        let linker = Mutex::new(open_connection(&path).map_err(err)?);
         let inner = Arc::new(Inner {
+            linker,
             jobs: Mutex::new(tx),
             readers,
             options,
@@ -498,6 +526,27 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
                 "INSERT OR IGNORE INTO pushes (repo, before_sha, after_sha, provider, commits) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![p.repo, p.before, p.after, p.provider, commits])?;
+            let mut put = c.prepare_cached(
+                "INSERT INTO commits (repo, sha, parent, time, message, push_before, push_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (repo, sha) DO UPDATE SET parent = excluded.parent, time = excluded.time,
+                   message = excluded.message, push_before = excluded.push_before,
+                   push_after = excluded.push_after
+                 WHERE (excluded.push_before, excluded.push_after) < (commits.push_before, commits.push_after)",
+            )?;
+            let mut parent = p.before.as_str();
+            for commit in &p.commits {
+                put.execute(params![
+                    p.repo,
+                    commit.sha,
+                    parent,
+                    commit.time,
+                    commit.message,
+                    p.before,
+                    p.after
+                ])?;
+                parent = commit.sha.as_str();
+            }
         }
         Fact::Deployment(d) => {
             // The same provider deployment id and outcome reported again: the earliest report stands.
@@ -560,6 +609,8 @@ fn in_list(column: &str, n: usize) -> String {
 }
 
 impl Store for EmbeddedStore {
+    type Links<'a> = links::SqliteLinks<'a>;
+
     async fn put_facts(&self, facts: Vec<Fact>) -> Result<(), PortError> {
         if facts.is_empty() {
             return Ok(());
@@ -599,18 +650,7 @@ impl Store for EmbeddedStore {
                     "SELECT provider, repo, deployment_id, environment, production, sha, time
                      FROM deployments WHERE repo = ?1 AND outcome = 'success'",
                 )?;
-                let rows = s.query_map([repo], |r| {
-                    Ok(Deployment {
-                        provider: r.get(0)?,
-                        repo: r.get(1)?,
-                        deployment_id: r.get(2)?,
-                        environment: r.get(3)?,
-                        production: r.get(4)?,
-                        sha: r.get(5)?,
-                        time: r.get(6)?,
-                        outcome: DeploymentOutcome::Success,
-                    })
-                })?;
+                let rows = s.query_map([repo], links::successful_deployment)?;
                 for d in rows {
                     out.deployments.push(d?);
                 }
@@ -620,18 +660,7 @@ impl Store for EmbeddedStore {
                     "SELECT provider, incident_id, event_id, kind, time, service_name, title
                      FROM incident_events WHERE service_name = ?1",
                 )?;
-                let rows = s.query_map([name], |r| {
-                    let kind: String = r.get(3)?;
-                    Ok(IncidentEvent {
-                        provider: r.get(0)?,
-                        incident_id: r.get(1)?,
-                        event_id: r.get(2)?,
-                        kind: IncidentEventKind::parse(&kind).unwrap_or(IncidentEventKind::Acknowledged),
-                        time: r.get(4)?,
-                        service_name: r.get(5)?,
-                        title: r.get(6)?,
-                    })
-                })?;
+                let rows = s.query_map([name], links::incident_event)?;
                 for e in rows {
                     out.incident_events.push(e?);
                 }
@@ -660,38 +689,38 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn replace_derived(&self, service: String, d: Derived) -> Result<(), PortError> {
-        self.write(move |c| {
-            for t in ["m_deployments", "m_changes", "m_incidents"] {
-                c.prepare_cached(&format!("DELETE FROM {t} WHERE service = ?1"))?
-                    .execute([&service])?;
-            }
-            let mut s = c.prepare_cached(
-                "INSERT INTO m_deployments (service, key, time, sha, failed, rework) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for x in &d.deployments {
-                s.execute(params![service, x.key, x.time, x.sha, x.failed, x.rework])?;
-            }
-            let mut s = c.prepare_cached(
-                "INSERT INTO m_changes (service, sha, deployment_key, deployment_time, commit_time) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for x in &d.changes {
-                s.execute(params![service, x.sha, x.deployment_key, x.deployment_time, x.commit_time])?;
-            }
-            let mut s = c.prepare_cached(
-                "INSERT INTO m_incidents (service, id, opened, resolved, attributed_to) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for x in &d.incidents {
-                s.execute(params![service, x.id, x.opened, x.resolved, x.attributed_to])?;
-            }
-            Ok(())
-        })
-        .await
+    async fn links(
+        &self,
+        _repositories: Vec<String>,
+        _incident_services: Vec<String>,
+    ) -> Result<Self::Links<'_>, PortError> {
+        Ok(links::SqliteLinks::new(self))
     }
 
-    async fn retain_derived(&self, keep: Vec<String>) -> Result<(), PortError> {
+    async fn rows_version(&self, service: String) -> Result<u64, PortError> {
+        self.read(move |c| links::version(c, &service)).await
+    }
+
+    async fn replace_rows(
+        &self,
+        service: String,
+        cut: Cut,
+        rows: Linked,
+        expected: u64,
+    ) -> Result<bool, PortError> {
+        self.write(move |c| links::replace_rows(c, &service, cut, rows, expected))
+            .await
+    }
+
+    async fn retain_rows(&self, keep: Vec<String>) -> Result<(), PortError> {
         self.write(move |c| {
-            for t in ["m_deployments", "m_changes", "m_incidents"] {
+            for t in [
+                "o_deployments",
+                "o_changes",
+                "o_incidents",
+                "o_days",
+                "o_versions",
+            ] {
                 let sql = if keep.is_empty() {
                     format!("DELETE FROM {t}")
                 } else {
@@ -703,50 +732,6 @@ impl Store for EmbeddedStore {
                 c.execute(&sql, params_from_iter(keep.iter()))?;
             }
             Ok(())
-        })
-        .await
-    }
-
-    async fn window_rows(
-        &self,
-        services: Option<Vec<String>>,
-        from: Millis,
-        to: Millis,
-    ) -> Result<WindowRows, PortError> {
-        self.read(move |c| {
-            let filter = match &services {
-                Some(s) if s.is_empty() => return Ok(WindowRows::default()),
-                Some(s) => format!(" AND {}", in_list("service", s.len())),
-                None => String::new(),
-            };
-            let args = |extra: &[i64]| -> Vec<rusqlite::types::Value> {
-                extra
-                    .iter()
-                    .map(|v| rusqlite::types::Value::Integer(*v))
-                    .chain(services.iter().flatten().map(|s| rusqlite::types::Value::Text(s.clone())))
-                    .collect()
-            };
-            let mut rows = WindowRows::default();
-            let mut s = c.prepare_cached(&format!(
-                "SELECT failed, rework FROM m_deployments WHERE time >= ? AND time < ?{filter}"
-            ))?;
-            for r in s.query_map(params_from_iter(args(&[from, to])), |r| Ok((r.get(0)?, r.get(1)?)))? {
-                rows.deployments.push(r?);
-            }
-            let mut s = c.prepare_cached(&format!(
-                "SELECT deployment_time - commit_time FROM m_changes WHERE deployment_time >= ? AND deployment_time < ?{filter}"
-            ))?;
-            for r in s.query_map(params_from_iter(args(&[from, to])), |r| r.get(0))? {
-                rows.lead_times.push(r?);
-            }
-            let mut s = c.prepare_cached(&format!(
-                "SELECT resolved - opened FROM m_incidents
-                 WHERE attributed_to IS NOT NULL AND opened >= ? AND opened < ?{filter}"
-            ))?;
-            for r in s.query_map(params_from_iter(args(&[from, to])), |r| r.get(0))? {
-                rows.recoveries.push(r?);
-            }
-            Ok(rows)
         })
         .await
     }
@@ -766,5 +751,21 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+}
+
+impl MetricsReader for EmbeddedStore {
+    async fn observations(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Observations, PortError> {
+        self.read(move |c| links::observations(c, services.as_deref(), from, to))
+            .await
+    }
+
+    async fn read_meta(&self, key: String) -> Result<Option<String>, PortError> {
+        Store::get_meta(self, key).await
     }
 }

@@ -7,8 +7,10 @@ use bytes::Bytes;
 use em_core::domain::{
     Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
 };
-use em_core::ports::{DeadLetters, EnqueueOutcome, Envelope, Queue, Store};
-use em_core::rows::{Derived, DerivedChange, DerivedDeployment, DerivedIncident};
+use em_core::ports::{
+    Cut, DeadLetters, EnqueueOutcome, Envelope, Links, MetricsReader, Queue, Store,
+};
+use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked, DAY};
 use em_sqlite::{EmbeddedStore, Options};
 
 const VISIBILITY: Duration = Duration::from_millis(300);
@@ -272,81 +274,182 @@ async fn facts_are_idempotent_and_the_earliest_deployment_report_stands() {
     assert_eq!(sources.incident_services, vec!["App"]);
 }
 
-fn derived(times: &[i64]) -> Derived {
-    Derived {
+fn linked(times: &[i64]) -> Linked {
+    Linked {
         deployments: times
             .iter()
-            .map(|&t| DerivedDeployment {
+            .map(|&t| DeploymentRow {
                 key: format!("d{t}"),
+                repo: "acme/app".into(),
+                environment: "production".into(),
                 time: t,
                 sha: format!("s{t}"),
+                frontier: (t == 300).then(|| "f00dfeed".to_string()),
                 failed: t % 2 == 0,
                 rework: false,
             })
             .collect(),
         changes: times
             .iter()
-            .map(|&t| DerivedChange {
+            .map(|&t| ChangeRow {
+                sha: format!("c{t}"),
+                repo: "acme/app".into(),
+                environment: "production".into(),
                 deployment_key: format!("d{t}"),
                 deployment_time: t,
-                sha: format!("c{t}"),
                 commit_time: t - 5,
             })
             .collect(),
-        incidents: vec![DerivedIncident {
-            id: "i".into(),
+        incidents: vec![IncidentRow {
+            id: format!("i{}", times[0]),
             opened: times[0] + 1,
+            acknowledged: None,
             resolved: None,
-            attributed_to: Some(format!("d{}", times[0])),
+            attributed_to: Some(Attribution {
+                deployment_key: format!("d{}", times[0]),
+                repo: "acme/app".into(),
+                environment: "production".into(),
+            }),
         }],
     }
 }
 
+async fn replace(s: &EmbeddedStore, service: &str, cut: Cut, rows: Linked) {
+    let v = s.rows_version(service.into()).await.unwrap();
+    assert!(s.replace_rows(service.into(), cut, rows, v).await.unwrap());
+}
+
 #[tokio::test]
-async fn metric_rows_are_replaced_per_service_and_read_by_half_open_window() {
+async fn rows_are_replaced_from_a_cut_and_read_back_as_observations() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = open(dir.path());
-    s.replace_derived("a".into(), derived(&[100, 200, 300]))
-        .await
-        .unwrap();
-    s.replace_derived("b".into(), derived(&[150]))
-        .await
-        .unwrap();
+    let days = [DAY, 2 * DAY, 3 * DAY];
+    replace(&s, "a", Cut::All, linked(&days)).await;
+    replace(&s, "b", Cut::All, linked(&[DAY + 50])).await;
 
-    // [100, 300): 300 is out, 100 is in.
-    let rows = s
-        .window_rows(Some(vec!["a".into()]), 100, 300)
+    // [DAY, 3 DAY): the deployment at 3 DAY is out, the one at DAY is in.
+    let o = s
+        .observations(Some(vec!["a".into()]), DAY, 3 * DAY)
         .await
         .unwrap();
-    assert_eq!(rows.deployments, vec![(true, false), (true, false)]);
-    assert_eq!(rows.lead_times, vec![5, 5]);
-    assert_eq!(rows.recoveries, vec![None]);
-    let all = s.window_rows(None, 0, 1000).await.unwrap();
-    assert_eq!(all.deployments.len(), 4);
+    assert_eq!(o.deployments.len(), 2);
+    assert_eq!(o.changes.iter().map(|c| c.lead).collect::<Vec<_>>(), [5, 5]);
+    assert_eq!(o.incidents.len(), 1);
+    assert_eq!(
+        s.observations(None, 0, 10 * DAY)
+            .await
+            .unwrap()
+            .deployments
+            .len(),
+        4
+    );
     assert!(s
-        .window_rows(Some(vec![]), 0, 1000)
+        .observations(Some(vec![]), 0, 10 * DAY)
         .await
         .unwrap()
         .deployments
         .is_empty());
 
-    // Replacing drops what the new derivation no longer has.
-    s.replace_derived("a".into(), derived(&[300]))
+    // From a cut at 2 DAY: the row before it stays, the rows after it are what the re-link says.
+    replace(&s, "a", Cut::From(2 * DAY), linked(&[2 * DAY + 7])).await;
+    let o = s
+        .observations(Some(vec!["a".into()]), 0, 10 * DAY)
         .await
         .unwrap();
     assert_eq!(
-        s.window_rows(None, 0, 1000)
-            .await
-            .unwrap()
-            .deployments
-            .len(),
-        2
+        o.deployments.iter().map(|d| d.time).collect::<Vec<_>>(),
+        [DAY, 2 * DAY + 7]
     );
-    s.retain_derived(vec!["b".into()]).await.unwrap();
-    let left = s.window_rows(None, 0, 1000).await.unwrap();
+    // The link state answers what linking asks.
+    let links = s.links(vec![], vec![]).await.unwrap();
+    assert_eq!(links.shipped_at("a", "c86400000").await.unwrap(), Some(DAY));
+    assert_eq!(
+        links.shipped_at("a", "c259200000").await.unwrap(),
+        None,
+        "gone with its day"
+    );
+    let before = links
+        .deployment_rows_before("a", 2 * DAY + 7, "", 2)
+        .await
+        .unwrap();
+    assert_eq!(before.iter().map(|d| d.time).collect::<Vec<_>>(), [DAY]);
+    assert!(links
+        .deployed_before("a", "s86400000", 2 * DAY, "")
+        .await
+        .unwrap());
+    assert!(!links
+        .deployed_before("a", "s86400000", DAY, "")
+        .await
+        .unwrap());
+    assert_eq!(
+        links.incidents_open_at("a", DAY + 2).await.unwrap().len(),
+        1
+    );
+    assert!(links.incidents_open_at("a", DAY).await.unwrap().is_empty());
+
+    // A writer that read an older version is refused.
+    let v = s.rows_version("a".into()).await.unwrap();
+    assert!(!s
+        .replace_rows("a".into(), Cut::All, linked(&[DAY]), v - 1)
+        .await
+        .unwrap());
+
+    s.retain_rows(vec!["b".into()]).await.unwrap();
+    let left = s.observations(None, 0, 10 * DAY).await.unwrap();
     assert_eq!(left.deployments.len(), 1);
 
     assert_eq!(s.get_meta("k".into()).await.unwrap(), None);
     s.set_meta("k".into(), "v".into()).await.unwrap();
     assert_eq!(s.get_meta("k".into()).await.unwrap().as_deref(), Some("v"));
+}
+
+#[tokio::test]
+async fn commits_keep_the_parent_of_the_first_push_in_key_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let push = |before: &str, after: &str, shas: &[&str]| {
+        Fact::Push(Push {
+            provider: "github".into(),
+            repo: "Acme/App".into(),
+            before: before.into(),
+            after: after.into(),
+            commits: shas
+                .iter()
+                .map(|sha| Commit {
+                    sha: sha.to_string(),
+                    time: 1,
+                    message: "m".into(),
+                })
+                .collect(),
+        })
+    };
+    // The same commit in two pushes: "b…" sorts after "a…", so the second push's parent wins whatever order.
+    s.put_facts(vec![push("bbbb", "cafe01", &["cafe01"])])
+        .await
+        .unwrap();
+    s.put_facts(vec![push("aaaa", "cafe01", &["cafe01"])])
+        .await
+        .unwrap();
+    s.put_facts(vec![push("bbbb", "cafe01", &["cafe01"])])
+        .await
+        .unwrap();
+    let links = s.links(vec![], vec![]).await.unwrap();
+    let c = links.commit("acme/app", "cafe01").await.unwrap().unwrap();
+    assert_eq!(c.parent, "aaaa");
+    assert_eq!(
+        links
+            .resolve_prefix("acme/app", "cafe")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("cafe01")
+    );
+    s.put_facts(vec![push("cafe01", "cafe02", &["cafe02"])])
+        .await
+        .unwrap();
+    assert_eq!(
+        links.resolve_prefix("acme/app", "cafe").await.unwrap(),
+        None,
+        "ambiguous"
+    );
 }

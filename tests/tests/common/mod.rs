@@ -308,6 +308,20 @@ pub async fn post_signed_as(
     Ok((status, body))
 }
 
+/// A figures answer without its `configuration` (which says what configuration the figures reflect, and is
+/// checked to be there): what the scenarios' expected figures describe.
+pub fn figures_of(answer: &Value) -> Value {
+    let mut v = answer.clone();
+    if let Some(o) = v.as_object_mut() {
+        let c = o.remove("configuration");
+        assert!(
+            c.as_ref().is_some_and(|c| c["fingerprint"].is_string()),
+            "the answer says which configuration it reflects: {answer}"
+        );
+    }
+    v
+}
+
 /// Integers must match exactly; other numbers within 1 % relative; everything else exactly.
 pub fn assert_matches(got: &Value, want: &Value, path: &str) {
     match (got, want) {

@@ -1,0 +1,420 @@
+//! Incremental linking: which changes each deployment ships, which deployment each incident is attributed
+//! to, which deployments failed, were rolled back or were rework — re-done only from the earliest point a
+//! batch of facts can change, with the rows before that point as the link state.
+//!
+//! The rules (the same as [`crate::derive`], the reference):
+//! - a deployment ships every commit reachable from its sha through the pushes' parent links that no earlier
+//!   deployment shipped;
+//! - a deployment of a sha deployed before the immediately previous deployment (and different from the
+//!   previous one) is a rollback: it is rework and the previous deployment failed;
+//! - an incident is attributed to the latest deployment at or before its opening, within the attribution
+//!   window: that deployment failed;
+//! - a deployment that ships a revert or hotfix, or goes out while an incident attributed to an earlier
+//!   deployment is open, is rework.
+//!
+//! Where each fact kind cuts ([`cut_for`]) follows from them: a deployment at `t` changes rows from the
+//! deployment before `t` on (that one's rolled-back flag); an incident opened at `o` changes rows from
+//! `o - window` on; a push changes rows from the deployment before the earliest deployment whose change walk
+//! stopped at one of its commits. Rows before the cut are read, never rewritten: the two deployments before
+//! it, the shas deployed and commits shipped before it, the incidents open across it.
+
+use std::collections::{BTreeMap, HashSet};
+
+use em_core::config::Config;
+use em_core::domain::{Fact, IncidentEventKind, NULL_SHA};
+use em_core::ports::{Cut, Links, PortError};
+use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked};
+use em_core::time::Millis;
+
+use crate::derive::is_rework_message;
+use em_core::domain::same_sha;
+
+/// One service and where its facts come from.
+#[derive(Debug, Clone)]
+pub struct Service<'a> {
+    pub name: &'a str,
+    pub repos: Vec<String>,
+    pub aliases: Vec<String>,
+    pub config: &'a Config,
+}
+
+impl<'a> Service<'a> {
+    pub fn of(config: &'a Config, name: &'a str) -> Self {
+        Service {
+            name,
+            repos: config.repositories_of(name),
+            aliases: config.aliases_of(name),
+            config,
+        }
+    }
+
+    fn owns_repo(&self, repo: &str) -> bool {
+        self.repos.iter().any(|r| r.eq_ignore_ascii_case(repo))
+    }
+
+    fn owns_alias(&self, alias: &str) -> bool {
+        self.aliases.iter().any(|a| a == alias)
+    }
+}
+
+/// What a batch of new facts asks of one service: where to re-link from, and the incidents it touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    pub cut: Cut,
+    pub incidents: Vec<String>,
+}
+
+/// Where re-linking must start for `facts` (read before they are stored: a push is compared with the
+/// commits already known); `None` when they change no row.
+pub async fn cut_for<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    facts: &[&Fact],
+) -> Result<Option<Work>, PortError> {
+    if !links.keeps_rows() {
+        return Ok(Some(Work::all(service, facts)));
+    }
+    let mut cut: Option<Cut> = None;
+    let mut widen = |c: Cut| cut = Some(cut.map_or(c, |x| x.min(c)));
+    let window = service.config.attribution_window();
+    let mut opened: BTreeMap<&str, Option<Millis>> = BTreeMap::new();
+    for fact in facts {
+        match fact {
+            Fact::Deployment(d) => {
+                if d.outcome != em_core::domain::DeploymentOutcome::Success
+                    || !service.owns_repo(&d.repo)
+                    || !service.config.is_production(&d.environment, d.production)
+                {
+                    continue;
+                }
+                widen(before(links, service, d.time).await?);
+            }
+            Fact::Push(p) => {
+                if !service.owns_repo(&p.repo) {
+                    continue;
+                }
+                // Commits that are new, or that this push gives another parent, change what reaches them.
+                let mut changed = Vec::new();
+                let mut reparented = Vec::new();
+                let mut parent = p.before.as_str();
+                for c in &p.commits {
+                    match links.commit(&p.repo, &c.sha).await? {
+                        None => changed.push(c.sha.clone()),
+                        Some(known) if known.parent != parent => reparented.push(c.sha.clone()),
+                        Some(_) => {}
+                    }
+                    parent = c.sha.as_str();
+                }
+                if !changed.is_empty() {
+                    if let Some(d) = links.waiting_on(service.name, &changed).await? {
+                        widen(before(links, service, d.time).await?);
+                    }
+                }
+                for sha in reparented {
+                    if let Some(t) = links.shipped_at(service.name, &sha).await? {
+                        widen(before(links, service, t).await?);
+                    }
+                }
+            }
+            Fact::Incident(i) => {
+                if !service.owns_alias(&i.service_name) {
+                    continue;
+                }
+                let slot = opened.entry(i.incident_id.as_str()).or_insert(None);
+                if i.kind == IncidentEventKind::Opened {
+                    *slot = Some(slot.map_or(i.time, |t| t.min(i.time)));
+                }
+            }
+            Fact::PullRequest(_) => {}
+        }
+    }
+    let incidents: Vec<String> = opened.keys().map(|s| s.to_string()).collect();
+    if !incidents.is_empty() {
+        let stored: BTreeMap<String, Millis> = links
+            .incident_rows(service.name, &incidents)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.opened))
+            .collect();
+        for (id, t) in &opened {
+            // An incident never seen triggered has no row and changes none until its trigger arrives.
+            let earliest = [*t, stored.get(*id).copied()].into_iter().flatten().min();
+            if let Some(o) = earliest {
+                widen(Cut::From(o - window));
+            }
+        }
+    }
+    Ok(cut.map(|cut| Work { cut, incidents }))
+}
+
+impl Work {
+    /// A whole re-link, for a store without link state or a configuration change.
+    pub fn all(service: &Service<'_>, facts: &[&Fact]) -> Work {
+        Work {
+            cut: Cut::All,
+            incidents: touched_incidents(service, facts),
+        }
+    }
+}
+
+fn touched_incidents(service: &Service<'_>, facts: &[&Fact]) -> Vec<String> {
+    let mut ids: Vec<String> = facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Incident(i) if service.owns_alias(&i.service_name) => Some(i.incident_id.clone()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The cut for a change at `t`: the deployment before it, whose rolled-back flag the change may set.
+async fn before<L: Links>(links: &L, service: &Service<'_>, t: Millis) -> Result<Cut, PortError> {
+    let prev = links.deployment_rows_before(service.name, t, "", 1).await?;
+    Ok(Cut::From(prev.first().map_or(t, |d| d.time)))
+}
+
+struct Dep {
+    key: String,
+    repo: String,
+    environment: String,
+    sha: String,
+    time: Millis,
+}
+
+/// Re-links one service from `work.cut`: the rows at or after it, for [`em_core::ports::Store::replace_rows`].
+pub async fn relink<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    work: &Work,
+) -> Result<Linked, PortError> {
+    let from = work.cut.from();
+    let window = service.config.attribution_window();
+    // The two deployments before the cut (latest first): the previous one of the first re-linked
+    // deployment, and the one an incident just after the cut may be attributed to.
+    let prior = match from {
+        Some(t) => links.deployment_rows_before(service.name, t, "", 2).await?,
+        None => Vec::new(),
+    };
+
+    let mut deps: BTreeMap<(Millis, String), Dep> = BTreeMap::new();
+    let mut keys = HashSet::new();
+    for d in links.deployments_since(&service.repos, from).await? {
+        if !service.config.is_production(&d.environment, d.production) {
+            continue;
+        }
+        let key = format!("{}/{}/{}", d.provider, d.repo, d.deployment_id);
+        if !keys.insert(key.clone()) {
+            continue;
+        }
+        deps.insert(
+            (d.time, key.clone()),
+            Dep {
+                key,
+                repo: d.repo,
+                environment: d.environment,
+                sha: d.sha,
+                time: d.time,
+            },
+        );
+    }
+    let deps: Vec<Dep> = deps.into_values().collect();
+
+    // Changes, in deployment order: each commit goes to the first deployment that reaches it.
+    let mut shipped: HashSet<String> = HashSet::new();
+    let mut changes = Vec::new();
+    let mut resolved = Vec::with_capacity(deps.len());
+    let mut frontiers = Vec::with_capacity(deps.len());
+    let mut reverts = vec![false; deps.len()];
+    for (i, d) in deps.iter().enumerate() {
+        let start = resolve(links, &d.repo, &d.sha).await?;
+        resolved.push(start.clone().unwrap_or_else(|| d.sha.clone()));
+        let Some(mut cur) = start else {
+            frontiers.push(Some(d.sha.clone()).filter(|s| !s.is_empty()));
+            continue;
+        };
+        let mut frontier = None;
+        loop {
+            if shipped.contains(&cur) {
+                break;
+            }
+            if let (Some(f), Some(t)) = (from, links.shipped_at(service.name, &cur).await?) {
+                if t < f {
+                    break;
+                }
+            }
+            let Some(node) = links.commit(&d.repo, &cur).await? else {
+                if !cur.is_empty() && cur != NULL_SHA {
+                    frontier = Some(cur);
+                }
+                break;
+            };
+            reverts[i] |= is_rework_message(&node.message);
+            changes.push(ChangeRow {
+                sha: node.sha.clone(),
+                repo: d.repo.clone(),
+                environment: d.environment.clone(),
+                deployment_key: d.key.clone(),
+                deployment_time: d.time,
+                commit_time: node.time,
+            });
+            shipped.insert(cur);
+            cur = node.parent;
+        }
+        frontiers.push(frontier);
+    }
+
+    // Rollbacks: a sha deployed before the immediately previous deployment, and not the previous one's.
+    let mut rollback = vec![false; deps.len()];
+    let mut rolled_back = vec![false; deps.len()];
+    for i in 0..deps.len() {
+        let sha = resolved[i].as_str();
+        let previous = if i > 0 {
+            Some(resolved[i - 1].as_str())
+        } else {
+            prior.first().map(|p| p.sha.as_str())
+        };
+        let Some(previous) = previous else { continue };
+        if same_sha(sha, previous) {
+            continue;
+        }
+        let seen = if i >= 2 && resolved[..i - 1].iter().any(|s| same_sha(s, sha)) {
+            true
+        } else if i == 0 {
+            match prior.first() {
+                Some(p) => {
+                    links
+                        .deployed_before(service.name, sha, p.time, &p.key)
+                        .await?
+                }
+                None => false,
+            }
+        } else {
+            match from {
+                Some(f) => links.deployed_before(service.name, sha, f, "").await?,
+                None => false,
+            }
+        };
+        if seen {
+            rollback[i] = true;
+            if i > 0 {
+                rolled_back[i - 1] = true;
+            }
+        }
+    }
+
+    // Incidents opened at or after the cut: folded from all their events, attributed to the latest
+    // deployment at or before their opening (the one before the cut included) within the window.
+    let mut ids: Vec<String> = links
+        .incident_ids_since(&service.aliases, from)
+        .await?
+        .into_iter()
+        .chain(work.incidents.iter().cloned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let events = if ids.is_empty() {
+        Vec::new()
+    } else {
+        links.incident_events(&service.aliases, &ids).await?
+    };
+    let mut folded: BTreeMap<String, [Option<Millis>; 3]> = BTreeMap::new();
+    for e in events {
+        let entry = folded.entry(e.incident_id).or_default();
+        let slot = match e.kind {
+            IncidentEventKind::Opened => &mut entry[0],
+            IncidentEventKind::Acknowledged => &mut entry[1],
+            IncidentEventKind::Resolved => &mut entry[2],
+        };
+        *slot = Some(slot.map_or(e.time, |t| t.min(e.time)));
+    }
+    let mut has_incident = vec![false; deps.len()];
+    let mut incidents = Vec::new();
+    // (attributed deployment index, None for the one before the cut; opened; resolved)
+    let mut spans: Vec<(Option<usize>, Millis, Option<Millis>)> = Vec::new();
+    for (id, [opened, acknowledged, resolved_at]) in folded {
+        let Some(opened) = opened else { continue };
+        if from.is_some_and(|f| opened < f) {
+            continue;
+        }
+        let n = deps.partition_point(|d| d.time <= opened);
+        let attributed = match n.checked_sub(1) {
+            Some(j) if opened - deps[j].time <= window => {
+                has_incident[j] = true;
+                spans.push((Some(j), opened, resolved_at));
+                let d = &deps[j];
+                Some(Attribution {
+                    deployment_key: d.key.clone(),
+                    repo: d.repo.clone(),
+                    environment: d.environment.clone(),
+                })
+            }
+            Some(_) => None,
+            None => match prior.first() {
+                Some(p) if opened - p.time <= window => {
+                    spans.push((None, opened, resolved_at));
+                    Some(Attribution {
+                        deployment_key: p.key.clone(),
+                        repo: p.repo.clone(),
+                        environment: p.environment.clone(),
+                    })
+                }
+                _ => None,
+            },
+        };
+        incidents.push(IncidentRow {
+            id,
+            opened,
+            acknowledged,
+            resolved: resolved_at,
+            attributed_to: attributed,
+        });
+    }
+    if let Some(f) = from {
+        for r in links.incidents_open_at(service.name, f).await? {
+            spans.push((None, r.opened, r.resolved));
+        }
+    }
+
+    let deployments = deps
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let open_incident = spans.iter().any(|(at, opened, resolved)| {
+                at.is_none_or(|j| j < i) && *opened <= d.time && resolved.is_none_or(|r| d.time < r)
+            });
+            DeploymentRow {
+                key: d.key.clone(),
+                repo: d.repo.clone(),
+                environment: d.environment.clone(),
+                time: d.time,
+                sha: resolved[i].clone(),
+                frontier: frontiers[i].clone(),
+                failed: has_incident[i] || rolled_back[i],
+                rework: rollback[i] || open_incident || reverts[i],
+            }
+        })
+        .collect();
+    Ok(Linked {
+        deployments,
+        changes,
+        incidents,
+    }
+    .sorted())
+}
+
+/// The full sha a deployment names: itself when known, or the one known commit it is a prefix of.
+async fn resolve<L: Links>(links: &L, repo: &str, sha: &str) -> Result<Option<String>, PortError> {
+    if sha.is_empty() {
+        return Ok(None);
+    }
+    if links.commit(repo, sha).await?.is_some() {
+        return Ok(Some(sha.to_string()));
+    }
+    if sha.len() < 4 {
+        return Ok(None);
+    }
+    links.resolve_prefix(repo, sha).await
+}

@@ -1,0 +1,409 @@
+//! The incremental linker against the reference and against itself: random histories delivered whole, or
+//! shuffled, re-delivered and in small batches, must give the same rows.
+
+use em_core::config::Config;
+use em_core::domain::{
+    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push, NULL_SHA,
+};
+use em_core::ports::{Cut, StoredFacts};
+use em_core::rows::Linked;
+use em_core::time::Millis;
+use em_metrics::derive::{derive, ServiceFacts};
+use em_metrics::link::{cut_for, relink, Service};
+use em_metrics::memory::MemoryLinks;
+
+const H: Millis = 3_600_000;
+const T0: Millis = 1_740_787_200_000;
+
+fn config() -> Config {
+    Config::parse(
+        r#"
+incident_attribution_window = "6h"
+[[services]]
+name = "shop"
+repositories = ["acme/shop"]
+aliases = ["Shop"]
+"#,
+    )
+    .unwrap()
+}
+
+fn sha(rng: &mut fastrand::Rng) -> String {
+    (0..40)
+        .map(|_| char::from_digit(rng.u32(0..16), 16).unwrap())
+        .collect()
+}
+
+fn push(before: &str, commits: &[(String, Millis, String)]) -> Fact {
+    Fact::Push(Push {
+        provider: "github".into(),
+        repo: "acme/shop".into(),
+        before: before.into(),
+        after: commits.last().map(|c| c.0.clone()).unwrap_or_default(),
+        commits: commits
+            .iter()
+            .map(|(sha, time, message)| Commit {
+                sha: sha.clone(),
+                time: *time,
+                message: message.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn deployment(id: &str, sha: &str, time: Millis, environment: &str) -> Fact {
+    Fact::Deployment(Deployment {
+        provider: "github".into(),
+        repo: "acme/shop".into(),
+        deployment_id: id.into(),
+        environment: environment.into(),
+        production: None,
+        sha: sha.into(),
+        time,
+        outcome: DeploymentOutcome::Success,
+    })
+}
+
+fn incident(id: &str, event: &str, kind: IncidentEventKind, time: Millis) -> Fact {
+    Fact::Incident(IncidentEvent {
+        provider: "pagerduty".into(),
+        incident_id: id.into(),
+        event_id: event.into(),
+        kind,
+        time,
+        service_name: "Shop".into(),
+        title: "down".into(),
+    })
+}
+
+/// A random history of one service: a chain of commits in pushes, deployments (some of older shas, some
+/// by short sha, some not production), incidents (some triggered twice, some never).
+fn history(seed: u64) -> Vec<Fact> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let n = rng.usize(4..40);
+    let commits: Vec<(String, Millis, String)> = (0..n)
+        .map(|i| {
+            let message = match rng.u8(0..10) {
+                0 => "Revert \"something\"".to_string(),
+                1 => "hotfix: the thing".to_string(),
+                _ => format!("change {i}"),
+            };
+            (sha(&mut rng), T0 + i as Millis * H, message)
+        })
+        .collect();
+    let mut facts = Vec::new();
+    let mut start = 0;
+    let mut before = NULL_SHA.to_string();
+    while start < n {
+        let end = (start + rng.usize(1..4)).min(n);
+        facts.push(push(&before, &commits[start..end]));
+        before = commits[end - 1].0.clone();
+        start = end;
+    }
+    let deployments = rng.usize(1..20);
+    let mut time = T0;
+    for d in 0..deployments {
+        time += rng.i64(0..6 * H);
+        let reach = ((time - T0) / H).clamp(0, n as Millis - 1) as usize;
+        let at = if rng.u8(0..6) == 0 {
+            rng.usize(0..=reach)
+        } else {
+            reach
+        };
+        let mut s = commits[at].0.clone();
+        if rng.u8(0..8) == 0 {
+            s.truncate(8);
+        }
+        let env = if rng.u8(0..8) == 0 {
+            "staging"
+        } else {
+            "production"
+        };
+        facts.push(deployment(&format!("d{d}"), &s, time, env));
+    }
+    for i in 0..rng.usize(0..7) {
+        let id = format!("P{i}");
+        let opened = T0 + rng.i64(0..(n as Millis + 12) * H);
+        let kind = |k| k;
+        if rng.u8(0..5) != 0 {
+            facts.push(incident(
+                &id,
+                &format!("{id}-t"),
+                kind(IncidentEventKind::Opened),
+                opened,
+            ));
+        }
+        if rng.bool() {
+            facts.push(incident(
+                &id,
+                &format!("{id}-t2"),
+                IncidentEventKind::Opened,
+                opened + rng.i64(-H..H),
+            ));
+        }
+        if rng.bool() {
+            facts.push(incident(
+                &id,
+                &format!("{id}-a"),
+                IncidentEventKind::Acknowledged,
+                opened + 60_000,
+            ));
+        }
+        if rng.u8(0..3) != 0 {
+            facts.push(incident(
+                &id,
+                &format!("{id}-r"),
+                IncidentEventKind::Resolved,
+                opened + rng.i64(1..30 * H),
+            ));
+        }
+    }
+    facts
+}
+
+async fn whole(config: &Config, facts: &[Fact]) -> Linked {
+    let mut links = MemoryLinks::incremental();
+    links.put(facts.iter().cloned());
+    let service = Service::of(config, "shop");
+    let refs: Vec<&Fact> = facts.iter().collect();
+    let work = cut_for(&MemoryLinks::whole(), &service, &refs)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(work.cut, Cut::All);
+    relink(&links, &service, &work).await.unwrap()
+}
+
+/// Delivers `facts` in batches, re-linking from each batch's cut, as the aggregator does.
+async fn incrementally(config: &Config, batches: &[Vec<Fact>]) -> Linked {
+    let mut links = MemoryLinks::incremental();
+    let service = Service::of(config, "shop");
+    for batch in batches {
+        let refs: Vec<&Fact> = batch.iter().collect();
+        let work = cut_for(&links, &service, &refs).await.unwrap();
+        links.put(batch.iter().cloned());
+        if let Some(work) = work {
+            let rows = relink(&links, &service, &work).await.unwrap();
+            links.replace_rows("shop", work.cut, rows);
+        }
+    }
+    links.rows("shop")
+}
+
+fn stored(facts: &[Fact]) -> StoredFacts {
+    let mut s = StoredFacts::default();
+    let mut seen_deployments = std::collections::BTreeSet::new();
+    for f in facts {
+        match f {
+            Fact::Push(p) => s.pushes.push(p.clone()),
+            Fact::Deployment(d) => {
+                if seen_deployments.insert(d.deployment_id.clone()) {
+                    s.deployments.push(d.clone())
+                }
+            }
+            Fact::Incident(i) => s.incident_events.push(i.clone()),
+            Fact::PullRequest(_) => {}
+        }
+    }
+    s
+}
+
+/// The whole re-link agrees with the reference on every row it shares with it.
+fn assert_matches_reference(config: &Config, facts: &[Fact], linked: &Linked, seed: u64) {
+    let reference = derive(
+        &ServiceFacts::from_stored(config, stored(facts)),
+        config.attribution_window(),
+    );
+    let mut want: Vec<_> = reference
+        .deployments
+        .iter()
+        .map(|d| (d.key.clone(), d.time, d.sha.clone(), d.failed, d.rework))
+        .collect();
+    want.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let got: Vec<_> = linked
+        .deployments
+        .iter()
+        .map(|d| (d.key.clone(), d.time, d.sha.clone(), d.failed, d.rework))
+        .collect();
+    assert_eq!(got, want, "deployments, seed {seed}");
+    let mut want: Vec<_> = reference
+        .changes
+        .iter()
+        .map(|c| (c.sha.clone(), c.deployment_key.clone(), c.commit_time))
+        .collect();
+    want.sort();
+    let got: Vec<_> = linked
+        .changes
+        .iter()
+        .map(|c| (c.sha.clone(), c.deployment_key.clone(), c.commit_time))
+        .collect();
+    assert_eq!(got, want, "changes, seed {seed}");
+    let want: Vec<_> = reference
+        .incidents
+        .iter()
+        .map(|i| (i.id.clone(), i.opened, i.resolved, i.attributed_to.clone()))
+        .collect();
+    let got: Vec<_> = linked
+        .incidents
+        .iter()
+        .map(|i| {
+            (
+                i.id.clone(),
+                i.opened,
+                i.resolved,
+                i.attributed_to.as_ref().map(|a| a.deployment_key.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "incidents, seed {seed}");
+}
+
+#[tokio::test]
+async fn whole_relinking_agrees_with_the_reference() {
+    let config = config();
+    for seed in 0..400 {
+        let facts = history(seed);
+        let linked = whole(&config, &facts).await;
+        assert_matches_reference(&config, &facts, &linked, seed);
+    }
+}
+
+#[tokio::test]
+async fn shuffled_redelivered_batches_give_the_whole_relink() {
+    let config = config();
+    for seed in 0..400 {
+        let facts = history(seed);
+        let want = whole(&config, &facts).await;
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
+        let mut delivered = facts.clone();
+        for f in &facts {
+            if rng.u8(0..5) == 0 {
+                delivered.push(f.clone());
+            }
+        }
+        rng.shuffle(&mut delivered);
+        let mut batches = Vec::new();
+        while !delivered.is_empty() {
+            let n = rng.usize(1..=4).min(delivered.len());
+            batches.push(delivered.drain(..n).collect::<Vec<_>>());
+        }
+        let got = incrementally(&config, &batches).await;
+        assert_eq!(got, want, "seed {seed}");
+    }
+}
+
+#[tokio::test]
+async fn in_time_order_each_delivery_relinks_only_recent_rows() {
+    // Delivered in time order, a deployment's cut is the deployment before it: never earlier.
+    let config = config();
+    let facts = history(7);
+    let mut ordered = facts.clone();
+    let time = |f: &Fact| match f {
+        Fact::Push(p) => p.commits.last().map_or(0, |c| c.time),
+        Fact::Deployment(d) => d.time,
+        Fact::Incident(i) => i.time,
+        Fact::PullRequest(p) => p.time,
+    };
+    ordered.sort_by_key(time);
+    let mut links = MemoryLinks::incremental();
+    let service = Service::of(&config, "shop");
+    for f in &ordered {
+        let work = cut_for(&links, &service, &[f]).await.unwrap();
+        if let (Fact::Deployment(d), Some(w)) = (f, &work) {
+            let prev = links.rows("shop").deployments.last().map(|p| p.time);
+            if d.environment == "production" {
+                assert_eq!(w.cut, Cut::From(prev.unwrap_or(d.time).min(d.time)));
+            }
+        }
+        links.put([f.clone()]);
+        if let Some(work) = work {
+            let rows = relink(&links, &service, &work).await.unwrap();
+            links.replace_rows("shop", work.cut, rows);
+        }
+    }
+    assert_eq!(links.rows("shop"), whole(&config, &facts).await);
+}
+
+fn commits(shas: &[&str], from: Millis) -> Vec<(String, Millis, String)> {
+    shas.iter()
+        .enumerate()
+        .map(|(i, s)| (s.to_string(), from + i as Millis * H, format!("change {s}")))
+        .collect()
+}
+
+fn shipped_by(l: &Linked, sha: &str) -> Option<String> {
+    l.changes
+        .iter()
+        .find(|c| c.sha == sha)
+        .map(|c| c.deployment_key.clone())
+}
+
+#[tokio::test]
+async fn a_late_push_moves_a_commit_to_the_deployment_that_shipped_it() {
+    let config = config();
+    let a = commits(&["a1", "a2"], T0);
+    let b = commits(&["b1", "b2"], T0 + 2 * H);
+    // d1 deploys b2 before the push of b1..b2 arrives: it ships nothing it can see; d2 redeploys b2 later.
+    let early = vec![
+        push(NULL_SHA, &a),
+        deployment("d0", "a2", T0 + 2 * H, "production"),
+        deployment("d1", "b2", T0 + 5 * H, "production"),
+        deployment("d2", "b2", T0 + 9 * H, "production"),
+    ];
+    let late = vec![push("a2", &b)];
+    let before = incrementally(&config, std::slice::from_ref(&early)).await;
+    assert_eq!(shipped_by(&before, "b1"), None);
+    let d1 = before
+        .deployments
+        .iter()
+        .find(|d| d.key.ends_with("/d1"))
+        .unwrap();
+    assert_eq!(d1.frontier.as_deref(), Some("b2"), "d1 waits for b2's push");
+    let after = incrementally(&config, &[early.clone(), late.clone()]).await;
+    assert_eq!(
+        shipped_by(&after, "b1").as_deref(),
+        Some("github/acme/shop/d1")
+    );
+    assert_eq!(
+        shipped_by(&after, "b2").as_deref(),
+        Some("github/acme/shop/d1")
+    );
+    let all: Vec<Fact> = early.into_iter().chain(late).collect();
+    assert_eq!(after, whole(&config, &all).await);
+}
+
+#[tokio::test]
+async fn a_late_incident_fails_the_deployment_before_it_and_makes_the_next_rework() {
+    let config = config();
+    let a = commits(&["a1", "a2", "a3"], T0);
+    let early = vec![
+        push(NULL_SHA, &a),
+        deployment("d1", "a1", T0 + 10 * H, "production"),
+        deployment("d2", "a2", T0 + 20 * H, "production"),
+        deployment("d3", "a3", T0 + 22 * H, "production"),
+    ];
+    let late = vec![
+        incident("P1", "e2", IncidentEventKind::Resolved, T0 + 23 * H),
+        incident("P1", "e1", IncidentEventKind::Opened, T0 + 21 * H),
+    ];
+    let before = incrementally(&config, std::slice::from_ref(&early)).await;
+    assert!(before.deployments.iter().all(|d| !d.failed && !d.rework));
+    // The resolution first (no row yet), then the trigger.
+    let after = incrementally(
+        &config,
+        &[early.clone(), vec![late[0].clone()], vec![late[1].clone()]],
+    )
+    .await;
+    let by = |k: &str| {
+        after
+            .deployments
+            .iter()
+            .find(|d| d.key.ends_with(k))
+            .unwrap()
+    };
+    assert!(by("/d2").failed, "the incident is attributed to d2");
+    assert!(by("/d3").rework, "d3 went out while it was open");
+    assert!(!by("/d1").failed);
+    let all: Vec<Fact> = early.into_iter().chain(late).collect();
+    assert_eq!(after, whole(&config, &all).await);
+}

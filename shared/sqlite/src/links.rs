@@ -1,0 +1,646 @@
+//! The embedded link state and observations: linked rows per service, one blob of observations per
+//! service-day, and the indexed lookups incremental linking makes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+use em_core::domain::{same_sha, Deployment, DeploymentOutcome, IncidentEvent, IncidentEventKind};
+use em_core::ports::{CommitRow, Cut, Links, PortError};
+use em_core::rows::{
+    blob, day_of, days_of, Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked,
+    Observations, DAY,
+};
+use em_core::time::Millis;
+
+use crate::EmbeddedStore;
+
+/// Linking's view of the embedded store. Its lookups are short indexed queries run inline on the
+/// aggregator's own connection (a thread hop each would cost more than the query).
+pub struct SqliteLinks<'a> {
+    store: &'a EmbeddedStore,
+}
+
+impl<'a> SqliteLinks<'a> {
+    pub(crate) fn new(store: &'a EmbeddedStore) -> Self {
+        SqliteLinks { store }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, PortError> {
+        let conn = self
+            .store
+            .inner
+            .linker
+            .lock()
+            .map_err(|_| PortError::transient("linker connection lock poisoned"))?;
+        f(&conn).map_err(PortError::transient)
+    }
+}
+
+/// A row of `provider, repo, deployment_id, environment, production, sha, time` of a success.
+pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
+    Ok(Deployment {
+        provider: r.get(0)?,
+        repo: r.get(1)?,
+        deployment_id: r.get(2)?,
+        environment: r.get(3)?,
+        production: r.get(4)?,
+        sha: r.get(5)?,
+        time: r.get(6)?,
+        outcome: DeploymentOutcome::Success,
+    })
+}
+
+/// A row of `provider, incident_id, event_id, kind, time, service_name, title`.
+pub(crate) fn incident_event(r: &Row) -> rusqlite::Result<IncidentEvent> {
+    let kind: String = r.get(3)?;
+    Ok(IncidentEvent {
+        provider: r.get(0)?,
+        incident_id: r.get(1)?,
+        event_id: r.get(2)?,
+        kind: IncidentEventKind::parse(&kind).unwrap_or(IncidentEventKind::Acknowledged),
+        time: r.get(4)?,
+        service_name: r.get(5)?,
+        title: r.get(6)?,
+    })
+}
+
+fn deployment_row(r: &Row) -> rusqlite::Result<DeploymentRow> {
+    Ok(DeploymentRow {
+        key: r.get("key")?,
+        repo: r.get("repo")?,
+        environment: r.get("environment")?,
+        time: r.get("time")?,
+        sha: r.get("sha")?,
+        frontier: r.get("frontier")?,
+        failed: r.get("failed")?,
+        rework: r.get("rework")?,
+    })
+}
+
+fn change_row(r: &Row) -> rusqlite::Result<ChangeRow> {
+    Ok(ChangeRow {
+        sha: r.get("sha")?,
+        repo: r.get("repo")?,
+        environment: r.get("environment")?,
+        deployment_key: r.get("deployment_key")?,
+        deployment_time: r.get("deployment_time")?,
+        commit_time: r.get("commit_time")?,
+    })
+}
+
+fn incident_row(r: &Row) -> rusqlite::Result<IncidentRow> {
+    let key: Option<String> = r.get("attributed_key")?;
+    Ok(IncidentRow {
+        id: r.get("id")?,
+        opened: r.get("opened")?,
+        acknowledged: r.get("acknowledged")?,
+        resolved: r.get("resolved")?,
+        attributed_to: match key {
+            Some(deployment_key) => Some(Attribution {
+                deployment_key,
+                repo: r
+                    .get::<_, Option<String>>("attributed_repo")?
+                    .unwrap_or_default(),
+                environment: r
+                    .get::<_, Option<String>>("attributed_environment")?
+                    .unwrap_or_default(),
+            }),
+            None => None,
+        },
+    })
+}
+
+const DEPLOYMENT_COLUMNS: &str = "key, repo, environment, time, sha, frontier, failed, rework";
+const CHANGE_COLUMNS: &str = "sha, repo, environment, deployment_key, deployment_time, commit_time";
+const INCIDENT_COLUMNS: &str =
+    "id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment";
+
+fn frontier7(f: &str) -> String {
+    f.chars().take(7).collect()
+}
+
+impl Links for SqliteLinks<'_> {
+    fn keeps_rows(&self) -> bool {
+        true
+    }
+
+    async fn commit(&self, repo: &str, sha: &str) -> Result<Option<CommitRow>, PortError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT sha, parent, time, message FROM commits WHERE repo = ?1 AND sha = ?2",
+            )?
+            .query_row(params![repo, sha], |r| {
+                Ok(CommitRow {
+                    sha: r.get(0)?,
+                    parent: r.get(1)?,
+                    time: r.get(2)?,
+                    message: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    async fn resolve_prefix(&self, repo: &str, prefix: &str) -> Result<Option<String>, PortError> {
+        self.with(|c| {
+            let hits: Vec<String> = c
+                .prepare_cached(
+                    "SELECT sha FROM commits WHERE repo = ?1 AND sha >= ?2 ORDER BY sha LIMIT 2",
+                )?
+                .query_map(params![repo, prefix], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let hits: Vec<String> = hits.into_iter().filter(|s| s.starts_with(prefix)).collect();
+            Ok(match hits.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            })
+        })
+    }
+
+    async fn deployments_since(
+        &self,
+        repos: &[String],
+        from: Option<Millis>,
+    ) -> Result<Vec<Deployment>, PortError> {
+        self.with(|c| {
+            let mut out = Vec::new();
+            let mut s = c.prepare_cached(
+                "SELECT provider, repo, deployment_id, environment, production, sha, time FROM deployments
+                 WHERE repo = ?1 AND outcome = 'success' AND time >= ?2",
+            )?;
+            for repo in repos {
+                let rows = s.query_map(
+                    params![repo, from.unwrap_or(Millis::MIN)],
+                    successful_deployment,
+                )?;
+                for d in rows {
+                    out.push(d?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn incident_ids_since(
+        &self,
+        aliases: &[String],
+        from: Option<Millis>,
+    ) -> Result<Vec<String>, PortError> {
+        self.with(|c| {
+            let mut out = BTreeSet::new();
+            let mut s = c.prepare_cached(
+                "SELECT DISTINCT incident_id FROM incident_events
+                 WHERE service_name = ?1 AND kind = 'opened' AND time >= ?2",
+            )?;
+            for a in aliases {
+                for id in s.query_map(params![a, from.unwrap_or(Millis::MIN)], |r| r.get(0))? {
+                    out.insert(id?);
+                }
+            }
+            Ok(out.into_iter().collect())
+        })
+    }
+
+    async fn incident_events(
+        &self,
+        aliases: &[String],
+        ids: &[String],
+    ) -> Result<Vec<IncidentEvent>, PortError> {
+        self.with(|c| {
+            let mut out = Vec::new();
+            let mut s = c.prepare_cached(
+                "SELECT provider, incident_id, event_id, kind, time, service_name, title
+                 FROM incident_events WHERE service_name = ?1 AND incident_id = ?2",
+            )?;
+            for a in aliases {
+                for id in ids {
+                    let rows = s.query_map(params![a, id], incident_event)?;
+                    for e in rows {
+                        out.push(e?);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn deployment_rows_before(
+        &self,
+        service: &str,
+        time: Millis,
+        key: &str,
+        n: usize,
+    ) -> Result<Vec<DeploymentRow>, PortError> {
+        self.with(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments
+                 WHERE service = ?1 AND (time < ?2 OR (time = ?2 AND key < ?3))
+                 ORDER BY time DESC, key DESC LIMIT ?4"
+            ))?
+            .query_map(params![service, time, key, n as i64], deployment_row)?
+            .collect()
+        })
+    }
+
+    async fn deployed_before(
+        &self,
+        service: &str,
+        sha: &str,
+        time: Millis,
+        key: &str,
+    ) -> Result<bool, PortError> {
+        self.with(|c| {
+            let before = "(time < ?3 OR (time = ?3 AND key < ?4))";
+            // The same sha, or a longer one it is a prefix of (GLOB on a BINARY column uses the index) ...
+            let exact = c
+                .prepare_cached(&format!(
+                    "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha GLOB ?2 AND {before} LIMIT 1"
+                ))?
+                .query_row(
+                    params![service, format!("{}*", glob_escape(sha)), time, key],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if exact {
+                return Ok(true);
+            }
+            // ... or a short one that is a prefix of it.
+            let shorts: Vec<String> = c
+                .prepare_cached(&format!(
+                    "SELECT sha FROM o_deployments WHERE service = ?1 AND short = 1 AND ?2 = ?2 AND {before}"
+                ))?
+                .query_map(params![service, sha, time, key], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(shorts.iter().any(|s| same_sha(s, sha)))
+        })
+    }
+
+    async fn shipped_at(&self, service: &str, sha: &str) -> Result<Option<Millis>, PortError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT deployment_time FROM o_changes WHERE service = ?1 AND sha = ?2",
+            )?
+            .query_row(params![service, sha], |r| r.get(0))
+            .optional()
+        })
+    }
+
+    async fn waiting_on(
+        &self,
+        service: &str,
+        shas: &[String],
+    ) -> Result<Option<DeploymentRow>, PortError> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments WHERE service = ?1 AND frontier7 = ?2"
+            ))?;
+            let mut best: Option<DeploymentRow> = None;
+            for sha in shas {
+                for d in s.query_map(params![service, frontier7(sha)], deployment_row)? {
+                    let d = d?;
+                    let hit = d.frontier.as_deref().is_some_and(|f| same_sha(f, sha));
+                    if hit
+                        && best
+                            .as_ref()
+                            .is_none_or(|b| (d.time, &d.key) < (b.time, &b.key))
+                    {
+                        best = Some(d);
+                    }
+                }
+            }
+            Ok(best)
+        })
+    }
+
+    async fn incident_rows(
+        &self,
+        service: &str,
+        ids: &[String],
+    ) -> Result<Vec<IncidentRow>, PortError> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {INCIDENT_COLUMNS} FROM o_incidents WHERE service = ?1 AND id = ?2"
+            ))?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(r) = s.query_row(params![service, id], incident_row).optional()? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn incidents_open_at(
+        &self,
+        service: &str,
+        at: Millis,
+    ) -> Result<Vec<IncidentRow>, PortError> {
+        self.with(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {INCIDENT_COLUMNS} FROM o_incidents
+                 WHERE service = ?1 AND resolved IS NULL AND opened < ?2 AND attributed_key IS NOT NULL
+                 UNION ALL
+                 SELECT {INCIDENT_COLUMNS} FROM o_incidents
+                 WHERE service = ?1 AND resolved > ?2 AND opened < ?2 AND attributed_key IS NOT NULL"
+            ))?
+            .query_map(params![service, at], incident_row)?
+            .collect()
+        })
+    }
+}
+
+fn glob_escape(s: &str) -> String {
+    s.chars()
+        .map(|ch| match ch {
+            '*' | '?' | '[' | ']' => format!("[{ch}]"),
+            _ => ch.to_string(),
+        })
+        .collect()
+}
+
+pub(crate) fn version(c: &Connection, service: &str) -> rusqlite::Result<u64> {
+    Ok(
+        c.prepare_cached("SELECT version FROM o_versions WHERE service = ?1")?
+            .query_row([service], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0) as u64,
+    )
+}
+
+/// A service's rows at or after `cut`, as stored.
+fn rows_since(c: &Connection, service: &str, cut: Cut) -> rusqlite::Result<Linked> {
+    let from = cut.from().unwrap_or(Millis::MIN);
+    let deployments = c
+        .prepare_cached(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments WHERE service = ?1 AND time >= ?2"
+        ))?
+        .query_map(params![service, from], deployment_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let changes = c
+        .prepare_cached(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM o_changes WHERE service = ?1 AND deployment_time >= ?2"
+        ))?
+        .query_map(params![service, from], change_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let incidents = c
+        .prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM o_incidents WHERE service = ?1 AND opened >= ?2"
+        ))?
+        .query_map(params![service, from], incident_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Linked {
+        deployments,
+        changes,
+        incidents,
+    })
+}
+
+/// A service's rows of the days `[first, last]`, to rebuild their observation blobs.
+fn rows_of_days(c: &Connection, service: &str, first: i64, last: i64) -> rusqlite::Result<Linked> {
+    let (from, to) = (first * DAY, (last + 1) * DAY);
+    let deployments = c
+        .prepare_cached(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments WHERE service = ?1 AND time >= ?2 AND time < ?3"
+        ))?
+        .query_map(params![service, from, to], deployment_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let changes = c
+        .prepare_cached(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM o_changes WHERE service = ?1 AND deployment_time >= ?2 AND deployment_time < ?3"
+        ))?
+        .query_map(params![service, from, to], change_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let incidents = c
+        .prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM o_incidents WHERE service = ?1 AND opened >= ?2 AND opened < ?3"
+        ))?
+        .query_map(params![service, from, to], incident_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Linked {
+        deployments,
+        changes,
+        incidents,
+    })
+}
+
+fn put_deployment(c: &Connection, service: &str, d: &DeploymentRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO o_deployments
+           (service, key, time, repo, environment, sha, short, frontier, frontier7, failed, rework)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        service,
+        d.key,
+        d.time,
+        d.repo,
+        d.environment,
+        d.sha,
+        d.sha.len() < 40,
+        d.frontier,
+        d.frontier.as_deref().map(frontier7),
+        d.failed,
+        d.rework
+    ])?;
+    Ok(())
+}
+
+fn put_change(c: &Connection, service: &str, x: &ChangeRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO o_changes
+           (service, sha, repo, environment, deployment_key, deployment_time, commit_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        service,
+        x.sha,
+        x.repo,
+        x.environment,
+        x.deployment_key,
+        x.deployment_time,
+        x.commit_time
+    ])?;
+    Ok(())
+}
+
+fn put_incident(c: &Connection, service: &str, i: &IncidentRow) -> rusqlite::Result<()> {
+    let a = i.attributed_to.as_ref();
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO o_incidents
+           (service, id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        service,
+        i.id,
+        i.opened,
+        i.acknowledged,
+        i.resolved,
+        a.map(|a| &a.deployment_key),
+        a.map(|a| &a.repo),
+        a.map(|a| &a.environment)
+    ])?;
+    Ok(())
+}
+
+/// Writes the rows of `new` that differ from `old` (by key), deletes those gone, and notes the days either
+/// touches.
+fn diff<T: PartialEq>(
+    old: &[T],
+    new: &[T],
+    key: impl Fn(&T) -> &str,
+    time: impl Fn(&T) -> Millis,
+    days: &mut BTreeSet<i64>,
+    mut delete: impl FnMut(&str) -> rusqlite::Result<()>,
+    mut put: impl FnMut(&T) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let before: BTreeMap<&str, &T> = old.iter().map(|x| (key(x), x)).collect();
+    let after: BTreeMap<&str, &T> = new.iter().map(|x| (key(x), x)).collect();
+    for (k, x) in &before {
+        if !after.contains_key(k) {
+            delete(k)?;
+            days.insert(day_of(time(x)));
+        }
+    }
+    for (k, x) in &after {
+        let was = before.get(k);
+        if was != Some(x) {
+            put(x)?;
+            days.insert(day_of(time(x)));
+            if let Some(o) = was {
+                days.insert(day_of(time(o)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies a re-link: rows that changed are written, rows that went are deleted, and the observation blob
+/// of every day those touch is rebuilt. Nothing else is written.
+pub(crate) fn replace_rows(
+    c: &Connection,
+    service: &str,
+    cut: Cut,
+    rows: Linked,
+    expected: u64,
+) -> rusqlite::Result<bool> {
+    let current = version(c, service)?;
+    if current != expected {
+        return Ok(false);
+    }
+    let old = rows_since(c, service, cut)?;
+    let mut days = BTreeSet::new();
+    diff(
+        &old.deployments,
+        &rows.deployments,
+        |d| d.key.as_str(),
+        |d| d.time,
+        &mut days,
+        |k| {
+            c.prepare_cached("DELETE FROM o_deployments WHERE service = ?1 AND key = ?2")?
+                .execute(params![service, k])
+                .map(drop)
+        },
+        |d| put_deployment(c, service, d),
+    )?;
+    diff(
+        &old.changes,
+        &rows.changes,
+        |x| x.sha.as_str(),
+        |x| x.deployment_time,
+        &mut days,
+        |k| {
+            c.prepare_cached("DELETE FROM o_changes WHERE service = ?1 AND sha = ?2")?
+                .execute(params![service, k])
+                .map(drop)
+        },
+        |x| put_change(c, service, x),
+    )?;
+    diff(
+        &old.incidents,
+        &rows.incidents,
+        |x| x.id.as_str(),
+        |x| x.opened,
+        &mut days,
+        |k| {
+            c.prepare_cached("DELETE FROM o_incidents WHERE service = ?1 AND id = ?2")?
+                .execute(params![service, k])
+                .map(drop)
+        },
+        |x| put_incident(c, service, x),
+    )?;
+
+    for day in days {
+        let linked = rows_of_days(c, service, day, day)?;
+        match days_of(&linked).remove(&day) {
+            Some(obs) => {
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO o_days (service, day, rows) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![service, day, blob::encode(&obs)])?;
+            }
+            None => {
+                c.prepare_cached("DELETE FROM o_days WHERE service = ?1 AND day = ?2")?
+                    .execute(params![service, day])?;
+            }
+        }
+    }
+    c.prepare_cached("INSERT OR REPLACE INTO o_versions (service, version) VALUES (?1, ?2)")?
+        .execute(params![service, current as i64 + 1])?;
+    Ok(true)
+}
+
+/// The observations of `services` (all when `None`) in `[from, to)`: one blob per service-day.
+pub(crate) fn observations(
+    c: &Connection,
+    services: Option<&[String]>,
+    from: Millis,
+    to: Millis,
+) -> rusqlite::Result<Observations> {
+    let mut out = Observations::default();
+    if from >= to {
+        return Ok(out);
+    }
+    let (first, last) = (day_of(from), day_of(to - 1));
+    let mut add = |service: String, bytes: Vec<u8>| -> rusqlite::Result<()> {
+        let obs = blob::decode(&bytes, &service).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Blob,
+                Box::<dyn std::error::Error + Send + Sync>::from(e),
+            )
+        })?;
+        out.extend_within(obs, from, to);
+        Ok(())
+    };
+    match services {
+        Some(list) => {
+            let mut s = c.prepare_cached(
+                "SELECT rows FROM o_days WHERE service = ?1 AND day >= ?2 AND day <= ?3",
+            )?;
+            for service in list {
+                let blobs: Vec<Vec<u8>> = s
+                    .query_map(params![service, first, last], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for b in blobs {
+                    add(service.clone(), b)?;
+                }
+            }
+        }
+        None => {
+            let rows: Vec<(String, Vec<u8>)> = c
+                .prepare_cached("SELECT service, rows FROM o_days WHERE day >= ?1 AND day <= ?2")?
+                .query_map(params_from_iter([first, last]), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (service, b) in rows {
+                add(service, b)?;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{
-    assert_matches, figures_of, load_deliveries, scenario_dir, secret_of, shuffle, Delivery,
+    assert_adds_up, assert_matches, figures_of, load_deliveries, scenario_dir, secret_of, shuffle,
+    Delivery,
 };
 use em_aggregator::Aggregator;
 use em_aws::secrets::Layout;
@@ -200,7 +201,20 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
         let req = apigw_event("GET", "/v1/metrics/dora", &query, &auth, None);
         let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
         assert_eq!(r.status(), 200, "{query}: {}", body_json(&r));
-        assert_matches(&figures_of(&body_json(&r)), &case["expect"], &query);
+        let window = body_json(&r);
+        assert_matches(&figures_of(&window), &case["expect"], &query);
+        for (path, extra, list) in [
+            ("/v1/metrics/dora/series", "interval=week", "buckets"),
+            ("/v1/metrics/dora/series", "interval=month", "buckets"),
+            ("/v1/metrics/dora", "group_by=service", "groups"),
+            ("/v1/metrics/dora", "group_by=repository", "groups"),
+        ] {
+            let q = format!("{query}&{extra}");
+            let req = apigw_event("GET", path, &q, &auth, None);
+            let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+            assert_eq!(r.status(), 200, "{path}?{q}: {}", body_json(&r));
+            assert_adds_up(&window, &body_json(&r)[list], &format!("{path}?{q}"));
+        }
     }
     let req = apigw_event("GET", "/v1/metrics/dora", "", &[], None);
     let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;

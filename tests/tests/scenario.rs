@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    assert_matches, figures_of, load_deliveries, post_signed, scenario_dir, secrets, shuffle,
-    Delivery, Server,
+    assert_adds_up, assert_matches, figures_of, load_deliveries, post_signed, scenario_dir,
+    secrets, shuffle, Delivery, Server,
 };
 use serde_json::Value;
 
@@ -16,6 +16,7 @@ async fn check_expected(server: &Server, client: &reqwest::Client) {
     .expect("json");
     let cases = expected.as_array().expect("a list");
     assert!(cases.len() >= 16);
+    let mut deployments = 0;
     for case in cases {
         let query: Vec<(String, String)> = case["query"]
             .as_object()
@@ -32,7 +33,42 @@ async fn check_expected(server: &Server, client: &reqwest::Client) {
         assert_eq!(resp.status(), 200, "query {query:?}");
         let got: Value = resp.json().await.expect("json");
         assert_matches(&figures_of(&got), &case["expect"], &format!("{query:?}"));
+        assert_eq!(got["configuration"]["current"], true, "{got}");
+
+        // The same window as a series and broken down: every additive figure adds up to the window's.
+        for interval in ["day", "week", "month"] {
+            let mut q = query.clone();
+            q.push(("interval".into(), interval.into()));
+            let resp = client
+                .get(server.url("/v1/metrics/dora/series"))
+                .query(&q)
+                .send()
+                .await
+                .expect("api answers");
+            assert_eq!(resp.status(), 200, "series {q:?}");
+            let series: Value = resp.json().await.expect("json");
+            assert_eq!(series["interval"], interval);
+            assert_adds_up(&got, &series["buckets"], &format!("{q:?}"));
+        }
+        for by in ["service", "repository", "environment"] {
+            let mut q = query.clone();
+            q.push(("group_by".into(), by.into()));
+            let resp = client
+                .get(server.url("/v1/metrics/dora"))
+                .query(&q)
+                .send()
+                .await
+                .expect("api answers");
+            assert_eq!(resp.status(), 200, "groups {q:?}");
+            let grouped: Value = resp.json().await.expect("json");
+            assert_eq!(grouped["deployment_frequency"], got["deployment_frequency"]);
+            assert_adds_up(&got, &grouped["groups"], &format!("{q:?}"));
+        }
+        deployments += got["deployment_frequency"]["deployments"]
+            .as_u64()
+            .unwrap_or(0);
     }
+    assert!(deployments > 0, "the scenario's windows hold deployments");
 }
 
 async fn run(deliveries: Vec<Delivery>, concurrency: usize) {

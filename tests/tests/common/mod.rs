@@ -322,6 +322,35 @@ pub fn figures_of(answer: &Value) -> Value {
     v
 }
 
+/// The figures that add up: a window's equals the sum over its series buckets or its groups.
+const ADDITIVE: &[(&str, &str)] = &[
+    ("deployment_frequency", "deployments"),
+    ("change_failure_rate", "failed"),
+    ("rework_rate", "rework"),
+    ("lead_time", "changes"),
+    ("lead_time", "excluded"),
+    ("recovery_time", "incidents"),
+    ("recovery_time", "open"),
+];
+
+/// Every additive figure of `window` equals the sum of it over `parts` (series buckets or groups).
+pub fn assert_adds_up(window: &Value, parts: &Value, what: &str) {
+    let parts = parts
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: a list: {parts}"));
+    for (figure, field) in ADDITIVE {
+        let sum: u64 = parts
+            .iter()
+            .map(|p| p[figure][field].as_u64().expect("a count"))
+            .sum();
+        assert_eq!(
+            Some(sum),
+            window[figure][field].as_u64(),
+            "{what}: {figure}.{field} of the parts does not add up to the window's"
+        );
+    }
+}
+
 /// Integers must match exactly; other numbers within 1 % relative; everything else exactly.
 pub fn assert_matches(got: &Value, want: &Value, path: &str) {
     match (got, want) {

@@ -3,6 +3,7 @@
 
 pub mod derive;
 pub mod dora;
+pub mod history;
 pub mod levels;
 pub mod link;
 pub mod memory;

@@ -453,3 +453,89 @@ async fn commits_keep_the_parent_of_the_first_push_in_key_order() {
         "ambiguous"
     );
 }
+
+/// The embedded store's link state against the reference: random histories delivered shuffled, re-delivered
+/// and in small batches, re-linked from each batch's cut on SQLite as the aggregator does, give the
+/// observations of a whole re-link in memory.
+#[tokio::test]
+async fn incremental_links_on_sqlite_give_the_whole_relink() {
+    use em_core::rows::{days_of, Observations};
+    use em_metrics::history::{config, history};
+    use em_metrics::link::{cut_for, relink, Service, Work};
+    use em_metrics::memory::MemoryLinks;
+
+    fn flat(o: &Observations) -> Vec<String> {
+        let at = |i: u32| {
+            let x = &o.origins[i as usize];
+            format!("{}/{}", x.repo, x.environment)
+        };
+        let mut v: Vec<String> = o
+            .deployments
+            .iter()
+            .map(|d| format!("d {} {} {} {}", at(d.origin), d.time, d.failed, d.rework))
+            .chain(
+                o.changes
+                    .iter()
+                    .map(|c| format!("c {} {} {}", at(c.origin), c.time, c.lead)),
+            )
+            .chain(o.incidents.iter().map(|i| {
+                format!(
+                    "i {} {} {:?} {:?} {}",
+                    at(i.origin),
+                    i.opened,
+                    i.acknowledged,
+                    i.recovery,
+                    i.attributed
+                )
+            }))
+            .collect();
+        v.sort();
+        v
+    }
+
+    let config = config();
+    let service = Service::of(&config, "shop");
+    for seed in 0..60u64 {
+        let facts = history(seed);
+        let mut memory = MemoryLinks::incremental();
+        memory.put(facts.iter().cloned());
+        let whole = relink(&memory, &service, &Work::all(&service, &[]))
+            .await
+            .unwrap();
+        let mut want = Observations::default();
+        for (_, o) in days_of(&whole) {
+            want.extend_within(o, i64::MIN, i64::MAX);
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut delivered = facts.clone();
+        delivered.extend(facts.iter().filter(|_| rng.u8(0..4) == 0).cloned());
+        rng.shuffle(&mut delivered);
+        for batch in delivered.chunks(3) {
+            let refs: Vec<&Fact> = batch.iter().collect();
+            let work = {
+                let links = s.links(vec![], vec![]).await.unwrap();
+                cut_for(&links, &service, &refs).await.unwrap()
+            };
+            s.put_facts(batch.to_vec()).await.unwrap();
+            if let Some(work) = work {
+                let v = s.rows_version("shop".into()).await.unwrap();
+                let rows = {
+                    let links = s.links(vec![], vec![]).await.unwrap();
+                    relink(&links, &service, &work).await.unwrap()
+                };
+                assert!(s
+                    .replace_rows("shop".into(), work.cut, rows, v)
+                    .await
+                    .unwrap());
+            }
+        }
+        let got = s
+            .observations(Some(vec!["shop".into()]), i64::MIN, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(flat(&got), flat(&want), "seed {seed}");
+    }
+}

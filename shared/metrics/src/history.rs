@@ -1,0 +1,160 @@
+//! Random histories of one service, for the tests that hold the linkers and the stores to each other and
+//! for the benchmarks: a chain of commits in pushes, deployments (some of older shas, some by short sha, some
+//! not production), incidents (some triggered twice, some never). Deterministic for a seed.
+
+use em_core::config::Config;
+use em_core::domain::{
+    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push, NULL_SHA,
+};
+use em_core::time::Millis;
+
+pub const H: Millis = 3_600_000;
+/// 2025-03-01T00:00:00Z
+pub const T0: Millis = 1_740_787_200_000;
+
+/// One service, `shop`: repository `acme/shop`, incident service `Shop`, a 6-hour attribution window.
+pub fn config() -> Config {
+    Config::parse(
+        r#"
+incident_attribution_window = "6h"
+[[services]]
+name = "shop"
+repositories = ["acme/shop"]
+aliases = ["Shop"]
+"#,
+    )
+    .unwrap_or_default()
+}
+
+pub fn sha(rng: &mut fastrand::Rng) -> String {
+    (0..40)
+        .map(|_| char::from_digit(rng.u32(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+pub fn push(before: &str, commits: &[(String, Millis, String)]) -> Fact {
+    Fact::Push(Push {
+        provider: "github".into(),
+        repo: "acme/shop".into(),
+        before: before.into(),
+        after: commits.last().map(|c| c.0.clone()).unwrap_or_default(),
+        commits: commits
+            .iter()
+            .map(|(sha, time, message)| Commit {
+                sha: sha.clone(),
+                time: *time,
+                message: message.clone(),
+            })
+            .collect(),
+    })
+}
+
+pub fn deployment(id: &str, sha: &str, time: Millis, environment: &str) -> Fact {
+    Fact::Deployment(Deployment {
+        provider: "github".into(),
+        repo: "acme/shop".into(),
+        deployment_id: id.into(),
+        environment: environment.into(),
+        production: None,
+        sha: sha.into(),
+        time,
+        outcome: DeploymentOutcome::Success,
+    })
+}
+
+pub fn incident(id: &str, event: &str, kind: IncidentEventKind, time: Millis) -> Fact {
+    Fact::Incident(IncidentEvent {
+        provider: "pagerduty".into(),
+        incident_id: id.into(),
+        event_id: event.into(),
+        kind,
+        time,
+        service_name: "Shop".into(),
+        title: "down".into(),
+    })
+}
+
+/// A random history of one service: a chain of commits in pushes, deployments (some of older shas, some
+/// by short sha, some not production), incidents (some triggered twice, some never).
+pub fn history(seed: u64) -> Vec<Fact> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let n = rng.usize(4..40);
+    let commits: Vec<(String, Millis, String)> = (0..n)
+        .map(|i| {
+            let message = match rng.u8(0..10) {
+                0 => "Revert \"something\"".to_string(),
+                1 => "hotfix: the thing".to_string(),
+                _ => format!("change {i}"),
+            };
+            (sha(&mut rng), T0 + i as Millis * H, message)
+        })
+        .collect();
+    let mut facts = Vec::new();
+    let mut start = 0;
+    let mut before = NULL_SHA.to_string();
+    while start < n {
+        let end = (start + rng.usize(1..4)).min(n);
+        facts.push(push(&before, &commits[start..end]));
+        before = commits[end - 1].0.clone();
+        start = end;
+    }
+    let deployments = rng.usize(1..20);
+    let mut time = T0;
+    for d in 0..deployments {
+        time += rng.i64(0..6 * H);
+        let reach = ((time - T0) / H).clamp(0, n as Millis - 1) as usize;
+        let at = if rng.u8(0..6) == 0 {
+            rng.usize(0..=reach)
+        } else {
+            reach
+        };
+        let mut s = commits[at].0.clone();
+        if rng.u8(0..8) == 0 {
+            s.truncate(8);
+        }
+        let env = if rng.u8(0..8) == 0 {
+            "staging"
+        } else {
+            "production"
+        };
+        facts.push(deployment(&format!("d{d}"), &s, time, env));
+    }
+    for i in 0..rng.usize(0..7) {
+        let id = format!("P{i}");
+        let opened = T0 + rng.i64(0..(n as Millis + 12) * H);
+        let kind = |k| k;
+        if rng.u8(0..5) != 0 {
+            facts.push(incident(
+                &id,
+                &format!("{id}-t"),
+                kind(IncidentEventKind::Opened),
+                opened,
+            ));
+        }
+        if rng.bool() {
+            facts.push(incident(
+                &id,
+                &format!("{id}-t2"),
+                IncidentEventKind::Opened,
+                opened + rng.i64(-H..H),
+            ));
+        }
+        if rng.bool() {
+            facts.push(incident(
+                &id,
+                &format!("{id}-a"),
+                IncidentEventKind::Acknowledged,
+                opened + 60_000,
+            ));
+        }
+        if rng.u8(0..3) != 0 {
+            facts.push(incident(
+                &id,
+                &format!("{id}-r"),
+                IncidentEventKind::Resolved,
+                opened + rng.i64(1..30 * H),
+            ));
+        }
+    }
+    facts
+}

@@ -444,8 +444,8 @@ enum CutAt {
     /// At the 5th fact write of the batch's one write: some facts are stored, the rest of the batch and the
     /// message-by-message retry find no connection; no service can be recomputed.
     FactWrites,
-    /// At the first request for bravo's metric rows: every fact is stored and alpha's rows are rebuilt, then
-    /// bravo and charlie cannot be recomputed.
+    /// At the first write of bravo's metric rows: every fact is stored, every service linked and alpha's rows
+    /// written, then bravo's and charlie's rows cannot be written.
     SecondService,
 }
 
@@ -592,9 +592,10 @@ async fn run(cut_at: CutAt) {
             });
         }
         CutAt::SecondService => proxy.cut_at(|r| {
-            r.body
-                .windows(b"m#bravo\"".len())
-                .any(|w| w == b"m#bravo\"")
+            r.operation == "TransactWriteItems"
+                && r.body
+                    .windows(b"m#bravo\"".len())
+                    .any(|w| w == b"m#bravo\"")
         }),
     }
     let response =

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use em_core::config::{Config, Rebuild, FIGURES_CONFIG_KEY, REBUILD_KEY};
 use em_core::domain::Fact;
 use em_core::emf;
-use em_core::ports::{Envelope, Message, MetricsReader, Payloads, PortError, Queue, Store};
+use em_core::ports::{
+    Envelope, Message, MetricsReader, Payloads, PortError, Queue, RowsReplacement, Store,
+};
 use em_core::time::{format_millis, Millis};
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
 use em_metrics::link::{cut_for, relink, Service, Work};
@@ -40,6 +42,68 @@ pub fn service_of(config: &Config, fact: &Fact) -> Option<String> {
         Fact::Incident(i) => Some(config.service_for_alias(&i.service_name)),
         Fact::PullRequest(_) => None,
     }
+}
+
+/// Services linked at once: the embedded store's lookups use the CPU, DynamoDB's the network.
+const CONCURRENCY: usize = 4;
+
+type Job<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// Runs `jobs`, up to [`CONCURRENCY`] at once on the runtime's threads; one result per job, in the jobs'
+/// order (`None` for a job that panicked).
+async fn concurrently<T: Send + 'static>(jobs: Vec<Job<T>>) -> Vec<Option<T>> {
+    let n = jobs.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let mut keep = |r: Result<(usize, T), tokio::task::JoinError>| match r {
+        Ok((i, t)) => out[i] = Some(t),
+        Err(e) => tracing::error!(error = %e, "a linking task failed"),
+    };
+    for (i, job) in jobs.into_iter().enumerate() {
+        if tasks.len() >= CONCURRENCY {
+            if let Some(r) = tasks.join_next().await {
+                keep(r);
+            }
+        }
+        tasks.spawn(async move { (i, job.await) });
+    }
+    while let Some(r) = tasks.join_next().await {
+        keep(r);
+    }
+    out
+}
+
+/// Where a service's re-link starts for `facts` (read before they are stored).
+async fn work_for<S: Store>(
+    store: &S,
+    config: &Config,
+    service: &str,
+    facts: &[&Fact],
+) -> Result<Option<Work>, PortError> {
+    let svc = Service::of(config, service);
+    if !store.incremental() {
+        return Ok(Some(Work::all(&svc, facts)));
+    }
+    let links = store.links(svc.repos.clone(), svc.aliases.clone()).await?;
+    cut_for(&links, &svc, facts).await
+}
+
+/// Re-links one service from `work.cut`, reading the rows' version first.
+async fn relink_rows<S: Store>(
+    store: &S,
+    config: &Config,
+    service: &str,
+    work: &Work,
+) -> Result<RowsReplacement, PortError> {
+    let svc = Service::of(config, service);
+    let expected = store.rows_version(service.to_string()).await?;
+    let links = store.links(svc.repos.clone(), svc.aliases.clone()).await?;
+    Ok(RowsReplacement {
+        service: service.to_string(),
+        cut: work.cut,
+        rows: relink(&links, &svc, work).await?,
+        expected,
+    })
 }
 
 impl<S: Store> Aggregator<S> {
@@ -80,7 +144,16 @@ impl<S: Store> Aggregator<S> {
                 }
             }
         }
+        self.process_facts(parsed, results).await
+    }
 
+    /// Stores each message's facts and re-links the services they touch; `results` holds each message's
+    /// outcome so far (a message already failed is skipped).
+    pub async fn process_facts(
+        &self,
+        parsed: Vec<Vec<Fact>>,
+        mut results: Vec<Result<(), Failure>>,
+    ) -> (Vec<Result<(), Failure>>, BTreeSet<String>) {
         // Each service's facts, and the messages that carried them.
         let mut touched: BTreeMap<String, (Vec<&Fact>, Vec<usize>)> = BTreeMap::new();
         for (i, facts) in parsed.iter().enumerate() {
@@ -97,15 +170,28 @@ impl<S: Store> Aggregator<S> {
         // Where each service's re-link starts, read before the facts are stored (a push is compared with
         // the commits known before it).
         let mut work: BTreeMap<String, (Work, Vec<usize>)> = BTreeMap::new();
-        for (service, (facts, messages)) in &touched {
-            match self.work_for(service, facts).await {
+        let mut jobs: Vec<Job<Result<Option<Work>, PortError>>> = Vec::new();
+        for (service, (facts, _)) in &touched {
+            let facts: Vec<Fact> = facts.iter().map(|f| (*f).clone()).collect();
+            let (store, config, service) =
+                (self.store.clone(), self.config.clone(), service.clone());
+            jobs.push(Box::pin(async move {
+                let refs: Vec<&Fact> = facts.iter().collect();
+                work_for(&store, &config, &service, &refs).await
+            }));
+        }
+        let cuts = concurrently(jobs).await;
+        for ((service, (_, messages)), cut) in touched.iter().zip(cuts) {
+            let (service, messages) = (service.clone(), messages.clone());
+            let w = cut.unwrap_or_else(|| Err(PortError::transient("linking task failed")));
+            match w {
                 Ok(Some(w)) => {
-                    work.insert(service.clone(), (w, messages.clone()));
+                    work.insert(service, (w, messages));
                 }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(%service, error = %e, "link state not readable");
-                    for &i in messages {
+                    for i in messages {
                         results[i] = Err(Failure::Retry(e.to_string()));
                     }
                 }
@@ -130,9 +216,43 @@ impl<S: Store> Aggregator<S> {
             }
         }
 
+        // Every service re-linked, then all their rows written at once; a service whose rows changed
+        // meanwhile (a concurrent writer) starts over alone.
         let mut relinked = BTreeSet::new();
-        for (service, (w, messages)) in work {
-            match self.relink(&service, &w).await {
+        let mut replacements = Vec::new();
+        let mut pending = Vec::new();
+        let mut jobs: Vec<Job<Result<RowsReplacement, PortError>>> = Vec::new();
+        for (service, (w, _)) in &work {
+            let (store, config) = (self.store.clone(), self.config.clone());
+            let (service, w) = (service.clone(), w.clone());
+            jobs.push(Box::pin(async move {
+                relink_rows(&store, &config, &service, &w).await
+            }));
+        }
+        let linked = concurrently(jobs).await;
+        for ((service, (w, messages)), r) in work.into_iter().zip(linked) {
+            let r = r.unwrap_or_else(|| Err(PortError::transient("linking task failed")));
+            match r {
+                Ok(r) => {
+                    replacements.push(r);
+                    pending.push((service, w, messages));
+                }
+                Err(e) => {
+                    tracing::warn!(%service, error = %e, "re-link failed");
+                    for i in messages {
+                        results[i] = Err(Failure::Retry(e.to_string()));
+                    }
+                }
+            }
+        }
+        let written = self.store.replace_rows_batch(replacements).await;
+        for ((service, w, messages), outcome) in pending.into_iter().zip(written) {
+            let outcome = match outcome {
+                Ok(true) => Ok(()),
+                Ok(false) => self.relink(&service, &w).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Ok(()) => {
                     relinked.insert(service);
                 }
@@ -147,36 +267,16 @@ impl<S: Store> Aggregator<S> {
         (results, relinked)
     }
 
-    async fn work_for(&self, service: &str, facts: &[&Fact]) -> Result<Option<Work>, PortError> {
-        let svc = Service::of(&self.config, service);
-        if !self.store.incremental() {
-            return Ok(Some(Work::all(&svc, facts)));
-        }
-        let links = self
-            .store
-            .links(svc.repos.clone(), svc.aliases.clone())
-            .await?;
-        cut_for(&links, &svc, facts).await
-    }
-
     /// Re-links one service from `work.cut` and replaces its rows from there. The version is read before
     /// the link state, so a concurrent writer that changed the rows meanwhile makes this one start over
     /// rather than overwrite newer rows.
     pub async fn relink(&self, service: &str, work: &Work) -> Result<(), PortError> {
         const ATTEMPTS: usize = 8;
-        let svc = Service::of(&self.config, service);
         for attempt in 0..ATTEMPTS {
-            let version = self.store.rows_version(service.to_string()).await?;
-            let rows = {
-                let links = self
-                    .store
-                    .links(svc.repos.clone(), svc.aliases.clone())
-                    .await?;
-                relink(&links, &svc, work).await?
-            };
+            let r = relink_rows(&self.store, &self.config, service, work).await?;
             if self
                 .store
-                .replace_rows(service.to_string(), work.cut, rows, version)
+                .replace_rows(r.service, r.cut, r.rows, r.expected)
                 .await?
             {
                 return Ok(());

@@ -394,8 +394,17 @@ impl Cut {
     }
 }
 
+/// One service's re-linked rows from `cut`, linked from rows at version `expected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowsReplacement {
+    pub service: String,
+    pub cut: Cut,
+    pub rows: Linked,
+    pub expected: u64,
+}
+
 /// What the aggregator writes: facts, and each service's linked rows with the day observations they make.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Clone + Send + Sync + 'static {
     type Links<'a>: Links
     where
         Self: 'a;
@@ -437,6 +446,24 @@ pub trait Store: Send + Sync + 'static {
         rows: Linked,
         expected: u64,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// [`Store::replace_rows`] for several services at once (one transaction where the store has them);
+    /// one answer per service, in order, so one service's failure is its own.
+    fn replace_rows_batch(
+        &self,
+        batch: Vec<RowsReplacement>,
+    ) -> impl Future<Output = Vec<Result<bool, PortError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(batch.len());
+            for r in batch {
+                out.push(
+                    self.replace_rows(r.service, r.cut, r.rows, r.expected)
+                        .await,
+                );
+            }
+            out
+        }
+    }
 
     /// Drops every service's rows but those of `keep` (after a configuration change).
     fn retain_rows(&self, keep: Vec<String>) -> impl Future<Output = Result<(), PortError>> + Send;

@@ -2,9 +2,7 @@
 //! shuffled, re-delivered and in small batches, must give the same rows.
 
 use em_core::config::Config;
-use em_core::domain::{
-    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push, NULL_SHA,
-};
+use em_core::domain::{Fact, IncidentEventKind, NULL_SHA};
 use em_core::ports::{Cut, StoredFacts};
 use em_core::rows::Linked;
 use em_core::time::Millis;

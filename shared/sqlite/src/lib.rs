@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use em_core::domain::{Commit, Fact, Push};
 use em_core::ports::{
     Cut, DeadLetters, EnqueueOutcome, Envelope, FactSources, MetricsReader, PortError, Queue,
-    Received, Store, StoredFacts,
+    Received, RowsReplacement, Store, StoredFacts,
 };
 use em_core::rows::{Linked, Observations};
 
@@ -107,7 +107,7 @@ CREATE TABLE IF NOT EXISTS o_deployments (
     PRIMARY KEY (service, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS o_deployments_time ON o_deployments (service, time, key);
 CREATE INDEX IF NOT EXISTS o_deployments_sha ON o_deployments (service, sha);
-CREATE INDEX IF NOT EXISTS o_deployments_short ON o_deployments (service, short);
+CREATE INDEX IF NOT EXISTS o_deployments_short ON o_deployments (service, short, time);
 CREATE INDEX IF NOT EXISTS o_deployments_frontier ON o_deployments (service, frontier7);
 CREATE TABLE IF NOT EXISTS o_changes (
     service TEXT NOT NULL, sha TEXT NOT NULL, repo TEXT NOT NULL, environment TEXT NOT NULL,
@@ -119,7 +119,7 @@ CREATE TABLE IF NOT EXISTS o_incidents (
     resolved INTEGER, attributed_key TEXT, attributed_repo TEXT, attributed_environment TEXT,
     PRIMARY KEY (service, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS o_incidents_opened ON o_incidents (service, opened);
-CREATE INDEX IF NOT EXISTS o_incidents_resolved ON o_incidents (service, resolved);
+CREATE INDEX IF NOT EXISTS o_incidents_resolved ON o_incidents (service, resolved, opened);
 CREATE TABLE IF NOT EXISTS o_days (
     service TEXT NOT NULL, day INTEGER NOT NULL, rows BLOB NOT NULL,
     PRIMARY KEY (service, day)) WITHOUT ROWID;
@@ -132,8 +132,8 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 struct Inner {
-    /// The aggregator's connection for linking: its lookups run inline, one short query each.
-    linker: Mutex<Connection>,
+    /// Idle connections for linking (one per concurrent view): its lookups run inline, one short query each.
+    linkers: Mutex<Vec<Connection>>,
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Vec<Mutex<Connection>>,
     options: Options,
@@ -156,7 +156,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     // WAL: readers never block the writer. synchronous=FULL: a commit is on disk (fsync) before it returns,
     // so an answered delivery survives a crash of the process or of the machine.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -32768;",
     )?;
     Ok(conn)
 }
@@ -185,9 +186,9 @@ impl EmbeddedStore {
             .name("em-agent-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(err)?;
-        let linker = Mutex::new(open_connection(&path).map_err(err)?);
+        let linkers = Mutex::new(vec![open_connection(&path).map_err(err)?]);
         let inner = Arc::new(Inner {
-            linker,
+            linkers,
             jobs: Mutex::new(tx),
             readers,
             options,
@@ -694,7 +695,7 @@ impl Store for EmbeddedStore {
         _repositories: Vec<String>,
         _incident_services: Vec<String>,
     ) -> Result<Self::Links<'_>, PortError> {
-        Ok(links::SqliteLinks::new(self))
+        links::SqliteLinks::new(self)
     }
 
     async fn rows_version(&self, service: String) -> Result<u64, PortError> {
@@ -710,6 +711,26 @@ impl Store for EmbeddedStore {
     ) -> Result<bool, PortError> {
         self.write(move |c| links::replace_rows(c, &service, cut, rows, expected))
             .await
+    }
+
+    /// One transaction (and one fsync) for every service of a batch.
+    async fn replace_rows_batch(
+        &self,
+        batch: Vec<RowsReplacement>,
+    ) -> Vec<Result<bool, PortError>> {
+        let n = batch.len();
+        let written = self
+            .write(move |c| {
+                batch
+                    .into_iter()
+                    .map(|r| links::replace_rows(c, &r.service, r.cut, r.rows, r.expected))
+                    .collect::<rusqlite::Result<Vec<bool>>>()
+            })
+            .await;
+        match written {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e); n],
+        }
     }
 
     async fn retain_rows(&self, keep: Vec<String>) -> Result<(), PortError> {

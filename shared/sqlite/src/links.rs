@@ -2,6 +2,7 @@
 //! service-day, and the indexed lookups incremental linking makes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
@@ -15,25 +16,56 @@ use em_core::time::Millis;
 
 use crate::EmbeddedStore;
 
-/// Linking's view of the embedded store. Its lookups are short indexed queries run inline on the
-/// aggregator's own connection (a thread hop each would cost more than the query).
+/// Linking's view of the embedded store: one connection of its own, in one read transaction (a consistent
+/// snapshot, and one lock taken rather than one per lookup). Its lookups are short indexed queries run inline
+/// (a thread hop each would cost more than the query).
 pub struct SqliteLinks<'a> {
     store: &'a EmbeddedStore,
+    conn: Mutex<Option<Connection>>,
 }
 
 impl<'a> SqliteLinks<'a> {
-    pub(crate) fn new(store: &'a EmbeddedStore) -> Self {
-        SqliteLinks { store }
+    pub(crate) fn new(store: &'a EmbeddedStore) -> Result<Self, PortError> {
+        let pooled = store
+            .inner
+            .linkers
+            .lock()
+            .map_err(|_| PortError::transient("linker pool lock poisoned"))?
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => crate::open_connection(&store.inner.path).map_err(PortError::transient)?,
+        };
+        conn.execute_batch("BEGIN").map_err(PortError::transient)?;
+        Ok(SqliteLinks {
+            store,
+            conn: Mutex::new(Some(conn)),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, PortError> {
-        let conn = self
-            .store
-            .inner
-            .linker
+        let guard = self
+            .conn
             .lock()
             .map_err(|_| PortError::transient("linker connection lock poisoned"))?;
-        f(&conn).map_err(PortError::transient)
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| PortError::transient("linker connection gone"))?;
+        f(conn).map_err(PortError::transient)
+    }
+}
+
+impl Drop for SqliteLinks<'_> {
+    /// Ends the read transaction and gives the connection back to the pool.
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.get_mut().ok().and_then(Option::take) else {
+            return;
+        };
+        if conn.execute_batch("COMMIT").is_ok() {
+            if let Ok(mut pool) = self.store.inner.linkers.lock() {
+                pool.push(conn);
+            }
+        }
     }
 }
 
@@ -252,13 +284,13 @@ impl Links for SqliteLinks<'_> {
     ) -> Result<bool, PortError> {
         self.with(|c| {
             let before = "(time < ?3 OR (time = ?3 AND key < ?4))";
-            // The same sha, or a longer one it is a prefix of (GLOB on a BINARY column uses the index) ...
+            // The same sha, or a longer one it is a prefix of: a range of the (service, sha) index.
             let exact = c
                 .prepare_cached(&format!(
-                    "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha GLOB ?2 AND {before} LIMIT 1"
+                    "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha >= ?2 AND sha < ?5 AND {before} LIMIT 1"
                 ))?
                 .query_row(
-                    params![service, format!("{}*", glob_escape(sha)), time, key],
+                    params![service, sha, time, key, format!("{sha}{}", char::MAX)],
                     |_| Ok(()),
                 )
                 .optional()?
@@ -269,7 +301,8 @@ impl Links for SqliteLinks<'_> {
             // ... or a short one that is a prefix of it.
             let shorts: Vec<String> = c
                 .prepare_cached(&format!(
-                    "SELECT sha FROM o_deployments WHERE service = ?1 AND short = 1 AND ?2 = ?2 AND {before}"
+                    "SELECT sha FROM o_deployments INDEXED BY o_deployments_short
+                     WHERE service = ?1 AND short = 1 AND ?2 = ?2 AND {before}"
                 ))?
                 .query_map(params![service, sha, time, key], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -340,7 +373,7 @@ impl Links for SqliteLinks<'_> {
     ) -> Result<Vec<IncidentRow>, PortError> {
         self.with(|c| {
             c.prepare_cached(&format!(
-                "SELECT {INCIDENT_COLUMNS} FROM o_incidents
+                "SELECT {INCIDENT_COLUMNS} FROM o_incidents INDEXED BY o_incidents_resolved
                  WHERE service = ?1 AND resolved IS NULL AND opened < ?2 AND attributed_key IS NOT NULL
                  UNION ALL
                  SELECT {INCIDENT_COLUMNS} FROM o_incidents
@@ -350,15 +383,6 @@ impl Links for SqliteLinks<'_> {
             .collect()
         })
     }
-}
-
-fn glob_escape(s: &str) -> String {
-    s.chars()
-        .map(|ch| match ch {
-            '*' | '?' | '[' | ']' => format!("[{ch}]"),
-            _ => ch.to_string(),
-        })
-        .collect()
 }
 
 pub(crate) fn version(c: &Connection, service: &str) -> rusqlite::Result<u64> {

@@ -447,6 +447,10 @@ async fn commits_keep_the_parent_of_the_first_push_in_key_order() {
     s.put_facts(vec![push("cafe01", "cafe02", &["cafe02"])])
         .await
         .unwrap();
+    // A view is one snapshot: the new commit shows in the next one.
+    assert!(links.commit("acme/app", "cafe02").await.unwrap().is_none());
+    drop(links);
+    let links = s.links(vec![], vec![]).await.unwrap();
     assert_eq!(
         links.resolve_prefix("acme/app", "cafe").await.unwrap(),
         None,

@@ -69,7 +69,13 @@ pub struct Deployment {
 pub enum IncidentEventKind {
     Opened,
     Acknowledged,
+    /// Acknowledgement withdrawn (timed out, or undone): the incident is waiting again.
+    Unacknowledged,
+    /// Passed to the next level of its escalation policy.
+    Escalated,
     Resolved,
+    /// Opened again after a resolution: recovery runs until the next resolution.
+    Reopened,
 }
 
 impl IncidentEventKind {
@@ -77,7 +83,10 @@ impl IncidentEventKind {
         match self {
             IncidentEventKind::Opened => "opened",
             IncidentEventKind::Acknowledged => "acknowledged",
+            IncidentEventKind::Unacknowledged => "unacknowledged",
+            IncidentEventKind::Escalated => "escalated",
             IncidentEventKind::Resolved => "resolved",
+            IncidentEventKind::Reopened => "reopened",
         }
     }
 
@@ -85,13 +94,20 @@ impl IncidentEventKind {
         match s {
             "opened" => Some(IncidentEventKind::Opened),
             "acknowledged" => Some(IncidentEventKind::Acknowledged),
+            "unacknowledged" => Some(IncidentEventKind::Unacknowledged),
+            "escalated" => Some(IncidentEventKind::Escalated),
             "resolved" => Some(IncidentEventKind::Resolved),
+            "reopened" => Some(IncidentEventKind::Reopened),
             _ => None,
         }
     }
 }
 
 /// One change of an incident's state.
+///
+/// Folding them into an incident does not depend on their order: it opens at its earliest trigger, is
+/// acknowledged at its earliest acknowledgement, and is resolved at its earliest resolution after its latest
+/// reopening (at its earliest resolution when never reopened; still open when reopened and not resolved since).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentEvent {
@@ -159,4 +175,75 @@ pub fn is_null_sha(sha: &str) -> bool {
 /// Whether two shas name the same commit: equal, or one a prefix of the other (GitLab's `short_sha`).
 pub fn same_sha(a: &str, b: &str) -> bool {
     !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
+}
+
+/// An incident folded from its state changes, in any order (see [`IncidentEvent`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IncidentSpan {
+    pub opened: Option<Millis>,
+    pub acknowledged: Option<Millis>,
+    pub resolved: Option<Millis>,
+}
+
+impl IncidentSpan {
+    pub fn fold(events: impl IntoIterator<Item = (IncidentEventKind, Millis)>) -> IncidentSpan {
+        let min = |slot: &mut Option<Millis>, t: Millis| *slot = Some(slot.map_or(t, |s| s.min(t)));
+        let mut span = IncidentSpan::default();
+        let mut reopened: Option<Millis> = None;
+        let mut resolutions = Vec::new();
+        for (kind, t) in events {
+            match kind {
+                IncidentEventKind::Opened => min(&mut span.opened, t),
+                IncidentEventKind::Acknowledged => min(&mut span.acknowledged, t),
+                IncidentEventKind::Resolved => resolutions.push(t),
+                IncidentEventKind::Reopened => reopened = Some(reopened.map_or(t, |r| r.max(t))),
+                IncidentEventKind::Unacknowledged | IncidentEventKind::Escalated => {}
+            }
+        }
+        span.resolved = resolutions
+            .into_iter()
+            .filter(|&t| reopened.is_none_or(|r| t > r))
+            .min();
+        span
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use IncidentEventKind::*;
+
+    #[test]
+    fn incidents_fold_the_same_in_any_order() {
+        let events = [
+            (Resolved, 50),
+            (Opened, 10),
+            (Reopened, 60),
+            (Acknowledged, 12),
+            (Opened, 11),
+            (Resolved, 90),
+            (Escalated, 20),
+            (Resolved, 80),
+            (Unacknowledged, 13),
+        ];
+        let want = IncidentSpan {
+            opened: Some(10),
+            acknowledged: Some(12),
+            resolved: Some(80),
+        };
+        assert_eq!(IncidentSpan::fold(events), want);
+        let mut reversed = events;
+        reversed.reverse();
+        assert_eq!(IncidentSpan::fold(reversed), want);
+        // Reopened and not resolved since: open.
+        assert_eq!(
+            IncidentSpan::fold([(Opened, 1), (Resolved, 5), (Reopened, 6)]).resolved,
+            None
+        );
+        // Never reopened: the earliest resolution.
+        assert_eq!(
+            IncidentSpan::fold([(Opened, 1), (Resolved, 7), (Resolved, 5)]).resolved,
+            Some(5)
+        );
+    }
 }

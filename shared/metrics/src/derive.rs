@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 
-use em_core::domain::{same_sha, IncidentEventKind, Push};
+use em_core::domain::{same_sha, IncidentEventKind, IncidentSpan, Push};
 
 /// A deployment as the reference linking derives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,27 +285,24 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
     }
 }
 
-/// Folds state changes into incidents. The earliest trigger opens it and the earliest resolution closes it,
-/// so re-deliveries and re-ordering change nothing. An incident never seen triggered has no opening time and
-/// is left out until its trigger arrives.
+/// Folds state changes into incidents ([`IncidentSpan::fold`]), so re-deliveries and re-ordering change
+/// nothing. An incident never seen triggered has no opening time and is left out until its trigger arrives.
 fn incidents_of(events: &[IncidentEventFact]) -> Vec<DerivedIncident> {
-    let mut by_id: BTreeMap<&str, (Option<Millis>, Option<Millis>)> = BTreeMap::new();
+    let mut by_id: BTreeMap<&str, Vec<(IncidentEventKind, Millis)>> = BTreeMap::new();
     for e in events {
-        let entry = by_id.entry(e.incident_id.as_str()).or_default();
-        let slot = match e.kind {
-            IncidentEventKind::Opened => &mut entry.0,
-            IncidentEventKind::Resolved => &mut entry.1,
-            IncidentEventKind::Acknowledged => continue,
-        };
-        *slot = Some(slot.map_or(e.time, |t| t.min(e.time)));
+        by_id
+            .entry(e.incident_id.as_str())
+            .or_default()
+            .push((e.kind, e.time));
     }
     by_id
         .into_iter()
-        .filter_map(|(id, (opened, resolved))| {
+        .filter_map(|(id, events)| {
+            let span = IncidentSpan::fold(events);
             Some(DerivedIncident {
                 id: id.to_string(),
-                opened: opened?,
-                resolved,
+                opened: span.opened?,
+                resolved: span.resolved,
                 attributed_to: None,
             })
         })

@@ -148,11 +148,38 @@ pub fn history(seed: u64) -> Vec<Fact> {
             ));
         }
         if rng.u8(0..3) != 0 {
+            let resolved = opened + rng.i64(1..30 * H);
             facts.push(incident(
                 &id,
                 &format!("{id}-r"),
                 IncidentEventKind::Resolved,
-                opened + rng.i64(1..30 * H),
+                resolved,
+            ));
+            // Some are reopened, and some of those resolved again.
+            if rng.u8(0..4) == 0 {
+                let reopened = resolved + rng.i64(1..6 * H);
+                facts.push(incident(
+                    &id,
+                    &format!("{id}-o"),
+                    IncidentEventKind::Reopened,
+                    reopened,
+                ));
+                if rng.bool() {
+                    facts.push(incident(
+                        &id,
+                        &format!("{id}-r2"),
+                        IncidentEventKind::Resolved,
+                        reopened + rng.i64(1..6 * H),
+                    ));
+                }
+            }
+        }
+        if rng.u8(0..6) == 0 {
+            facts.push(incident(
+                &id,
+                &format!("{id}-e"),
+                IncidentEventKind::Escalated,
+                opened + 120_000,
             ));
         }
     }

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use em_core::config::Config;
-use em_core::domain::{Fact, IncidentEventKind, NULL_SHA};
+use em_core::domain::{Fact, IncidentEventKind, IncidentSpan, NULL_SHA};
 use em_core::ports::{Cut, Links, PortError};
 use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked};
 use em_core::time::Millis;
@@ -320,22 +320,21 @@ pub async fn relink<L: Links>(
     } else {
         links.incident_events(&service.aliases, &ids).await?
     };
-    let mut folded: BTreeMap<String, [Option<Millis>; 3]> = BTreeMap::new();
+    let mut by_incident: BTreeMap<String, Vec<(IncidentEventKind, Millis)>> = BTreeMap::new();
     for e in events {
-        let entry = folded.entry(e.incident_id).or_default();
-        let slot = match e.kind {
-            IncidentEventKind::Opened => &mut entry[0],
-            IncidentEventKind::Acknowledged => &mut entry[1],
-            IncidentEventKind::Resolved => &mut entry[2],
-        };
-        *slot = Some(slot.map_or(e.time, |t| t.min(e.time)));
+        by_incident
+            .entry(e.incident_id)
+            .or_default()
+            .push((e.kind, e.time));
     }
     let mut has_incident = vec![false; deps.len()];
     let mut incidents = Vec::new();
     // (attributed deployment index, None for the one before the cut; opened; resolved)
     let mut spans: Vec<(Option<usize>, Millis, Option<Millis>)> = Vec::new();
-    for (id, [opened, acknowledged, resolved_at]) in folded {
-        let Some(opened) = opened else { continue };
+    for (id, events) in by_incident {
+        let span = IncidentSpan::fold(events);
+        let (acknowledged, resolved_at) = (span.acknowledged, span.resolved);
+        let Some(opened) = span.opened else { continue };
         if from.is_some_and(|f| opened < f) {
             continue;
         }

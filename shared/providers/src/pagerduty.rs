@@ -28,7 +28,10 @@ pub const PROVIDER: Provider = Provider {
     events: &[
         "incident.triggered",
         "incident.acknowledged",
+        "incident.unacknowledged",
+        "incident.escalated",
         "incident.resolved",
+        "incident.reopened",
     ],
     parse,
     sample: "scenario-incident",
@@ -79,7 +82,10 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
     let kind = match event_type.as_str() {
         "incident.triggered" => IncidentEventKind::Opened,
         "incident.acknowledged" => IncidentEventKind::Acknowledged,
+        "incident.unacknowledged" => IncidentEventKind::Unacknowledged,
+        "incident.escalated" => IncidentEventKind::Escalated,
         "incident.resolved" => IncidentEventKind::Resolved,
+        "incident.reopened" => IncidentEventKind::Reopened,
         _ => return Ok(Vec::new()),
     };
     let e: Envelope<IncidentEventPayload> =

@@ -86,11 +86,18 @@ pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
 /// A row of `provider, incident_id, event_id, kind, time, service_name, title`.
 pub(crate) fn incident_event(r: &Row) -> rusqlite::Result<IncidentEvent> {
     let kind: String = r.get(3)?;
+    let kind = IncidentEventKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            3,
+            rusqlite::types::Type::Text,
+            format!("unknown incident event kind {kind:?}").into(),
+        )
+    })?;
     Ok(IncidentEvent {
         provider: r.get(0)?,
         incident_id: r.get(1)?,
         event_id: r.get(2)?,
-        kind: IncidentEventKind::parse(&kind).unwrap_or(IncidentEventKind::Acknowledged),
+        kind,
         time: r.get(4)?,
         service_name: r.get(5)?,
         title: r.get(6)?,

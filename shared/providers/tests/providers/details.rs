@@ -1127,7 +1127,7 @@ fn unused_events_are_ignored_whatever_they_carry() {
     assert!(parse_ok(
         "pagerduty",
         None,
-        br#"{"event": {"event_type": "incident.reopened"}}"#
+        br#"{"event": {"event_type": "incident.annotated"}}"#
     )
     .is_empty());
     // A PagerDuty v2 (`messages`) body carries no v3 event.

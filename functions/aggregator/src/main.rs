@@ -1,5 +1,6 @@
 //! The aggregator Lambda function: wiring only; the logic is in the library. The same binary serves the SQS
-//! event source and the hourly schedule that re-publishes the figures.
+//! event source and the hourly schedule that re-publishes the figures. Nothing is rebuilt at start-up: a
+//! configuration change is applied in steps by the invocations (see `Aggregator::rebuild_step`).
 
 use std::sync::Arc;
 
@@ -18,7 +19,6 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(&sdk, names.table.clone());
     let payloads = S3Payloads::new(&sdk, names.bucket.clone());
     let aggregator = Aggregator::new(store, Arc::new(config));
-    aggregator.ensure_config_current().await?;
     let (aggregator, payloads) = (&aggregator, &payloads);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

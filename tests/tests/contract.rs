@@ -326,6 +326,82 @@ async fn facts_are_idempotent_and_the_earliest_deployment_report_stands() {
     .await;
 }
 
+#[tokio::test]
+async fn pull_requests_builds_and_work_items_are_stored_and_read_back() {
+    use em_core::domain::{
+        Build, BuildOutcome, PullRequestEvent, PullRequestEventKind, WorkItem, WorkItemAction,
+    };
+    both_stores(|name, s| async move {
+        let pr = |kind, time| {
+            Fact::PullRequest(PullRequestEvent {
+                provider: "github".into(),
+                repo: "acme/shop".into(),
+                number: 7,
+                kind,
+                time,
+                title: "Speed up checkout".into(),
+            })
+        };
+        let build = Build {
+            provider: "github".into(),
+            repo: "Acme/Shop".into(),
+            run_id: "289782451".into(),
+            attempt: 2,
+            name: "ci".into(),
+            sha: "3484a3fb816e0859fd6e1cea078d76385ff50625".into(),
+            branch: "main".into(),
+            outcome: BuildOutcome::Failure,
+            started: Some(T0 + 1000),
+            finished: T0 + 61_000,
+        };
+        let item = |time| {
+            Fact::WorkItem(WorkItem {
+                provider: "github".into(),
+                repo: "acme/shop".into(),
+                number: 3,
+                action: WorkItemAction::Closed,
+                time,
+                title: "Checkout is slow".into(),
+            })
+        };
+        s.put(vec![
+            pr(PullRequestEventKind::Opened, T0),
+            pr(PullRequestEventKind::Approved, T0 + 10),
+            Fact::Build(build.clone()),
+            item(T0 + 5),
+        ])
+        .await;
+        // Again, with a later report of the opening and an earlier one of the close: the earliest stands.
+        s.put(vec![
+            pr(PullRequestEventKind::Opened, T0 + 99),
+            Fact::Build(build.clone()),
+            item(T0 + 1),
+        ])
+        .await;
+        let mut f = s.load(vec!["ACME/shop".into()], vec![]).await;
+        f.pull_requests.sort_by_key(|p| p.time);
+        let prs: Vec<(PullRequestEventKind, i64)> =
+            f.pull_requests.iter().map(|p| (p.kind, p.time)).collect();
+        assert_eq!(
+            prs,
+            [
+                (PullRequestEventKind::Opened, T0),
+                (PullRequestEventKind::Approved, T0 + 10)
+            ],
+            "{name}"
+        );
+        assert_eq!(f.builds, vec![build.clone()], "{name}");
+        assert_eq!(f.work_items.len(), 1, "{name}");
+        assert_eq!(
+            f.work_items[0].time,
+            T0 + 1,
+            "{name}: the earliest report stands"
+        );
+        assert_eq!(f.work_items[0].action, WorkItemAction::Closed, "{name}");
+    })
+    .await;
+}
+
 // ---- metric rows ----
 
 fn derived(days: std::ops::Range<i64>, failed_every: i64) -> Linked {

@@ -40,7 +40,8 @@ pub fn service_of(config: &Config, fact: &Fact) -> Option<String> {
         Fact::Push(p) => Some(config.service_for_repo(&p.repo)),
         Fact::Deployment(d) => Some(config.service_for_repo(&d.repo)),
         Fact::Incident(i) => Some(config.service_for_alias(&i.service_name)),
-        Fact::PullRequest(_) => None,
+        // Stored, but no link uses them yet.
+        Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => None,
     }
 }
 

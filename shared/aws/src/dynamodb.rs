@@ -30,7 +30,8 @@ use tokio::task::JoinSet;
 
 use crate::sdk_error;
 use em_core::domain::{
-    Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
+    Build, BuildOutcome, Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent,
+    IncidentEventKind, PullRequestEvent, PullRequestEventKind, Push, WorkItem, WorkItemAction,
 };
 use em_core::ports::{Cut, FactSources, MetricsReader, PortError, Store, StoredFacts};
 use em_core::rows::{blob, Linked, Observations};
@@ -420,6 +421,41 @@ impl DynamoStore {
                 .item("service_name", s(&i.service_name))
                 .item("title", s(&i.title))
                 .condition_expression("attribute_not_exists(pk)"),
+            Fact::Build(b) => {
+                let mut put = put
+                    .set_item(Some(self.key(
+                        repo_pk(&b.repo),
+                        format!("b#{}#{}#{}", b.provider, b.run_id, b.attempt),
+                    )))
+                    .item("provider", s(&b.provider))
+                    .item("repo", s(&b.repo))
+                    .item("run_id", s(&b.run_id))
+                    .item("attempt", n(i64::from(b.attempt)))
+                    .item("name", s(&b.name))
+                    .item("sha", s(&b.sha))
+                    .item("branch", s(&b.branch))
+                    .item("outcome", s(b.outcome.as_str()))
+                    .item("finished", n(b.finished))
+                    .condition_expression("attribute_not_exists(pk)");
+                if let Some(t) = b.started {
+                    put = put.item("started", n(t));
+                }
+                put
+            }
+            Fact::WorkItem(w) => put
+                .set_item(Some(self.key(
+                    repo_pk(&w.repo),
+                    format!("w#{}#{}#{}", w.provider, w.number, w.action.as_str()),
+                )))
+                .item("provider", s(&w.provider))
+                .item("repo", s(&w.repo))
+                .item("number", n(w.number as i64))
+                .item("action", s(w.action.as_str()))
+                .item("time", n(w.time))
+                .item("title", s(&w.title))
+                .condition_expression("attribute_not_exists(pk) OR #t > :t")
+                .expression_attribute_names("#t", "time")
+                .expression_attribute_values(":t", n(w.time)),
             Fact::PullRequest(p) => put
                 .set_item(Some(self.key(
                     repo_pk(&p.repo),
@@ -448,7 +484,7 @@ impl DynamoStore {
                 Fact::Push(p) => (format!("r#{}", p.repo.to_lowercase()), &p.repo),
                 Fact::Deployment(d) => (format!("r#{}", d.repo.to_lowercase()), &d.repo),
                 Fact::Incident(i) => (format!("i#{}", i.service_name), &i.service_name),
-                Fact::PullRequest(_) => continue,
+                Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => continue,
             };
             if !seen.contains(&sk) {
                 out.entry(sk).or_insert_with(|| name.clone());
@@ -482,6 +518,54 @@ impl DynamoStore {
             sha: get_s(item, "sha")?,
             time: get_n(item, "time")?,
             outcome: DeploymentOutcome::Success,
+        })
+    }
+
+    fn parse_pull_request(item: &Item) -> Result<PullRequestEvent, PortError> {
+        let kind = get_s(item, "kind")?;
+        Ok(PullRequestEvent {
+            provider: get_s(item, "provider")?,
+            repo: get_s(item, "repo")?,
+            number: get_n(item, "number")? as u64,
+            kind: PullRequestEventKind::parse(&kind).ok_or_else(|| {
+                PortError::invalid(format!("unknown pull request event kind {kind:?}"))
+            })?,
+            time: get_n(item, "time")?,
+            title: get_s(item, "title")?,
+        })
+    }
+
+    fn parse_build(item: &Item) -> Result<Build, PortError> {
+        let outcome = get_s(item, "outcome")?;
+        Ok(Build {
+            provider: get_s(item, "provider")?,
+            repo: get_s(item, "repo")?,
+            run_id: get_s(item, "run_id")?,
+            attempt: u32::try_from(get_n(item, "attempt")?).map_err(PortError::invalid)?,
+            name: get_s(item, "name")?,
+            sha: get_s(item, "sha")?,
+            branch: get_s(item, "branch")?,
+            outcome: BuildOutcome::parse(&outcome)
+                .ok_or_else(|| PortError::invalid(format!("unknown build outcome {outcome:?}")))?,
+            started: item
+                .get("started")
+                .map(|_| get_n(item, "started"))
+                .transpose()?,
+            finished: get_n(item, "finished")?,
+        })
+    }
+
+    fn parse_work_item(item: &Item) -> Result<WorkItem, PortError> {
+        let action = get_s(item, "action")?;
+        Ok(WorkItem {
+            provider: get_s(item, "provider")?,
+            repo: get_s(item, "repo")?,
+            number: get_n(item, "number")? as u64,
+            action: WorkItemAction::parse(&action).ok_or_else(|| {
+                PortError::invalid(format!("unknown work item action {action:?}"))
+            })?,
+            time: get_n(item, "time")?,
+            title: get_s(item, "title")?,
         })
     }
 
@@ -708,12 +792,7 @@ impl Store for DynamoStore {
         let mut tasks = JoinSet::new();
         for pk in repos {
             let store = self.clone();
-            // Successful deployments and pushes: `d#success#…` up to `p#…` (nothing else sorts between).
-            tasks.spawn(async move {
-                store
-                    .query_all(pk, Some(("d#success#".into(), "p$".into())), true)
-                    .await
-            });
+            tasks.spawn(async move { store.query_all(pk, None, true).await });
         }
         for pk in names {
             let store = self.clone();
@@ -729,6 +808,12 @@ impl Store for DynamoStore {
                     out.deployments.push(Self::parse_deployment(&item)?);
                 } else if sk.starts_with("e#") {
                     out.incident_events.push(Self::parse_incident_event(&item)?);
+                } else if sk.starts_with("q#") {
+                    out.pull_requests.push(Self::parse_pull_request(&item)?);
+                } else if sk.starts_with("b#") {
+                    out.builds.push(Self::parse_build(&item)?);
+                } else if sk.starts_with("w#") {
+                    out.work_items.push(Self::parse_work_item(&item)?);
                 }
             }
         }

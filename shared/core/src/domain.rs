@@ -128,8 +128,12 @@ pub struct IncidentEvent {
 #[serde(rename_all = "snake_case")]
 pub enum PullRequestEventKind {
     Opened,
+    /// A review was submitted (the earliest is the first review).
     Reviewed,
+    Approved,
     Merged,
+    /// Closed without being merged.
+    Closed,
 }
 
 impl PullRequestEventKind {
@@ -137,8 +141,22 @@ impl PullRequestEventKind {
         match self {
             PullRequestEventKind::Opened => "opened",
             PullRequestEventKind::Reviewed => "reviewed",
+            PullRequestEventKind::Approved => "approved",
             PullRequestEventKind::Merged => "merged",
+            PullRequestEventKind::Closed => "closed",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            PullRequestEventKind::Opened,
+            PullRequestEventKind::Reviewed,
+            PullRequestEventKind::Approved,
+            PullRequestEventKind::Merged,
+            PullRequestEventKind::Closed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -155,6 +173,100 @@ pub struct PullRequestEvent {
     pub title: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildOutcome {
+    Success,
+    /// Failed, errored or timed out.
+    Failure,
+    Cancelled,
+    Skipped,
+}
+
+impl BuildOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildOutcome::Success => "success",
+            BuildOutcome::Failure => "failure",
+            BuildOutcome::Cancelled => "cancelled",
+            BuildOutcome::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            BuildOutcome::Success,
+            BuildOutcome::Failure,
+            BuildOutcome::Cancelled,
+            BuildOutcome::Skipped,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// A pipeline or workflow run that finished (runs in progress are not facts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    pub provider: String,
+    pub repo: String,
+    /// The provider's run or pipeline id.
+    pub run_id: String,
+    /// Re-runs of one run are attempts 2, 3, ...; 1 where the provider has no attempts.
+    pub attempt: u32,
+    /// The workflow's name, where the provider sends one.
+    pub name: String,
+    pub sha: String,
+    pub branch: String,
+    pub outcome: BuildOutcome,
+    #[serde(with = "crate::time::rfc3339::option", default)]
+    pub started: Option<Millis>,
+    #[serde(with = "crate::time::rfc3339")]
+    pub finished: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkItemAction {
+    Opened,
+    Closed,
+    Reopened,
+}
+
+impl WorkItemAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkItemAction::Opened => "opened",
+            WorkItemAction::Closed => "closed",
+            WorkItemAction::Reopened => "reopened",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            WorkItemAction::Opened,
+            WorkItemAction::Closed,
+            WorkItemAction::Reopened,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+/// An issue (a work item) of a repository changing state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkItem {
+    pub provider: String,
+    pub repo: String,
+    pub number: u64,
+    pub action: WorkItemAction,
+    #[serde(with = "crate::time::rfc3339")]
+    pub time: Millis,
+    pub title: String,
+}
+
 /// Everything the product takes from a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -163,6 +275,8 @@ pub enum Fact {
     Deployment(Deployment),
     Incident(IncidentEvent),
     PullRequest(PullRequestEvent),
+    Build(Build),
+    WorkItem(WorkItem),
 }
 
 /// The sha git uses for "no commit" in `before`/`after`.

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use crate::domain::{Deployment, Fact, IncidentEvent, Push};
+use crate::domain::{Build, Deployment, Fact, IncidentEvent, PullRequestEvent, Push, WorkItem};
 use crate::rows::{DeploymentRow, IncidentRow, Linked, Observations};
 use crate::time::Millis;
 
@@ -260,6 +260,10 @@ pub struct StoredFacts {
     /// Successful deployments, one per provider deployment id (the earliest report stands).
     pub deployments: Vec<Deployment>,
     pub incident_events: Vec<IncidentEvent>,
+    /// Pull request events, builds and work items of the repositories (no link uses them).
+    pub pull_requests: Vec<PullRequestEvent>,
+    pub builds: Vec<Build>,
+    pub work_items: Vec<WorkItem>,
 }
 
 /// Where fact sources come from: used to find every service after a configuration change.

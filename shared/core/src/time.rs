@@ -118,6 +118,26 @@ pub mod rfc3339 {
                 .map_err(|e| serde::de::Error::custom(format!("{s:?} is not RFC 3339: {e}"))),
         }
     }
+
+    /// The same for an optional instant: `null` when absent.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use super::super::Millis;
+
+        pub fn serialize<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => super::serialize(ms, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] Millis);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+        }
+    }
 }
 
 /// A timestamp field that may be a string in any known shape or an epoch number.

@@ -125,7 +125,8 @@ pub async fn cut_for<L: Links>(
                     *slot = Some(slot.map_or(i.time, |t| t.min(i.time)));
                 }
             }
-            Fact::PullRequest(_) => {}
+            // Pull requests, builds and work items change no link.
+            Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
         }
     }
     let incidents: Vec<String> = opened.keys().map(|s| s.to_string()).collect();

@@ -92,7 +92,7 @@ impl MemoryLinks {
                         .entry((i.provider.clone(), i.event_id.clone()))
                         .or_insert(i);
                 }
-                Fact::PullRequest(_) => {}
+                Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
             }
         }
     }

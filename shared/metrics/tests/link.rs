@@ -54,7 +54,7 @@ fn stored(facts: &[Fact]) -> StoredFacts {
                 }
             }
             Fact::Incident(i) => s.incident_events.push(i.clone()),
-            Fact::PullRequest(_) => {}
+            Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
         }
     }
     s
@@ -155,6 +155,8 @@ async fn in_time_order_each_delivery_relinks_only_recent_rows() {
         Fact::Deployment(d) => d.time,
         Fact::Incident(i) => i.time,
         Fact::PullRequest(p) => p.time,
+        Fact::Build(b) => b.finished,
+        Fact::WorkItem(w) => w.time,
     };
     ordered.sort_by_key(time);
     let mut links = MemoryLinks::incremental();

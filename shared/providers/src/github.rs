@@ -2,7 +2,8 @@
 //! `X-GitHub-Delivery`, the event in `X-GitHub-Event`.
 
 use em_core::domain::{
-    Deployment, DeploymentOutcome, Fact, PullRequestEvent, PullRequestEventKind,
+    Build, BuildOutcome, Deployment, DeploymentOutcome, Fact, PullRequestEvent,
+    PullRequestEventKind, WorkItem, WorkItemAction,
 };
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
@@ -35,6 +36,8 @@ pub const PROVIDER: Provider = Provider {
         "deployment_status",
         "pull_request",
         "pull_request_review",
+        "workflow_run",
+        "issues",
     ],
     parse,
     sample: "scenario-push",
@@ -96,6 +99,8 @@ struct PullRequest {
     created_at: Timestamp,
     #[serde(default)]
     merged_at: Option<Timestamp>,
+    #[serde(default)]
+    closed_at: Option<Timestamp>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +114,59 @@ struct PullRequestPayload {
 struct Review {
     #[serde(default)]
     submitted_at: Option<Timestamp>,
+    #[serde(default)]
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct WorkflowRun {
+    id: Id,
+    #[serde(default)]
+    run_attempt: Option<u32>,
+    #[serde(default)]
+    name: Option<String>,
+    head_sha: String,
+    #[serde(default)]
+    head_branch: Option<String>,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    run_started_at: Option<Timestamp>,
+    updated_at: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct Workflow {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WorkflowRunPayload {
+    action: String,
+    workflow_run: WorkflowRun,
+    #[serde(default)]
+    workflow: Option<Workflow>,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    #[serde(default)]
+    title: String,
+    created_at: Timestamp,
+    #[serde(default)]
+    updated_at: Option<Timestamp>,
+    #[serde(default)]
+    closed_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct IssuesPayload {
+    action: String,
+    issue: Issue,
+    repository: Repository,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +185,8 @@ fn parse(event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         "deployment_status" => parse_deployment_status(serde_json::from_slice(body).map_err(err)?),
         "pull_request" => parse_pull_request(serde_json::from_slice(body).map_err(err)?),
         "pull_request_review" => parse_review(serde_json::from_slice(body).map_err(err)?),
+        "workflow_run" => parse_workflow_run(serde_json::from_slice(body).map_err(err)?),
+        "issues" => parse_issue(serde_json::from_slice(body).map_err(err)?),
         _ => Ok(Vec::new()),
     }
 }
@@ -176,6 +236,10 @@ fn parse_pull_request(p: PullRequestPayload) -> Result<Vec<Fact>, ParseError> {
     let (kind, time) = match (p.action.as_str(), p.pull_request.merged_at) {
         ("opened", _) => (PullRequestEventKind::Opened, p.pull_request.created_at.0),
         ("closed", Some(merged)) => (PullRequestEventKind::Merged, merged.0),
+        ("closed", None) => match p.pull_request.closed_at {
+            Some(closed) => (PullRequestEventKind::Closed, closed.0),
+            None => return Ok(Vec::new()),
+        },
         _ => return Ok(Vec::new()),
     };
     Ok(vec![Fact::PullRequest(PullRequestEvent {
@@ -192,13 +256,71 @@ fn parse_review(p: ReviewPayload) -> Result<Vec<Fact>, ParseError> {
     let Some(at) = p.review.submitted_at.filter(|_| p.action == "submitted") else {
         return Ok(Vec::new());
     };
-    Ok(vec![Fact::PullRequest(PullRequestEvent {
+    // An approving review is a review and an approval.
+    let mut kinds = vec![PullRequestEventKind::Reviewed];
+    if p.review.state.eq_ignore_ascii_case("approved") {
+        kinds.push(PullRequestEventKind::Approved);
+    }
+    Ok(kinds
+        .into_iter()
+        .map(|kind| {
+            Fact::PullRequest(PullRequestEvent {
+                provider: NAME.into(),
+                repo: p.repository.full_name.clone(),
+                number: p.pull_request.number,
+                kind,
+                time: at.0,
+                title: p.pull_request.title.clone(),
+            })
+        })
+        .collect())
+}
+
+/// A finished workflow run is a build; runs still queued or in progress are not facts yet.
+fn parse_workflow_run(p: WorkflowRunPayload) -> Result<Vec<Fact>, ParseError> {
+    let r = p.workflow_run;
+    let outcome = match (p.action.as_str(), r.conclusion.as_deref()) {
+        ("completed", Some("success")) => BuildOutcome::Success,
+        ("completed", Some("failure" | "timed_out" | "startup_failure")) => BuildOutcome::Failure,
+        ("completed", Some("cancelled")) => BuildOutcome::Cancelled,
+        ("completed", Some("skipped")) => BuildOutcome::Skipped,
+        _ => return Ok(Vec::new()),
+    };
+    let name = r
+        .name
+        .filter(|n| !n.is_empty())
+        .or(p.workflow.and_then(|w| w.name))
+        .unwrap_or_default();
+    Ok(vec![Fact::Build(Build {
         provider: NAME.into(),
         repo: p.repository.full_name,
-        number: p.pull_request.number,
-        kind: PullRequestEventKind::Reviewed,
-        time: at.0,
-        title: p.pull_request.title,
+        run_id: r.id.0,
+        attempt: r.run_attempt.unwrap_or(1),
+        name,
+        sha: r.head_sha,
+        branch: r.head_branch.unwrap_or_default(),
+        outcome,
+        started: r.run_started_at.map(|t| t.0),
+        finished: r.updated_at.0,
+    })])
+}
+
+fn parse_issue(p: IssuesPayload) -> Result<Vec<Fact>, ParseError> {
+    let i = p.issue;
+    let updated = i.updated_at.map_or(i.created_at.0, |t| t.0);
+    let (action, time) = match p.action.as_str() {
+        "opened" => (WorkItemAction::Opened, i.created_at.0),
+        "closed" => (WorkItemAction::Closed, i.closed_at.map_or(updated, |t| t.0)),
+        "reopened" => (WorkItemAction::Reopened, updated),
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![Fact::WorkItem(WorkItem {
+        provider: NAME.into(),
+        repo: p.repository.full_name,
+        number: i.number,
+        action,
+        time,
+        title: i.title,
     })])
 }
 

@@ -3,7 +3,8 @@
 //! `object_kind` (`X-Gitlab-Event` names the hook, and is passed along but not needed).
 
 use em_core::domain::{
-    Deployment, DeploymentOutcome, Fact, PullRequestEvent, PullRequestEventKind,
+    Build, BuildOutcome, Deployment, DeploymentOutcome, Fact, PullRequestEvent,
+    PullRequestEventKind, WorkItem, WorkItemAction,
 };
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
@@ -28,7 +29,7 @@ pub const PROVIDER: Provider = Provider {
         header: "X-Gitlab-Event",
         guess: hook_name,
     }),
-    events: &["push", "deployment", "merge_request"],
+    events: &["push", "deployment", "merge_request", "pipeline", "issue"],
     parse,
     sample: "scenario-deployment",
 };
@@ -70,6 +71,7 @@ struct DeploymentPayload {
     project: Project,
 }
 
+/// A merge request's or an issue's attributes (the two share their shape).
 #[derive(Deserialize)]
 struct MergeRequestAttributes {
     iid: u64,
@@ -82,6 +84,35 @@ struct MergeRequestAttributes {
     updated_at: Option<Timestamp>,
     #[serde(default)]
     merged_at: Option<Timestamp>,
+    #[serde(default)]
+    closed_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct PipelineAttributes {
+    id: Id,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "ref", default)]
+    git_ref: Option<String>,
+    sha: String,
+    status: String,
+    #[serde(default)]
+    created_at: Option<Timestamp>,
+    #[serde(default)]
+    finished_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct PipelinePayload {
+    object_attributes: PipelineAttributes,
+    project: Project,
+}
+
+#[derive(Deserialize)]
+struct IssuePayload {
+    object_attributes: MergeRequestAttributes,
+    project: Project,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +130,8 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         "push" => parse_push(serde_json::from_slice(body).map_err(err)?),
         "deployment" => parse_deployment(serde_json::from_slice(body).map_err(err)?),
         "merge_request" => parse_merge_request(serde_json::from_slice(body).map_err(err)?),
+        "pipeline" => parse_pipeline(serde_json::from_slice(body).map_err(err)?),
+        "issue" | "work_item" => parse_issue(serde_json::from_slice(body).map_err(err)?),
         _ => Ok(Vec::new()),
     }
 }
@@ -161,14 +194,71 @@ fn parse_merge_request(p: MergeRequestPayload) -> Result<Vec<Fact>, ParseError> 
             PullRequestEventKind::Merged,
             a.merged_at.map(|t| t.0).unwrap_or(updated),
         ),
-        Some("approved") | Some("approval") => (PullRequestEventKind::Reviewed, updated),
+        Some("approved") | Some("approval") => (PullRequestEventKind::Approved, updated),
+        Some("close") => (PullRequestEventKind::Closed, updated),
         _ => return Ok(Vec::new()),
     };
-    Ok(vec![Fact::PullRequest(PullRequestEvent {
+    // An approval is also a review (the first review is the earliest of either).
+    let mut kinds = vec![kind];
+    if kind == PullRequestEventKind::Approved {
+        kinds.insert(0, PullRequestEventKind::Reviewed);
+    }
+    Ok(kinds
+        .into_iter()
+        .map(|kind| {
+            Fact::PullRequest(PullRequestEvent {
+                provider: NAME.into(),
+                repo: p.project.path_with_namespace.clone(),
+                number: a.iid,
+                kind,
+                time,
+                title: a.title.clone(),
+            })
+        })
+        .collect())
+}
+
+/// A pipeline that finished is a build; one created, pending or running is not a fact yet.
+fn parse_pipeline(p: PipelinePayload) -> Result<Vec<Fact>, ParseError> {
+    let a = p.object_attributes;
+    let outcome = match a.status.as_str() {
+        "success" => BuildOutcome::Success,
+        "failed" => BuildOutcome::Failure,
+        "canceled" | "cancelled" => BuildOutcome::Cancelled,
+        "skipped" => BuildOutcome::Skipped,
+        _ => return Ok(Vec::new()),
+    };
+    let Some(finished) = a.finished_at else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![Fact::Build(Build {
+        provider: NAME.into(),
+        repo: p.project.path_with_namespace,
+        run_id: a.id.0,
+        attempt: 1,
+        name: a.name.unwrap_or_default(),
+        sha: a.sha,
+        branch: a.git_ref.unwrap_or_default(),
+        outcome,
+        started: a.created_at.map(|t| t.0),
+        finished: finished.0,
+    })])
+}
+
+fn parse_issue(p: IssuePayload) -> Result<Vec<Fact>, ParseError> {
+    let a = p.object_attributes;
+    let updated = a.updated_at.map_or(a.created_at.0, |t| t.0);
+    let (action, time) = match a.action.as_deref() {
+        Some("open") => (WorkItemAction::Opened, a.created_at.0),
+        Some("close") => (WorkItemAction::Closed, a.closed_at.map_or(updated, |t| t.0)),
+        Some("reopen") => (WorkItemAction::Reopened, updated),
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![Fact::WorkItem(WorkItem {
         provider: NAME.into(),
         repo: p.project.path_with_namespace,
         number: a.iid,
-        kind,
+        action,
         time,
         title: a.title,
     })])

@@ -86,6 +86,18 @@ CREATE TABLE IF NOT EXISTS pull_requests (
     kind TEXT NOT NULL, time INTEGER NOT NULL, title TEXT NOT NULL,
     PRIMARY KEY (provider, repo, number, kind)) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS builds (
+    provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, run_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    name TEXT NOT NULL, sha TEXT NOT NULL, branch TEXT NOT NULL, outcome TEXT NOT NULL, started INTEGER,
+    finished INTEGER NOT NULL,
+    PRIMARY KEY (provider, repo, run_id, attempt)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS builds_repo ON builds (repo, finished);
+CREATE TABLE IF NOT EXISTS work_items (
+    provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, number INTEGER NOT NULL, action TEXT NOT NULL,
+    time INTEGER NOT NULL, title TEXT NOT NULL,
+    PRIMARY KEY (provider, repo, number, action)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS work_items_repo ON work_items (repo, time);
+CREATE INDEX IF NOT EXISTS pull_requests_repo ON pull_requests (repo, time);
 CREATE INDEX IF NOT EXISTS deployments_time ON deployments (repo, outcome, time);
 CREATE INDEX IF NOT EXISTS incident_events_opened ON incident_events (service_name, kind, time);
 CREATE INDEX IF NOT EXISTS incident_events_incident ON incident_events (service_name, incident_id);
@@ -585,6 +597,41 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
                 i.title
             ])?;
         }
+        Fact::Build(b) => {
+            // A finished attempt does not change: its first report stands.
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO builds
+                   (provider, repo, run_id, attempt, name, sha, branch, outcome, started, finished)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                b.provider,
+                b.repo,
+                b.run_id,
+                b.attempt,
+                b.name,
+                b.sha,
+                b.branch,
+                b.outcome.as_str(),
+                b.started,
+                b.finished
+            ])?;
+        }
+        Fact::WorkItem(w) => {
+            c.prepare_cached(
+                "INSERT INTO work_items (provider, repo, number, action, time, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (provider, repo, number, action) DO UPDATE SET time = excluded.time
+                 WHERE excluded.time < work_items.time",
+            )?
+            .execute(params![
+                w.provider,
+                w.repo,
+                w.number as i64,
+                w.action.as_str(),
+                w.time,
+                w.title
+            ])?;
+        }
         Fact::PullRequest(p) => {
             c.prepare_cached(
                 "INSERT INTO pull_requests (provider, repo, number, kind, time, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -655,6 +702,7 @@ impl Store for EmbeddedStore {
                 for d in rows {
                     out.deployments.push(d?);
                 }
+                links::other_facts(c, repo, &mut out)?;
             }
             for name in &incident_services {
                 let mut s = c.prepare_cached(

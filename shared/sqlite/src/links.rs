@@ -83,6 +83,83 @@ pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
     })
 }
 
+fn bad_text(column: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        what.to_string().into(),
+    )
+}
+
+/// A repository's pull request events, builds and work items, into `out`.
+pub(crate) fn other_facts(
+    c: &Connection,
+    repo: &str,
+    out: &mut em_core::ports::StoredFacts,
+) -> rusqlite::Result<()> {
+    use em_core::domain::{
+        Build, BuildOutcome, PullRequestEvent, PullRequestEventKind, WorkItem, WorkItemAction,
+    };
+    let mut s = c.prepare_cached(
+        "SELECT provider, repo, number, kind, time, title FROM pull_requests WHERE repo = ?1",
+    )?;
+    for p in s.query_map([repo], |r| {
+        let kind: String = r.get(3)?;
+        let kind = PullRequestEventKind::parse(&kind)
+            .ok_or_else(|| bad_text(3, "unknown pull request event kind"))?;
+        Ok(PullRequestEvent {
+            provider: r.get(0)?,
+            repo: r.get(1)?,
+            number: r.get::<_, i64>(2)? as u64,
+            kind,
+            time: r.get(4)?,
+            title: r.get(5)?,
+        })
+    })? {
+        out.pull_requests.push(p?);
+    }
+    let mut s = c.prepare_cached(
+        "SELECT provider, repo, run_id, attempt, name, sha, branch, outcome, started, finished
+         FROM builds WHERE repo = ?1",
+    )?;
+    for b in s.query_map([repo], |r| {
+        let outcome: String = r.get(7)?;
+        Ok(Build {
+            provider: r.get(0)?,
+            repo: r.get(1)?,
+            run_id: r.get(2)?,
+            attempt: r.get(3)?,
+            name: r.get(4)?,
+            sha: r.get(5)?,
+            branch: r.get(6)?,
+            outcome: BuildOutcome::parse(&outcome)
+                .ok_or_else(|| bad_text(7, "unknown build outcome"))?,
+            started: r.get(8)?,
+            finished: r.get(9)?,
+        })
+    })? {
+        out.builds.push(b?);
+    }
+    let mut s = c.prepare_cached(
+        "SELECT provider, repo, number, action, time, title FROM work_items WHERE repo = ?1",
+    )?;
+    for w in s.query_map([repo], |r| {
+        let action: String = r.get(3)?;
+        Ok(WorkItem {
+            provider: r.get(0)?,
+            repo: r.get(1)?,
+            number: r.get::<_, i64>(2)? as u64,
+            action: WorkItemAction::parse(&action)
+                .ok_or_else(|| bad_text(3, "unknown work item action"))?,
+            time: r.get(4)?,
+            title: r.get(5)?,
+        })
+    })? {
+        out.work_items.push(w?);
+    }
+    Ok(())
+}
+
 /// A row of `provider, incident_id, event_id, kind, time, service_name, title`.
 pub(crate) fn incident_event(r: &Row) -> rusqlite::Result<IncidentEvent> {
     let kind: String = r.get(3)?;

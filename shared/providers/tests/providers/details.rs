@@ -143,6 +143,8 @@ fn kinds(facts: &[Fact]) -> Vec<String> {
             Fact::Deployment(d) => format!("deployment {}", d.outcome.as_str()),
             Fact::Incident(i) => format!("incident {}", i.kind.as_str()),
             Fact::PullRequest(p) => format!("pull_request {}", p.kind.as_str()),
+            Fact::Build(b) => format!("build {}", b.outcome.as_str()),
+            Fact::WorkItem(w) => format!("work_item {}", w.action.as_str()),
         })
         .collect()
 }
@@ -439,7 +441,7 @@ fn gitlab_compares_the_whole_token() {
 
 #[test]
 fn the_wrong_event_name_for_a_body_gives_no_facts() {
-    assert!(parse_ok("github", Some("issues"), &read("github/push-branch.json")).is_empty());
+    assert!(parse_ok("github", Some("release"), &read("github/push-branch.json")).is_empty());
     assert!(parse_ok("github", None, &read("github/push-branch.json")).is_empty());
 }
 
@@ -624,6 +626,17 @@ fn github_pull_request_lifecycle() {
     assert_eq!(reviewed.repo, text(&j["repository"]["full_name"]));
     assert_eq!(text(&j["review"]["submitted_at"]), "2019-05-15T15:20:38Z");
     assert_eq!(reviewed.time, utc("2019-05-15T15:20:38Z"));
+    // A commenting review is no approval; an approving one is both.
+    assert_eq!(text(&j["review"]["state"]), "commented");
+    let approving = with(j.clone(), "review/state", Some(json!("approved")));
+    assert_eq!(
+        kinds(&parse_ok(
+            "github",
+            Some("pull_request_review"),
+            &bytes(&approving)
+        )),
+        ["pull_request reviewed", "pull_request approved"]
+    );
     // Only submitted reviews count.
     let dismissed = with(j, "action", Some(json!("dismissed")));
     assert!(parse_ok("github", Some("pull_request_review"), &bytes(&dismissed)).is_empty());
@@ -638,11 +651,19 @@ fn github_pull_request_lifecycle() {
     assert_eq!(merged.title, text(&j["pull_request"]["title"]));
     assert_eq!(merged.time, utc("2023-12-05T18:34:19Z"));
 
-    // Closed without merging is not a merge.
+    // Closed without merging is not a merge: it is a close, at `closed_at`.
     let unmerged = json_of("github/pull_request-closed-unmerged.json");
     assert_eq!(unmerged["action"], json!("closed"));
     assert_eq!(unmerged["pull_request"]["merged_at"], Value::Null);
-    assert!(parse_fixture("github", "github/pull_request-closed-unmerged.json").is_empty());
+    let closed = one_pull_request(parse_fixture(
+        "github",
+        "github/pull_request-closed-unmerged.json",
+    ));
+    assert_eq!(closed.kind, PullRequestEventKind::Closed);
+    assert_eq!(
+        closed.time,
+        utc(&text(&unmerged["pull_request"]["closed_at"]))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -761,8 +782,26 @@ fn gitlab_merge_requests() {
     );
     assert_eq!(merged.time, utc("2023-12-05T18:43:00Z"));
 
-    let closed = with(j, "object_attributes/action", Some(json!("close")));
-    assert!(parse_ok("gitlab", None, &bytes(&closed)).is_empty());
+    let closed = with(j.clone(), "object_attributes/action", Some(json!("close")));
+    let closed = one_pull_request(parse_ok("gitlab", None, &bytes(&closed)));
+    assert_eq!(closed.kind, PullRequestEventKind::Closed);
+    assert_eq!(closed.time, utc("2023-12-05T18:43:00Z"));
+    // An approval is a review and an approval, at the update.
+    let approved = with(j, "object_attributes/action", Some(json!("approved")));
+    let kinds: Vec<PullRequestEventKind> = parse_ok("gitlab", None, &bytes(&approved))
+        .into_iter()
+        .map(|f| match f {
+            Fact::PullRequest(p) => p.kind,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            PullRequestEventKind::Reviewed,
+            PullRequestEventKind::Approved
+        ]
+    );
 }
 
 #[test]
@@ -1108,7 +1147,7 @@ fn known_events_missing_required_fields_are_parse_errors() {
 
 #[test]
 fn unused_events_are_ignored_whatever_they_carry() {
-    assert!(parse_ok("github", Some("issues"), b"{}").is_empty());
+    assert!(parse_ok("github", Some("release"), b"{}").is_empty());
     assert!(parse_ok(
         "github",
         Some("ping"),

@@ -182,6 +182,7 @@ impl EmbeddedStore {
         let path = dir.join(DB_FILE);
         let writer = open_connection(&path).map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
+        backfill_commits(&writer).map_err(err)?;
         let readers = (0..2)
             .map(|_| open_connection(&path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -530,6 +531,80 @@ impl DeadLetters for EmbeddedStore {
     }
 }
 
+/// A push's commits into the commit graph: the parent of a commit listed by several pushes is the one the
+/// first of them (by `before`, `after`) gives.
+fn put_commits(c: &Connection, p: &Push) -> rusqlite::Result<()> {
+    let mut put = c.prepare_cached(
+        "INSERT INTO commits (repo, sha, parent, time, message, push_before, push_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (repo, sha) DO UPDATE SET parent = excluded.parent, time = excluded.time,
+           message = excluded.message, push_before = excluded.push_before,
+           push_after = excluded.push_after
+         WHERE (excluded.push_before, excluded.push_after) < (commits.push_before, commits.push_after)",
+    )?;
+    let mut parent = p.before.as_str();
+    for commit in &p.commits {
+        put.execute(params![
+            p.repo,
+            commit.sha,
+            parent,
+            commit.time,
+            commit.message,
+            p.before,
+            p.after
+        ])?;
+        parent = commit.sha.as_str();
+    }
+    Ok(())
+}
+
+/// Stores written before the commit graph existed have pushes but no commits: fill it in once from them, so
+/// re-linking after the upgrade still finds every change.
+fn backfill_commits(c: &Connection) -> rusqlite::Result<()> {
+    let has_commits = c
+        .query_row("SELECT 1 FROM commits LIMIT 1", [], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if has_commits {
+        return Ok(());
+    }
+    let pushes: Vec<Push> = c
+        .prepare("SELECT provider, repo, before_sha, after_sha, commits FROM pushes")?
+        .query_map([], push_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    if pushes.is_empty() {
+        return Ok(());
+    }
+    c.execute_batch("BEGIN")?;
+    for p in &pushes {
+        if let Err(e) = put_commits(c, p) {
+            let _ = c.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    c.execute_batch("COMMIT")?;
+    tracing::info!(
+        pushes = pushes.len(),
+        "commit graph filled in from stored pushes"
+    );
+    Ok(())
+}
+
+/// A row of `provider, repo, before_sha, after_sha, commits`.
+fn push_row(r: &rusqlite::Row) -> rusqlite::Result<Push> {
+    let commits: String = r.get(4)?;
+    let commits: Vec<Commit> = serde_json::from_str(&commits).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Push {
+        provider: r.get(0)?,
+        repo: r.get(1)?,
+        before: r.get(2)?,
+        after: r.get(3)?,
+        commits,
+    })
+}
+
 fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
     match fact {
         Fact::Push(p) => {
@@ -539,27 +614,7 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
                 "INSERT OR IGNORE INTO pushes (repo, before_sha, after_sha, provider, commits) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![p.repo, p.before, p.after, p.provider, commits])?;
-            let mut put = c.prepare_cached(
-                "INSERT INTO commits (repo, sha, parent, time, message, push_before, push_after)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (repo, sha) DO UPDATE SET parent = excluded.parent, time = excluded.time,
-                   message = excluded.message, push_before = excluded.push_before,
-                   push_after = excluded.push_after
-                 WHERE (excluded.push_before, excluded.push_after) < (commits.push_before, commits.push_after)",
-            )?;
-            let mut parent = p.before.as_str();
-            for commit in &p.commits {
-                put.execute(params![
-                    p.repo,
-                    commit.sha,
-                    parent,
-                    commit.time,
-                    commit.message,
-                    p.before,
-                    p.after
-                ])?;
-                parent = commit.sha.as_str();
-            }
+            put_commits(c, p)?;
         }
         Fact::Deployment(d) => {
             // The same provider deployment id and outcome reported again: the earliest report stands.
@@ -678,19 +733,7 @@ impl Store for EmbeddedStore {
                 let mut s = c.prepare_cached(
                     "SELECT provider, repo, before_sha, after_sha, commits FROM pushes WHERE repo = ?1",
                 )?;
-                let rows = s.query_map([repo], |r| {
-                    let commits: String = r.get(4)?;
-                    let commits: Vec<Commit> = serde_json::from_str(&commits).map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-                    })?;
-                    Ok(Push {
-                        provider: r.get(0)?,
-                        repo: r.get(1)?,
-                        before: r.get(2)?,
-                        after: r.get(3)?,
-                        commits,
-                    })
-                })?;
+                let rows = s.query_map([repo], push_row)?;
                 for p in rows {
                     out.pushes.push(p?);
                 }

@@ -543,3 +543,50 @@ async fn incremental_links_on_sqlite_give_the_whole_relink() {
         assert_eq!(flat(&got), flat(&want), "seed {seed}");
     }
 }
+
+/// A store written before the commit graph existed (pushes, no commits) gets its graph on opening, so a
+/// re-link after the upgrade still ships every change.
+#[tokio::test]
+async fn opening_an_older_store_fills_the_commit_graph_from_its_pushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let push = Fact::Push(Push {
+        provider: "github".into(),
+        repo: "acme/app".into(),
+        before: "0000".into(),
+        after: "b2".into(),
+        commits: vec![
+            Commit {
+                sha: "b1".into(),
+                time: 1,
+                message: "one".into(),
+            },
+            Commit {
+                sha: "b2".into(),
+                time: 2,
+                message: "two".into(),
+            },
+        ],
+    });
+    {
+        let s = open(dir.path());
+        s.put_facts(vec![push]).await.unwrap();
+    }
+    // As the previous version left it: no commit graph.
+    let raw = rusqlite::Connection::open(dir.path().join(em_sqlite::DB_FILE)).unwrap();
+    raw.execute("DELETE FROM commits", []).unwrap();
+    drop(raw);
+    let s = open(dir.path());
+    let links = s.links(vec![], vec![]).await.unwrap();
+    let b2 = links
+        .commit("acme/app", "b2")
+        .await
+        .unwrap()
+        .expect("filled in");
+    assert_eq!((b2.parent.as_str(), b2.time), ("b1", 2));
+    let b1 = links
+        .commit("acme/app", "b1")
+        .await
+        .unwrap()
+        .expect("filled in");
+    assert_eq!(b1.parent, "0000");
+}

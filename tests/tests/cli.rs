@@ -108,7 +108,7 @@ fn parse_prints_the_facts_of_a_payload_as_json_lines() {
         );
         assert_eq!(printed(&out), want, "{args:?}");
     }
-    // --event wins over the headers file: a push body read as an issue counts nothing.
+    // --event wins over the headers file: a push body read as a release counts nothing.
     let out = em_agent(&[
         "parse",
         "--provider",
@@ -117,7 +117,7 @@ fn parse_prints_the_facts_of_a_payload_as_json_lines() {
         "--headers",
         &headers,
         "--event",
-        "issues",
+        "release",
     ]);
     assert!(out.status.success());
     assert_eq!(stdout(&out), "");

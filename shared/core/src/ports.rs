@@ -298,6 +298,23 @@ pub trait Links: Send + Sync {
         sha: &str,
     ) -> impl Future<Output = Result<Option<CommitRow>, PortError>> + Send;
 
+    /// The known commits among `shas`, in any order (one lookup where the store can).
+    fn commits(
+        &self,
+        repo: &str,
+        shas: &[String],
+    ) -> impl Future<Output = Result<Vec<CommitRow>, PortError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            for sha in shas {
+                if let Some(c) = self.commit(repo, sha).await? {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        }
+    }
+
     /// The one known commit whose sha starts with `prefix`; `None` when none or several do.
     fn resolve_prefix(
         &self,

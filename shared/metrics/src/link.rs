@@ -78,6 +78,9 @@ pub async fn cut_for<L: Links>(
     let mut widen = |c: Cut| cut = Some(cut.map_or(c, |x| x.min(c)));
     let window = service.config.attribution_window();
     let mut opened: BTreeMap<&str, Option<Millis>> = BTreeMap::new();
+    // Deployments cut from the one before the earliest of them; pushes are looked up together per repository.
+    let mut earliest_deployment: Option<Millis> = None;
+    let mut pushed: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     for fact in facts {
         match fact {
             Fact::Deployment(d) => {
@@ -87,33 +90,17 @@ pub async fn cut_for<L: Links>(
                 {
                     continue;
                 }
-                widen(before(links, service, d.time).await?);
+                earliest_deployment = Some(earliest_deployment.map_or(d.time, |t| t.min(d.time)));
             }
             Fact::Push(p) => {
                 if !service.owns_repo(&p.repo) {
                     continue;
                 }
-                // Commits that are new, or that this push gives another parent, change what reaches them.
-                let mut changed = Vec::new();
-                let mut reparented = Vec::new();
+                let commits = pushed.entry(p.repo.as_str()).or_default();
                 let mut parent = p.before.as_str();
                 for c in &p.commits {
-                    match links.commit(&p.repo, &c.sha).await? {
-                        None => changed.push(c.sha.clone()),
-                        Some(known) if known.parent != parent => reparented.push(c.sha.clone()),
-                        Some(_) => {}
-                    }
+                    commits.push((c.sha.as_str(), parent));
                     parent = c.sha.as_str();
-                }
-                if !changed.is_empty() {
-                    if let Some(d) = links.waiting_on(service.name, &changed).await? {
-                        widen(before(links, service, d.time).await?);
-                    }
-                }
-                for sha in reparented {
-                    if let Some(t) = links.shipped_at(service.name, &sha).await? {
-                        widen(before(links, service, t).await?);
-                    }
                 }
             }
             Fact::Incident(i) => {
@@ -127,6 +114,36 @@ pub async fn cut_for<L: Links>(
             }
             // Pull requests, builds and work items change no link.
             Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
+        }
+    }
+    if let Some(t) = earliest_deployment {
+        widen(before(links, service, t).await?);
+    }
+    for (repo, commits) in pushed {
+        // Commits that are new, or that a push gives another parent, change what reaches them.
+        let shas: Vec<String> = commits.iter().map(|(sha, _)| sha.to_string()).collect();
+        let known: BTreeMap<String, String> = links
+            .commits(repo, &shas)
+            .await?
+            .into_iter()
+            .map(|c| (c.sha, c.parent))
+            .collect();
+        let changed: Vec<String> = commits
+            .iter()
+            .filter(|(sha, _)| !known.contains_key(*sha))
+            .map(|(sha, _)| sha.to_string())
+            .collect();
+        if !changed.is_empty() {
+            if let Some(d) = links.waiting_on(service.name, &changed).await? {
+                widen(before(links, service, d.time).await?);
+            }
+        }
+        for (sha, parent) in commits {
+            if known.get(sha).is_some_and(|p| p != parent) {
+                if let Some(t) = links.shipped_at(service.name, sha).await? {
+                    widen(before(links, service, t).await?);
+                }
+            }
         }
     }
     let incidents: Vec<String> = opened.keys().map(|s| s.to_string()).collect();

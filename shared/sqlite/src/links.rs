@@ -258,6 +258,30 @@ impl Links for SqliteLinks<'_> {
         })
     }
 
+    async fn commits(&self, repo: &str, shas: &[String]) -> Result<Vec<CommitRow>, PortError> {
+        self.with(|c| {
+            let mut out = Vec::with_capacity(shas.len());
+            for chunk in shas.chunks(64) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let mut s = c.prepare_cached(&format!(
+                    "SELECT sha, parent, time, message FROM commits WHERE repo = ? AND sha IN ({marks})"
+                ))?;
+                let args = std::iter::once(repo).chain(chunk.iter().map(String::as_str));
+                for row in s.query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok(CommitRow {
+                        sha: r.get(0)?,
+                        parent: r.get(1)?,
+                        time: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })? {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     async fn resolve_prefix(&self, repo: &str, prefix: &str) -> Result<Option<String>, PortError> {
         self.with(|c| {
             let hits: Vec<String> = c
@@ -410,14 +434,20 @@ impl Links for SqliteLinks<'_> {
         shas: &[String],
     ) -> Result<Option<DeploymentRow>, PortError> {
         self.with(|c| {
-            let mut s = c.prepare_cached(&format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments WHERE service = ?1 AND frontier7 = ?2"
-            ))?;
             let mut best: Option<DeploymentRow> = None;
-            for sha in shas {
-                for d in s.query_map(params![service, frontier7(sha)], deployment_row)? {
+            for chunk in shas.chunks(64) {
+                let keys: Vec<String> = chunk.iter().map(|s| frontier7(s)).collect();
+                let marks = vec!["?"; keys.len()].join(", ");
+                let mut s = c.prepare_cached(&format!(
+                    "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments WHERE service = ? AND frontier7 IN ({marks})"
+                ))?;
+                let args = std::iter::once(service).chain(keys.iter().map(String::as_str));
+                for d in s.query_map(rusqlite::params_from_iter(args), deployment_row)? {
                     let d = d?;
-                    let hit = d.frontier.as_deref().is_some_and(|f| same_sha(f, sha));
+                    let hit = d
+                        .frontier
+                        .as_deref()
+                        .is_some_and(|f| chunk.iter().any(|sha| same_sha(f, sha)));
                     if hit
                         && best
                             .as_ref()

@@ -153,6 +153,7 @@ impl Observations {
 
     /// Appends `other`'s observations inside `[from, to)`, re-numbering its origins.
     pub fn extend_within(&mut self, other: Observations, from: Millis, to: Millis) {
+        let other = other.within(from, to);
         let mut index: BTreeMap<Origin, u32> = self
             .origins
             .iter()
@@ -164,93 +165,58 @@ impl Observations {
             .into_iter()
             .map(|o| self.origin_index(&mut index, o))
             .collect();
-        let inside = |t: Millis| from <= t && t < to;
         let at = |i: u32| map.get(i as usize).copied().unwrap_or(0);
-        self.deployments.extend(
-            other
-                .deployments
-                .into_iter()
-                .filter(|d| inside(d.time))
-                .map(|d| DeploymentObs {
-                    origin: at(d.origin),
-                    ..d
-                }),
-        );
-        self.changes.extend(
-            other
-                .changes
-                .into_iter()
-                .filter(|c| inside(c.time))
-                .map(|c| ChangeObs {
-                    origin: at(c.origin),
-                    ..c
-                }),
-        );
-        self.incidents.extend(
-            other
-                .incidents
-                .into_iter()
-                .filter(|i| inside(i.opened))
-                .map(|i| IncidentObs {
-                    origin: at(i.origin),
-                    ..i
-                }),
-        );
+        self.deployments
+            .extend(other.deployments.into_iter().map(|d| DeploymentObs {
+                origin: at(d.origin),
+                ..d
+            }));
+        self.changes
+            .extend(other.changes.into_iter().map(|c| ChangeObs {
+                origin: at(c.origin),
+                ..c
+            }));
+        self.incidents
+            .extend(other.incidents.into_iter().map(|i| IncidentObs {
+                origin: at(i.origin),
+                ..i
+            }));
     }
 
-    /// The observations whose origin satisfies `keep`.
-    pub fn filter(&self, keep: impl Fn(&Origin) -> bool) -> Observations {
-        let kept: Vec<bool> = self.origins.iter().map(&keep).collect();
-        let ok = |i: u32| kept.get(i as usize).copied().unwrap_or(false);
+    /// The observations `keep` accepts, given each one's origin and the instant that places it in a window.
+    fn select(&self, keep: impl Fn(u32, Millis) -> bool) -> Observations {
         Observations {
             origins: self.origins.clone(),
             deployments: self
                 .deployments
                 .iter()
-                .filter(|d| ok(d.origin))
+                .filter(|d| keep(d.origin, d.time))
                 .copied()
                 .collect(),
             changes: self
                 .changes
                 .iter()
-                .filter(|c| ok(c.origin))
+                .filter(|c| keep(c.origin, c.time))
                 .copied()
                 .collect(),
             incidents: self
                 .incidents
                 .iter()
-                .filter(|i| ok(i.origin))
+                .filter(|i| keep(i.origin, i.opened))
                 .copied()
                 .collect(),
         }
     }
 
+    /// The observations whose origin satisfies `keep`.
+    pub fn filter(&self, keep: impl Fn(&Origin) -> bool) -> Observations {
+        let kept: Vec<bool> = self.origins.iter().map(&keep).collect();
+        self.select(|origin, _| kept.get(origin as usize).copied().unwrap_or(false))
+    }
+
     /// The observations inside `[from, to)`.
     pub fn within(&self, from: Millis, to: Millis) -> Observations {
-        let mut out = Observations {
-            origins: self.origins.clone(),
-            ..Default::default()
-        };
-        let inside = |t: Millis| from <= t && t < to;
-        out.deployments = self
-            .deployments
-            .iter()
-            .filter(|d| inside(d.time))
-            .copied()
-            .collect();
-        out.changes = self
-            .changes
-            .iter()
-            .filter(|c| inside(c.time))
-            .copied()
-            .collect();
-        out.incidents = self
-            .incidents
-            .iter()
-            .filter(|i| inside(i.opened))
-            .copied()
-            .collect();
-        out
+        self.select(|_, t| from <= t && t < to)
     }
 
     /// Sorts every list, so that equal sets compare equal.
@@ -265,72 +231,54 @@ impl Observations {
 /// One service's linked rows as observations by UTC day, origins without the service (it is implied).
 pub fn days_of(linked: &Linked) -> BTreeMap<i64, Observations> {
     let mut out: BTreeMap<i64, (BTreeMap<Origin, u32>, Observations)> = BTreeMap::new();
-    let mut add_origin = |day: i64, repo: &str, env: &str| -> (i64, u32) {
-        let (index, obs) = out.entry(day).or_default();
-        let o = Origin {
-            service: String::new(),
-            repo: repo.to_string(),
-            environment: env.to_string(),
-        };
-        (day, obs.origin_index(index, o))
-    };
-    let mut deployments = Vec::new();
+    // The day's observations and the index of the origin (repo, env) in them.
+    fn slot<'a>(
+        out: &'a mut BTreeMap<i64, (BTreeMap<Origin, u32>, Observations)>,
+        t: Millis,
+        repo: &str,
+        environment: &str,
+    ) -> (&'a mut Observations, u32) {
+        let (index, obs) = out.entry(day_of(t)).or_default();
+        let origin = obs.origin_index(
+            index,
+            Origin {
+                service: String::new(),
+                repo: repo.to_string(),
+                environment: environment.to_string(),
+            },
+        );
+        (obs, origin)
+    }
     for d in &linked.deployments {
-        let (day, origin) = add_origin(day_of(d.time), &d.repo, &d.environment);
-        deployments.push((
-            day,
-            DeploymentObs {
-                origin,
-                time: d.time,
-                failed: d.failed,
-                rework: d.rework,
-            },
-        ));
+        let (obs, origin) = slot(&mut out, d.time, &d.repo, &d.environment);
+        obs.deployments.push(DeploymentObs {
+            origin,
+            time: d.time,
+            failed: d.failed,
+            rework: d.rework,
+        });
     }
-    let mut changes = Vec::new();
     for c in &linked.changes {
-        let (day, origin) = add_origin(day_of(c.deployment_time), &c.repo, &c.environment);
-        changes.push((
-            day,
-            ChangeObs {
-                origin,
-                time: c.deployment_time,
-                lead: c.lead_time(),
-            },
-        ));
+        let (obs, origin) = slot(&mut out, c.deployment_time, &c.repo, &c.environment);
+        obs.changes.push(ChangeObs {
+            origin,
+            time: c.deployment_time,
+            lead: c.lead_time(),
+        });
     }
-    let mut incidents = Vec::new();
     for i in &linked.incidents {
         let (repo, env) = i
             .attributed_to
             .as_ref()
             .map_or(("", ""), |a| (a.repo.as_str(), a.environment.as_str()));
-        let (day, origin) = add_origin(day_of(i.opened), repo, env);
-        incidents.push((
-            day,
-            IncidentObs {
-                origin,
-                opened: i.opened,
-                acknowledged: i.acknowledged,
-                recovery: i.resolved.map(|r| r - i.opened),
-                attributed: i.attributed_to.is_some(),
-            },
-        ));
-    }
-    for (day, d) in deployments {
-        if let Some((_, o)) = out.get_mut(&day) {
-            o.deployments.push(d);
-        }
-    }
-    for (day, c) in changes {
-        if let Some((_, o)) = out.get_mut(&day) {
-            o.changes.push(c);
-        }
-    }
-    for (day, i) in incidents {
-        if let Some((_, o)) = out.get_mut(&day) {
-            o.incidents.push(i);
-        }
+        let (obs, origin) = slot(&mut out, i.opened, repo, env);
+        obs.incidents.push(IncidentObs {
+            origin,
+            opened: i.opened,
+            acknowledged: i.acknowledged,
+            recovery: i.resolved.map(|r| r - i.opened),
+            attributed: i.attributed_to.is_some(),
+        });
     }
     out.into_iter().map(|(d, (_, o))| (d, o.sorted())).collect()
 }

@@ -122,12 +122,11 @@ pub fn history(seed: u64) -> Vec<Fact> {
     for i in 0..rng.usize(0..7) {
         let id = format!("P{i}");
         let opened = T0 + rng.i64(0..(n as Millis + 12) * H);
-        let kind = |k| k;
         if rng.u8(0..5) != 0 {
             facts.push(incident(
                 &id,
                 &format!("{id}-t"),
-                kind(IncidentEventKind::Opened),
+                IncidentEventKind::Opened,
                 opened,
             ));
         }

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use em_core::config::Config;
 use em_core::domain::{Fact, IncidentEventKind, IncidentSpan, NULL_SHA};
-use em_core::ports::{Cut, Links, PortError};
+use em_core::ports::{CommitRow, Cut, Links, PortError};
 use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked};
 use em_core::time::Millis;
 
@@ -248,11 +248,18 @@ pub async fn relink<L: Links>(
     let mut reverts = vec![false; deps.len()];
     for (i, d) in deps.iter().enumerate() {
         let start = resolve(links, &d.repo, &d.sha).await?;
-        resolved.push(start.clone().unwrap_or_else(|| d.sha.clone()));
-        let Some(mut cur) = start else {
+        resolved.push(
+            start
+                .as_ref()
+                .map_or_else(|| d.sha.clone(), |c| c.sha.clone()),
+        );
+        let Some(start) = start else {
             frontiers.push(Some(d.sha.clone()).filter(|s| !s.is_empty()));
             continue;
         };
+        let mut cur = start.sha.clone();
+        // The deployed commit is already read; the walk reads each earlier one.
+        let mut read = Some(start);
         let mut frontier = None;
         loop {
             if shipped.contains(&cur) {
@@ -263,7 +270,11 @@ pub async fn relink<L: Links>(
                     break;
                 }
             }
-            let Some(node) = links.commit(&d.repo, &cur).await? else {
+            let node = match read.take() {
+                Some(node) => Some(node),
+                None => links.commit(&d.repo, &cur).await?,
+            };
+            let Some(node) = node else {
                 if !cur.is_empty() && cur != NULL_SHA {
                     frontier = Some(cur);
                 }
@@ -422,16 +433,23 @@ pub async fn relink<L: Links>(
     .sorted())
 }
 
-/// The full sha a deployment names: itself when known, or the one known commit it is a prefix of.
-async fn resolve<L: Links>(links: &L, repo: &str, sha: &str) -> Result<Option<String>, PortError> {
+/// The commit a deployment names: its sha when known, or the one known commit it is a prefix of.
+async fn resolve<L: Links>(
+    links: &L,
+    repo: &str,
+    sha: &str,
+) -> Result<Option<CommitRow>, PortError> {
     if sha.is_empty() {
         return Ok(None);
     }
-    if links.commit(repo, sha).await?.is_some() {
-        return Ok(Some(sha.to_string()));
+    if let Some(c) = links.commit(repo, sha).await? {
+        return Ok(Some(c));
     }
     if sha.len() < 4 {
         return Ok(None);
     }
-    links.resolve_prefix(repo, sha).await
+    match links.resolve_prefix(repo, sha).await? {
+        Some(full) => links.commit(repo, &full).await,
+        None => Ok(None),
+    }
 }

@@ -391,12 +391,12 @@ impl Links for SqliteLinks<'_> {
         key: &str,
     ) -> Result<bool, PortError> {
         self.with(|c| {
-            let before = "(time < ?3 OR (time = ?3 AND key < ?4))";
             // The same sha, or a longer one it is a prefix of: a range of the (service, sha) index.
             let exact = c
-                .prepare_cached(&format!(
-                    "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha >= ?2 AND sha < ?5 AND {before} LIMIT 1"
-                ))?
+                .prepare_cached(
+                    "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha >= ?2 AND sha < ?5
+                     AND (time < ?3 OR (time = ?3 AND key < ?4)) LIMIT 1",
+                )?
                 .query_row(
                     params![service, sha, time, key, format!("{sha}{}", char::MAX)],
                     |_| Ok(()),
@@ -408,11 +408,11 @@ impl Links for SqliteLinks<'_> {
             }
             // ... or a short one that is a prefix of it.
             let shorts: Vec<String> = c
-                .prepare_cached(&format!(
+                .prepare_cached(
                     "SELECT sha FROM o_deployments INDEXED BY o_deployments_short
-                     WHERE service = ?1 AND short = 1 AND ?2 = ?2 AND {before}"
-                ))?
-                .query_map(params![service, sha, time, key], |r| r.get(0))?
+                     WHERE service = ?1 AND short = 1 AND (time < ?2 OR (time = ?2 AND key < ?3))",
+                )?
+                .query_map(params![service, time, key], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(shorts.iter().any(|s| same_sha(s, sha)))
         })
@@ -508,37 +508,14 @@ pub(crate) fn version(c: &Connection, service: &str) -> rusqlite::Result<u64> {
     )
 }
 
-/// A service's rows at or after `cut`, as stored.
-fn rows_since(c: &Connection, service: &str, cut: Cut) -> rusqlite::Result<Linked> {
-    let from = cut.from().unwrap_or(Millis::MIN);
-    let deployments = c
-        .prepare_cached(&format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments WHERE service = ?1 AND time >= ?2"
-        ))?
-        .query_map(params![service, from], deployment_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let changes = c
-        .prepare_cached(&format!(
-            "SELECT {CHANGE_COLUMNS} FROM o_changes WHERE service = ?1 AND deployment_time >= ?2"
-        ))?
-        .query_map(params![service, from], change_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let incidents = c
-        .prepare_cached(&format!(
-            "SELECT {INCIDENT_COLUMNS} FROM o_incidents WHERE service = ?1 AND opened >= ?2"
-        ))?
-        .query_map(params![service, from], incident_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Linked {
-        deployments,
-        changes,
-        incidents,
-    })
-}
-
-/// A service's rows of the days `[first, last]`, to rebuild their observation blobs.
-fn rows_of_days(c: &Connection, service: &str, first: i64, last: i64) -> rusqlite::Result<Linked> {
-    let (from, to) = (first * DAY, (last + 1) * DAY);
+/// A service's rows in `[from, to)`: deployments by time, changes by their deployment's time, incidents by
+/// opening.
+fn rows_between(
+    c: &Connection,
+    service: &str,
+    from: Millis,
+    to: Millis,
+) -> rusqlite::Result<Linked> {
     let deployments = c
         .prepare_cached(&format!(
             "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments WHERE service = ?1 AND time >= ?2 AND time < ?3"
@@ -669,7 +646,7 @@ pub(crate) fn replace_rows(
     if current != expected {
         return Ok(false);
     }
-    let old = rows_since(c, service, cut)?;
+    let old = rows_between(c, service, cut.from().unwrap_or(Millis::MIN), Millis::MAX)?;
     let mut days = BTreeSet::new();
     diff(
         &old.deployments,
@@ -712,7 +689,7 @@ pub(crate) fn replace_rows(
     )?;
 
     for day in days {
-        let linked = rows_of_days(c, service, day, day)?;
+        let linked = rows_between(c, service, day * DAY, (day + 1) * DAY)?;
         match days_of(&linked).remove(&day) {
             Some(obs) => {
                 c.prepare_cached(

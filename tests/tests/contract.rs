@@ -551,7 +551,7 @@ async fn dynamodb_refuses_a_replacement_from_a_stale_version() {
         .await
         .unwrap());
     let v1 = store.rows_version("shop".into()).await.unwrap();
-    assert_eq!(v1, v0 + 1);
+    assert!(v1 > v0);
     // A recompute that read v0 before the one above landed must not overwrite it...
     assert!(!store
         .replace_rows("shop".into(), Cut::All, derived(0..1, 5), v0)
@@ -794,4 +794,211 @@ async fn secrets_manager_accepts_the_previous_secret_during_a_rotation() {
     // Fail closed: a secret that does not exist is an error (a 503), never "no secret needed".
     let missing = SecretsManagerSecrets::new(&sdk, "no-such-secret", Layout::PerProvider);
     assert!(missing.secrets("github").await.is_err());
+}
+
+// ---- incremental linking under concurrent aggregators ----
+
+use em_metrics::history::flat;
+
+/// What a whole re-link of `facts` in memory observes.
+async fn whole_observations(config: &em_core::config::Config, facts: &[Fact]) -> Vec<String> {
+    use em_metrics::link::{relink, Service, Work};
+    let service = Service::of(config, "shop");
+    let mut memory = em_metrics::memory::MemoryLinks::incremental();
+    memory.put(facts.iter().cloned());
+    let whole = relink(&memory, &service, &Work::all(&service, &[]))
+        .await
+        .expect("whole relink");
+    let mut o = em_core::rows::Observations::default();
+    for (_, day) in em_core::rows::days_of(&whole) {
+        o.extend_within(day, i64::MIN, i64::MAX);
+    }
+    flat(&o)
+}
+
+/// Delivers `facts` shuffled, a fifth of them twice, in batches of one to four shared among three
+/// aggregators that run at once on `store`, each batch retried until it succeeds (as SQS redelivers).
+async fn race<S: Store + MetricsReader>(store: &S, facts: &[Fact], seed: u64) {
+    let config = std::sync::Arc::new(em_metrics::history::config());
+    let mut rng = fastrand_like(seed);
+    let mut delivered = facts.to_vec();
+    for f in facts {
+        if rng().is_multiple_of(5) {
+            delivered.push(f.clone());
+        }
+    }
+    // A deterministic shuffle.
+    for i in (1..delivered.len()).rev() {
+        delivered.swap(i, (rng() % (i as u64 + 1)) as usize);
+    }
+    let mut shares: Vec<Vec<Vec<Fact>>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    let mut k = 0;
+    while !delivered.is_empty() {
+        let n = (1 + rng() % 4).min(delivered.len() as u64) as usize;
+        shares[k % 3].push(delivered.drain(..n).collect());
+        k += 1;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for share in shares {
+        let aggregator = em_aggregator::Aggregator::new(store.clone(), config.clone());
+        tasks.spawn(async move {
+            for batch in share {
+                let mut tries = 0;
+                loop {
+                    let (results, _) = aggregator
+                        .process_facts(vec![batch.clone()], vec![Ok(())])
+                        .await;
+                    if results[0].is_ok() {
+                        break;
+                    }
+                    tries += 1;
+                    assert!(tries < 20, "a batch kept failing: {:?}", results[0]);
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("aggregator task");
+    }
+}
+
+/// A small deterministic generator (xorshift), so a failing seed replays.
+fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+async fn racing_aggregators_give_the_whole_relink_on<S, F, Fut>(name: &str, seeds: u64, fresh: F)
+where
+    S: Store + MetricsReader,
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Box<dyn std::any::Any>, S)>,
+{
+    let config = em_metrics::history::config();
+    for seed in 0..seeds {
+        let facts = em_metrics::history::history(seed);
+        let (_guard, store) = fresh().await;
+        race(&store, &facts, seed).await;
+        let got = store
+            .observations(Some(vec!["shop".into()]), T0 - 30 * DAY, T0 + 365 * DAY)
+            .await
+            .expect("observations");
+        assert_eq!(
+            flat(&got),
+            whole_observations(&config, &facts).await,
+            "{name}, seed {seed}"
+        );
+    }
+}
+
+/// Random histories delivered out of order and twice by three aggregators at once give exactly what one
+/// whole re-link gives, on both stores: each aggregator re-links from its batch's cut, and one that loses a
+/// race to another's write re-links again from stored facts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_aggregators_give_the_whole_relink() {
+    racing_aggregators_give_the_whole_relink_on("embedded", 40, || async {
+        let (dir, store) = embedded(5, Duration::from_secs(30));
+        (Box::new(dir) as Box<dyn std::any::Any>, store)
+    })
+    .await;
+    racing_aggregators_give_the_whole_relink_on("dynamodb", 6, || async {
+        let (store, _) = aws(5, 30).await;
+        (Box::new(()) as Box<dyn std::any::Any>, store)
+    })
+    .await;
+}
+
+/// A writer that died half-way through a large replacement leaves its mark on the head: while the mark is
+/// fresh other writers wait (and their messages are retried); once it is stale, the next writer re-links
+/// from the mark's cut, repairing whatever the dead writer left half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_writers_mark_blocks_then_is_taken_over_on_dynamodb() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let config = std::sync::Arc::new(em_metrics::history::config());
+    let facts = em_metrics::history::history(3);
+    let (store, _) = aws(5, 30).await;
+    let aggregator = em_aggregator::Aggregator::new(store.clone(), config.clone());
+    let (results, _) = aggregator
+        .process_facts(vec![facts.clone()], vec![Ok(())])
+        .await;
+    assert!(results[0].is_ok(), "{results:?}");
+    let want = whole_observations(&config, &facts).await;
+    let read = || async {
+        flat(
+            &store
+                .observations(Some(vec!["shop".into()]), T0 - 30 * DAY, T0 + 365 * DAY)
+                .await
+                .expect("observations"),
+        )
+    };
+    assert_eq!(read().await, want);
+
+    // The dead writer: its mark, and every deployment row and day item it had deleted before dying.
+    let client = store.client();
+    let items = client
+        .query()
+        .table_name(store.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S("m#shop".into()))
+        .send()
+        .await
+        .expect("query")
+        .items
+        .unwrap_or_default();
+    let mut deleted = 0;
+    for item in &items {
+        let sk = item["sk"].as_s().expect("sk").clone();
+        if sk.starts_with("D#") || sk.starts_with("d#") {
+            client
+                .delete_item()
+                .table_name(store.table())
+                .key("pk", AttributeValue::S("m#shop".into()))
+                .key("sk", AttributeValue::S(sk))
+                .send()
+                .await
+                .expect("delete");
+            deleted += 1;
+        }
+    }
+    assert!(deleted > 0);
+    let version = store.rows_version("shop".into()).await.expect("version");
+    let mark = |at: i64| {
+        client
+            .update_item()
+            .table_name(store.table())
+            .key("pk", AttributeValue::S("m#shop".into()))
+            .key("sk", AttributeValue::S("#head".into()))
+            .update_expression("SET version = :v, busy = :b, busy_at = :at, busy_from = :from")
+            .expression_attribute_values(":v", AttributeValue::N((version + 1).to_string()))
+            .expression_attribute_values(":b", AttributeValue::S("dead".into()))
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+            .expression_attribute_values(
+                ":from",
+                AttributeValue::N(em_metrics::history::T0.to_string()),
+            )
+            .send()
+    };
+    mark(em_core::time::now_millis()).await.expect("mark");
+    assert_ne!(read().await, want, "the damage shows");
+
+    // A fresh mark: the writer is taken to be alive; the batch fails, to be retried.
+    let again = vec![facts[0].clone()];
+    let (results, _) = aggregator
+        .process_facts(vec![again.clone()], vec![Ok(())])
+        .await;
+    assert!(
+        matches!(results[0], Err(em_aggregator::Failure::Retry(_))),
+        "{results:?}"
+    );
+
+    // A stale one: taken over, and the rows from its cut on are linked again.
+    mark(1).await.expect("stale mark");
+    let (results, _) = aggregator.process_facts(vec![again], vec![Ok(())]).await;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(read().await, want);
 }

@@ -8,11 +8,13 @@ use em_core::config::{Config, Rebuild, FIGURES_CONFIG_KEY, REBUILD_KEY};
 use em_core::domain::Fact;
 use em_core::emf;
 use em_core::ports::{
-    Envelope, Message, MetricsReader, Payloads, PortError, Queue, RowsReplacement, Store,
+    Cut, Envelope, Message, MetricsReader, Payloads, PortError, PortErrorKind, Queue,
+    RowsReplacement, RowsState, Store,
 };
+use em_core::rows::Linked;
 use em_core::time::{format_millis, Millis};
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
-use em_metrics::link::{cut_for, relink, Service, Work};
+use em_metrics::link::{cut_for, relink, Facts, Service, Work};
 
 /// The window of the figures published as metrics, as the API's default window.
 pub const FIGURES_DAYS: i64 = 30;
@@ -74,30 +76,75 @@ async fn concurrently<T: Send + 'static>(jobs: Vec<Job<T>>) -> Vec<Option<T>> {
     out
 }
 
-/// Where a service's re-link starts for `facts` (read before they are stored).
+/// Attempts at a service's re-link when concurrent writers keep changing its rows.
+const ATTEMPTS: u32 = 8;
+
+/// The pause before attempt `n` + 1: 20 ms doubling, up to 640 ms.
+fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(20 << attempt.min(5))
+}
+
+/// A service's rows' state, waiting out another writer that is writing them right now.
+async fn settled_state<S: Store>(store: &S, service: &str) -> Result<RowsState, PortError> {
+    let mut attempt = 0;
+    loop {
+        match store.rows_state(service.to_string()).await {
+            Err(e) if e.kind == PortErrorKind::Conflict && attempt + 1 < ATTEMPTS => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Where a service's re-link starts for `facts`, and the version of the rows that was worked out on.
+/// The version is read first: a writer that changes the rows after it makes this re-link's write fail, and
+/// the re-link starts over from stored facts (see [`Aggregator::relink`]).
 async fn work_for<S: Store>(
     store: &S,
     config: &Config,
     service: &str,
     facts: &[&Fact],
-) -> Result<Option<Work>, PortError> {
+    stored: Facts,
+) -> Result<Worked, PortError> {
     let svc = Service::of(config, service);
+    let state = settled_state(store, service).await?;
     if !store.incremental() {
-        return Ok(Some(Work::all(&svc, facts)));
+        return Ok((Some(Work::all(&svc, facts)), state.version));
     }
     let links = store.links(svc.repos.clone(), svc.aliases.clone()).await?;
-    cut_for(&links, &svc, facts).await
+    let work = cut_for(&links, &svc, facts, stored).await?;
+    Ok((
+        Work::widened(work, state.unsettled, &svc, facts),
+        state.version,
+    ))
 }
 
-/// Re-links one service from `work.cut`, reading the rows' version first.
+/// Re-links one service from `work.cut` on rows at version `expected`. Without work the rows stay as they
+/// are, but their version still moves: a concurrent writer that linked them without this batch's facts
+/// must not land unnoticed.
 async fn relink_rows<S: Store>(
     store: &S,
     config: &Config,
     service: &str,
-    work: &Work,
+    work: Option<&Work>,
+    expected: u64,
 ) -> Result<RowsReplacement, PortError> {
+    let Some(work) = work else {
+        return Ok(RowsReplacement {
+            service: service.to_string(),
+            cut: Cut::From(Millis::MAX),
+            rows: Linked::default(),
+            expected,
+        });
+    };
     let svc = Service::of(config, service);
-    let expected = store.rows_version(service.to_string()).await?;
+    if work.cut == Cut::All {
+        store
+            .prepare_whole(svc.repos.clone(), svc.aliases.clone())
+            .await?;
+    }
     let links = store.links(svc.repos.clone(), svc.aliases.clone()).await?;
     Ok(RowsReplacement {
         service: service.to_string(),
@@ -105,6 +152,17 @@ async fn relink_rows<S: Store>(
         rows: relink(&links, &svc, work).await?,
         expected,
     })
+}
+
+/// A service's work, and the version of the rows it was worked out on.
+type Worked = (Option<Work>, u64);
+
+/// What a re-link after a lost race is for.
+enum Plan<'a> {
+    /// Everything (a configuration change).
+    Whole,
+    /// A batch's facts, already stored.
+    Facts(&'a [Fact]),
 }
 
 impl<S: Store> Aggregator<S> {
@@ -170,26 +228,27 @@ impl<S: Store> Aggregator<S> {
         }
         // Where each service's re-link starts, read before the facts are stored (a push is compared with
         // the commits known before it).
-        let mut work: BTreeMap<String, (Work, Vec<usize>)> = BTreeMap::new();
-        let mut jobs: Vec<Job<Result<Option<Work>, PortError>>> = Vec::new();
+        type Planned = (Option<Work>, u64, Vec<Fact>, Vec<usize>);
+        let mut work: BTreeMap<String, Planned> = BTreeMap::new();
+        let mut jobs: Vec<Job<Result<Worked, PortError>>> = Vec::new();
         for (service, (facts, _)) in &touched {
             let facts: Vec<Fact> = facts.iter().map(|f| (*f).clone()).collect();
             let (store, config, service) =
                 (self.store.clone(), self.config.clone(), service.clone());
             jobs.push(Box::pin(async move {
                 let refs: Vec<&Fact> = facts.iter().collect();
-                work_for(&store, &config, &service, &refs).await
+                work_for(&store, &config, &service, &refs, Facts::New).await
             }));
         }
         let cuts = concurrently(jobs).await;
-        for ((service, (_, messages)), cut) in touched.iter().zip(cuts) {
+        for ((service, (facts, messages)), cut) in touched.iter().zip(cuts) {
             let (service, messages) = (service.clone(), messages.clone());
             let w = cut.unwrap_or_else(|| Err(PortError::transient("linking task failed")));
             match w {
-                Ok(Some(w)) => {
-                    work.insert(service, (w, messages));
+                Ok((w, version)) => {
+                    let facts = facts.iter().map(|f| (*f).clone()).collect();
+                    work.insert(service, (w, version, facts, messages));
                 }
-                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(%service, error = %e, "link state not readable");
                     for i in messages {
@@ -223,20 +282,20 @@ impl<S: Store> Aggregator<S> {
         let mut replacements = Vec::new();
         let mut pending = Vec::new();
         let mut jobs: Vec<Job<Result<RowsReplacement, PortError>>> = Vec::new();
-        for (service, (w, _)) in &work {
+        for (service, (w, version, _, _)) in &work {
             let (store, config) = (self.store.clone(), self.config.clone());
-            let (service, w) = (service.clone(), w.clone());
+            let (service, w, version) = (service.clone(), w.clone(), *version);
             jobs.push(Box::pin(async move {
-                relink_rows(&store, &config, &service, &w).await
+                relink_rows(&store, &config, &service, w.as_ref(), version).await
             }));
         }
         let linked = concurrently(jobs).await;
-        for ((service, (w, messages)), r) in work.into_iter().zip(linked) {
+        for ((service, (_, _, facts, messages)), r) in work.into_iter().zip(linked) {
             let r = r.unwrap_or_else(|| Err(PortError::transient("linking task failed")));
             match r {
                 Ok(r) => {
                     replacements.push(r);
-                    pending.push((service, w, messages));
+                    pending.push((service, facts, messages));
                 }
                 Err(e) => {
                     tracing::warn!(%service, error = %e, "re-link failed");
@@ -247,10 +306,13 @@ impl<S: Store> Aggregator<S> {
             }
         }
         let written = self.store.replace_rows_batch(replacements).await;
-        for ((service, w, messages), outcome) in pending.into_iter().zip(written) {
+        for ((service, facts, messages), outcome) in pending.into_iter().zip(written) {
             let outcome = match outcome {
                 Ok(true) => Ok(()),
-                Ok(false) => self.relink(&service, &w).await,
+                Ok(false) => self.relink(&service, Plan::Facts(&facts)).await,
+                Err(e) if e.kind == PortErrorKind::Conflict => {
+                    self.relink(&service, Plan::Facts(&facts)).await
+                }
                 Err(e) => Err(e),
             };
             match outcome {
@@ -268,22 +330,39 @@ impl<S: Store> Aggregator<S> {
         (results, relinked)
     }
 
-    /// Re-links one service from `work.cut` and replaces its rows from there. The version is read before
-    /// the link state, so a concurrent writer that changed the rows meanwhile makes this one start over
-    /// rather than overwrite newer rows.
-    pub async fn relink(&self, service: &str, work: &Work) -> Result<(), PortError> {
-        const ATTEMPTS: usize = 8;
+    /// Re-links one service for `plan` after its first write lost a race (or for a configuration change),
+    /// starting over while concurrent writers keep changing its rows. Each attempt reads the version first,
+    /// then works out the cut again over stored facts, so it covers whatever the winners wrote meanwhile.
+    async fn relink(&self, service: &str, plan: Plan<'_>) -> Result<(), PortError> {
+        let svc = Service::of(&self.config, service);
         for attempt in 0..ATTEMPTS {
-            let r = relink_rows(&self.store, &self.config, service, work).await?;
-            if self
-                .store
-                .replace_rows(r.service, r.cut, r.rows, r.expected)
-                .await?
-            {
-                return Ok(());
+            let (work, expected) = match plan {
+                Plan::Whole => (
+                    Some(Work::all(&svc, &[])),
+                    settled_state(&self.store, service).await?.version,
+                ),
+                Plan::Facts(facts) => {
+                    let refs: Vec<&Fact> = facts.iter().collect();
+                    work_for(&self.store, &self.config, service, &refs, Facts::Stored).await?
+                }
+            };
+            let r = relink_rows(&self.store, &self.config, service, work.as_ref(), expected);
+            let landed = match r.await {
+                Ok(r) => {
+                    self.store
+                        .replace_rows(r.service, r.cut, r.rows, r.expected)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match landed {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if e.kind == PortErrorKind::Conflict => {}
+                Err(e) => return Err(e),
             }
             tracing::info!(%service, attempt, "rows changed meanwhile, re-linking");
-            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+            tokio::time::sleep(backoff(attempt)).await;
         }
         Err(PortError::conflict(format!(
             "rows of {service} kept changing during {ATTEMPTS} re-links"
@@ -347,8 +426,7 @@ impl<S: Store> Aggregator<S> {
         };
         let step: Vec<String> = rebuild.pending.iter().take(max).cloned().collect();
         for service in &step {
-            let svc = Service::of(&self.config, service);
-            self.relink(service, &Work::all(&svc, &[])).await?;
+            self.relink(service, Plan::Whole).await?;
         }
         rebuild.pending.drain(..step.len());
         if rebuild.pending.is_empty() {

@@ -9,8 +9,8 @@
 //! | incident event | `i#<incident service>` | `e#<provider>#<event id>` |
 //! | fact source | `src` | `r#<repo>` / `i#<incident service>` |
 //! | service registry | `svc` | `<service>` |
-//! | metric head | `m#<service>` | `#head`: version, generation |
-//! | metric day digest | `m#<service>` | `#days`: day → parts and hash |
+//! | metric head | `m#<service>` | `#head`: version, generation, links, a writer's mark |
+//! | linked rows | `m#<service>` | `D#`, `S#`, `F#`, `C#`, `c#`, `I#`, `O#`, `A#` (see [`crate::linkstate`]) |
 //! | metric day | `m#<service>` | `d#<generation>#<yyyy-mm-dd>#<part>`: that day's rows |
 //! | metadata | `meta` | `<key>` |
 //!
@@ -21,24 +21,21 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use crate::linkstate::{fact_index, incident_attrs, row_items, DynamoLinks, IndexPut};
 use crate::sdk_error;
 use em_core::domain::{
     Build, BuildOutcome, Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent,
     IncidentEventKind, PullRequestEvent, PullRequestEventKind, Push, WorkItem, WorkItemAction,
 };
-use em_core::ports::{Cut, FactSources, MetricsReader, PortError, Store, StoredFacts};
-use em_core::rows::{blob, Linked, Observations};
-use em_core::time::Millis;
-use em_metrics::memory::MemoryLinks;
+use em_core::ports::{Cut, FactSources, MetricsReader, PortError, RowsState, Store, StoredFacts};
+use em_core::rows::{blob, Linked, Observations, DAY};
+use em_core::time::{now_millis, Millis};
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 const HEAD: &str = "#head";
 const DAYS: &str = "#days";
@@ -47,9 +44,6 @@ const SERVICES: &str = "svc";
 const META: &str = "meta";
 /// Observations per day item: at most 29 bytes each keeps an item well under DynamoDB's 400 KB.
 const ROWS_PER_PART: usize = 8_000;
-/// TransactWriteItems takes at most 100 items and 4 MB.
-const MAX_TRANSACTION_ITEMS: usize = 100;
-const MAX_TRANSACTION_BYTES: usize = 3_500_000;
 /// Concurrent writes of one batch's facts.
 const WRITE_CONCURRENCY: usize = 16;
 
@@ -61,37 +55,37 @@ pub struct DynamoStore {
     sources_seen: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: i64) -> AttributeValue {
+pub(crate) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s(item: &Item, name: &str) -> Result<String, PortError> {
+pub(crate) fn get_s(item: &Item, name: &str) -> Result<String, PortError> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .cloned()
         .ok_or_else(|| PortError::invalid(format!("item without string {name}")))
 }
 
-fn get_n(item: &Item, name: &str) -> Result<i64, PortError> {
+pub(crate) fn get_n(item: &Item, name: &str) -> Result<i64, PortError> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| PortError::invalid(format!("item without number {name}")))
 }
 
-fn repo_pk(repo: &str) -> String {
+pub(crate) fn repo_pk(repo: &str) -> String {
     format!("r#{}", repo.to_lowercase())
 }
 
-fn incident_pk(service_name: &str) -> String {
+pub(crate) fn incident_pk(service_name: &str) -> String {
     format!("i#{service_name}")
 }
 
-fn metric_pk(service: &str) -> String {
+pub(crate) fn metric_pk(service: &str) -> String {
     format!("m#{service}")
 }
 
@@ -157,16 +151,7 @@ fn split(obs: Observations) -> Vec<Vec<u8>> {
     parts
 }
 
-/// The digest entry of a day: its part count and a hash of its content.
-fn digest(parts: &[Vec<u8>]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
-        h.update([0]);
-    }
-    format!("{}:{}", parts.len(), hex::encode(&h.finalize()[..12]))
-}
-
+/// The part count a legacy day digest (`parts:hash`) gives.
 fn part_count(digest: &str) -> usize {
     digest
         .split(':')
@@ -179,10 +164,67 @@ fn day_sk(generation: &str, day: &str, part: usize) -> String {
     format!("d#{generation}#{day}#{part:02}")
 }
 
+/// What a replacement changes: row items (put, or deleted when `None`) and the day observations before and
+/// after.
+struct Changes {
+    rows: Vec<(String, Option<Item>)>,
+    old_days: BTreeMap<String, Vec<Vec<u8>>>,
+    new_days: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Day items may not match the rows (a dead writer's): write every day.
+    takeover: bool,
+}
+
+impl Changes {
+    /// The day items to put or delete in generation `g`: those of days whose observations changed.
+    fn day_ops(&self, service: &str, g: &str, store: &DynamoStore) -> Vec<(String, Option<Item>)> {
+        let days: BTreeSet<&String> = self.old_days.keys().chain(self.new_days.keys()).collect();
+        let mut out = Vec::new();
+        for day in days {
+            let (old, new) = (self.old_days.get(day), self.new_days.get(day));
+            if old == new && !self.takeover {
+                continue;
+            }
+            let new = new.map_or(&[][..], Vec::as_slice);
+            for (i, rows) in new.iter().enumerate() {
+                out.push((
+                    day_sk(g, day, i),
+                    Some(store.day_item(service, g, day, i, rows)),
+                ));
+            }
+            for i in new.len()..old.map_or(0, Vec::len) {
+                out.push((day_sk(g, day, i), None));
+            }
+        }
+        out
+    }
+
+    fn old_day_keys(&self, g: &str) -> Vec<String> {
+        self.old_days
+            .iter()
+            .flat_map(|(day, parts)| (0..parts.len()).map(move |i| day_sk(g, day, i)))
+            .collect()
+    }
+}
+
 struct Head {
     version: u64,
     generation: String,
+    /// Whether the service's linked rows are stored (absent from rows written before link state was kept).
+    links: bool,
+    /// A writer's mark while it writes more than one transaction holds.
+    busy: Option<Busy>,
 }
+
+struct Busy {
+    at: Millis,
+    /// Rows from here on may be half-written if the writer died.
+    from: Cut,
+}
+
+/// A writer's mark older than this belongs to a writer that died (functions time out well before).
+const BUSY_STALE_MS: Millis = 120_000;
+/// A large write that takes longer gives up (and releases its mark) rather than risk outliving it.
+const LARGE_WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl DynamoStore {
     pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
@@ -238,7 +280,12 @@ impl DynamoStore {
         }
     }
 
-    async fn get(&self, pk: String, sk: &str, consistent: bool) -> Result<Option<Item>, PortError> {
+    pub(crate) async fn get(
+        &self,
+        pk: String,
+        sk: &str,
+        consistent: bool,
+    ) -> Result<Option<Item>, PortError> {
         let out = self
             .client
             .get_item()
@@ -256,6 +303,21 @@ impl DynamoStore {
             Some(item) => Some(Head {
                 version: get_n(&item, "version")? as u64,
                 generation: get_s(&item, "generation")?,
+                links: item
+                    .get("links")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()
+                    .unwrap_or(false),
+                busy: match item.get("busy") {
+                    Some(_) => Some(Busy {
+                        at: get_n(&item, "busy_at")?,
+                        from: match item.get("busy_from") {
+                            Some(_) => Cut::From(get_n(&item, "busy_from")?),
+                            None => Cut::All,
+                        },
+                    }),
+                    None => None,
+                },
             }),
             None => None,
         })
@@ -408,19 +470,15 @@ impl DynamoStore {
                 }
                 put
             }
-            Fact::Incident(i) => put
-                .set_item(Some(self.key(
+            Fact::Incident(i) => {
+                let mut item = incident_attrs(i);
+                item.extend(self.key(
                     incident_pk(&i.service_name),
                     format!("e#{}#{}", i.provider, i.event_id),
-                )))
-                .item("provider", s(&i.provider))
-                .item("incident_id", s(&i.incident_id))
-                .item("event_id", s(&i.event_id))
-                .item("kind", s(i.kind.as_str()))
-                .item("time", n(i.time))
-                .item("service_name", s(&i.service_name))
-                .item("title", s(&i.title))
-                .condition_expression("attribute_not_exists(pk)"),
+                ));
+                put.set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+            }
             Fact::Build(b) => {
                 let mut put = put
                     .set_item(Some(self.key(
@@ -505,7 +563,7 @@ impl DynamoStore {
         })
     }
 
-    fn parse_deployment(item: &Item) -> Result<Deployment, PortError> {
+    pub(crate) fn parse_deployment(item: &Item) -> Result<Deployment, PortError> {
         Ok(Deployment {
             provider: get_s(item, "provider")?,
             repo: get_s(item, "repo")?,
@@ -569,7 +627,7 @@ impl DynamoStore {
         })
     }
 
-    fn parse_incident_event(item: &Item) -> Result<IncidentEvent, PortError> {
+    pub(crate) fn parse_incident_event(item: &Item) -> Result<IncidentEvent, PortError> {
         let kind = get_s(item, "kind")?;
         Ok(IncidentEvent {
             provider: get_s(item, "provider")?,
@@ -625,129 +683,73 @@ impl DynamoStore {
         Ok(out)
     }
 
-    fn head_update(
-        &self,
-        service: &str,
-        head: &Option<Head>,
-        generation: &str,
-    ) -> Result<TransactWriteItem, PortError> {
-        let expected = head.as_ref().map_or(0, |h| h.version);
-        let mut update = Update::builder()
+    /// Moves the version of rows that did not change, so that a writer that linked them without this
+    /// batch's facts cannot land unnoticed; `false` when the version moved meanwhile.
+    async fn bump(&self, service: &str, head: &Option<Head>) -> Result<bool, PortError> {
+        if head.is_none() {
+            self.register(service).await?;
+        }
+        let expected = head.as_ref().map_or(0, |h| h.version) as i64;
+        let update = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(self.key(metric_pk(service), HEAD)))
-            .update_expression("SET version = :next, generation = :g")
-            .expression_attribute_values(":next", n(expected as i64 + 1))
-            .expression_attribute_values(":g", s(generation));
-        update = match head {
+            .update_expression(
+                "SET version = :next, generation = if_not_exists(generation, :g), links = :yes",
+            )
+            .expression_attribute_values(":next", n(expected + 1))
+            .expression_attribute_values(":g", s("0"))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true));
+        let update = match head {
             Some(_) => update
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", n(expected as i64)),
+                .condition_expression("version = :v AND attribute_not_exists(busy)")
+                .expression_attribute_values(":v", n(expected)),
             None => update.condition_expression("attribute_not_exists(pk)"),
         };
-        Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(PortError::invalid)?)
-            .build())
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("dynamodb update head", e)),
+        }
     }
 
-    fn put_txn(&self, item: Item) -> Result<TransactWriteItem, PortError> {
-        Ok(TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(PortError::invalid)?,
-            )
-            .build())
-    }
-
-    fn delete_txn(&self, pk: String, sk: String) -> Result<TransactWriteItem, PortError> {
-        Ok(TransactWriteItem::builder()
-            .delete(
-                Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(self.key(pk, sk)))
-                    .build()
-                    .map_err(PortError::invalid)?,
-            )
-            .build())
-    }
-
-    fn digests_item(&self, service: &str, digests: &BTreeMap<String, String>) -> Item {
-        let mut item = self.key(metric_pk(service), DAYS);
-        item.insert(
-            "days".into(),
-            AttributeValue::M(digests.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
-        );
-        item
-    }
-
-    /// Runs a transaction; `false` when a condition failed (another writer got there first).
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, PortError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
+    /// Lists a service among those with rows (before its first rows are written, so that a query of every
+    /// service finds them).
+    async fn register(&self, service: &str) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.key(SERVICES, service.to_string())))
             .send()
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let conflict = e
-                    .as_service_error()
-                    .and_then(|s| match s {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(
-                            c.cancellation_reasons()
-                                .iter()
-                                .any(|r| matches!(r.code(), Some("ConditionalCheckFailed") | Some("TransactionConflict"))),
-                        ),
-                        _ => None,
-                    })
-                    .unwrap_or(false);
-                if conflict {
-                    Ok(false)
-                } else {
-                    Err(sdk_error("dynamodb transaction", e))
-                }
-            }
-        }
-    }
-}
-
-impl Store for DynamoStore {
-    type Links<'a> = MemoryLinks;
-
-    /// Link state is not kept here yet: each re-link loads the service's facts and links them whole.
-    fn incremental(&self) -> bool {
-        false
+            .map_err(|e| sdk_error("dynamodb register service", e))?;
+        Ok(())
     }
 
-    async fn links(
+    /// The put of an index item, conditional where the item says.
+    fn index_put(
         &self,
-        repositories: Vec<String>,
-        incident_services: Vec<String>,
-    ) -> Result<MemoryLinks, PortError> {
-        Ok(MemoryLinks::from_stored(
-            self.load_facts(repositories, incident_services).await?,
-        ))
+        (item, condition): IndexPut,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        match condition {
+            Some((expression, values)) => put
+                .condition_expression(expression)
+                .set_expression_attribute_values(Some(values)),
+            None => put,
+        }
     }
 
-    async fn put_facts(&self, facts: Vec<Fact>) -> Result<(), PortError> {
-        let mut puts = Vec::with_capacity(facts.len());
-        for f in &facts {
-            puts.push(self.fact_put(f)?);
-        }
-        let sources = self.new_sources(&facts);
-        for (sk, name) in &sources {
-            puts.push(
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(self.key(SOURCES, sk.clone())))
-                    .item("name", s(name))
-                    .condition_expression("attribute_not_exists(pk)"),
-            );
-        }
+    /// Sends `puts`, [`WRITE_CONCURRENCY`] at a time; a failed condition is success (the item stands).
+    async fn run_puts(
+        &self,
+        puts: Vec<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder>,
+    ) -> Result<(), PortError> {
         let mut tasks = JoinSet::new();
         let mut first_error = None;
         for put in puts {
@@ -773,9 +775,201 @@ impl Store for DynamoStore {
                 first_error.get_or_insert(e);
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
+    }
+
+    /// Sends a conditional update; `false` when its condition failed.
+    async fn conditional(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<bool, PortError> {
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("dynamodb update head", e)),
+        }
+    }
+
+    /// Writes a replacement under the head's mark: the mark (a conditional update that moves the version,
+    /// so no writer that read the old one lands, and that makes readers of link state wait), the items in
+    /// batches, then the switch back (conditional on the mark). No transaction: a transactional write costs
+    /// twice, and the mark already serializes writers. A whole re-link writes its days under a fresh
+    /// generation that the switch makes current, so queries see the old days or the new ones; an
+    /// incremental one rewrites the few days it touches in place. A writer that dies leaves its mark: once
+    /// stale, the next writer re-links from the mark's cut and takes over.
+    async fn replace_marked(
+        &self,
+        service: &str,
+        cut: Cut,
+        head: &Option<Head>,
+        legacy: bool,
+        changed: Changes,
+    ) -> Result<bool, PortError> {
+        let pk = metric_pk(service);
+        let expected = head.as_ref().map_or(0, |h| h.version) as i64;
+        let generation = head
+            .as_ref()
+            .map_or_else(|| "0".to_string(), |h| h.generation.clone());
+        let old_keys = if legacy {
+            Self::day_keys(&generation, &self.day_digests(service).await?)
+        } else {
+            changed.old_day_keys(&generation)
+        };
+        if head.is_none() {
+            self.register(service).await?;
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let head_key = || self.key(pk.clone(), HEAD);
+        let mut mark = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(head_key()))
+            .expression_attribute_values(":next", n(expected + 1))
+            .expression_attribute_values(":tok", s(&token))
+            .expression_attribute_values(":now", n(now_millis()))
+            .expression_attribute_values(":g", s(&generation));
+        mark = match cut {
+            Cut::From(t) => mark
+                .update_expression(
+                    "SET version = :next, busy = :tok, busy_at = :now, busy_from = :from, \
+                     generation = if_not_exists(generation, :g)",
+                )
+                .expression_attribute_values(":from", n(t)),
+            Cut::All => mark.update_expression(
+                "SET version = :next, busy = :tok, busy_at = :now, \
+                 generation = if_not_exists(generation, :g) REMOVE busy_from",
+            ),
+        };
+        mark = match head {
+            Some(_) => mark
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(expected)),
+            None => mark.condition_expression("attribute_not_exists(pk)"),
+        };
+        if !self.conditional(mark).await? {
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        let fresh = match cut {
+            Cut::All => uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            Cut::From(_) => generation.clone(),
+        };
+        let written = async {
+            let mut requests = Vec::new();
+            if fresh != generation {
+                for (day, parts) in &changed.new_days {
+                    for (i, rows) in parts.iter().enumerate() {
+                        requests.push(Self::put_request(
+                            self.day_item(service, &fresh, day, i, rows),
+                        )?);
+                    }
+                }
+            } else {
+                for (sk, op) in changed.day_ops(service, &generation, self) {
+                    requests.push(match op {
+                        Some(item) => Self::put_request(item)?,
+                        None => self.delete_request(pk.clone(), sk)?,
+                    });
+                }
+            }
+            for (sk, op) in &changed.rows {
+                requests.push(match op {
+                    Some(item) => Self::put_request(item.clone())?,
+                    None => self.delete_request(pk.clone(), sk.clone())?,
+                });
+            }
+            self.batch_write(requests).await?;
+            if started.elapsed() > LARGE_WRITE_DEADLINE {
+                return Err(PortError::transient(format!(
+                    "writing the rows of {service} took too long"
+                )));
+            }
+            let switch = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(head_key()))
+                .update_expression(
+                    "SET version = :next, generation = :g, links = :yes \
+                     REMOVE busy, busy_at, busy_from",
+                )
+                .condition_expression("busy = :tok")
+                .expression_attribute_values(":next", n(expected + 2))
+                .expression_attribute_values(":g", s(&fresh))
+                .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                .expression_attribute_values(":tok", s(&token));
+            self.conditional(switch).await
+        };
+        match written.await {
+            Ok(true) => {
+                if fresh != generation {
+                    // The old generation is garbage now; a failure here leaves unread items, not wrong figures.
+                    let mut garbage = old_keys;
+                    if legacy {
+                        garbage.push(DAYS.into());
+                    }
+                    if let Err(e) = self.delete_keys(&pk, garbage).await {
+                        tracing::warn!(%service, error = %e, "old metric rows left behind");
+                    }
+                }
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                // Let the next writer take over now rather than when the mark goes stale.
+                let release = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(head_key()))
+                    .update_expression("SET busy_at = :zero")
+                    .condition_expression("busy = :tok")
+                    .expression_attribute_values(":zero", n(0))
+                    .expression_attribute_values(":tok", s(&token));
+                if let Err(r) = self.conditional(release).await {
+                    tracing::warn!(%service, error = %r, "mark left to go stale");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Store for DynamoStore {
+    type Links<'a> = DynamoLinks;
+
+    async fn links(
+        &self,
+        _repositories: Vec<String>,
+        _incident_services: Vec<String>,
+    ) -> Result<DynamoLinks, PortError> {
+        Ok(DynamoLinks {
+            store: self.clone(),
+        })
+    }
+
+    async fn put_facts(&self, facts: Vec<Fact>) -> Result<(), PortError> {
+        let mut puts = Vec::with_capacity(facts.len());
+        for f in &facts {
+            puts.push(self.fact_put(f)?);
+            puts.extend(fact_index(f).into_iter().map(|p| self.index_put(p)));
+        }
+        let sources = self.new_sources(&facts);
+        for (sk, name) in &sources {
+            puts.push(
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(self.key(SOURCES, sk.clone())))
+                    .item("name", s(name))
+                    .condition_expression("attribute_not_exists(pk)"),
+            );
+        }
+        self.run_puts(puts).await?;
         if let Ok(mut seen) = self.sources_seen.lock() {
             seen.extend(sources.into_iter().map(|(sk, _)| sk));
         }
@@ -844,110 +1038,159 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn rows_version(&self, service: String) -> Result<u64, PortError> {
-        Ok(self.head(&service).await?.map_or(0, |h| h.version))
+    async fn rows_state(&self, service: String) -> Result<RowsState, PortError> {
+        let Some(head) = self.head(&service).await? else {
+            return Ok(RowsState::default());
+        };
+        let mut unsettled = None;
+        if let Some(busy) = &head.busy {
+            if now_millis() - busy.at < BUSY_STALE_MS {
+                return Err(PortError::conflict(format!(
+                    "the rows of {service} are being written"
+                )));
+            }
+            unsettled = Some(busy.from);
+        }
+        if !head.links {
+            unsettled = Some(Cut::All);
+        }
+        Ok(RowsState {
+            version: head.version,
+            unsettled,
+        })
     }
 
-    /// Every re-link here is whole (`cut` is [`Cut::All`]): the day items whose content changed are
-    /// rewritten, the others left alone.
+    async fn prepare_whole(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> Result<(), PortError> {
+        // Facts stored before link state was kept have no index items: write them (idempotent).
+        let stored = self.load_facts(repositories, incident_services).await?;
+        let facts = stored
+            .pushes
+            .into_iter()
+            .map(Fact::Push)
+            .chain(stored.deployments.into_iter().map(Fact::Deployment))
+            .chain(stored.incident_events.into_iter().map(Fact::Incident));
+        let puts = facts
+            .flat_map(|f| fact_index(&f))
+            .map(|p| self.index_put(p))
+            .collect();
+        self.run_puts(puts).await
+    }
+
+    /// Writes the rows at or after `cut` that changed (each with its index items) and the day items they
+    /// touch, with the head's version moved, in one transaction when it fits; otherwise under the head's
+    /// mark (see [`DynamoStore::replace_large`]).
     async fn replace_rows(
         &self,
         service: String,
         cut: Cut,
-        derived: Linked,
+        rows: Linked,
         expected: u64,
     ) -> Result<bool, PortError> {
-        if cut != Cut::All {
-            return Err(PortError::invalid(
-                "the DynamoDB store keeps no link state: re-link whole",
-            ));
-        }
         let head = self.head(&service).await?;
         if head.as_ref().map_or(0, |h| h.version) != expected {
             return Ok(false);
         }
-        let old = match head {
-            Some(_) => self.day_digests(&service).await?,
-            None => BTreeMap::new(),
+        // A mark at the expected version is one a dead writer left: take over, rewriting every day.
+        let takeover = match head.as_ref().and_then(|h| h.busy.as_ref()) {
+            Some(b) if now_millis() - b.at < BUSY_STALE_MS => return Ok(false),
+            Some(_) => true,
+            None => false,
         };
-        let new_days = days_of(&derived);
-        let new: BTreeMap<String, String> = new_days
-            .iter()
-            .map(|(d, p)| (d.clone(), digest(p)))
-            .collect();
-        let pk = metric_pk(&service);
-        let generation = head
-            .as_ref()
-            .map_or_else(|| "0".to_string(), |h| h.generation.clone());
-
-        let mut items = Vec::new();
-        let mut bytes = 0usize;
-        for (day, parts) in &new_days {
-            let before = old.get(day);
-            if before == new.get(day) {
-                continue;
-            }
-            for (i, rows) in parts.iter().enumerate() {
-                bytes += rows.len() + 64;
-                items.push(self.put_txn(self.day_item(&service, &generation, day, i, rows))?);
-            }
-            for i in parts.len()..before.map_or(0, |d| part_count(d)) {
-                items.push(self.delete_txn(pk.clone(), day_sk(&generation, day, i))?);
-            }
+        let legacy = head.as_ref().is_some_and(|h| !h.links);
+        if legacy && cut != Cut::All {
+            return Err(PortError::invalid(format!(
+                "the rows of {service} were written without link state: re-link whole"
+            )));
         }
-        for (day, d) in &old {
-            if !new.contains_key(day) {
-                for i in 0..part_count(d) {
-                    items.push(self.delete_txn(pk.clone(), day_sk(&generation, day, i))?);
-                }
-            }
-        }
-        let changed = !items.is_empty();
-        if changed {
-            bytes += new.len() * 40;
-            items.push(self.put_txn(self.digests_item(&service, &new))?);
-        }
-        // The version moves even when no row changed: a concurrent recompute that read the old version
-        // from fewer facts must not overwrite these rows.
-        items.push(self.head_update(&service, &head, &generation)?);
-        if head.is_none() {
-            items.push(self.put_txn(self.key(SERVICES, service.clone()))?);
+        if cut == Cut::From(Millis::MAX) && rows.is_empty() && !takeover {
+            return self.bump(&service, &head).await;
         }
 
-        if items.len() <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
-            return self.transact(items).await;
-        }
-
-        // Too much for one transaction (a first import, a configuration change): write a new generation of
-        // day items nobody reads yet, then switch the head to it in one conditional transaction.
-        let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let mut puts = Vec::new();
-        for (day, parts) in &new_days {
-            for (i, rows) in parts.iter().enumerate() {
-                puts.push(Self::put_request(
-                    self.day_item(&service, &fresh, day, i, rows),
-                )?);
-            }
-        }
-        self.batch_write(puts).await?;
-        let mut switch = vec![
-            self.put_txn(self.digests_item(&service, &new))?,
-            self.head_update(&service, &head, &fresh)?,
-        ];
-        if head.is_none() {
-            switch.push(self.put_txn(self.key(SERVICES, service.clone()))?);
-        }
-        let switched = self.transact(switch).await?;
-        // Whichever generation lost is garbage now; a failure here leaves unread items, not wrong figures.
-        let garbage = if switched {
-            Self::day_keys(&generation, &old)
+        let cut_at = cut.from().unwrap_or(Millis::MIN);
+        let from = match cut {
+            Cut::All => Millis::MIN,
+            Cut::From(t) => t.div_euclid(DAY).checked_mul(DAY).unwrap_or(Millis::MIN),
+        };
+        let old = if legacy {
+            Linked::default()
         } else {
-            Self::day_keys(&fresh, &new)
+            self.rows_from(&service, from).await?
         };
-        if let Err(e) = self.delete_keys(&pk, garbage).await {
-            tracing::warn!(%service, error = %e, "old metric rows left behind");
+        // Rows of the cut's first day before the cut stand; they are part of that day's observations.
+        let mut all = Linked {
+            deployments: old
+                .deployments
+                .iter()
+                .filter(|d| d.time < cut_at)
+                .cloned()
+                .collect(),
+            changes: old
+                .changes
+                .iter()
+                .filter(|c| c.deployment_time < cut_at)
+                .cloned()
+                .collect(),
+            incidents: old
+                .incidents
+                .iter()
+                .filter(|i| i.opened < cut_at)
+                .cloned()
+                .collect(),
+        };
+        let old_after = Linked {
+            deployments: old
+                .deployments
+                .iter()
+                .filter(|d| d.time >= cut_at)
+                .cloned()
+                .collect(),
+            changes: old
+                .changes
+                .iter()
+                .filter(|c| c.deployment_time >= cut_at)
+                .cloned()
+                .collect(),
+            incidents: old
+                .incidents
+                .iter()
+                .filter(|i| i.opened >= cut_at)
+                .cloned()
+                .collect(),
+        };
+        let before = row_items(&service, &old_after);
+        let after = row_items(&service, &rows);
+        let mut ops: Vec<(String, Option<Item>)> = Vec::new();
+        for (sk, item) in &after {
+            if before.get(sk) != Some(item) {
+                ops.push((sk.clone(), Some(item.clone())));
+            }
         }
-        Ok(switched)
+        for sk in before.keys() {
+            if !after.contains_key(sk) {
+                ops.push((sk.clone(), None));
+            }
+        }
+        all.deployments.extend(rows.deployments);
+        all.changes.extend(rows.changes);
+        all.incidents.extend(rows.incidents);
+        let old_days = days_of(&old);
+        let new_days = days_of(&all);
+        let changed = Changes {
+            rows: ops,
+            old_days,
+            new_days,
+            takeover,
+        };
+
+        if !legacy && !takeover && changed.rows.is_empty() && changed.old_days == changed.new_days {
+            return self.bump(&service, &head).await;
+        }
+        self.replace_marked(&service, cut, &head, legacy, changed)
+            .await
     }
 
     async fn retain_rows(&self, keep: Vec<String>) -> Result<(), PortError> {
@@ -1070,6 +1313,6 @@ mod tests {
             .map(|p| blob::decode(p, "s").unwrap().changes.len())
             .sum();
         assert_eq!(back, ROWS_PER_PART + 1);
-        assert_eq!(part_count(&digest(&days["1970-01-03"])), 2);
+        assert_eq!(part_count("2:0a1b"), 2);
     }
 }

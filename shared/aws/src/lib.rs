@@ -3,6 +3,7 @@
 //! AWS-compatible server on the loopback.
 
 pub mod dynamodb;
+pub mod linkstate;
 pub mod logging;
 pub mod s3;
 pub mod secrets;

@@ -286,9 +286,16 @@ pub fn is_null_sha(sha: &str) -> bool {
     !sha.is_empty() && sha.bytes().all(|b| b == b'0')
 }
 
-/// Whether two shas name the same commit: equal, or one a prefix of the other (GitLab's `short_sha`).
+/// The shortest abbreviation git accepts: a shorter sha names no commit.
+pub const MIN_SHA_LEN: usize = 4;
+
+/// Whether two shas name the same commit: equal, or one an abbreviation of the other (a prefix of at least
+/// [`MIN_SHA_LEN`] characters, as GitLab's `short_sha`).
 pub fn same_sha(a: &str, b: &str) -> bool {
-    !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    a == b || (a.len().min(b.len()) >= MIN_SHA_LEN && (a.starts_with(b) || b.starts_with(a)))
 }
 
 /// An incident folded from its state changes, in any order (see [`IncidentEvent`]).

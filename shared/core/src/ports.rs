@@ -415,6 +415,16 @@ impl Cut {
     }
 }
 
+/// What a service's rows are: their version (read before linking, so that [`Store::replace_rows`] can refuse
+/// to overwrite rows a concurrent writer changed meanwhile) and, when some of them cannot be trusted as link
+/// state (a writer died half-way, or the store was written by an older version), where re-linking must
+/// start at the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RowsState {
+    pub version: u64,
+    pub unsettled: Option<Cut>,
+}
+
 /// One service's re-linked rows from `cut`, linked from rows at version `expected`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowsReplacement {
@@ -454,9 +464,28 @@ pub trait Store: Clone + Send + Sync + 'static {
         incident_services: Vec<String>,
     ) -> impl Future<Output = Result<Self::Links<'_>, PortError>> + Send;
 
-    /// The version of a service's rows, read before linking, so that [`Store::replace_rows`] can refuse to
-    /// overwrite rows that a concurrent writer (which may have seen more facts) changed meanwhile.
-    fn rows_version(&self, service: String) -> impl Future<Output = Result<u64, PortError>> + Send;
+    /// The state of a service's rows, read before linking (see [`RowsState`]). A [`PortErrorKind::Conflict`]
+    /// when another writer is writing them right now: try again shortly.
+    fn rows_state(
+        &self,
+        service: String,
+    ) -> impl Future<Output = Result<RowsState, PortError>> + Send;
+
+    /// The version alone of [`Store::rows_state`].
+    fn rows_version(&self, service: String) -> impl Future<Output = Result<u64, PortError>> + Send {
+        async move { Ok(self.rows_state(service).await?.version) }
+    }
+
+    /// Readies the facts of `repositories` and `incident_services` for a whole re-link (a store that
+    /// indexes facts for linking re-indexes those written before it did).
+    fn prepare_whole(
+        &self,
+        repositories: Vec<String>,
+        incident_services: Vec<String>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let _ = (repositories, incident_services);
+        async { Ok(()) }
+    }
 
     /// Replaces a service's rows at or after `cut` with `rows` (writing only those that changed) and its day
     /// observations accordingly, if the rows' version is still `expected`; `false` when it is not.

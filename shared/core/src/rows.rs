@@ -72,7 +72,30 @@ pub struct Linked {
     pub incidents: Vec<IncidentRow>,
 }
 
+impl DeploymentRow {
+    /// Whether this deployment's change walk stopped at one of `shas` (it waits on them being pushed).
+    pub fn waits_on(&self, shas: &[String]) -> bool {
+        self.frontier
+            .as_deref()
+            .is_some_and(|f| shas.iter().any(|sha| crate::domain::same_sha(f, sha)))
+    }
+}
+
+/// The earliest (by time, then key) of `rows` that waits on one of `shas`.
+pub fn earliest_waiting(
+    rows: impl IntoIterator<Item = DeploymentRow>,
+    shas: &[String],
+) -> Option<DeploymentRow> {
+    rows.into_iter()
+        .filter(|d| d.waits_on(shas))
+        .min_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)))
+}
+
 impl Linked {
+    pub fn is_empty(&self) -> bool {
+        self.deployments.is_empty() && self.changes.is_empty() && self.incidents.is_empty()
+    }
+
     /// Rows in a canonical order, so two linkings compare equal whatever order they were produced in.
     pub fn sorted(mut self) -> Self {
         self.deployments

@@ -184,3 +184,33 @@ pub fn history(seed: u64) -> Vec<Fact> {
     }
     facts
 }
+
+/// Observations as sorted lines, to compare linkings whatever order their rows came in.
+pub fn flat(o: &em_core::rows::Observations) -> Vec<String> {
+    let at = |i: u32| {
+        let x = &o.origins[i as usize];
+        format!("{}/{}", x.repo, x.environment)
+    };
+    let mut v: Vec<String> = o
+        .deployments
+        .iter()
+        .map(|d| format!("d {} {} {} {}", at(d.origin), d.time, d.failed, d.rework))
+        .chain(
+            o.changes
+                .iter()
+                .map(|c| format!("c {} {} {}", at(c.origin), c.time, c.lead)),
+        )
+        .chain(o.incidents.iter().map(|i| {
+            format!(
+                "i {} {} {:?} {:?} {}",
+                at(i.origin),
+                i.opened,
+                i.acknowledged,
+                i.recovery,
+                i.attributed
+            )
+        }))
+        .collect();
+    v.sort();
+    v
+}

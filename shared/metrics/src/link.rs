@@ -64,12 +64,22 @@ pub struct Work {
     pub incidents: Vec<String>,
 }
 
-/// Where re-linking must start for `facts` (read before they are stored: a push is compared with the
-/// commits already known); `None` when they change no row.
+/// Whether the facts a cut is worked out for are stored yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    /// Not yet: a push's commits are compared with those known before it.
+    New,
+    /// Already (a write that lost a race, re-linking from state another writer changed): every pushed
+    /// commit is taken to be new or re-parented, which can only widen the cut.
+    Stored,
+}
+
+/// Where re-linking must start for `facts`; `None` when they change no row.
 pub async fn cut_for<L: Links>(
     links: &L,
     service: &Service<'_>,
     facts: &[&Fact],
+    stored: Facts,
 ) -> Result<Option<Work>, PortError> {
     if !links.keeps_rows() {
         return Ok(Some(Work::all(service, facts)));
@@ -122,12 +132,15 @@ pub async fn cut_for<L: Links>(
     for (repo, commits) in pushed {
         // Commits that are new, or that a push gives another parent, change what reaches them.
         let shas: Vec<String> = commits.iter().map(|(sha, _)| sha.to_string()).collect();
-        let known: BTreeMap<String, String> = links
-            .commits(repo, &shas)
-            .await?
-            .into_iter()
-            .map(|c| (c.sha, c.parent))
-            .collect();
+        let known: BTreeMap<String, String> = match stored {
+            Facts::New => links
+                .commits(repo, &shas)
+                .await?
+                .into_iter()
+                .map(|c| (c.sha, c.parent))
+                .collect(),
+            Facts::Stored => BTreeMap::new(),
+        };
         let changed: Vec<String> = commits
             .iter()
             .filter(|(sha, _)| !known.contains_key(*sha))
@@ -139,7 +152,11 @@ pub async fn cut_for<L: Links>(
             }
         }
         for (sha, parent) in commits {
-            if known.get(sha).is_some_and(|p| p != parent) {
+            let reparented = match stored {
+                Facts::New => known.get(sha).is_some_and(|p| p != parent),
+                Facts::Stored => true,
+            };
+            if reparented {
                 if let Some(t) = links.shipped_at(service.name, sha).await? {
                     widen(before(links, service, t).await?);
                 }
@@ -171,6 +188,26 @@ impl Work {
         Work {
             cut: Cut::All,
             incidents: touched_incidents(service, facts),
+        }
+    }
+
+    /// `work` re-linking from `unsettled` at the latest (rows a store cannot vouch for).
+    pub fn widened(
+        work: Option<Work>,
+        unsettled: Option<Cut>,
+        service: &Service<'_>,
+        facts: &[&Fact],
+    ) -> Option<Work> {
+        match (work, unsettled) {
+            (w, None) => w,
+            (Some(w), Some(u)) => Some(Work {
+                cut: w.cut.min(u),
+                ..w
+            }),
+            (None, Some(u)) => Some(Work {
+                cut: u,
+                incidents: touched_incidents(service, facts),
+            }),
         }
     }
 }
@@ -265,15 +302,27 @@ pub async fn relink<L: Links>(
             if shipped.contains(&cur) {
                 break;
             }
-            if let (Some(f), Some(t)) = (from, links.shipped_at(service.name, &cur).await?) {
+            // Where the commit shipped and the commit itself, read at once: each is one request on DynamoDB.
+            let shipped_at = async {
+                match from {
+                    Some(_) => links.shipped_at(service.name, &cur).await,
+                    None => Ok(None),
+                }
+            };
+            let prefetched = read.take();
+            let node = async {
+                match prefetched {
+                    Some(node) => Ok(Some(node)),
+                    None => links.commit(&d.repo, &cur).await,
+                }
+            };
+            let (shipped_at, node) = tokio::join!(shipped_at, node);
+            if let (Some(f), Some(t)) = (from, shipped_at?) {
                 if t < f {
                     break;
                 }
             }
-            let node = match read.take() {
-                Some(node) => Some(node),
-                None => links.commit(&d.repo, &cur).await?,
-            };
+            let node = node?;
             let Some(node) = node else {
                 if !cur.is_empty() && cur != NULL_SHA {
                     frontier = Some(cur);

@@ -260,16 +260,9 @@ impl Links for MemoryLinks {
         service: &str,
         shas: &[String],
     ) -> Result<Option<DeploymentRow>, PortError> {
-        Ok(self.service_rows(service).and_then(|rows| {
-            rows.deployments
-                .iter()
-                .find(|d| {
-                    d.frontier
-                        .as_deref()
-                        .is_some_and(|f| shas.iter().any(|s| same_sha(s, f)))
-                })
-                .cloned()
-        }))
+        Ok(self
+            .service_rows(service)
+            .and_then(|rows| rows.deployments.iter().find(|d| d.waits_on(shas)).cloned()))
     }
 
     async fn incident_rows(

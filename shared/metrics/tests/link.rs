@@ -8,7 +8,7 @@ use em_core::rows::Linked;
 use em_core::time::Millis;
 use em_metrics::derive::{derive, ServiceFacts};
 use em_metrics::history::{config, deployment, history, incident, push};
-use em_metrics::link::{cut_for, relink, Service};
+use em_metrics::link::{cut_for, relink, Facts, Service};
 use em_metrics::memory::MemoryLinks;
 
 use em_metrics::history::{H, T0};
@@ -18,7 +18,7 @@ async fn whole(config: &Config, facts: &[Fact]) -> Linked {
     links.put(facts.iter().cloned());
     let service = Service::of(config, "shop");
     let refs: Vec<&Fact> = facts.iter().collect();
-    let work = cut_for(&MemoryLinks::whole(), &service, &refs)
+    let work = cut_for(&MemoryLinks::whole(), &service, &refs, Facts::New)
         .await
         .unwrap()
         .unwrap();
@@ -32,7 +32,7 @@ async fn incrementally(config: &Config, batches: &[Vec<Fact>]) -> Linked {
     let service = Service::of(config, "shop");
     for batch in batches {
         let refs: Vec<&Fact> = batch.iter().collect();
-        let work = cut_for(&links, &service, &refs).await.unwrap();
+        let work = cut_for(&links, &service, &refs, Facts::New).await.unwrap();
         links.put(batch.iter().cloned());
         if let Some(work) = work {
             let rows = relink(&links, &service, &work).await.unwrap();
@@ -144,6 +144,57 @@ async fn shuffled_redelivered_batches_give_the_whole_relink() {
     }
 }
 
+async fn link(
+    links: &mut MemoryLinks,
+    service: &Service<'_>,
+    work: Option<em_metrics::link::Work>,
+) {
+    if let Some(w) = work {
+        let rows = relink(links, service, &w).await.unwrap();
+        links.replace_rows("shop", w.cut, rows);
+    }
+}
+
+/// Two writers racing, as concurrent aggregators do: A works out its cut, B links a batch of its own, then
+/// A (whose facts are stored before or after B linked) loses the version check and re-links from the cut
+/// worked out again over stored facts. Every race ends with the whole re-link.
+#[tokio::test]
+async fn a_writer_that_lost_a_race_relinks_from_stored_facts_to_the_whole_relink() {
+    let config = config();
+    let service = Service::of(&config, "shop");
+    for seed in 0..400 {
+        let facts = history(seed);
+        let want = whole(&config, &facts).await;
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0xace);
+        let mut delivered = facts.clone();
+        rng.shuffle(&mut delivered);
+        let batches: Vec<Vec<Fact>> = delivered.chunks(3).map(|c| c.to_vec()).collect();
+        let mut links = MemoryLinks::incremental();
+        for pair in batches.chunks(2) {
+            let a: Vec<&Fact> = pair[0].iter().collect();
+            let first = cut_for(&links, &service, &a, Facts::New).await.unwrap();
+            let stored_first = rng.bool();
+            if stored_first {
+                links.put(pair[0].iter().cloned());
+            }
+            if let Some(b) = pair.get(1) {
+                let refs: Vec<&Fact> = b.iter().collect();
+                let work = cut_for(&links, &service, &refs, Facts::New).await.unwrap();
+                links.put(b.iter().cloned());
+                link(&mut links, &service, work).await;
+            }
+            if !stored_first {
+                links.put(pair[0].iter().cloned());
+            }
+            // A's first cut was worked out on rows B has changed since: it is not used.
+            drop(first);
+            let again = cut_for(&links, &service, &a, Facts::Stored).await.unwrap();
+            link(&mut links, &service, again).await;
+        }
+        assert_eq!(links.rows("shop"), want, "seed {seed}");
+    }
+}
+
 #[tokio::test]
 async fn in_time_order_each_delivery_relinks_only_recent_rows() {
     // Delivered in time order, a deployment's cut is the deployment before it: never earlier.
@@ -162,7 +213,7 @@ async fn in_time_order_each_delivery_relinks_only_recent_rows() {
     let mut links = MemoryLinks::incremental();
     let service = Service::of(&config, "shop");
     for f in &ordered {
-        let work = cut_for(&links, &service, &[f]).await.unwrap();
+        let work = cut_for(&links, &service, &[f], Facts::New).await.unwrap();
         if let (Fact::Deployment(d), Some(w)) = (f, &work) {
             let prev = links.rows("shop").deployments.last().map(|p| p.time);
             if d.environment == "production" {

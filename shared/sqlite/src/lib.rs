@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use em_core::domain::{Commit, Fact, Push};
 use em_core::ports::{
     Cut, DeadLetters, EnqueueOutcome, Envelope, FactSources, MetricsReader, PortError, Queue,
-    Received, RowsReplacement, Store, StoredFacts,
+    Received, RowsReplacement, RowsState, Store, StoredFacts,
 };
 use em_core::rows::{Linked, Observations};
 
@@ -789,8 +789,13 @@ impl Store for EmbeddedStore {
         links::SqliteLinks::new(self)
     }
 
-    async fn rows_version(&self, service: String) -> Result<u64, PortError> {
-        self.read(move |c| links::version(c, &service)).await
+    /// One writer, so no row is ever left half-written: nothing is unsettled.
+    async fn rows_state(&self, service: String) -> Result<RowsState, PortError> {
+        let version = self.read(move |c| links::version(c, &service)).await?;
+        Ok(RowsState {
+            version,
+            unsettled: None,
+        })
     }
 
     async fn replace_rows(

@@ -9,8 +9,8 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use em_core::domain::{same_sha, Deployment, DeploymentOutcome, IncidentEvent, IncidentEventKind};
 use em_core::ports::{CommitRow, Cut, Links, PortError};
 use em_core::rows::{
-    blob, day_of, days_of, Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked,
-    Observations, DAY,
+    blob, day_of, days_of, earliest_waiting, Attribution, ChangeRow, DeploymentRow, IncidentRow,
+    Linked, Observations, DAY,
 };
 use em_core::time::Millis;
 
@@ -391,16 +391,19 @@ impl Links for SqliteLinks<'_> {
         key: &str,
     ) -> Result<bool, PortError> {
         self.with(|c| {
-            // The same sha, or a longer one it is a prefix of: a range of the (service, sha) index.
+            // The same sha, or a longer one it abbreviates: a range of the (service, sha) index (a sha too
+            // short to abbreviate anything is only itself).
+            let upper = if sha.len() >= em_core::domain::MIN_SHA_LEN {
+                format!("{sha}{}", char::MAX)
+            } else {
+                sha.to_string()
+            };
             let exact = c
                 .prepare_cached(
-                    "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha >= ?2 AND sha < ?5
+                    "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha >= ?2 AND sha <= ?5
                      AND (time < ?3 OR (time = ?3 AND key < ?4)) LIMIT 1",
                 )?
-                .query_row(
-                    params![service, sha, time, key, format!("{sha}{}", char::MAX)],
-                    |_| Ok(()),
-                )
+                .query_row(params![service, sha, time, key, upper], |_| Ok(()))
                 .optional()?
                 .is_some();
             if exact {
@@ -434,7 +437,7 @@ impl Links for SqliteLinks<'_> {
         shas: &[String],
     ) -> Result<Option<DeploymentRow>, PortError> {
         self.with(|c| {
-            let mut best: Option<DeploymentRow> = None;
+            let mut candidates = Vec::new();
             for chunk in shas.chunks(64) {
                 let keys: Vec<String> = chunk.iter().map(|s| frontier7(s)).collect();
                 let marks = vec!["?"; keys.len()].join(", ");
@@ -443,21 +446,10 @@ impl Links for SqliteLinks<'_> {
                 ))?;
                 let args = std::iter::once(service).chain(keys.iter().map(String::as_str));
                 for d in s.query_map(rusqlite::params_from_iter(args), deployment_row)? {
-                    let d = d?;
-                    let hit = d
-                        .frontier
-                        .as_deref()
-                        .is_some_and(|f| chunk.iter().any(|sha| same_sha(f, sha)));
-                    if hit
-                        && best
-                            .as_ref()
-                            .is_none_or(|b| (d.time, &d.key) < (b.time, &b.key))
-                    {
-                        best = Some(d);
-                    }
+                    candidates.push(d?);
                 }
             }
-            Ok(best)
+            Ok(earliest_waiting(candidates, shas))
         })
     }
 

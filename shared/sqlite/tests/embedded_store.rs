@@ -464,38 +464,9 @@ async fn commits_keep_the_parent_of_the_first_push_in_key_order() {
 #[tokio::test]
 async fn incremental_links_on_sqlite_give_the_whole_relink() {
     use em_core::rows::{days_of, Observations};
-    use em_metrics::history::{config, history};
-    use em_metrics::link::{cut_for, relink, Service, Work};
+    use em_metrics::history::{config, flat, history};
+    use em_metrics::link::{cut_for, relink, Facts, Service, Work};
     use em_metrics::memory::MemoryLinks;
-
-    fn flat(o: &Observations) -> Vec<String> {
-        let at = |i: u32| {
-            let x = &o.origins[i as usize];
-            format!("{}/{}", x.repo, x.environment)
-        };
-        let mut v: Vec<String> = o
-            .deployments
-            .iter()
-            .map(|d| format!("d {} {} {} {}", at(d.origin), d.time, d.failed, d.rework))
-            .chain(
-                o.changes
-                    .iter()
-                    .map(|c| format!("c {} {} {}", at(c.origin), c.time, c.lead)),
-            )
-            .chain(o.incidents.iter().map(|i| {
-                format!(
-                    "i {} {} {:?} {:?} {}",
-                    at(i.origin),
-                    i.opened,
-                    i.acknowledged,
-                    i.recovery,
-                    i.attributed
-                )
-            }))
-            .collect();
-        v.sort();
-        v
-    }
 
     let config = config();
     let service = Service::of(&config, "shop");
@@ -521,7 +492,7 @@ async fn incremental_links_on_sqlite_give_the_whole_relink() {
             let refs: Vec<&Fact> = batch.iter().collect();
             let work = {
                 let links = s.links(vec![], vec![]).await.unwrap();
-                cut_for(&links, &service, &refs).await.unwrap()
+                cut_for(&links, &service, &refs, Facts::New).await.unwrap()
             };
             s.put_facts(batch.to_vec()).await.unwrap();
             if let Some(work) = work {

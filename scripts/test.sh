@@ -71,7 +71,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+# moto with Query narrowed to the partition, as DynamoDB does (see the script).
+python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 1 300); do
     if moto_answers "$moto_port"; then

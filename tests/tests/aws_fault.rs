@@ -33,7 +33,7 @@ use em_api::DoraQuery;
 use em_aws::secrets::Layout;
 use em_aws::{DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
 use em_core::config::Config;
-use em_core::ports::{DeadLetters, Envelope, Message, MetricsReader, Store};
+use em_core::ports::{DeadLetters, Envelope, Message, MetricsReader, SecretSource, Store};
 use em_core::time::now_millis;
 use em_webhook::WebhookHandler;
 use serde_json::{json, Value};
@@ -591,8 +591,9 @@ async fn run(cut_at: CutAt) {
                 puts == 5
             });
         }
+        // The second service's write begins with the conditional update of its head (the mark).
         CutAt::SecondService => proxy.cut_at(|r| {
-            r.operation == "TransactWriteItems"
+            r.operation == "UpdateItem"
                 && r.body
                     .windows(b"m#bravo\"".len())
                     .any(|w| w == b"m#bravo\"")
@@ -931,9 +932,15 @@ fn assert_unavailable(resp: &lambda_http::Response<lambda_http::Body>, what: &st
         body_text(resp.body())
     );
     assert!(
-        json_of(resp)["error"].is_string(),
-        "no error message: {}",
+        json_of(resp)["error"].is_string() && json_of(resp)["request_id"].is_string(),
+        "no error message or request id: {}",
         body_text(resp.body())
+    );
+    // Nothing internal: no endpoint, queue or table names, no SDK message.
+    let text = body_text(resp.body());
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("queue") && !text.contains("dispatch"),
+        "{text}"
     );
 }
 
@@ -1057,4 +1064,54 @@ async fn sqs_out_of_reach_gives_503_and_the_providers_retry_is_accepted_and_coun
         stored_deployments(&store).await,
         vec![(d.repo.to_string(), d.deployment_id.to_string())]
     );
+}
+
+/// Secrets Manager out of reach: a refresh is bounded well under the webhook's own timeout and the cached
+/// secrets serve meanwhile; after a failure no call is made until the backoff has passed; and once the cache
+/// is older than the staleness bound the answer fails closed, never quoting a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_manager_hanging_is_bounded_backed_off_and_fails_closed_when_stale() {
+    let sdk = sdk().await;
+    let secret_id = put_webhook_secret(
+        &sdk,
+        &unique_name("fault-secrets"),
+        json!({ "github": SECRET }),
+    )
+    .await;
+    let proxy = Proxy::start(upstream()).await;
+    let via = through(&proxy).await;
+    // Refreshed on every call (no TTL), each call bounded at 200 ms.
+    let serving = SecretsManagerSecrets::new(&via, &secret_id, Layout::PerProvider)
+        .with_ttl(Duration::ZERO)
+        .with_fetch_timeout(Duration::from_millis(200));
+    let strict = SecretsManagerSecrets::new(&via, &secret_id, Layout::PerProvider)
+        .with_ttl(Duration::ZERO)
+        .with_max_stale(Duration::ZERO)
+        .with_fetch_timeout(Duration::from_millis(200));
+    let want = Some(vec![SECRET.as_bytes().to_vec()]);
+    assert_eq!(serving.secrets("github").await.expect("first load"), want);
+    assert_eq!(strict.secrets("github").await.expect("first load"), want);
+
+    // The cable is cut and the next request held: the refresh gives up at its bound, the cache serves.
+    proxy.cut_at(|_| true);
+    assert_eq!(serving.secrets("github").await.expect("cached"), want);
+    assert!(proxy.is_cut());
+    let held = proxy.held_requests() + proxy.held_connections();
+    assert!(held > 0, "the refresh never reached the proxy");
+    // Within the backoff, no further call is made at all.
+    for _ in 0..5 {
+        assert_eq!(serving.secrets("github").await.expect("cached"), want);
+    }
+    assert_eq!(
+        proxy.held_requests() + proxy.held_connections(),
+        held,
+        "a call was made during the backoff"
+    );
+
+    // No staleness allowed: with Secrets Manager out of reach, nothing is accepted.
+    let e = strict
+        .secrets("github")
+        .await
+        .expect_err("stale secrets must not serve");
+    assert!(!e.message.contains(SECRET), "{}", e.message);
 }

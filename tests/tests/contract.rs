@@ -756,7 +756,9 @@ async fn secrets_manager_accepts_the_previous_secret_during_a_rotation() {
         None,
         "empty is off"
     );
-    assert!(secrets.enable_hint("pagerduty").contains(&id));
+    // The hint is answered to anyone: it never names the secret (an ARN names the account).
+    assert!(!secrets.enable_hint("pagerduty").contains(&id));
+    assert!(secrets.enable_hint("pagerduty").contains("pagerduty"));
 
     client
         .put_secret_value()
@@ -1001,4 +1003,79 @@ async fn a_dead_writers_mark_blocks_then_is_taken_over_on_dynamodb() {
     let (results, _) = aggregator.process_facts(vec![again], vec![Ok(())]).await;
     assert!(results[0].is_ok(), "{results:?}");
     assert_eq!(read().await, want);
+}
+
+/// Facts dated outside 1970–2100 (a signed but broken body's `i64` extremes) are dropped before anything is
+/// stored or linked: the batch succeeds, nothing wraps or panics, and the figures are those of the rest.
+#[tokio::test]
+async fn facts_dated_outside_1970_to_2100_are_dropped() {
+    let (_dir, store) = embedded(5, Duration::from_secs(30));
+    let config = std::sync::Arc::new(em_metrics::history::config());
+    let aggregator = em_aggregator::Aggregator::new(store.clone(), config);
+    let mut facts = vec![
+        deployment("acme/shop", "far", i64::MAX, DeploymentOutcome::Success),
+        deployment("acme/shop", "early", i64::MIN, DeploymentOutcome::Success),
+        incident("Shop", "e-min", IncidentEventKind::Opened, i64::MIN),
+        push(
+            "acme/shop",
+            "0000000000000000000000000000000000000000",
+            "ffff",
+            i64::MAX,
+        ),
+    ];
+    facts.push(deployment(
+        "acme/shop",
+        "fine",
+        T0,
+        DeploymentOutcome::Success,
+    ));
+    let (results, _) = aggregator.process_facts(vec![facts], vec![Ok(())]).await;
+    assert!(results[0].is_ok(), "{results:?}");
+    let stored = store
+        .load_facts(vec!["acme/shop".into()], vec!["Shop".into()])
+        .await
+        .expect("load");
+    let ids: Vec<&str> = stored
+        .deployments
+        .iter()
+        .map(|d| d.deployment_id.as_str())
+        .collect();
+    assert_eq!(ids, ["fine"]);
+    assert!(stored.incident_events.is_empty() && stored.pushes.is_empty());
+    let obs = store
+        .observations(Some(vec!["shop".into()]), T0 - DAY, T0 + DAY)
+        .await
+        .expect("observations");
+    assert_eq!(obs.deployments.len(), 1);
+}
+
+/// A webhook secret stored as a JSON scalar (not the object of provider secrets) is refused without its value
+/// reaching the error, the log line or the answer: serde's own message would quote it.
+#[tokio::test]
+async fn a_scalar_secret_never_reaches_an_error_or_an_answer() {
+    aws_env();
+    let sdk = sdk_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let id = format!("webhooks-{}", uuid::Uuid::new_v4().simple());
+    let value = "s3cr3t-Value-0f-the-webhook";
+    client
+        .create_secret()
+        .name(&id)
+        .secret_string(format!("\"{value}\""))
+        .send()
+        .await
+        .unwrap();
+    let secrets = SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider);
+    let e = secrets
+        .secrets("github")
+        .await
+        .expect_err("a scalar is refused");
+    assert!(!e.message.contains(value), "{}", e.message);
+    let r = em_core::error::ApiError::from(e).response();
+    assert_eq!(r.status(), 500);
+    assert!(
+        !r.body().contains(value) && !r.body().contains(&id),
+        "{}",
+        r.body()
+    );
 }

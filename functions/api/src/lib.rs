@@ -13,6 +13,13 @@ use serde::Serialize;
 /// When `from` is not given, the window is the 30 days before `to`.
 pub const DEFAULT_WINDOW_DAYS: i64 = 30;
 
+/// The longest window one query reads: five years (a year costs one read per service and active day).
+pub const MAX_WINDOW_DAYS: i64 = 1_830;
+
+/// Instants a query may name: from 1970-01-01 to 2100-01-01 (UTC), the range facts are kept in.
+pub const EARLIEST: Millis = 0;
+pub const LATEST: Millis = 4_102_444_800_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DoraQuery {
     pub service: Option<String>,
@@ -116,8 +123,22 @@ pub fn window(q: &DoraQuery, now: Millis) -> Result<Window, ApiError> {
         Some(f) => parse_instant("from", f)?,
         None => to - DEFAULT_WINDOW_DAYS * 86_400_000,
     };
+    for (name, t) in [("from", from), ("to", to)] {
+        if !(EARLIEST..=LATEST).contains(&t) {
+            return Err(ApiError::bad_parameter(
+                name,
+                "must be between 1970-01-01 and 2100-01-01",
+            ));
+        }
+    }
     if from >= to {
         return Err(ApiError::bad_parameter("to", "must be after from"));
+    }
+    if to - from > MAX_WINDOW_DAYS * 86_400_000 {
+        return Err(ApiError::bad_parameter(
+            "from",
+            format!("the window is longer than {MAX_WINDOW_DAYS} days: ask for a shorter one"),
+        ));
     }
     Ok(Window {
         from,
@@ -298,6 +319,27 @@ mod tests {
     }
 
     #[test]
+    fn windows_are_bounded_in_time_and_length() {
+        let q = |from: &str, to: &str| DoraQuery {
+            from: Some(from.into()),
+            to: Some(to.into()),
+            ..DoraQuery::default()
+        };
+        let now = 1_764_547_200_000;
+        for (from, to, name) in [
+            ("2025-01-01", "10000-01-01T00:00:00Z", "\"to\""),
+            ("1969-12-31", "2025-01-01", "\"from\""),
+            ("2025-01-01", "2100-01-02", "\"to\""),
+            ("2015-01-01", "2025-01-01", "\"from\""),
+        ] {
+            let e = window(&q(from, to), now).expect_err(from);
+            assert_eq!(e.status(), 400, "{from}..{to}");
+            assert!(e.to_string().contains(name), "{from}..{to}: {e}");
+        }
+        assert!(window(&q("2021-01-01", "2025-12-31"), now).is_ok());
+    }
+
+    #[test]
     fn default_window_is_thirty_days_to_now() {
         let w = window(&DoraQuery::default(), 40 * 86_400_000).unwrap();
         assert_eq!(w.days(), 30.0);
@@ -370,12 +412,8 @@ pub mod lambda {
         .await;
         let response = match result {
             Ok(report) => em_core::http::json_response(200, &report),
-            Err(e) => {
-                if e.status() >= 500 {
-                    tracing::error!(error = %e, "query failed");
-                }
-                e.response()
-            }
+            // A 5xx is logged, with its request id, by the response itself.
+            Err(e) => e.response(),
         };
         response.map(Body::from)
     }

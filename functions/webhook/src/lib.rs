@@ -147,10 +147,11 @@ pub mod lambda {
         let response = match result {
             Ok(r) => r.response(),
             Err(e) => {
-                if e.status() >= 500 {
-                    tracing::error!(error = %e, provider = %name, "delivery not accepted");
-                } else {
+                // A 5xx is logged, with its request id, by the response itself.
+                if e.status() < 500 {
                     tracing::info!(error = %e, provider = %name, status = e.status(), "delivery rejected");
+                } else {
+                    tracing::warn!(provider = %name, status = e.status(), "delivery not accepted");
                 }
                 e.response()
             }

@@ -46,6 +46,8 @@ const META: &str = "meta";
 const ROWS_PER_PART: usize = 8_000;
 /// Concurrent writes of one batch's facts.
 const WRITE_CONCURRENCY: usize = 16;
+/// Services whose observations one query reads at once.
+const READ_CONCURRENCY: usize = 16;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -1249,12 +1251,19 @@ impl MetricsReader for DynamoStore {
             Some(s) => s,
             None => self.services().await?,
         };
+        // Services are read a bounded number at a time, however many a team or the whole table has.
         let mut tasks = JoinSet::new();
+        let mut parts = Vec::new();
         for (i, service) in services.into_iter().enumerate() {
+            if tasks.len() >= READ_CONCURRENCY {
+                if let Some(r) = tasks.join_next().await {
+                    let (i, rows) = r.map_err(PortError::transient)?;
+                    parts.push((i, rows?));
+                }
+            }
             let store = self.clone();
             tasks.spawn(async move { (i, store.service_observations(service, from, to).await) });
         }
-        let mut parts = Vec::new();
         while let Some(r) = tasks.join_next().await {
             let (i, rows) = r.map_err(PortError::transient)?;
             parts.push((i, rows?));

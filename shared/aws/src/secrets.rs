@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
-use tokio::sync::Mutex;
 
 use crate::sdk_error;
 use em_core::ports::{PortError, SecretSource};
@@ -32,6 +31,25 @@ struct Cached {
     secrets: Arc<Secrets>,
 }
 
+/// What the cache knows: the last secrets fetched, and after a failed refresh when to try again.
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// A refresh is under way: other callers keep using the cached secrets meanwhile.
+    refreshing: bool,
+}
+
+/// One call to Secrets Manager may take this long, well under the webhook function's 10 s.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Cached secrets are served this long past their TTL while Secrets Manager cannot be reached; after that a
+/// revoked secret must not keep working, so requests fail (closed) until a refresh succeeds.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
+/// The first pause after a failed refresh, doubling up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 #[derive(Clone)]
 pub struct SecretsManagerSecrets {
     client: aws_sdk_secretsmanager::Client,
@@ -39,7 +57,10 @@ pub struct SecretsManagerSecrets {
     layout: Layout,
     ttl: Duration,
     grace: Duration,
-    cache: Arc<Mutex<Option<Cached>>>,
+    fetch_timeout: Duration,
+    max_stale: Duration,
+    /// Held only to read or update the state, never across a call to Secrets Manager.
+    state: Arc<std::sync::Mutex<State>>,
 }
 
 impl SecretsManagerSecrets {
@@ -50,8 +71,20 @@ impl SecretsManagerSecrets {
             layout,
             ttl: DEFAULT_TTL,
             grace: DEFAULT_GRACE,
-            cache: Arc::new(Mutex::new(None)),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            max_stale: DEFAULT_MAX_STALE,
+            state: Arc::default(),
         }
+    }
+
+    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
     }
 
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
@@ -64,31 +97,68 @@ impl SecretsManagerSecrets {
         self
     }
 
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, PortError> {
+        self.state
+            .lock()
+            .map_err(|_| PortError::transient("secrets cache lock poisoned"))
+    }
+
+    /// The secrets: cached within the TTL; otherwise refreshed, by one caller at a time (the others keep
+    /// the cached ones meanwhile), each call bounded by the fetch timeout. After a failed refresh the cached
+    /// secrets serve, without another call until the backoff has passed, for at most `max_stale` past the
+    /// TTL; with none left to serve, the answer is an error (fail closed).
     async fn load(&self) -> Result<Arc<Secrets>, PortError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref() {
-            if c.at.elapsed() < self.ttl {
-                return Ok(c.secrets.clone());
+        let now = Instant::now();
+        let stale_ok = |c: &Cached| now.duration_since(c.at) < self.ttl + self.max_stale;
+        {
+            let mut state = self.lock()?;
+            if let Some(c) = state.cached.as_ref() {
+                let fresh = now.duration_since(c.at) < self.ttl;
+                let waiting = state.retry_at.is_some_and(|t| now < t);
+                if fresh || ((state.refreshing || waiting) && stale_ok(c)) {
+                    return Ok(c.secrets.clone());
+                }
             }
+            if state.cached.is_none() && state.retry_at.is_some_and(|t| now < t) {
+                return Err(PortError::transient(
+                    "secrets unavailable: Secrets Manager failed recently",
+                ));
+            }
+            state.refreshing = true;
         }
-        match self.fetch().await {
+        let fetched = match tokio::time::timeout(self.fetch_timeout, self.fetch()).await {
+            Ok(r) => r,
+            Err(_) => Err(PortError::transient("secretsmanager get timed out")),
+        };
+        let mut state = self.lock()?;
+        state.refreshing = false;
+        match fetched {
             Ok(secrets) => {
                 let secrets = Arc::new(secrets);
-                *cache = Some(Cached {
+                state.cached = Some(Cached {
                     at: Instant::now(),
                     secrets: secrets.clone(),
                 });
+                state.failures = 0;
+                state.retry_at = None;
                 Ok(secrets)
             }
-            // Secrets Manager unreachable: the last known secrets are still the right ones to check against
-            // (a rotation is seen at the next successful refresh). With none known, fail closed.
-            Err(e) => match cache.as_ref() {
-                Some(c) => {
-                    tracing::warn!(error = %e, "secrets refresh failed, using the cached ones");
-                    Ok(c.secrets.clone())
+            Err(e) => {
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1 << state.failures.min(6))
+                    .min(MAX_BACKOFF);
+                state.failures += 1;
+                state.retry_at = Some(Instant::now() + backoff);
+                match state.cached.as_ref().filter(|c| stale_ok(c)) {
+                    // Unreachable: the last known secrets are still the right ones to check against (a
+                    // rotation is seen at the next successful refresh), within the staleness bound.
+                    Some(c) => {
+                        tracing::warn!(error = %e, ?backoff, "secrets refresh failed, using the cached ones");
+                        Ok(c.secrets.clone())
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
         }
     }
 
@@ -154,9 +224,14 @@ impl SecretsManagerSecrets {
             Layout::PerProvider => {
                 let map: HashMap<String, serde_json::Value> =
                     serde_json::from_str(text).map_err(|e| {
+                        // Never serde's message: for a scalar it quotes the value, which is the secret.
                         PortError::invalid(format!(
-                            "secret {} is not a JSON object of provider secrets: {e}",
-                            self.secret_id
+                            "secret {} is not a JSON object of provider secrets ({:?} error at line {}, \
+                             column {})",
+                            self.secret_id,
+                            e.classify(),
+                            e.line(),
+                            e.column()
                         ))
                     })?;
                 for (name, value) in map {
@@ -186,10 +261,8 @@ impl SecretSource for SecretsManagerSecrets {
         Ok(self.load().await?.get(provider).cloned())
     }
 
+    /// Answered to anyone who posts: it names no secret (an ARN names the account and the stack).
     fn enable_hint(&self, provider: &str) -> String {
-        format!(
-            "add its secret as \"{provider}\" to the JSON of secret {}",
-            self.secret_id
-        )
+        format!("add a secret for \"{provider}\" to the webhook secrets in Secrets Manager")
     }
 }

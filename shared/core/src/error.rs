@@ -29,6 +29,9 @@ pub enum BodyError {
     NotJson(String),
     #[error("body is not a JSON object")]
     NotObject,
+    /// Delivery ids are keys (a DynamoDB key holds at most 2 KB): every provider's are short and plain.
+    #[error("the delivery id is not one a provider sends (at most 128 letters, digits, '-', '_', '.', ':')")]
+    BadDeliveryId,
 }
 
 /// A payload of a known event that lacks what the event must carry.
@@ -88,8 +91,21 @@ impl ApiError {
         }
     }
 
+    /// What a client may read: the error itself for a 4xx; for a 5xx, only that it failed and a request id
+    /// (the infrastructure's own message names tables, queues and accounts, and is logged under that id).
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": self.to_string() })
+        match self {
+            ApiError::Unavailable(e) => {
+                let request_id = uuid::Uuid::new_v4().simple().to_string();
+                tracing::error!(%request_id, kind = ?e.kind, error = %e, "request failed");
+                let error = match self.status() {
+                    503 => "temporarily unavailable, retry later",
+                    _ => "internal error",
+                };
+                json!({ "error": error, "request_id": request_id })
+            }
+            _ => json!({ "error": self.to_string() }),
+        }
     }
 
     /// The answer to the client: the status, the JSON body, and the challenge of a 401.
@@ -121,5 +137,17 @@ mod tests {
         assert_eq!(r.headers()[http::header::CONTENT_TYPE], "application/json");
         let body: serde_json::Value = serde_json::from_str(r.body()).unwrap();
         assert_eq!(body["error"], "unauthenticated: no token");
+    }
+
+    #[test]
+    fn a_5xx_says_nothing_internal_and_gives_a_request_id() {
+        let arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/em-agent-prod";
+        for e in [PortError::invalid(arn), PortError::transient(arn)] {
+            let r = ApiError::from(e).response();
+            assert!(r.status().is_server_error());
+            assert!(!r.body().contains("arn:") && !r.body().contains("123456789012"));
+            let body: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+            assert_eq!(body["request_id"].as_str().map(str::len), Some(32));
+        }
     }
 }

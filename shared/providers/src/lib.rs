@@ -136,6 +136,9 @@ impl Provider {
                 IdSource::Body(path) => extract::field_at(body, path).filter(|v| !v.is_empty()),
             })
             .unwrap_or_else(|| body_digest(body));
+        if !plain_id(&delivery_id) {
+            return Err(BodyError::BadDeliveryId);
+        }
         let event = self
             .event_header
             .and_then(|e| header(headers, e.header))
@@ -192,14 +195,28 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Whether a delivery id is of the shapes providers send (UUIDs, ULIDs, numbers, `sha256:<hex>`), short
+/// enough to be a key anywhere.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 fn body_digest(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
-/// Validates JSON without building it: the ingest path only needs to know it parses.
+/// Validates JSON without building it: the ingest path only needs to know it parses. The whole body is
+/// checked to be UTF-8 first: serde skips the bytes of strings it ignores, so invalid UTF-8 inside one would
+/// pass, and the aggregator could not read the body as the text JSON must be.
 fn check_json_object(body: &[u8]) -> Result<(), BodyError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+    let text = std::str::from_utf8(body)
+        .map_err(|e| BodyError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map_err(|e| BodyError::NotJson(e.to_string()))?;
     match first {
         Some(b'{') => Ok(()),
@@ -223,6 +240,26 @@ pub(crate) fn parse_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_ids_are_short_and_plain() {
+        assert!(plain_id("6f0c4a1e-5b9a-11ee-8c99-0242ac120002"));
+        assert!(plain_id(&body_digest(b"{}")));
+        assert!(plain_id("01DFPNA3MUANR8D1DNVW5EKEIF"));
+        assert!(!plain_id(&"a".repeat(129)));
+        assert!(!plain_id("a/b"));
+        assert!(!plain_id("id with spaces"));
+        assert!(!plain_id(""));
+    }
+
+    #[test]
+    fn json_check_rejects_invalid_utf8_even_inside_an_ignored_string() {
+        assert!(matches!(
+            check_json_object(b"{\"a\":\"\xff\xfe\"}"),
+            Err(BodyError::NotJson(_))
+        ));
+        assert!(check_json_object("{\"a\":\"\u{e9}\"}".as_bytes()).is_ok());
+    }
 
     #[test]
     fn json_check_rejects_non_objects() {

@@ -35,7 +35,7 @@ pub struct AwsArgs {
     /// S3 bucket for deliveries larger than one SQS message (--backend aws).
     #[arg(long, env = "EM_AGENT_BUCKET", default_value = "em-agent-bodies")]
     pub bucket: String,
-    /// Days delivery markers are kept (--backend aws).
+    /// Days delivery markers (de-duplication) and dead letters are kept, on either backend.
     #[arg(long, env = "EM_AGENT_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u32,
     /// Secrets Manager secret with the providers' secrets as JSON ({"github": "..."}); without it the

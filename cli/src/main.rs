@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use em_aggregator::Aggregator;
 use em_api::DoraQuery;
 use em_core::config::Config;
 use em_core::secrets::EnvSecrets;
@@ -143,6 +142,10 @@ enum Command {
         /// Ask a running server (local or deployed) instead of reading the data directory.
         #[arg(long)]
         url: Option<String>,
+        /// The API token `--url` sends as a bearer token (the deployed API always wants one; the local
+        /// server when it has EM_AGENT_API_TOKEN set).
+        #[arg(long, env = "EM_AGENT_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[arg(long, default_value = "./.em-agent", env = "EM_AGENT_DATA_DIR")]
         data_dir: PathBuf,
         #[arg(long, default_value = DEFAULT_CONFIG, env = "EM_AGENT_CONFIG")]
@@ -208,6 +211,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     Options {
                         visibility_timeout: std::time::Duration::from_secs(visibility_timeout),
                         max_receives,
+                        retention: std::time::Duration::from_secs(
+                            u64::from(aws.retention_days) * 86_400,
+                        ),
                         ..Options::default()
                     },
                     EnvSecrets::from_env(em_providers::secret_vars()),
@@ -282,6 +288,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             from,
             to,
             url,
+            token,
             data_dir,
             config,
             json,
@@ -294,20 +301,25 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 ..Default::default()
             };
             let value = match url {
-                Some(url) => remote_report(&url, &query).await?,
+                Some(url) => remote_report(&url, token.as_deref(), &query).await?,
                 None => {
                     init_logging(LogFormat::Text, "warn");
                     let config = Arc::new(load_config(&config)?);
                     let store = EmbeddedStore::open(&data_dir, Options::default())
                         .map_err(|e| e.to_string())?;
-                    Aggregator::new(store.clone(), config.clone())
-                        .ensure_config_current()
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    // Read-only: a running server may hold rows linked from newer facts, and applying a
+                    // configuration change is the server's work. The answer says which configuration
+                    // its figures reflect.
                     let r = em_api::dora(&store, &config, query, now_millis())
                         .await
                         .map_err(|e| e.to_string())?;
-                    report::to_value(&r)
+                    if !r.configuration.current {
+                        eprintln!(
+                            "note: these figures reflect an earlier configuration; `em-agent serve` \
+                             applies this one"
+                        );
+                    }
+                    serde_json::to_value(&r).map_err(|e| e.to_string())?
                 }
             };
             if json {
@@ -328,7 +340,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-async fn remote_report(url: &str, q: &DoraQuery) -> Result<serde_json::Value, String> {
+async fn remote_report(
+    url: &str,
+    token: Option<&str>,
+    q: &DoraQuery,
+) -> Result<serde_json::Value, String> {
     let params: Vec<(&str, &String)> = [
         ("service", &q.service),
         ("team", &q.team),
@@ -339,14 +355,14 @@ async fn remote_report(url: &str, q: &DoraQuery) -> Result<serde_json::Value, St
     .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     .collect();
     let query: String = form_urlencoded_pairs(&params);
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/metrics/dora?{query}",
-            url.trim_end_matches('/')
-        ))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut request = reqwest::Client::new().get(format!(
+        "{}/v1/metrics/dora?{query}",
+        url.trim_end_matches('/')
+    ));
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token);
+    }
+    let resp = request.send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
     if !status.is_success() {

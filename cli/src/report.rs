@@ -1,6 +1,5 @@
 //! `em-agent report`: the DORA table in the terminal.
 
-use em_metrics::dora::DoraReport;
 use serde_json::Value;
 
 fn duration(seconds: f64) -> String {
@@ -101,10 +100,6 @@ pub fn render(r: &Value) -> String {
         out.push_str(&format!("{name:<28}{value:<w$}  {level}\n"));
     }
     out
-}
-
-pub fn to_value(r: &DoraReport) -> Value {
-    serde_json::to_value(r).unwrap_or_default()
 }
 
 #[cfg(test)]

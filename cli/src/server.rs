@@ -42,9 +42,18 @@ pub trait Inspect: Send + Sync + 'static {
         provider: String,
         delivery_id: String,
     ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+
+    /// Whether the backend's own machinery runs (the embedded store's writer thread).
+    fn alive(&self) -> bool {
+        true
+    }
 }
 
 impl Inspect for EmbeddedStore {
+    fn alive(&self) -> bool {
+        self.writer_alive()
+    }
+
     async fn stats(&self) -> Result<serde_json::Value, PortError> {
         serde_json::to_value(EmbeddedStore::stats(self).await?).map_err(PortError::invalid)
     }
@@ -85,15 +94,50 @@ struct AppState<Q, S, T> {
     config: Arc<Config>,
     /// Wakes the aggregator as soon as a delivery is queued.
     queued: Notify,
+    /// Cleared when the aggregator task ends, however it ends (its guard drops on a panic too).
+    aggregating: Arc<std::sync::atomic::AtomicBool>,
+    /// The API tokens `/v1/*` requires (`EM_AGENT_API_TOKEN`, and `EM_AGENT_API_TOKEN_PREVIOUS` during a
+    /// rotation); `None`: the API is open, as on a developer's machine.
+    api_tokens: Option<em_core::secrets::EnvSecrets>,
+}
+
+/// The API tokens from the environment, if any is set.
+pub fn api_tokens_from_env() -> Option<em_core::secrets::EnvSecrets> {
+    let vars = [
+        "EM_AGENT_API_TOKEN".to_string(),
+        "EM_AGENT_API_TOKEN_PREVIOUS".to_string(),
+    ];
+    let set = vars
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|t| !t.is_empty()));
+    set.then(|| em_core::secrets::EnvSecrets::from_env([(em_api::API_TOKEN, vars)]))
+}
+
+/// Requires the bearer token on `/v1/*` when one is configured.
+async fn authorized<Q, S, T>(
+    state: &AppState<Q, S, T>,
+    headers: &http::HeaderMap,
+) -> Result<(), ErrorResponse> {
+    match &state.api_tokens {
+        Some(tokens) => Ok(em_api::authenticate(tokens, headers).await?),
+        None => Ok(()),
+    }
+}
+
+/// Held by the aggregator task: clears the flag when the task ends.
+struct Running(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct ErrorResponse(ApiError);
 
 impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
-        if self.0.status() >= 500 {
-            tracing::error!(error = %self.0, "request failed");
-        }
+        // A 5xx is logged, with its request id, by the response itself.
         self.0.response().map(axum::body::Body::from)
     }
 }
@@ -155,8 +199,10 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
 
 async fn dora<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
+    headers: http::HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ErrorResponse> {
+    authorized(&state, &headers).await?;
     let query = DoraQuery::parse(q.as_deref())?;
     let report = em_api::dora(&state.store, &state.config, query, now_millis()).await?;
     Ok(Json(report).into_response())
@@ -164,8 +210,10 @@ async fn dora<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
 
 async fn dora_series<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
+    headers: http::HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ErrorResponse> {
+    authorized(&state, &headers).await?;
     let query = DoraQuery::parse_for(Endpoint::Series, q.as_deref())?;
     let answer = em_api::series(&state.store, &state.config, query, now_millis()).await?;
     Ok(Json(answer).into_response())
@@ -173,15 +221,19 @@ async fn dora_series<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSour
 
 async fn stats<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
+    headers: http::HeaderMap,
 ) -> Result<Response, ErrorResponse> {
+    authorized(&state, &headers).await?;
     let s = state.webhook.queue.stats().await.map_err(ApiError::from)?;
     Ok(Json(s).into_response())
 }
 
 async fn delivery<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
+    headers: http::HeaderMap,
     Path((provider, id)): Path<(String, String)>,
 ) -> Result<Response, ErrorResponse> {
+    authorized(&state, &headers).await?;
     match state
         .webhook
         .queue
@@ -196,8 +248,22 @@ async fn delivery<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>
     }
 }
 
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// Liveness: 200 while the webhook can queue and the aggregator drains; otherwise 503 naming what died
+/// (a supervisor should restart the process).
+async fn healthz<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
+) -> Response {
+    let store = state.webhook.queue.alive();
+    let aggregator = state.aggregating.load(std::sync::atomic::Ordering::SeqCst);
+    if store && aggregator {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    tracing::error!(store, aggregator, "unhealthy");
+    (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unhealthy", "store_writer": store, "aggregator": aggregator})),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
@@ -220,7 +286,7 @@ fn router<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
         .route("/v1/metrics/dora/series", get(dora_series::<Q, S, T>))
         .route("/v1/stats", get(stats::<Q, S, T>))
         .route("/v1/deliveries/{provider}/{id}", get(delivery::<Q, S, T>))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz::<Q, S, T>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The webhook route reads its body itself, with its own limit and a JSON 413.
@@ -235,6 +301,7 @@ async fn aggregate_forever<Q: Queue + Inspect, S: Store + MetricsReader, T: Secr
     aggregator: Aggregator<S>,
     batch: usize,
 ) {
+    let _running = Running(state.aggregating.clone());
     loop {
         match drain_once(&state.webhook.queue, &aggregator, batch).await {
             // Idle: take a step of a pending configuration change, if there is one.
@@ -313,6 +380,8 @@ pub async fn serve<Q: Queue + Inspect, S: Store + MetricsReader + Clone, T: Secr
         store,
         config,
         queued: Notify::new(),
+        aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        api_tokens: api_tokens_from_env(),
     });
     tokio::spawn(aggregate_forever(
         state.clone(),
@@ -348,4 +417,37 @@ pub async fn serve_embedded(
     let enabled = secrets.enabled().iter().map(|s| s.to_string()).collect();
     let describe = format!("embedded {}", store.path().display());
     serve(opts, store.clone(), store, secrets, describe, enabled).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/healthz` says 503 once the aggregator task has ended (its guard dropped), 200 while it runs.
+    #[tokio::test]
+    async fn health_follows_the_aggregator_task() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), em_sqlite::Options::default()).expect("store");
+        let secrets = em_core::secrets::EnvSecrets::from_env(std::iter::empty());
+        let state = Arc::new(AppState {
+            webhook: WebhookHandler::new(store.clone(), secrets),
+            store,
+            config: Arc::new(Config::default()),
+            queued: Notify::new(),
+            aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            api_tokens: None,
+        });
+        let running = Running(state.aggregating.clone());
+        assert_eq!(healthz(State(state.clone())).await.status(), 200);
+        // The task ends (a panic unwinds the same way): its guard drops.
+        drop(running);
+        let r = healthz(State(state.clone())).await;
+        assert_eq!(r.status(), 503);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["aggregator"], false);
+        assert_eq!(v["store_writer"], true);
+    }
 }

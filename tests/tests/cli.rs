@@ -152,3 +152,91 @@ fn parse_prints_the_facts_of_a_payload_as_json_lines() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
 }
+
+/// `em-agent report` without `--url` reads the data directory and writes nothing to it: a running server
+/// may hold rows linked from newer facts, and applying a configuration change is the server's work. Under a
+/// changed configuration it answers with the rows as they are and says they reflect an earlier one.
+#[tokio::test]
+async fn a_local_report_reads_and_never_writes() {
+    use em_core::config::{Config, FIGURES_CONFIG_KEY};
+    use em_core::domain::{Deployment, DeploymentOutcome};
+    use em_core::ports::{MetricsReader, Store};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let shop = r#"
+[[services]]
+name = "shop"
+repositories = ["acme/shop"]
+"#;
+    let now = em_core::time::now_millis();
+    let applied = {
+        let store =
+            em_sqlite::EmbeddedStore::open(&data, em_sqlite::Options::default()).expect("store");
+        let config = std::sync::Arc::new(Config::parse(shop).expect("config"));
+        let aggregator = em_aggregator::Aggregator::new(store.clone(), config.clone());
+        aggregator.ensure_config_current().await.expect("config");
+        let deployment = Fact::Deployment(Deployment {
+            provider: "github".into(),
+            repo: "acme/shop".into(),
+            deployment_id: "1".into(),
+            environment: "production".into(),
+            production: Some(true),
+            sha: "a".repeat(40),
+            time: now - 86_400_000,
+            outcome: DeploymentOutcome::Success,
+        });
+        let (results, _) = aggregator
+            .process_facts(vec![vec![deployment]], vec![Ok(())])
+            .await;
+        assert!(results[0].is_ok());
+        store
+            .get_meta(FIGURES_CONFIG_KEY.into())
+            .await
+            .expect("meta")
+            .expect("applied")
+    };
+
+    // Another configuration: the repository now belongs to "store".
+    let changed = dir.path().join("changed.toml");
+    std::fs::write(&changed, shop.replace("\"shop\"", "\"store\"")).expect("config file");
+    let out = em_agent(&[
+        "report",
+        "--json",
+        "--service",
+        "shop",
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+        "--config",
+        changed.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["configuration"]["current"], false, "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("earlier configuration"));
+
+    let store =
+        em_sqlite::EmbeddedStore::open(&data, em_sqlite::Options::default()).expect("store");
+    assert_eq!(
+        store
+            .get_meta(FIGURES_CONFIG_KEY.into())
+            .await
+            .expect("meta")
+            .as_deref(),
+        Some(applied.as_str()),
+        "the report applied nothing"
+    );
+    let obs = store
+        .observations(Some(vec!["shop".into()]), now - 7 * 86_400_000, now)
+        .await
+        .expect("observations");
+    assert_eq!(
+        obs.deployments.len(),
+        1,
+        "the rows stand as the server left them"
+    );
+}

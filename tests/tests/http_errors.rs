@@ -102,6 +102,15 @@ async fn bad_input_gets_a_clear_json_error() {
     assert_eq!(status, 400, "{v}");
     assert!(v["error"].as_str().unwrap_or_default().contains("JSON"));
 
+    // Signed, but with a delivery id no provider sends (over DynamoDB's key limit, once a 5xx there).
+    let long_id = push_delivery(&"x".repeat(3000), &body);
+    let (status, v) = post_signed_with(&client, &server.base, &long_id).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("delivery id"));
+
     // Over the 10 MiB limit.
     let big = vec![b' '; 10 * 1024 * 1024 + 1];
     let r = client
@@ -175,4 +184,68 @@ async fn post_signed_with(client: &reqwest::Client, base: &str, d: &Delivery) ->
     common::post_signed_as(client, base, d, SECRET)
         .await
         .expect("post")
+}
+
+/// With `EM_AGENT_API_TOKEN` set, the local server wants it as a bearer token on `/v1/*` (the port users
+/// open to their providers), `/healthz` stays open, and `em-agent report --url` sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_api_wants_its_token_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "local-api-token-0123456789";
+    let server = Server::start_with(
+        None,
+        &dir.path().join("data"),
+        &[("github", SECRET)],
+        &[],
+        &[("EM_AGENT_API_TOKEN", token)],
+    );
+    let client = common::client();
+    for path in [
+        "/v1/metrics/dora",
+        "/v1/metrics/dora/series?interval=week",
+        "/v1/stats",
+    ] {
+        let r = client.get(server.url(path)).send().await.expect("get");
+        let (status, message) = error_of(r).await;
+        assert_eq!(status, 401, "{path}: {message}");
+        let r = client
+            .get(server.url(path))
+            .bearer_auth("not-the-token")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 401, "{path}");
+        let r = client
+            .get(server.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+
+    let report = |with_token: bool| {
+        let mut cmd = std::process::Command::new(common::binary());
+        cmd.args(["report", "--json", "--url", &server.base])
+            .env_remove("EM_AGENT_API_TOKEN");
+        if with_token {
+            cmd.env("EM_AGENT_API_TOKEN", token);
+        }
+        cmd.output().expect("em-agent report")
+    };
+    let out = report(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = report(false);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }

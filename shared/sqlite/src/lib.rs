@@ -33,6 +33,8 @@ pub struct Options {
     pub max_receives: u32,
     /// Most jobs committed in one transaction.
     pub max_batch: usize,
+    /// How long delivery markers (de-duplication) and dead letters are kept, as DynamoDB's TTL keeps them.
+    pub retention: Duration,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             visibility_timeout: Duration::from_secs(30),
             max_receives: 5,
             max_batch: 2048,
+            retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -65,6 +68,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL, dead_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS dead_letters_delivery ON dead_letters (provider, delivery_id);
 CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at, seq);
+CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries (received_at);
 
 CREATE TABLE IF NOT EXISTS pushes (
     repo TEXT NOT NULL COLLATE NOCASE, before_sha TEXT NOT NULL, after_sha TEXT NOT NULL,
@@ -150,6 +154,10 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     options: Options,
     path: PathBuf,
+    /// When expired markers and dead letters were last pruned (at most hourly, from `receive`).
+    pruned_at: std::sync::atomic::AtomicI64,
+    /// The writer thread: every write waits on it, so a dead one makes the store useless.
+    writer: std::thread::JoinHandle<()>,
 }
 
 /// The embedded queue and store. Cheap to clone: clones share the writer thread and connections.
@@ -195,7 +203,7 @@ impl EmbeddedStore {
             .map_err(err)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let max_batch = options.max_batch.max(1);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("em-agent-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(err)?;
@@ -206,8 +214,39 @@ impl EmbeddedStore {
             readers,
             options,
             path,
+            pruned_at: std::sync::atomic::AtomicI64::new(0),
+            writer,
         });
         Ok(EmbeddedStore { inner })
+    }
+
+    /// Deletes the delivery markers and dead letters older than the retention at `now` (a marker whose
+    /// message is still queued stays); returns how many of each went. A provider redelivering an expired
+    /// delivery is processed again, and the facts' idempotency still counts it once.
+    pub async fn prune_expired(&self, now: Millis) -> Result<(usize, usize), PortError> {
+        let before = now.saturating_sub(self.inner.options.retention.as_millis() as i64);
+        self.inner
+            .pruned_at
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        self.write(move |c| {
+            let markers = c
+                .prepare_cached(
+                    "DELETE FROM deliveries WHERE received_at < ?1 AND NOT EXISTS (
+                       SELECT 1 FROM queue q
+                       WHERE q.provider = deliveries.provider AND q.delivery_id = deliveries.delivery_id)",
+                )?
+                .execute([before])?;
+            let dead = c
+                .prepare_cached("DELETE FROM dead_letters WHERE dead_at < ?1")?
+                .execute([before])?;
+            Ok((markers, dead))
+        })
+        .await
+    }
+
+    /// Whether the writer thread still runs (for health checks).
+    pub fn writer_alive(&self) -> bool {
+        !self.inner.writer.is_finished()
     }
 
     pub fn path(&self) -> &Path {
@@ -387,6 +426,25 @@ impl Queue for EmbeddedStore {
     }
 
     async fn receive(&self, max: usize) -> Result<Vec<Received>, PortError> {
+        // Retention, as DynamoDB's TTL and S3's lifecycle keep it on AWS: pruned at most hourly.
+        let now = now_millis();
+        let last = self
+            .inner
+            .pruned_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now - last >= 3_600_000 {
+            match self.prune_expired(now).await {
+                Ok((0, 0)) => {}
+                Ok((markers, dead)) => {
+                    tracing::info!(
+                        markers,
+                        dead,
+                        "expired delivery markers and dead letters pruned"
+                    )
+                }
+                Err(e) => tracing::warn!(error = %e, "pruning expired deliveries failed"),
+            }
+        }
         let vt = self.inner.options.visibility_timeout.as_millis() as i64;
         let max_receives = self.inner.options.max_receives as i64;
         self.write(move |c| {

@@ -561,3 +561,50 @@ async fn opening_an_older_store_fills_the_commit_graph_from_its_pushes() {
         .expect("filled in");
     assert_eq!(b1.parent, "0000");
 }
+
+/// Delivery markers and dead letters are kept for the retention, as DynamoDB's TTL keeps them: older
+/// markers go (but not one whose message is still queued), and so do older dead letters.
+#[tokio::test]
+async fn markers_and_dead_letters_are_pruned_after_the_retention() {
+    use em_core::ports::DeadLetters;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = open(dir.path());
+    // Received long ago (2023), processed; and one still queued.
+    q.enqueue(envelope("github", "done", "{}")).await.unwrap();
+    let got = q.receive(10).await.unwrap();
+    q.ack(got.iter().map(|m| m.receipt.clone()).collect())
+        .await
+        .unwrap();
+    q.enqueue(envelope("github", "queued", "{}")).await.unwrap();
+    q.enqueue(envelope("github", "poison", "{}")).await.unwrap();
+    let got = q.receive(10).await.unwrap();
+    let poison = got
+        .iter()
+        .find(|m| m.envelope.delivery_id == "poison")
+        .expect("received");
+    q.dead_letter(poison.receipt.clone(), "bad".into())
+        .await
+        .unwrap();
+    assert_eq!(q.dead_letter_count().await.unwrap(), 1);
+
+    let now = em_core::time::now_millis();
+    let (markers, dead) = q.prune_expired(now).await.unwrap();
+    assert_eq!(
+        (markers, dead),
+        (2, 0),
+        "the markers of the processed and the dead-lettered delivery; the dead letter is recent"
+    );
+    assert_eq!(
+        q.enqueue(envelope("github", "done", "{}")).await.unwrap(),
+        EnqueueOutcome::Accepted,
+        "an expired delivery is accepted again"
+    );
+    assert_eq!(
+        q.enqueue(envelope("github", "queued", "{}")).await.unwrap(),
+        EnqueueOutcome::Duplicate,
+        "a queued one is still known"
+    );
+    let (_, dead) = q.prune_expired(now + 31 * 86_400_000).await.unwrap();
+    assert_eq!(dead, 1);
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0);
+}

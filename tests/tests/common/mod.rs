@@ -132,7 +132,9 @@ impl Server {
             .arg(data_dir)
             .stdout(Stdio::null())
             .stderr(log_file)
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("EM_AGENT_API_TOKEN")
+            .env_remove("EM_AGENT_API_TOKEN_PREVIOUS");
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         } else {

@@ -76,6 +76,27 @@ async fn concurrently<T: Send + 'static>(jobs: Vec<Job<T>>) -> Vec<Option<T>> {
     out
 }
 
+/// Each message's facts without those dated outside 1970–2100 (logged and counted, never stored: an
+/// instant like `i64::MAX` from a signed but broken body would overflow the linking arithmetic).
+fn drop_out_of_range(parsed: Vec<Vec<Fact>>) -> Vec<Vec<Fact>> {
+    parsed
+        .into_iter()
+        .map(|facts| {
+            let (kept, dropped): (Vec<Fact>, Vec<Fact>) =
+                facts.into_iter().partition(Fact::dated_in_range);
+            for f in &dropped {
+                tracing::warn!(kind = f.kind(), "fact dated outside 1970-2100 dropped");
+                emf::emit(emf::line(
+                    em_core::time::now_millis(),
+                    &[("Kind", f.kind())],
+                    &[("FactsOutOfRange", 1.0, emf::Unit::Count)],
+                ));
+            }
+            kept
+        })
+        .collect()
+}
+
 /// Attempts at a service's re-link when concurrent writers keep changing its rows.
 const ATTEMPTS: u32 = 8;
 
@@ -213,6 +234,7 @@ impl<S: Store> Aggregator<S> {
         parsed: Vec<Vec<Fact>>,
         mut results: Vec<Result<(), Failure>>,
     ) -> (Vec<Result<(), Failure>>, BTreeSet<String>) {
+        let parsed = drop_out_of_range(parsed);
         // Each service's facts, and the messages that carried them.
         let mut touched: BTreeMap<String, (Vec<&Fact>, Vec<usize>)> = BTreeMap::new();
         for (i, facts) in parsed.iter().enumerate() {

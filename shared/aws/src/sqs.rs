@@ -38,8 +38,24 @@ pub struct SqsQueue {
     offload_threshold: usize,
     /// Seconds a receive waits for messages (long polling); 0 answers at once.
     wait_seconds: i32,
-    /// Bodies of received messages by receipt handle: a dead-lettered message is sent on as it came.
-    in_flight: Arc<Mutex<HashMap<String, String>>>,
+    /// Bodies of received messages by receipt handle, with when they were received: a dead-lettered
+    /// message is sent on as it came. Entries older than [`IN_FLIGHT_MAX_AGE`] are dropped (their receipt
+    /// has expired with the visibility timeout; the redrive policy still dead-letters the message).
+    in_flight: Arc<Mutex<HashMap<String, (String, std::time::Instant)>>>,
+}
+
+/// How long a received message's body is kept for a dead-letter: longer than any visibility timeout the
+/// aggregator uses, after which its receipt is no longer valid anyway.
+const IN_FLIGHT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Drops the entries received more than `max_age` before `now`: retried messages get a new receipt each
+/// time, so without this the map grows with every retry.
+fn prune<T>(
+    in_flight: &mut HashMap<String, (T, std::time::Instant)>,
+    now: std::time::Instant,
+    max_age: std::time::Duration,
+) {
+    in_flight.retain(|_, (_, at)| now.saturating_duration_since(*at) <= max_age);
 }
 
 /// A queue name or URL as a URL: a name is looked up.
@@ -285,10 +301,12 @@ impl Queue for SqsQueue {
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
-            self.in_flight
-                .lock()
-                .await
-                .insert(receipt.to_string(), body.to_string());
+            {
+                let mut in_flight = self.in_flight.lock().await;
+                let now = std::time::Instant::now();
+                prune(&mut in_flight, now, IN_FLIGHT_MAX_AGE);
+                in_flight.insert(receipt.to_string(), (body.to_string(), now));
+            }
             match self.decode(body).await {
                 Ok(envelope) => received.push(Received {
                     receipt: receipt.to_string(),
@@ -316,7 +334,12 @@ impl Queue for SqsQueue {
     }
 
     async fn dead_letter(&self, receipt: String, reason: String) -> Result<(), PortError> {
-        let body = self.in_flight.lock().await.remove(&receipt);
+        let body = self
+            .in_flight
+            .lock()
+            .await
+            .remove(&receipt)
+            .map(|(body, _)| body);
         // Without a dead-letter queue at hand, the queue's redrive policy moves it after its receives.
         let (Some(dlq), Some(body)) = (self.dead_letter_url.as_deref(), body) else {
             return Ok(());
@@ -411,5 +434,23 @@ impl DeadLetters for SqsQueue {
         let n = moved.len();
         self.delete(&dlq, moved).await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_past_any_visibility_timeout_are_forgotten() {
+        let start = std::time::Instant::now();
+        let mut in_flight = HashMap::new();
+        for i in 0..1000 {
+            in_flight.insert(format!("old-{i}"), ((), start));
+        }
+        let later = start + IN_FLIGHT_MAX_AGE + std::time::Duration::from_secs(1);
+        in_flight.insert("fresh".to_string(), ((), later));
+        prune(&mut in_flight, later, IN_FLIGHT_MAX_AGE);
+        assert_eq!(in_flight.keys().collect::<Vec<_>>(), ["fresh"]);
     }
 }

@@ -159,7 +159,8 @@ impl Config {
         self.by_repo
             .get(&repo.to_lowercase())
             .cloned()
-            .unwrap_or_else(|| repo.to_string())
+            // Repository names compare case-insensitively: `Acme/Shop` and `acme/shop` are one service.
+            .unwrap_or_else(|| repo.to_lowercase())
     }
 
     /// The service an incident belongs to, by the provider's service name; unmapped, that name itself.
@@ -309,6 +310,8 @@ aliases = ["Checkout API"]
         assert_eq!(c.service_for_repo("acme-shop/checkout-api"), "checkout");
         assert_eq!(c.service_for_repo("Acme-Shop/Checkout-API"), "checkout");
         assert_eq!(c.service_for_repo("acme-shop/other"), "acme-shop/other");
+        // Unmapped, one service whatever the letter case, named in lower case.
+        assert_eq!(c.service_for_repo("Acme-Shop/Other"), "acme-shop/other");
         assert_eq!(c.service_for_alias("Checkout API"), "checkout");
         assert_eq!(c.service_for_alias("Shared Postgres"), "Shared Postgres");
         assert_eq!(c.attribution_window(), 24 * 3600 * 1000);

@@ -279,6 +279,38 @@ pub enum Fact {
     WorkItem(WorkItem),
 }
 
+/// Facts are kept when every instant they carry lies in [`EARLIEST_FACT`, `LATEST_FACT`): 1970 to 2100 (UTC).
+/// Outside that, a timestamp is a provider's mistake or a hostile body, and arithmetic on it could overflow.
+pub const EARLIEST_FACT: Millis = 0;
+pub const LATEST_FACT: Millis = 4_102_444_800_000;
+
+impl Fact {
+    /// The fact's kind, as docs/facts.md names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fact::Push(_) => "push",
+            Fact::Deployment(_) => "deployment",
+            Fact::Incident(_) => "incident",
+            Fact::PullRequest(_) => "pull_request",
+            Fact::Build(_) => "build",
+            Fact::WorkItem(_) => "work_item",
+        }
+    }
+
+    /// Whether every instant of the fact lies between 1970 and 2100.
+    pub fn dated_in_range(&self) -> bool {
+        let ok = |t: Millis| (EARLIEST_FACT..LATEST_FACT).contains(&t);
+        match self {
+            Fact::Push(p) => p.commits.iter().all(|c| ok(c.time)),
+            Fact::Deployment(d) => ok(d.time),
+            Fact::Incident(i) => ok(i.time),
+            Fact::PullRequest(p) => ok(p.time),
+            Fact::Build(b) => ok(b.finished) && b.started.is_none_or(ok),
+            Fact::WorkItem(w) => ok(w.time),
+        }
+    }
+}
+
 /// The sha git uses for "no commit" in `before`/`after`.
 pub const NULL_SHA: &str = "0000000000000000000000000000000000000000";
 

@@ -40,6 +40,10 @@ pub struct ChangeFailureRate {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecoveryTime {
     pub incidents: u64,
+    /// Resolved before they were triggered (clock skew, a provider's mistake): no recovery time. Only
+    /// in the answer when there are some, so the answer's shape stays what clients know.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub excluded: u64,
     pub open: u64,
     pub median_seconds: Option<f64>,
     pub level: Option<Level>,
@@ -50,6 +54,10 @@ pub struct ReworkRate {
     pub deployments: u64,
     pub rework: u64,
     pub ratio: Option<f64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The five figures of one set of observations.
@@ -157,8 +165,10 @@ pub fn figures(obs: &Observations, days: f64) -> Figures {
 
     // Recovery counts incidents attributed to a deployment: failures of a change, as DORA defines them.
     let attributed = || obs.incidents.iter().filter(|i| i.attributed);
-    let mut recovered: Vec<Millis> = attributed().filter_map(|i| i.recovery).collect();
+    let resolved: Vec<Millis> = attributed().filter_map(|i| i.recovery).collect();
+    let mut recovered: Vec<Millis> = resolved.iter().copied().filter(|&r| r >= 0).collect();
     recovered.sort_unstable();
+    let recovery_excluded = (resolved.len() - recovered.len()) as u64;
     let open = attributed().filter(|i| i.recovery.is_none()).count() as u64;
     let recovery_median = median(&recovered);
     let cfr = ratio(failed, deployments);
@@ -184,6 +194,7 @@ pub fn figures(obs: &Observations, days: f64) -> Figures {
         },
         recovery_time: RecoveryTime {
             incidents: recovered.len() as u64,
+            excluded: recovery_excluded,
             open,
             median_seconds: recovery_median,
             level: recovery_median.map(levels::recovery_time),
@@ -270,6 +281,8 @@ mod tests {
                 incident(Some(60_000), true),
                 incident(None, true),
                 incident(Some(1), false),
+                // Resolved before it was triggered: excluded, like a lead time <= 0.
+                incident(Some(-30_000), true),
             ],
         };
         let r = compute(
@@ -285,6 +298,8 @@ mod tests {
         assert_eq!(r.lead_time.median_seconds, Some(2.0));
         assert_eq!(r.change_failure_rate.ratio, Some(0.5));
         assert_eq!(r.recovery_time.incidents, 1);
+        assert_eq!(r.recovery_time.excluded, 1);
+        assert_eq!(r.recovery_time.median_seconds, Some(60.0));
         assert_eq!(r.recovery_time.open, 1);
         assert_eq!(r.deployment_frequency.per_day, 2.0);
     }

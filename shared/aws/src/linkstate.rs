@@ -15,7 +15,7 @@
 //!
 //! | row | sk |
 //! |---|---|
-//! | deployment | `D#<time>#<key>`, and `S#<sha, 4 chars>#<time>#<key>`, `F#<frontier>#<time>#<key>` when it waits on a commit |
+//! | deployment | `D#<time>#<key>`, and `P#<repo>#<time>#<key>`, `S#<sha, 4 chars>#<time>#<key>`, `F#<frontier>#<time>#<key>` when it waits on a commit |
 //! | change | `C#<sha>`, and `c#<deployment time>#<sha>` |
 //! | incident | `I#<id>`, and `O#<opened>#<id>`, `A#<resolved, or ~>#<id>` when attributed |
 //!
@@ -246,6 +246,7 @@ pub(crate) fn row_items(service: &str, rows: &Linked) -> BTreeMap<String, Item> 
         let attrs = deployment_attrs(d);
         let at = format!("{}#{}", tkey(d.time), d.key);
         add(format!("D#{at}"), &attrs);
+        add(format!("P#{}#{at}", d.repo.to_lowercase()), &attrs);
         // Shas that can name the same commit share their first characters (a shorter one is only ever
         // equal to itself).
         if !d.sha.is_empty() {
@@ -571,22 +572,28 @@ impl Links for DynamoLinks {
     async fn deployment_rows_before(
         &self,
         service: &str,
+        repo: Option<&str>,
         time: Millis,
         key: &str,
         n: usize,
     ) -> Result<Vec<DeploymentRow>, PortError> {
+        // All of the service's deployments by time (`D#`), or one repository's (`P#<repo>#`).
+        let prefix = match repo {
+            None => "D#".to_string(),
+            Some(r) => format!("P#{}#", r.to_lowercase()),
+        };
         let items = self
             .store
             .query_range(
                 &metric_pk(service),
-                Range::Below(format!("D#{}#{key}", tkey(time))),
+                Range::Below(format!("{prefix}{}#{key}", tkey(time))),
                 false,
                 Some(n as i32),
             )
             .await?;
         items
             .iter()
-            .take_while(|i| get_s(i, "sk").is_ok_and(|sk| sk.starts_with("D#")))
+            .take_while(|i| get_s(i, "sk").is_ok_and(|sk| sk.starts_with(&prefix)))
             .map(deployment_row)
             .collect()
     }
@@ -594,6 +601,7 @@ impl Links for DynamoLinks {
     async fn deployed_before(
         &self,
         service: &str,
+        repo: &str,
         sha: &str,
         time: Millis,
         key: &str,
@@ -609,7 +617,10 @@ impl Links for DynamoLinks {
             .await?;
         for item in &rows {
             let d = deployment_row(item)?;
-            if same_sha(&d.sha, sha) && (d.time, d.key.as_str()) < (time, key) {
+            if d.repo.eq_ignore_ascii_case(repo)
+                && same_sha(&d.sha, sha)
+                && (d.time, d.key.as_str()) < (time, key)
+            {
                 return Ok(true);
             }
         }
@@ -751,6 +762,7 @@ mod tests {
                 format!("F#0123456789#{}#gh/acme/shop/1", t(5)),
                 "I#P1".to_string(),
                 format!("O#{}#P1", t(7)),
+                format!("P#acme/shop#{}#gh/acme/shop/1", t(5)),
                 format!("S#abcd#{}#gh/acme/shop/1", t(5)),
                 format!("c#{}#abcdef0", t(5)),
             ]

@@ -343,20 +343,23 @@ pub trait Links: Send + Sync {
         ids: &[String],
     ) -> impl Future<Output = Result<Vec<IncidentEvent>, PortError>> + Send;
 
-    /// The latest `n` deployment rows strictly before `(time, key)`, latest first.
+    /// The latest `n` deployment rows strictly before `(time, key)`, latest first; of `repo` only, when given
+    /// (repositories compare case-insensitively).
     fn deployment_rows_before(
         &self,
         service: &str,
+        repo: Option<&str>,
         time: Millis,
         key: &str,
         n: usize,
     ) -> impl Future<Output = Result<Vec<DeploymentRow>, PortError>> + Send;
 
-    /// Whether a deployment row strictly before `(time, key)` deployed `sha` (or a prefix of it, or a sha
-    /// it is a prefix of).
+    /// Whether a deployment row of `repo` strictly before `(time, key)` deployed `sha` (or a prefix of it,
+    /// or a sha it is a prefix of).
     fn deployed_before(
         &self,
         service: &str,
+        repo: &str,
         sha: &str,
         time: Millis,
         key: &str,

@@ -207,31 +207,40 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
         }
     }
 
-    // Rollback: a deployment of a sha deployed before the immediately previous deployment.
+    // Rollback, within each repository: a deployment of a sha the repository deployed before its
+    // immediately previous deployment.
     let mut rolled_back = vec![false; deps.len()];
     let mut rollback = vec![false; deps.len()];
-    // Shas deployed before the previous deployment; short shas that matched no commit are compared by prefix.
-    let mut earlier: HashSet<&str> = HashSet::new();
-    let mut earlier_short: Vec<&str> = Vec::new();
-    for i in 2..deps.len() {
-        let before_previous = resolved_shas[i - 2].as_str();
-        if before_previous.len() < 40 {
-            earlier_short.push(before_previous);
-        }
-        earlier.insert(before_previous);
-        let sha = resolved_shas[i].as_str();
-        if same_sha(sha, &resolved_shas[i - 1]) {
-            continue;
-        }
-        let seen = earlier.contains(sha)
-            || if sha.len() < 40 {
-                earlier.iter().any(|s| same_sha(s, sha))
-            } else {
-                earlier_short.iter().any(|s| same_sha(s, sha))
-            };
-        if seen {
-            rollback[i] = true;
-            rolled_back[i - 1] = true;
+    let mut by_repo: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, d) in deps.iter().enumerate() {
+        by_repo.entry(d.repo.to_lowercase()).or_default().push(i);
+    }
+    for order in by_repo.values() {
+        // Shas deployed before the previous deployment; short shas that matched no commit are compared by
+        // prefix.
+        let mut earlier: HashSet<&str> = HashSet::new();
+        let mut earlier_short: Vec<&str> = Vec::new();
+        for n in 2..order.len() {
+            let (i, previous) = (order[n], order[n - 1]);
+            let before_previous = resolved_shas[order[n - 2]].as_str();
+            if before_previous.len() < 40 {
+                earlier_short.push(before_previous);
+            }
+            earlier.insert(before_previous);
+            let sha = resolved_shas[i].as_str();
+            if same_sha(sha, &resolved_shas[previous]) {
+                continue;
+            }
+            let seen = earlier.contains(sha)
+                || if sha.len() < 40 {
+                    earlier.iter().any(|s| same_sha(s, sha))
+                } else {
+                    earlier_short.iter().any(|s| same_sha(s, sha))
+                };
+            if seen {
+                rollback[i] = true;
+                rolled_back[previous] = true;
+            }
         }
     }
 
@@ -410,6 +419,49 @@ mod tests {
         assert!(by_key("3").rework, "the rollback is rework");
         assert!(!by_key("3").failed && !by_key("1").failed);
         assert!(shipped(&d, "3").is_empty());
+    }
+
+    #[test]
+    fn rollbacks_compare_deployments_of_one_repository() {
+        let of = |repo: &str, key: &str, sha: &str, time| DeploymentFact {
+            repo: repo.into(),
+            ..dep(key, sha, time)
+        };
+        // The web repository redeploys x between two deployments of the api: not a rollback of anything.
+        let interleaved = ServiceFacts {
+            pushes: vec![],
+            deployments: vec![
+                of("acme/web", "w1", "x", 10 * H),
+                of("acme/api", "a1", "y", 11 * H),
+                of("acme/web", "w2", "x", 12 * H),
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&interleaved, 24 * H);
+        assert!(
+            d.deployments.iter().all(|x| !x.failed && !x.rework),
+            "{d:?}"
+        );
+
+        // Within one repository (whatever its letter case), across the other's deployments, it is one.
+        let rollback = ServiceFacts {
+            pushes: vec![],
+            deployments: vec![
+                of("acme/web", "w1", "x", 10 * H),
+                of("Acme/Web", "w2", "z", 11 * H),
+                of("acme/api", "a1", "y", 12 * H),
+                of("acme/web", "w3", "x", 13 * H),
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&rollback, 24 * H);
+        let by_key = |k: &str| d.deployments.iter().find(|x| x.key == k).cloned().unwrap();
+        assert!(by_key("w2").failed, "the web deployment rolled back failed");
+        assert!(by_key("w3").rework, "the rollback is rework");
+        assert!(
+            !by_key("a1").failed && !by_key("a1").rework,
+            "the api is not involved"
+        );
     }
 
     #[test]

@@ -12,14 +12,15 @@ pub const H: Millis = 3_600_000;
 /// 2025-03-01T00:00:00Z
 pub const T0: Millis = 1_740_787_200_000;
 
-/// One service, `shop`: repository `acme/shop`, incident service `Shop`, a 6-hour attribution window.
+/// One service, `shop`: repositories `acme/shop` and `acme/shop-web`, incident service `Shop`, a 6-hour
+/// attribution window.
 pub fn config() -> Config {
     Config::parse(
         r#"
 incident_attribution_window = "6h"
 [[services]]
 name = "shop"
-repositories = ["acme/shop"]
+repositories = ["acme/shop", "acme/shop-web"]
 aliases = ["Shop"]
 "#,
     )
@@ -33,9 +34,13 @@ pub fn sha(rng: &mut fastrand::Rng) -> String {
 }
 
 pub fn push(before: &str, commits: &[(String, Millis, String)]) -> Fact {
+    push_to("acme/shop", before, commits)
+}
+
+pub fn push_to(repo: &str, before: &str, commits: &[(String, Millis, String)]) -> Fact {
     Fact::Push(Push {
         provider: "github".into(),
-        repo: "acme/shop".into(),
+        repo: repo.into(),
         before: before.into(),
         after: commits.last().map(|c| c.0.clone()).unwrap_or_default(),
         commits: commits
@@ -50,9 +55,13 @@ pub fn push(before: &str, commits: &[(String, Millis, String)]) -> Fact {
 }
 
 pub fn deployment(id: &str, sha: &str, time: Millis, environment: &str) -> Fact {
+    deployment_to("acme/shop", id, sha, time, environment)
+}
+
+pub fn deployment_to(repo: &str, id: &str, sha: &str, time: Millis, environment: &str) -> Fact {
     Fact::Deployment(Deployment {
         provider: "github".into(),
-        repo: "acme/shop".into(),
+        repo: repo.into(),
         deployment_id: id.into(),
         environment: environment.into(),
         production: None,
@@ -179,6 +188,35 @@ pub fn history(seed: u64) -> Vec<Fact> {
                 &format!("{id}-e"),
                 IncidentEventKind::Escalated,
                 opened + 120_000,
+            ));
+        }
+    }
+    // Half the histories have a second repository deploying between the first's deployments, with
+    // redeploys and rollbacks of its own (a rollback compares deployments of one repository).
+    let mut web = fastrand::Rng::with_seed(seed ^ 0x77eb);
+    if web.bool() {
+        let n = web.usize(2..8);
+        let chain: Vec<(String, Millis, String)> = (0..n)
+            .map(|i| (sha(&mut web), T0 + i as Millis * 2 * H, format!("web {i}")))
+            .collect();
+        let split = web.usize(1..=n);
+        facts.push(push_to("acme/shop-web", NULL_SHA, &chain[..split]));
+        if split < n {
+            facts.push(push_to(
+                "acme/shop-web",
+                &chain[split - 1].0,
+                &chain[split..],
+            ));
+        }
+        for d in 0..web.usize(1..7) {
+            let at = web.usize(0..n);
+            let time = T0 + (at as Millis) * 2 * H + web.i64(0..3 * H);
+            facts.push(deployment_to(
+                "acme/shop-web",
+                &format!("w{d}"),
+                &chain[at].0,
+                time,
+                "production",
             ));
         }
     }

@@ -18,7 +18,7 @@
 //! stopped at one of its commits. Rows before the cut are read, never rewritten: the two deployments before
 //! it, the shas deployed and commits shipped before it, the incidents open across it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use em_core::config::Config;
 use em_core::domain::{Fact, IncidentEventKind, IncidentSpan, NULL_SHA};
@@ -89,7 +89,7 @@ pub async fn cut_for<L: Links>(
     let window = service.config.attribution_window();
     let mut opened: BTreeMap<&str, Option<Millis>> = BTreeMap::new();
     // Deployments cut from the one before the earliest of them; pushes are looked up together per repository.
-    let mut earliest_deployment: Option<Millis> = None;
+    let mut earliest_deployment: BTreeMap<String, Millis> = BTreeMap::new();
     let mut pushed: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     for fact in facts {
         match fact {
@@ -100,7 +100,10 @@ pub async fn cut_for<L: Links>(
                 {
                     continue;
                 }
-                earliest_deployment = Some(earliest_deployment.map_or(d.time, |t| t.min(d.time)));
+                let t = earliest_deployment
+                    .entry(d.repo.to_lowercase())
+                    .or_insert(d.time);
+                *t = (*t).min(d.time);
             }
             Fact::Push(p) => {
                 if !service.owns_repo(&p.repo) {
@@ -126,8 +129,8 @@ pub async fn cut_for<L: Links>(
             Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
         }
     }
-    if let Some(t) = earliest_deployment {
-        widen(before(links, service, t).await?);
+    for (repo, t) in &earliest_deployment {
+        widen(before(links, service, repo, *t).await?);
     }
     for (repo, commits) in pushed {
         // Commits that are new, or that a push gives another parent, change what reaches them.
@@ -148,7 +151,7 @@ pub async fn cut_for<L: Links>(
             .collect();
         if !changed.is_empty() {
             if let Some(d) = links.waiting_on(service.name, &changed).await? {
-                widen(before(links, service, d.time).await?);
+                widen(before(links, service, &d.repo, d.time).await?);
             }
         }
         for (sha, parent) in commits {
@@ -158,7 +161,7 @@ pub async fn cut_for<L: Links>(
             };
             if reparented {
                 if let Some(t) = links.shipped_at(service.name, sha).await? {
-                    widen(before(links, service, t).await?);
+                    widen(before(links, service, repo, t).await?);
                 }
             }
         }
@@ -225,10 +228,26 @@ fn touched_incidents(service: &Service<'_>, facts: &[&Fact]) -> Vec<String> {
     ids
 }
 
-/// The cut for a change at `t`: the deployment before it, whose rolled-back flag the change may set.
-async fn before<L: Links>(links: &L, service: &Service<'_>, t: Millis) -> Result<Cut, PortError> {
-    let prev = links.deployment_rows_before(service.name, t, "", 1).await?;
-    Ok(Cut::From(prev.first().map_or(t, |d| d.time)))
+/// The cut for a change at `t` to a deployment of `repo`: the earlier of the repository's deployment before
+/// it (whose rolled-back flag the change may set) and the service's (which may lose incidents to it).
+async fn before<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    repo: &str,
+    t: Millis,
+) -> Result<Cut, PortError> {
+    let in_repo = links
+        .deployment_rows_before(service.name, Some(repo), t, "", 1)
+        .await?;
+    let in_service = links
+        .deployment_rows_before(service.name, None, t, "", 1)
+        .await?;
+    let earliest = in_repo
+        .iter()
+        .chain(in_service.iter())
+        .map(|d| d.time)
+        .min();
+    Ok(Cut::From(earliest.map_or(t, |e| e.min(t))))
 }
 
 struct Dep {
@@ -250,7 +269,11 @@ pub async fn relink<L: Links>(
     // The two deployments before the cut (latest first): the previous one of the first re-linked
     // deployment, and the one an incident just after the cut may be attributed to.
     let prior = match from {
-        Some(t) => links.deployment_rows_before(service.name, t, "", 2).await?,
+        Some(t) => {
+            links
+                .deployment_rows_before(service.name, None, t, "", 2)
+                .await?
+        }
         None => Vec::new(),
     };
 
@@ -344,43 +367,61 @@ pub async fn relink<L: Links>(
         frontiers.push(frontier);
     }
 
-    // Rollbacks: a sha deployed before the immediately previous deployment, and not the previous one's.
+    // Rollbacks, within each repository: a sha the repository deployed before its immediately previous
+    // deployment, and not the previous one's.
     let mut rollback = vec![false; deps.len()];
     let mut rolled_back = vec![false; deps.len()];
+    // Each repository's re-linked deployments so far, in order.
+    let mut in_repo: HashMap<String, Vec<usize>> = HashMap::new();
     for i in 0..deps.len() {
+        let repo = deps[i].repo.to_lowercase();
+        let earlier = in_repo.entry(repo).or_default();
         let sha = resolved[i].as_str();
-        let previous = if i > 0 {
-            Some(resolved[i - 1].as_str())
-        } else {
-            prior.first().map(|p| p.sha.as_str())
-        };
-        let Some(previous) = previous else { continue };
-        if same_sha(sha, previous) {
-            continue;
-        }
-        let seen = if i >= 2 && resolved[..i - 1].iter().any(|s| same_sha(s, sha)) {
-            true
-        } else if i == 0 {
-            match prior.first() {
-                Some(p) => {
-                    links
-                        .deployed_before(service.name, sha, p.time, &p.key)
-                        .await?
+        let seen = match earlier.split_last() {
+            // The previous deployment is re-linked too: compare with those before it, then the rows before
+            // the cut.
+            Some((&j, before)) => {
+                if same_sha(sha, &resolved[j]) {
+                    false
+                } else if before.iter().any(|&k| same_sha(&resolved[k], sha)) {
+                    true
+                } else {
+                    match from {
+                        Some(f) => {
+                            links
+                                .deployed_before(service.name, &deps[i].repo, sha, f, "")
+                                .await?
+                        }
+                        None => false,
+                    }
+                }
+            }
+            // The previous deployment is before the cut (its rolled-back flag was set when this one was
+            // first linked): compare with the rows before it.
+            None => match from {
+                Some(f) => {
+                    let prev = links
+                        .deployment_rows_before(service.name, Some(&deps[i].repo), f, "", 1)
+                        .await?;
+                    match prev.first() {
+                        Some(p) if !same_sha(sha, &p.sha) => {
+                            links
+                                .deployed_before(service.name, &p.repo, sha, p.time, &p.key)
+                                .await?
+                        }
+                        _ => false,
+                    }
                 }
                 None => false,
-            }
-        } else {
-            match from {
-                Some(f) => links.deployed_before(service.name, sha, f, "").await?,
-                None => false,
-            }
+            },
         };
         if seen {
             rollback[i] = true;
-            if i > 0 {
-                rolled_back[i - 1] = true;
+            if let Some(&j) = earlier.last() {
+                rolled_back[j] = true;
             }
         }
+        earlier.push(i);
     }
 
     // Incidents opened at or after the cut: folded from all their events, attributed to the latest

@@ -215,6 +215,7 @@ impl Links for MemoryLinks {
     async fn deployment_rows_before(
         &self,
         service: &str,
+        repo: Option<&str>,
         time: Millis,
         key: &str,
         n: usize,
@@ -226,6 +227,7 @@ impl Links for MemoryLinks {
             .deployments
             .iter()
             .rev()
+            .filter(|d| repo.is_none_or(|r| d.repo.eq_ignore_ascii_case(r)))
             .filter(|d| (d.time, d.key.as_str()) < (time, key))
             .take(n)
             .cloned()
@@ -235,14 +237,17 @@ impl Links for MemoryLinks {
     async fn deployed_before(
         &self,
         service: &str,
+        repo: &str,
         sha: &str,
         time: Millis,
         key: &str,
     ) -> Result<bool, PortError> {
         Ok(self.service_rows(service).is_some_and(|rows| {
-            rows.deployments
-                .iter()
-                .any(|d| (d.time, d.key.as_str()) < (time, key) && same_sha(&d.sha, sha))
+            rows.deployments.iter().any(|d| {
+                d.repo.eq_ignore_ascii_case(repo)
+                    && (d.time, d.key.as_str()) < (time, key)
+                    && same_sha(&d.sha, sha)
+            })
         }))
     }
 

@@ -215,7 +215,15 @@ async fn in_time_order_each_delivery_relinks_only_recent_rows() {
     for f in &ordered {
         let work = cut_for(&links, &service, &[f], Facts::New).await.unwrap();
         if let (Fact::Deployment(d), Some(w)) = (f, &work) {
-            let prev = links.rows("shop").deployments.last().map(|p| p.time);
+            // The earlier of the repository's previous deployment (a rollback compares deployments of one
+            // repository) and the service's (which may lose incidents to this one).
+            let rows = links.rows("shop");
+            let in_repo = rows.deployments.iter().rev().find(|p| p.repo == d.repo);
+            let prev = [in_repo, rows.deployments.last()]
+                .into_iter()
+                .flatten()
+                .map(|p| p.time)
+                .min();
             if d.environment == "production" {
                 assert_eq!(w.cut, Cut::From(prev.unwrap_or(d.time).min(d.time)));
             }

@@ -125,6 +125,7 @@ CREATE INDEX IF NOT EXISTS o_deployments_time ON o_deployments (service, time, k
 CREATE INDEX IF NOT EXISTS o_deployments_sha ON o_deployments (service, sha);
 CREATE INDEX IF NOT EXISTS o_deployments_short ON o_deployments (service, short, time);
 CREATE INDEX IF NOT EXISTS o_deployments_frontier ON o_deployments (service, frontier7);
+CREATE INDEX IF NOT EXISTS o_deployments_repo ON o_deployments (service, repo COLLATE NOCASE, time, key);
 CREATE TABLE IF NOT EXISTS o_changes (
     service TEXT NOT NULL, sha TEXT NOT NULL, repo TEXT NOT NULL, environment TEXT NOT NULL,
     deployment_key TEXT NOT NULL, deployment_time INTEGER NOT NULL, commit_time INTEGER NOT NULL,

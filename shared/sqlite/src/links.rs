@@ -368,24 +368,36 @@ impl Links for SqliteLinks<'_> {
     async fn deployment_rows_before(
         &self,
         service: &str,
+        repo: Option<&str>,
         time: Millis,
         key: &str,
         n: usize,
     ) -> Result<Vec<DeploymentRow>, PortError> {
-        self.with(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments
-                 WHERE service = ?1 AND (time < ?2 OR (time = ?2 AND key < ?3))
-                 ORDER BY time DESC, key DESC LIMIT ?4"
-            ))?
-            .query_map(params![service, time, key, n as i64], deployment_row)?
-            .collect()
+        self.with(|c| match repo {
+            None => c
+                .prepare_cached(&format!(
+                    "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments
+                     WHERE service = ?1 AND (time < ?2 OR (time = ?2 AND key < ?3))
+                     ORDER BY time DESC, key DESC LIMIT ?4"
+                ))?
+                .query_map(params![service, time, key, n as i64], deployment_row)?
+                .collect(),
+            Some(repo) => c
+                .prepare_cached(&format!(
+                    "SELECT {DEPLOYMENT_COLUMNS} FROM o_deployments INDEXED BY o_deployments_repo
+                     WHERE service = ?1 AND repo = ?5 COLLATE NOCASE
+                       AND (time < ?2 OR (time = ?2 AND key < ?3))
+                     ORDER BY time DESC, key DESC LIMIT ?4"
+                ))?
+                .query_map(params![service, time, key, n as i64, repo], deployment_row)?
+                .collect(),
         })
     }
 
     async fn deployed_before(
         &self,
         service: &str,
+        repo: &str,
         sha: &str,
         time: Millis,
         key: &str,
@@ -401,9 +413,10 @@ impl Links for SqliteLinks<'_> {
             let exact = c
                 .prepare_cached(
                     "SELECT 1 FROM o_deployments WHERE service = ?1 AND sha >= ?2 AND sha <= ?5
+                     AND repo = ?6 COLLATE NOCASE
                      AND (time < ?3 OR (time = ?3 AND key < ?4)) LIMIT 1",
                 )?
-                .query_row(params![service, sha, time, key, upper], |_| Ok(()))
+                .query_row(params![service, sha, time, key, upper, repo], |_| Ok(()))
                 .optional()?
                 .is_some();
             if exact {
@@ -413,9 +426,10 @@ impl Links for SqliteLinks<'_> {
             let shorts: Vec<String> = c
                 .prepare_cached(
                     "SELECT sha FROM o_deployments INDEXED BY o_deployments_short
-                     WHERE service = ?1 AND short = 1 AND (time < ?2 OR (time = ?2 AND key < ?3))",
+                     WHERE service = ?1 AND short = 1 AND repo = ?4 COLLATE NOCASE
+                       AND (time < ?2 OR (time = ?2 AND key < ?3))",
                 )?
-                .query_map(params![service, time, key], |r| r.get(0))?
+                .query_map(params![service, time, key, repo], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(shorts.iter().any(|s| same_sha(s, sha)))
         })

@@ -13,7 +13,35 @@ use em_core::ports::{
 use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked, DAY};
 use em_sqlite::{EmbeddedStore, Options};
 
-const VISIBILITY: Duration = Duration::from_millis(300);
+/// Long enough that two receives in a row fall within it on a loaded machine; the tests wait for it to pass
+/// by polling, never by sleeping a fixed time.
+const VISIBILITY: Duration = Duration::from_secs(2);
+
+/// Receives until a hidden message's timeout has passed and something is handed over.
+async fn receive_when_visible(q: &EmbeddedStore) -> Vec<em_core::ports::Received> {
+    let deadline = std::time::Instant::now() + VISIBILITY * 15;
+    loop {
+        let got = q.receive(10).await.unwrap();
+        if !got.is_empty() {
+            return got;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Receives (handing nothing over) until the timed-out messages have moved to the dead letters.
+async fn until_dead_lettered(q: &EmbeddedStore, dead_letters: u64) {
+    let deadline = std::time::Instant::now() + VISIBILITY * 15;
+    loop {
+        assert!(q.receive(10).await.unwrap().is_empty());
+        if q.stats().await.unwrap().dead_letters == dead_letters {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 fn open(dir: &std::path::Path) -> EmbeddedStore {
     EmbeddedStore::open(
@@ -92,17 +120,14 @@ async fn received_messages_hide_until_the_timeout_then_dead_letter_after_max_rec
     q.dead_letter(rest[0].receipt.clone(), "cannot parse".into())
         .await
         .unwrap();
-    tokio::time::sleep(VISIBILITY + Duration::from_millis(100)).await;
-
     // m-2 was never acknowledged: it comes back, received a second time.
-    let again = q.receive(10).await.unwrap();
+    let again = receive_when_visible(&q).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].envelope.delivery_id, "m-2");
     assert_eq!(again[0].receive_count, 2);
-    tokio::time::sleep(VISIBILITY + Duration::from_millis(100)).await;
 
     // Two receives without an ack is the limit: it moves to the dead letters instead of coming back.
-    assert!(q.receive(10).await.unwrap().is_empty());
+    until_dead_lettered(&q, 2).await;
     let s = q.stats().await.unwrap();
     assert_eq!((s.deliveries, s.queued, s.dead_letters), (3, 0, 2));
     let state = |id: &str| q.delivery_state("github".into(), id.into());
@@ -119,11 +144,9 @@ async fn redrive_puts_a_dead_letter_back_as_a_fresh_message() {
     let original = envelope("github", "r-1", r#"{"ref":"refs/heads/main"}"#);
     q.enqueue(original.clone()).await.unwrap();
     // Received max_receives (2) times without an ack: the next receive dead-letters it.
-    for _ in 0..2 {
-        assert_eq!(q.receive(10).await.unwrap().len(), 1);
-        tokio::time::sleep(VISIBILITY + Duration::from_millis(100)).await;
-    }
-    assert!(q.receive(10).await.unwrap().is_empty());
+    assert_eq!(q.receive(10).await.unwrap().len(), 1);
+    assert_eq!(receive_when_visible(&q).await.len(), 1);
+    until_dead_lettered(&q, 1).await;
     assert_eq!(q.dead_letter_count().await.unwrap(), 1);
     assert_eq!(
         q.delivery_state("github".into(), "r-1".into())
@@ -369,18 +392,32 @@ async fn rows_are_replaced_from_a_cut_and_read_back_as_observations() {
         "gone with its day"
     );
     let before = links
-        .deployment_rows_before("a", 2 * DAY + 7, "", 2)
+        .deployment_rows_before("a", None, 2 * DAY + 7, "", 2)
         .await
         .unwrap();
     assert_eq!(before.iter().map(|d| d.time).collect::<Vec<_>>(), [DAY]);
     assert!(links
-        .deployed_before("a", "s86400000", 2 * DAY, "")
+        .deployed_before("a", "acme/app", "s86400000", 2 * DAY, "")
         .await
         .unwrap());
     assert!(!links
-        .deployed_before("a", "s86400000", DAY, "")
+        .deployed_before("a", "acme/app", "s86400000", DAY, "")
         .await
         .unwrap());
+    // Rollbacks compare deployments of one repository, whatever its letter case.
+    assert!(links
+        .deployed_before("a", "ACME/App", "s86400000", 2 * DAY, "")
+        .await
+        .unwrap());
+    assert!(!links
+        .deployed_before("a", "acme/other", "s86400000", 2 * DAY, "")
+        .await
+        .unwrap());
+    assert!(links
+        .deployment_rows_before("a", Some("acme/other"), 2 * DAY + 7, "", 2)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         links.incidents_open_at("a", DAY + 2).await.unwrap().len(),
         1

@@ -78,7 +78,14 @@ async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
         });
     }
     // Kill the server mid-stream, while requests are in flight.
+    // Bounded: if the posters stop getting answers (every request failing), the test fails rather than hangs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while answered.lock().expect("lock").len() < 400 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than 400 deliveries answered in 120 s: {}",
+            answered.lock().expect("lock").len()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.kill();

@@ -54,8 +54,16 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
         .expect("rows");
     assert_eq!(rows.deployments.len(), 1);
 
-    // The same batch again (SQS delivers at least once) changes nothing.
-    let _ = lambda::handle(&aggregator, &NoPayloads, event, 0).await;
+    // The same batch again (SQS delivers at least once) changes nothing: the same two messages fail (they
+    // can never succeed), every other one succeeds again, and the rows stay as they were.
+    let again = lambda::handle(&aggregator, &NoPayloads, event, 0).await;
+    let mut failed_again: Vec<String> = again
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    failed_again.sort();
+    assert_eq!(failed_again, failed);
     let again = store
         .observations(Some(vec!["search".into()]), from, from + 86_400_000)
         .await

@@ -613,6 +613,15 @@ async fn queue_contract<Q: Queue + DeadLetters>(name: &str, q: &Q) {
         EnqueueOutcome::Duplicate,
         "{name}"
     );
+    // The same bytes under a fresh delivery id (a replay: GitHub's delivery id is not signed) are a
+    // duplicate; other bytes under a fresh id are a delivery.
+    assert_eq!(
+        q.enqueue(envelope("github", "d-replayed", r#"{"a":"é"}"#.into()))
+            .await
+            .unwrap(),
+        EnqueueOutcome::Duplicate,
+        "{name}"
+    );
     // Ids are the provider's own: the same id from another provider is another delivery.
     let b = envelope("gitlab", "d-1", r#"{"b":2}"#.into());
     assert_eq!(

@@ -152,6 +152,43 @@ impl SqsQueue {
         format!("{}/{}", e.provider, hex::encode(&digest[..16]))
     }
 
+    /// The body's marker: the first delivery id that brought these bytes. The same bytes under another id
+    /// are a replay (a provider's delivery id is not always signed); the same delivery retried passes.
+    async fn mark_body(&self, e: &Envelope) -> Result<EnqueueOutcome, PortError> {
+        let digest = e.body_digest();
+        if digest == e.delivery_id {
+            // The id is the body's digest already (a provider that sends no id): one marker does.
+            return Ok(EnqueueOutcome::Accepted);
+        }
+        let put = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.deliveries_table)
+            .item(
+                "pk",
+                AttributeValue::S(format!("{}#body#{digest}", e.provider)),
+            )
+            .item("delivery_id", AttributeValue::S(e.delivery_id.clone()))
+            .item("received_at", AttributeValue::N(e.received_at.to_string()))
+            .item(
+                "expires_at",
+                AttributeValue::N(epoch_seconds_in(self.retention_days).to_string()),
+            )
+            .condition_expression("attribute_not_exists(pk) OR delivery_id = :id")
+            .expression_attribute_values(":id", AttributeValue::S(e.delivery_id.clone()));
+        match put.send().await {
+            Ok(_) => Ok(EnqueueOutcome::Accepted),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(EnqueueOutcome::Duplicate)
+            }
+            Err(err) => Err(sdk_error("dynamodb put body marker", err)),
+        }
+    }
+
     async fn mark(&self, e: &Envelope) -> Result<EnqueueOutcome, PortError> {
         let mut put = self
             .dynamodb
@@ -244,7 +281,9 @@ async fn queue_url_of(sqs: &aws_sdk_sqs::Client, n: &str) -> Result<String, Port
 
 impl Queue for SqsQueue {
     async fn enqueue(&self, e: Envelope) -> Result<EnqueueOutcome, PortError> {
-        if self.mark(&e).await? == EnqueueOutcome::Duplicate {
+        if self.mark_body(&e).await? == EnqueueOutcome::Duplicate
+            || self.mark(&e).await? == EnqueueOutcome::Duplicate
+        {
             return Ok(EnqueueOutcome::Duplicate);
         }
         let mut text = e.to_json();

@@ -132,6 +132,13 @@ impl Message {
 }
 
 impl Envelope {
+    /// The body's SHA-256 as `sha256:<hex>`: a replay of the same bytes under a fresh delivery id (a
+    /// provider's delivery id is not always signed) is the same delivery.
+    pub fn body_digest(&self) -> String {
+        use sha2::Digest;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&self.body)))
+    }
+
     pub fn to_json(&self) -> String {
         self.wire(None)
     }

@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_delivery ON dead_letters (provider, delivery_id);
 CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at, seq);
 CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries (received_at);
+-- The body of each accepted delivery, by digest: the same bytes under another delivery id are a duplicate.
+CREATE TABLE IF NOT EXISTS bodies (
+    provider TEXT NOT NULL, digest TEXT NOT NULL, delivery_id TEXT NOT NULL, received_at INTEGER NOT NULL,
+    PRIMARY KEY (provider, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS bodies_age ON bodies (received_at);
 
 CREATE TABLE IF NOT EXISTS pushes (
     repo TEXT NOT NULL COLLATE NOCASE, before_sha TEXT NOT NULL, after_sha TEXT NOT NULL,
@@ -240,6 +245,8 @@ impl EmbeddedStore {
             let dead = c
                 .prepare_cached("DELETE FROM dead_letters WHERE dead_at < ?1")?
                 .execute([before])?;
+            c.prepare_cached("DELETE FROM bodies WHERE received_at < ?1")?
+                .execute([before])?;
             Ok((markers, dead))
         })
         .await
@@ -406,7 +413,21 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
 
 impl Queue for EmbeddedStore {
     async fn enqueue(&self, e: Envelope) -> Result<EnqueueOutcome, PortError> {
+        let digest = e.body_digest();
         self.write(move |c| {
+            // The same bytes accepted before under another delivery id: a replay, not a new delivery.
+            let first: Option<String> = c
+                .prepare_cached("SELECT delivery_id FROM bodies WHERE provider = ?1 AND digest = ?2")?
+                .query_row(params![e.provider, digest], |r| r.get(0))
+                .optional()?;
+            if first.is_some_and(|id| id != e.delivery_id) {
+                return Ok(EnqueueOutcome::Duplicate);
+            }
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO bodies (provider, digest, delivery_id, received_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![e.provider, digest, e.delivery_id, e.received_at])?;
             let fresh = c
                 .prepare_cached(
                     "INSERT OR IGNORE INTO deliveries (provider, delivery_id, received_at) VALUES (?1, ?2, ?3)",

@@ -74,6 +74,24 @@ pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name_or_url: &str) -> Result<S
         .ok_or_else(|| PortError::invalid(format!("sqs queue {name_or_url} has no URL")))
 }
 
+/// Writes a conditional marker: a failed condition means the marker was there, a duplicate.
+async fn put_marker(
+    put: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    what: &'static str,
+) -> Result<EnqueueOutcome, PortError> {
+    match put.send().await {
+        Ok(_) => Ok(EnqueueOutcome::Accepted),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(EnqueueOutcome::Duplicate)
+        }
+        Err(err) => Err(sdk_error(what, err)),
+    }
+}
+
 fn delivery_key(provider: &str, delivery_id: &str) -> String {
     format!("{provider}#{delivery_id}")
 }
@@ -176,17 +194,7 @@ impl SqsQueue {
             )
             .condition_expression("attribute_not_exists(pk) OR delivery_id = :id")
             .expression_attribute_values(":id", AttributeValue::S(e.delivery_id.clone()));
-        match put.send().await {
-            Ok(_) => Ok(EnqueueOutcome::Accepted),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(EnqueueOutcome::Duplicate)
-            }
-            Err(err) => Err(sdk_error("dynamodb put body marker", err)),
-        }
+        put_marker(put, "dynamodb put body marker").await
     }
 
     async fn mark(&self, e: &Envelope) -> Result<EnqueueOutcome, PortError> {
@@ -213,17 +221,7 @@ impl SqsQueue {
         if let Some(ev) = &e.event {
             put = put.item("event", AttributeValue::S(ev.clone()));
         }
-        match put.send().await {
-            Ok(_) => Ok(EnqueueOutcome::Accepted),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(EnqueueOutcome::Duplicate)
-            }
-            Err(err) => Err(sdk_error("dynamodb put delivery", err)),
-        }
+        put_marker(put, "dynamodb put delivery").await
     }
 
     async fn decode(&self, text: &str) -> Result<Envelope, String> {

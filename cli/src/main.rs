@@ -72,6 +72,16 @@ enum Command {
         /// e.g. 2m or 90s; 5 minutes when not given.
         #[arg(long, env = "EM_AGENT_REPLAY_WINDOW", value_parser = humantime::parse_duration)]
         replay_window: Option<std::time::Duration>,
+        /// How long a client may take to send a request's headers (from connecting, or from its previous
+        /// request); slower connections are closed.
+        #[arg(long, env = "EM_AGENT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+        header_timeout: std::time::Duration,
+        /// How long a client may take to send a request's body: 408 past it.
+        #[arg(long, env = "EM_AGENT_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+        body_timeout: std::time::Duration,
+        /// Connections served at once; more wait to be accepted.
+        #[arg(long, env = "EM_AGENT_MAX_CONNECTIONS", default_value_t = 256)]
+        max_connections: usize,
         /// Where deliveries, facts and metric rows live: the SQLite file in --data-dir, or AWS (SQS,
         /// DynamoDB, S3; names below).
         #[arg(long, value_enum, default_value = "embedded", env = "EM_AGENT_BACKEND")]
@@ -193,6 +203,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             visibility_timeout,
             log_format,
             replay_window,
+            header_timeout,
+            body_timeout,
+            max_connections,
             backend,
             aws,
         } => {
@@ -203,6 +216,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 config,
                 batch_size: batch_size.max(1),
                 replay_window,
+                limits: server::Limits {
+                    header_timeout,
+                    body_timeout,
+                    max_connections: max_connections.max(1),
+                    ..server::Limits::default()
+                },
             };
             match backend {
                 ServeBackend::Embedded => server::serve_embedded(

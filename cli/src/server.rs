@@ -31,6 +31,32 @@ pub struct ServeOptions {
     pub batch_size: usize,
     /// How far a signed timestamp may be from the time of receipt; the default when `None`.
     pub replay_window: Option<Duration>,
+    pub limits: Limits,
+}
+
+/// What one client may hold of the server: a slow or stuck client gets its connection closed, and N clients
+/// hold at most `max_connections` connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From a connection's first byte (or the end of its previous request) to the end of a request's headers.
+    pub header_timeout: Duration,
+    /// To read a whole request body.
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for requests in flight before closing their connections.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
 }
 
 /// What `/v1/stats` and `/v1/deliveries/...` read, which the ports do not cover.
@@ -96,6 +122,8 @@ struct AppState<Q, S, T> {
     queued: Notify,
     /// Cleared when the aggregator task ends, however it ends (its guard drops on a panic too).
     aggregating: Arc<std::sync::atomic::AtomicBool>,
+    /// To read a whole request body.
+    body_timeout: Duration,
     /// The API tokens `/v1/*` requires (`EM_AGENT_API_TOKEN`, and `EM_AGENT_API_TOKEN_PREVIOUS` during a
     /// rotation); `None`: the API is open, as on a developer's machine.
     api_tokens: Option<em_core::secrets::EnvSecrets>,
@@ -166,12 +194,19 @@ async fn webhook<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
         .and_then(|v| v.parse::<u64>().ok());
     // Only the known providers' limits apply; an unknown provider is a 404 whatever its size.
     if em_providers::by_name(&provider).is_some() && declared.is_some_and(|n| n > limit as u64) {
-        discard(body, limit).await;
+        let _ = tokio::time::timeout(state.body_timeout, discard(body, limit)).await;
         return Err(ApiError::PayloadTooLarge { limit }.into());
     }
-    let body: Bytes = match axum::body::to_bytes(body, limit.saturating_add(1)).await {
-        Ok(b) => b,
-        Err(_) => return Err(ApiError::PayloadTooLarge { limit }.into()),
+    let read = axum::body::to_bytes(body, limit.saturating_add(1));
+    let body: Bytes = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return Err(ApiError::PayloadTooLarge { limit }.into()),
+        Err(_) => {
+            return Err(ApiError::BodyTimeout {
+                seconds: state.body_timeout.as_secs(),
+            }
+            .into())
+        }
     };
     let r = state
         .webhook
@@ -381,6 +416,7 @@ pub async fn serve<Q: Queue + Inspect, S: Store + MetricsReader + Clone, T: Secr
         config,
         queued: Notify::new(),
         aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        body_timeout: opts.limits.body_timeout,
         api_tokens: api_tokens_from_env(),
     });
     tokio::spawn(aggregate_forever(
@@ -400,10 +436,78 @@ pub async fn serve<Q: Queue + Inspect, S: Store + MetricsReader + Clone, T: Secr
         let vars: Vec<String> = em_providers::all().iter().map(|p| p.secret_var()).collect();
         tracing::warn!("no provider is enabled: set one of {}", vars.join(", "));
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve_connections(listener, router(state), opts.limits, shutdown_signal()).await;
     Ok(())
+}
+
+/// Accepts connections until `shutdown`, each served over HTTP/1.1 with a header read deadline (hyper's,
+/// which needs its timer: `axum::serve` sets none), at most `max_connections` at once. On shutdown, idle
+/// connections close, requests in flight get `shutdown_deadline` to finish, then everything is dropped.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first: past the limit, new connections wait in the listen backlog.
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let service = TowerToHyperService::new(app.clone());
+        let mut closed = closed.clone();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = closed.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(slot);
+        });
+    }
+    let _ = closing.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "requests still in flight at the shutdown deadline: closing them"
+        );
+        connections.abort_all();
+    }
 }
 
 /// The embedded backend: one SQLite file in `data_dir`.
@@ -435,6 +539,7 @@ mod tests {
             config: Arc::new(Config::default()),
             queued: Notify::new(),
             aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            body_timeout: Duration::from_secs(30),
             api_tokens: None,
         });
         let running = Running(state.aggregating.clone());

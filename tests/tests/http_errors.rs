@@ -4,6 +4,7 @@ mod common;
 
 use common::{Delivery, Server};
 use serde_json::Value;
+use std::time::Duration;
 
 const SECRET: &str = "only-github";
 
@@ -248,4 +249,79 @@ async fn the_local_api_wants_its_token_when_one_is_set() {
     let out = report(false);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+/// A client that sends a byte a second holds nothing for long: a request head slower than the header
+/// deadline gets the connection closed, a body slower than the body deadline a 408, and the server keeps
+/// answering everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_at_the_deadlines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        None,
+        &dir.path().join("data"),
+        &[("github", SECRET)],
+        &["--header-timeout", "2s", "--body-timeout", "2s"],
+        &[],
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    // Headers, one byte a second: the connection is closed once the deadline passes.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n";
+    let mut closed = false;
+    for b in head.iter().take(20) {
+        if slow.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(1), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    assert!(
+        closed,
+        "a request head trickling in for 20 s was never cut off"
+    );
+
+    // A body, one byte a second: 408 once the deadline passes.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .expect("head");
+    let mut answer = Vec::new();
+    for _ in 0..20 {
+        let _ = slow.write_all(b" ").await;
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(1), slow.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Ok(Ok(_)) | Ok(Err(_)) => break,
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Everyone else is served meanwhile.
+    let r = common::client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
 }

@@ -55,6 +55,8 @@ pub enum ApiError {
     Unauthorized(#[from] AuthError),
     #[error("body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the body did not arrive within {seconds} s")]
+    BodyTimeout { seconds: u64 },
     #[error("{0}")]
     BadBody(#[from] BodyError),
     #[error("invalid query parameter {name:?}: {message}")]
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::Unauthorized(_) | ApiError::Unauthenticated(_) => 401,
             ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::BodyTimeout { .. } => 408,
             ApiError::BadBody(_) | ApiError::BadParameter { .. } => 400,
             ApiError::Unavailable(e) => match e.kind {
                 // Providers retry on 5xx: a delivery we could not store durably must be sent again.

@@ -318,6 +318,31 @@ mod tests {
         assert_eq!(a, c);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3_000))]
+
+        /// Whatever a client puts in the query string, the parser and the window answer, and a refusal
+        /// is a 4xx, never a 5xx or a panic.
+        #[test]
+        fn any_query_string_is_answered_or_refused_with_a_4xx(
+            raw in "([a-z_]{0,10}=[^&]{0,30}&?){0,6}",
+            junk in ".{0,60}",
+            series in proptest::prelude::any::<bool>(),
+        ) {
+            for q in [raw.as_str(), junk.as_str()] {
+                let endpoint = if series { Endpoint::Series } else { Endpoint::Window };
+                match DoraQuery::parse_for(endpoint, Some(q)) {
+                    Ok(query) => {
+                        if let Err(e) = window(&query, 1_764_547_200_000) {
+                            proptest::prop_assert!(e.status() < 500, "{q}: {e}");
+                        }
+                    }
+                    Err(e) => proptest::prop_assert!(e.status() < 500, "{q}: {e}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn windows_are_bounded_in_time_and_length() {
         let q = |from: &str, to: &str| DoraQuery {

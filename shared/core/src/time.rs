@@ -68,7 +68,8 @@ fn misplaced_space(s: &str) -> bool {
 
 /// Epoch values above 10^11 cannot be seconds before the year 5138, so they are milliseconds.
 pub fn epoch_to_millis(v: i64) -> Millis {
-    if v.abs() >= 100_000_000_000 {
+    // `unsigned_abs`: `i64::MIN.abs()` overflows (a hostile or broken body can send it).
+    if v.unsigned_abs() >= 100_000_000_000 {
         v
     } else {
         v.saturating_mul(1000)
@@ -221,6 +222,9 @@ mod tests {
         assert_eq!(t.0, 1_462_879_124_123);
         let t: Timestamp = serde_json::from_str("\"1462879124123\"").unwrap();
         assert_eq!(t.0, 1_462_879_124_123);
+        // The extremes read without overflow (the aggregator drops them as out of range).
+        let t: Timestamp = serde_json::from_str(&i64::MIN.to_string()).unwrap();
+        assert_eq!(t.0, i64::MIN);
     }
 
     #[test]

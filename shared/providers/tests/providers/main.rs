@@ -7,3 +7,4 @@ mod authenticators;
 mod common;
 mod details;
 mod fixtures;
+mod props;

@@ -329,7 +329,8 @@ async fn facts_are_idempotent_and_the_earliest_deployment_report_stands() {
 #[tokio::test]
 async fn pull_requests_builds_and_work_items_are_stored_and_read_back() {
     use em_core::domain::{
-        Build, BuildOutcome, PullRequestEvent, PullRequestEventKind, WorkItem, WorkItemAction,
+        Build, BuildOutcome, PullRequestEvent, PullRequestEventKind, QualityReport, WorkItem,
+        WorkItemAction,
     };
     both_stores(|name, s| async move {
         let pr = |kind, time| {
@@ -364,11 +365,31 @@ async fn pull_requests_builds_and_work_items_are_stored_and_read_back() {
                 title: "Checkout is slow".into(),
             })
         };
+        let gate = QualityReport {
+            provider: "sonarqube".into(),
+            repo: "acme/shop".into(),
+            analysis_id: "AYx1".into(),
+            sha: "3484a3fb816e0859fd6e1cea078d76385ff50625".into(),
+            branch: "main".into(),
+            time: T0 + 70_000,
+            passed: Some(false),
+            coverage_bp: Some(8125),
+            new_issues: Some(3),
+        };
+        let bare = QualityReport {
+            analysis_id: "AYx2".into(),
+            passed: None,
+            coverage_bp: None,
+            new_issues: None,
+            ..gate.clone()
+        };
         s.put(vec![
             pr(PullRequestEventKind::Opened, T0),
             pr(PullRequestEventKind::Approved, T0 + 10),
             Fact::Build(build.clone()),
             item(T0 + 5),
+            Fact::QualityReport(gate.clone()),
+            Fact::QualityReport(bare.clone()),
         ])
         .await;
         // Again, with a later report of the opening and an earlier one of the close: the earliest stands.
@@ -376,6 +397,7 @@ async fn pull_requests_builds_and_work_items_are_stored_and_read_back() {
             pr(PullRequestEventKind::Opened, T0 + 99),
             Fact::Build(build.clone()),
             item(T0 + 1),
+            Fact::QualityReport(gate.clone()),
         ])
         .await;
         let mut f = s.load(vec!["ACME/shop".into()], vec![]).await;
@@ -398,6 +420,14 @@ async fn pull_requests_builds_and_work_items_are_stored_and_read_back() {
             "{name}: the earliest report stands"
         );
         assert_eq!(f.work_items[0].action, WorkItemAction::Closed, "{name}");
+        // Quality reports: once per analysis, every measure as reported (or absent).
+        f.quality_reports
+            .sort_by(|a, b| a.analysis_id.cmp(&b.analysis_id));
+        assert_eq!(
+            f.quality_reports,
+            vec![gate.clone(), bare.clone()],
+            "{name}"
+        );
     })
     .await;
 }

@@ -43,7 +43,7 @@ pub fn service_of(config: &Config, fact: &Fact) -> Option<String> {
         Fact::Deployment(d) => Some(config.service_for_repo(&d.repo)),
         Fact::Incident(i) => Some(config.service_for_alias(&i.service_name)),
         // Stored, but no link uses them yet.
-        Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => None,
+        Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) | Fact::QualityReport(_) => None,
     }
 }
 

@@ -29,7 +29,8 @@ use crate::linkstate::{fact_index, incident_attrs, row_items, DynamoLinks, Index
 use crate::sdk_error;
 use em_core::domain::{
     Build, BuildOutcome, Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent,
-    IncidentEventKind, PullRequestEvent, PullRequestEventKind, Push, WorkItem, WorkItemAction,
+    IncidentEventKind, PullRequestEvent, PullRequestEventKind, Push, QualityReport, WorkItem,
+    WorkItemAction,
 };
 use em_core::ports::{Cut, FactSources, MetricsReader, PortError, RowsState, Store, StoredFacts};
 use em_core::rows::{blob, Linked, Observations, DAY};
@@ -502,6 +503,30 @@ impl DynamoStore {
                 }
                 put
             }
+            Fact::QualityReport(q) => {
+                let mut put = put
+                    .set_item(Some(self.key(
+                        repo_pk(&q.repo),
+                        format!("a#{}#{}", q.provider, q.analysis_id),
+                    )))
+                    .item("provider", s(&q.provider))
+                    .item("repo", s(&q.repo))
+                    .item("analysis_id", s(&q.analysis_id))
+                    .item("sha", s(&q.sha))
+                    .item("branch", s(&q.branch))
+                    .item("time", n(q.time))
+                    .condition_expression("attribute_not_exists(pk)");
+                if let Some(p) = q.passed {
+                    put = put.item("passed", AttributeValue::Bool(p));
+                }
+                if let Some(c) = q.coverage_bp {
+                    put = put.item("coverage_bp", n(i64::from(c)));
+                }
+                if let Some(i) = q.new_issues {
+                    put = put.item("new_issues", n(i as i64));
+                }
+                put
+            }
             Fact::WorkItem(w) => put
                 .set_item(Some(self.key(
                     repo_pk(&w.repo),
@@ -544,7 +569,10 @@ impl DynamoStore {
                 Fact::Push(p) => (format!("r#{}", p.repo.to_lowercase()), &p.repo),
                 Fact::Deployment(d) => (format!("r#{}", d.repo.to_lowercase()), &d.repo),
                 Fact::Incident(i) => (format!("i#{}", i.service_name), &i.service_name),
-                Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => continue,
+                Fact::PullRequest(_)
+                | Fact::Build(_)
+                | Fact::WorkItem(_)
+                | Fact::QualityReport(_) => continue,
             };
             if !seen.contains(&sk) {
                 out.entry(sk).or_insert_with(|| name.clone());
@@ -626,6 +654,24 @@ impl DynamoStore {
             })?,
             time: get_n(item, "time")?,
             title: get_s(item, "title")?,
+        })
+    }
+
+    fn parse_quality_report(item: &Item) -> Result<QualityReport, PortError> {
+        let opt_n = |name: &str| item.get(name).map(|_| get_n(item, name)).transpose();
+        Ok(QualityReport {
+            provider: get_s(item, "provider")?,
+            repo: get_s(item, "repo")?,
+            analysis_id: get_s(item, "analysis_id")?,
+            sha: get_s(item, "sha")?,
+            branch: get_s(item, "branch")?,
+            time: get_n(item, "time")?,
+            passed: item.get("passed").and_then(|v| v.as_bool().ok()).copied(),
+            coverage_bp: opt_n("coverage_bp")?
+                .map(u32::try_from)
+                .transpose()
+                .map_err(PortError::invalid)?,
+            new_issues: opt_n("new_issues")?.map(|v| v as u64),
         })
     }
 
@@ -1010,6 +1056,8 @@ impl Store for DynamoStore {
                     out.builds.push(Self::parse_build(&item)?);
                 } else if sk.starts_with("w#") {
                     out.work_items.push(Self::parse_work_item(&item)?);
+                } else if sk.starts_with("a#") {
+                    out.quality_reports.push(Self::parse_quality_report(&item)?);
                 }
             }
         }

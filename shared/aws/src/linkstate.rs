@@ -127,9 +127,11 @@ pub(crate) fn fact_index(fact: &Fact) -> Vec<IndexPut> {
             }
             out
         }
-        Fact::Deployment(_) | Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {
-            Vec::new()
-        }
+        Fact::Deployment(_)
+        | Fact::PullRequest(_)
+        | Fact::Build(_)
+        | Fact::WorkItem(_)
+        | Fact::QualityReport(_) => Vec::new(),
     }
 }
 

@@ -267,6 +267,26 @@ pub struct WorkItem {
     pub title: String,
 }
 
+/// A code-quality or coverage analysis of one commit of a repository (SonarQube, Codecov and the like).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityReport {
+    pub provider: String,
+    pub repo: String,
+    /// The provider's analysis id: a report is stored once per provider and analysis.
+    pub analysis_id: String,
+    pub sha: String,
+    pub branch: String,
+    #[serde(with = "crate::time::rfc3339")]
+    pub time: Millis,
+    /// Whether the provider's quality gate passed, where it has one.
+    pub passed: Option<bool>,
+    /// Line coverage in hundredths of a percent (8125 is 81.25 %), where reported.
+    pub coverage_bp: Option<u32>,
+    /// Issues the analysis found new in this commit (bugs, vulnerabilities, smells), where reported.
+    pub new_issues: Option<u64>,
+}
+
 /// Everything the product takes from a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -277,6 +297,7 @@ pub enum Fact {
     PullRequest(PullRequestEvent),
     Build(Build),
     WorkItem(WorkItem),
+    QualityReport(QualityReport),
 }
 
 /// Facts are kept when every instant they carry lies in [`EARLIEST_FACT`, `LATEST_FACT`): 1970 to 2100 (UTC).
@@ -294,6 +315,7 @@ impl Fact {
             Fact::PullRequest(_) => "pull_request",
             Fact::Build(_) => "build",
             Fact::WorkItem(_) => "work_item",
+            Fact::QualityReport(_) => "quality_report",
         }
     }
 
@@ -307,6 +329,7 @@ impl Fact {
             Fact::PullRequest(p) => ok(p.time),
             Fact::Build(b) => ok(b.finished) && b.started.is_none_or(ok),
             Fact::WorkItem(w) => ok(w.time),
+            Fact::QualityReport(q) => ok(q.time),
         }
     }
 }
@@ -365,6 +388,23 @@ impl IncidentSpan {
 mod tests {
     use super::*;
     use IncidentEventKind::*;
+
+    #[test]
+    fn quality_reports_read_back_from_their_json_line() {
+        let line = r#"{"kind":"quality_report","provider":"sonarqube","repo":"acme/shop","analysis_id":"AYx1","sha":"3484a3f","branch":"main","time":"2025-03-03T19:55:32Z","passed":true,"coverage_bp":8125,"new_issues":null}"#;
+        let f: Fact = serde_json::from_str(line).unwrap();
+        let Fact::QualityReport(q) = &f else {
+            panic!("{f:?}")
+        };
+        assert_eq!(
+            (q.passed, q.coverage_bp, q.new_issues),
+            (Some(true), Some(8125), None)
+        );
+        assert_eq!(q.time, 1_741_031_732_000);
+        assert_eq!(f.kind(), "quality_report");
+        let back: Fact = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+    }
 
     #[test]
     fn incidents_fold_the_same_in_any_order() {

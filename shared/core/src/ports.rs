@@ -7,7 +7,9 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use crate::domain::{Build, Deployment, Fact, IncidentEvent, PullRequestEvent, Push, WorkItem};
+use crate::domain::{
+    Build, Deployment, Fact, IncidentEvent, PullRequestEvent, Push, QualityReport, WorkItem,
+};
 use crate::rows::{DeploymentRow, IncidentRow, Linked, Observations};
 use crate::time::Millis;
 
@@ -271,6 +273,7 @@ pub struct StoredFacts {
     pub pull_requests: Vec<PullRequestEvent>,
     pub builds: Vec<Build>,
     pub work_items: Vec<WorkItem>,
+    pub quality_reports: Vec<QualityReport>,
 }
 
 /// Where fact sources come from: used to find every service after a configuration change.

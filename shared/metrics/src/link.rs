@@ -126,7 +126,7 @@ pub async fn cut_for<L: Links>(
                 }
             }
             // Pull requests, builds and work items change no link.
-            Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
+            Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) | Fact::QualityReport(_) => {}
         }
     }
     for (repo, t) in &earliest_deployment {

@@ -92,7 +92,10 @@ impl MemoryLinks {
                         .entry((i.provider.clone(), i.event_id.clone()))
                         .or_insert(i);
                 }
-                Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
+                Fact::PullRequest(_)
+                | Fact::Build(_)
+                | Fact::WorkItem(_)
+                | Fact::QualityReport(_) => {}
             }
         }
     }

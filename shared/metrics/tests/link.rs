@@ -54,7 +54,7 @@ fn stored(facts: &[Fact]) -> StoredFacts {
                 }
             }
             Fact::Incident(i) => s.incident_events.push(i.clone()),
-            Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) => {}
+            Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) | Fact::QualityReport(_) => {}
         }
     }
     s
@@ -208,6 +208,7 @@ async fn in_time_order_each_delivery_relinks_only_recent_rows() {
         Fact::PullRequest(p) => p.time,
         Fact::Build(b) => b.finished,
         Fact::WorkItem(w) => w.time,
+        Fact::QualityReport(q) => q.time,
     };
     ordered.sort_by_key(time);
     let mut links = MemoryLinks::incremental();

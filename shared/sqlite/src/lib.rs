@@ -106,6 +106,10 @@ CREATE TABLE IF NOT EXISTS work_items (
     time INTEGER NOT NULL, title TEXT NOT NULL,
     PRIMARY KEY (provider, repo, number, action)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS work_items_repo ON work_items (repo, time);
+CREATE TABLE IF NOT EXISTS quality_reports (
+    provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, analysis_id TEXT NOT NULL, sha TEXT NOT NULL,
+    branch TEXT NOT NULL, time INTEGER NOT NULL, passed INTEGER, coverage_bp INTEGER, new_issues INTEGER,
+    PRIMARY KEY (provider, repo, analysis_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pull_requests_repo ON pull_requests (repo, time);
 CREATE INDEX IF NOT EXISTS deployments_time ON deployments (repo, outcome, time);
 CREATE INDEX IF NOT EXISTS incident_events_opened ON incident_events (service_name, kind, time);
@@ -750,6 +754,25 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
                 b.outcome.as_str(),
                 b.started,
                 b.finished
+            ])?;
+        }
+        Fact::QualityReport(q) => {
+            // A report is one analysis: a re-delivery changes nothing.
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO quality_reports
+                   (provider, repo, analysis_id, sha, branch, time, passed, coverage_bp, new_issues)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                q.provider,
+                q.repo,
+                q.analysis_id,
+                q.sha,
+                q.branch,
+                q.time,
+                q.passed,
+                q.coverage_bp,
+                q.new_issues.map(|n| n as i64)
             ])?;
         }
         Fact::WorkItem(w) => {

@@ -157,6 +157,25 @@ pub(crate) fn other_facts(
     })? {
         out.work_items.push(w?);
     }
+    let mut s = c.prepare_cached(
+        "SELECT provider, repo, analysis_id, sha, branch, time, passed, coverage_bp, new_issues
+         FROM quality_reports WHERE repo = ?1",
+    )?;
+    for q in s.query_map([repo], |r| {
+        Ok(em_core::domain::QualityReport {
+            provider: r.get(0)?,
+            repo: r.get(1)?,
+            analysis_id: r.get(2)?,
+            sha: r.get(3)?,
+            branch: r.get(4)?,
+            time: r.get(5)?,
+            passed: r.get(6)?,
+            coverage_bp: r.get(7)?,
+            new_issues: r.get::<_, Option<i64>>(8)?.map(|n| n as u64),
+        })
+    })? {
+        out.quality_reports.push(q?);
+    }
     Ok(())
 }
 

@@ -145,6 +145,7 @@ fn kinds(facts: &[Fact]) -> Vec<String> {
             Fact::PullRequest(p) => format!("pull_request {}", p.kind.as_str()),
             Fact::Build(b) => format!("build {}", b.outcome.as_str()),
             Fact::WorkItem(w) => format!("work_item {}", w.action.as_str()),
+            Fact::QualityReport(q) => format!("quality_report {}", q.analysis_id),
         })
         .collect()
 }

@@ -55,6 +55,11 @@ fn open(dir: &std::path::Path) -> EmbeddedStore {
     .expect("store opens")
 }
 
+/// A body of its own for each delivery: the same bytes under another delivery id are a duplicate.
+fn own_body(id: &str) -> String {
+    format!(r#"{{"delivery":"{id}"}}"#)
+}
+
 fn envelope(provider: &str, id: &str, body: &str) -> Envelope {
     Envelope {
         provider: provider.into(),
@@ -100,7 +105,9 @@ async fn received_messages_hide_until_the_timeout_then_dead_letter_after_max_rec
     let dir = tempfile::tempdir().expect("tempdir");
     let q = open(dir.path());
     for id in ["m-1", "m-2", "m-3"] {
-        q.enqueue(envelope("github", id, "{}")).await.unwrap();
+        q.enqueue(envelope("github", id, &own_body(id)))
+            .await
+            .unwrap();
     }
     let first = q.receive(2).await.unwrap();
     assert_eq!(
@@ -186,7 +193,9 @@ async fn dead_letters_are_kept_apart_and_redriven_oldest_first_up_to_max() {
     let q = open(dir.path());
     // Each message is dead-lettered once the queue is empty, so both had the same queue seq.
     for id in ["old", "new"] {
-        q.enqueue(envelope("github", id, "{}")).await.unwrap();
+        q.enqueue(envelope("github", id, &own_body(id)))
+            .await
+            .unwrap();
         let got = q.receive(10).await.unwrap();
         assert_eq!(got.len(), 1);
         q.dead_letter(got[0].receipt.clone(), "cannot parse".into())
@@ -607,13 +616,19 @@ async fn markers_and_dead_letters_are_pruned_after_the_retention() {
     let dir = tempfile::tempdir().expect("tempdir");
     let q = open(dir.path());
     // Received long ago (2023), processed; and one still queued.
-    q.enqueue(envelope("github", "done", "{}")).await.unwrap();
+    q.enqueue(envelope("github", "done", &own_body("done")))
+        .await
+        .unwrap();
     let got = q.receive(10).await.unwrap();
     q.ack(got.iter().map(|m| m.receipt.clone()).collect())
         .await
         .unwrap();
-    q.enqueue(envelope("github", "queued", "{}")).await.unwrap();
-    q.enqueue(envelope("github", "poison", "{}")).await.unwrap();
+    q.enqueue(envelope("github", "queued", &own_body("queued")))
+        .await
+        .unwrap();
+    q.enqueue(envelope("github", "poison", &own_body("poison")))
+        .await
+        .unwrap();
     let got = q.receive(10).await.unwrap();
     let poison = got
         .iter()
@@ -632,12 +647,16 @@ async fn markers_and_dead_letters_are_pruned_after_the_retention() {
         "the markers of the processed and the dead-lettered delivery; the dead letter is recent"
     );
     assert_eq!(
-        q.enqueue(envelope("github", "done", "{}")).await.unwrap(),
+        q.enqueue(envelope("github", "done", &own_body("done")))
+            .await
+            .unwrap(),
         EnqueueOutcome::Accepted,
         "an expired delivery is accepted again"
     );
     assert_eq!(
-        q.enqueue(envelope("github", "queued", "{}")).await.unwrap(),
+        q.enqueue(envelope("github", "queued", &own_body("queued")))
+            .await
+            .unwrap(),
         EnqueueOutcome::Duplicate,
         "a queued one is still known"
     );

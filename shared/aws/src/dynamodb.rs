@@ -1171,46 +1171,7 @@ impl Store for DynamoStore {
             self.rows_from(&service, from).await?
         };
         // Rows of the cut's first day before the cut stand; they are part of that day's observations.
-        let mut all = Linked {
-            deployments: old
-                .deployments
-                .iter()
-                .filter(|d| d.time < cut_at)
-                .cloned()
-                .collect(),
-            changes: old
-                .changes
-                .iter()
-                .filter(|c| c.deployment_time < cut_at)
-                .cloned()
-                .collect(),
-            incidents: old
-                .incidents
-                .iter()
-                .filter(|i| i.opened < cut_at)
-                .cloned()
-                .collect(),
-        };
-        let old_after = Linked {
-            deployments: old
-                .deployments
-                .iter()
-                .filter(|d| d.time >= cut_at)
-                .cloned()
-                .collect(),
-            changes: old
-                .changes
-                .iter()
-                .filter(|c| c.deployment_time >= cut_at)
-                .cloned()
-                .collect(),
-            incidents: old
-                .incidents
-                .iter()
-                .filter(|i| i.opened >= cut_at)
-                .cloned()
-                .collect(),
-        };
+        let (mut all, old_after) = old.split_at(cut_at);
         let before = row_items(&service, &old_after);
         let after = row_items(&service, &rows);
         let mut ops: Vec<(String, Option<Item>)> = Vec::new();

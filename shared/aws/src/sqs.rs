@@ -329,6 +329,9 @@ impl Queue for SqsQueue {
             .await
             .map_err(|e| sdk_error("sqs receive", e))?;
         let mut received = Vec::new();
+        // Expired entries go once per receive, not once per message.
+        let now = std::time::Instant::now();
+        prune(&mut *self.in_flight.lock().await, now, IN_FLIGHT_MAX_AGE);
         for m in out.messages() {
             let (Some(receipt), Some(body)) = (m.receipt_handle(), m.body()) else {
                 continue;
@@ -338,12 +341,10 @@ impl Queue for SqsQueue {
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
-            {
-                let mut in_flight = self.in_flight.lock().await;
-                let now = std::time::Instant::now();
-                prune(&mut in_flight, now, IN_FLIGHT_MAX_AGE);
-                in_flight.insert(receipt.to_string(), (body.to_string(), now));
-            }
+            self.in_flight
+                .lock()
+                .await
+                .insert(receipt.to_string(), (body.to_string(), now));
             match self.decode(body).await {
                 Ok(envelope) => received.push(Received {
                     receipt: receipt.to_string(),

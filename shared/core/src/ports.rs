@@ -62,6 +62,13 @@ impl PortError {
     }
 }
 
+/// A body's SHA-256 as `sha256:<hex>`: the delivery id of a provider that sends none, and the key under which
+/// a body is recognised when it comes again.
+pub fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
+}
+
 /// An authenticated delivery on its way from the webhook to the aggregator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -134,11 +141,10 @@ impl Message {
 }
 
 impl Envelope {
-    /// The body's SHA-256 as `sha256:<hex>`: a replay of the same bytes under a fresh delivery id (a
-    /// provider's delivery id is not always signed) is the same delivery.
+    /// The body's [`body_digest`]: a replay of the same bytes under a fresh delivery id (a provider's
+    /// delivery id is not always signed) is the same delivery.
     pub fn body_digest(&self) -> String {
-        use sha2::Digest;
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&self.body)))
+        body_digest(&self.body)
     }
 
     pub fn to_json(&self) -> String {

@@ -92,6 +92,30 @@ pub fn earliest_waiting(
 }
 
 impl Linked {
+    /// The rows before `t` and those at or after it, each by its own instant (a deployment's time, a
+    /// change's deployment time, an incident's opening), as a cut and the day observations place them.
+    pub fn split_at(&self, t: Millis) -> (Linked, Linked) {
+        let (before_d, after_d) = self.deployments.iter().cloned().partition(|d| d.time < t);
+        let (before_c, after_c) = self
+            .changes
+            .iter()
+            .cloned()
+            .partition(|c| c.deployment_time < t);
+        let (before_i, after_i) = self.incidents.iter().cloned().partition(|i| i.opened < t);
+        (
+            Linked {
+                deployments: before_d,
+                changes: before_c,
+                incidents: before_i,
+            },
+            Linked {
+                deployments: after_d,
+                changes: after_c,
+                incidents: after_i,
+            },
+        )
+    }
+
     pub fn is_empty(&self) -> bool {
         self.deployments.is_empty() && self.changes.is_empty() && self.incidents.is_empty()
     }

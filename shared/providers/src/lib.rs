@@ -9,8 +9,8 @@ pub mod extract;
 mod git;
 
 use em_core::domain::Fact;
+use em_core::ports::body_digest;
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
 
 pub use auth::{Auth, Clock};
 pub use em_core::error::{AuthError, BodyError, ParseError};
@@ -203,10 +203,6 @@ fn plain_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
-fn body_digest(body: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 /// Validates JSON without building it: the ingest path only needs to know it parses. The whole body is

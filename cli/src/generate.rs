@@ -371,6 +371,82 @@ mod tests {
         assert!(err.contains(TEMPLATE), "{err}");
     }
 
+    /// The template's top-level resources and outputs: name → its lines.
+    fn blocks(template: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for line in template.lines() {
+            let top =
+                line.len() > 2 && line.starts_with("  ") && !line[2..].starts_with([' ', '#']);
+            match line.strip_suffix(':').filter(|_| top) {
+                Some(name) => out.push((name.trim().to_string(), String::new())),
+                None => {
+                    if let Some((_, body)) = out.last_mut() {
+                        body.push_str(line);
+                        body.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_webhook_reads_its_own_secret_and_nothing_else_reads_it() {
+        let text = std::fs::read_to_string(repository().join(TEMPLATE)).expect("the template");
+        let blocks = blocks(&text);
+        let secrets: Vec<&str> = blocks
+            .iter()
+            .filter(|(_, body)| body.contains("Type: AWS::SecretsManager::Secret"))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for p in em_providers::all() {
+            let own = format!("{}WebhookSecret", p.title);
+            assert!(secrets.contains(&own.as_str()), "{own} in {secrets:?}");
+        }
+        for (name, body) in &blocks {
+            let refs: Vec<&str> = secrets
+                .iter()
+                .copied()
+                .filter(|s| {
+                    body.contains(&format!("!Ref {s}\n")) || body.contains(&format!("{s}.Arn"))
+                })
+                .collect();
+            let owner = |s: &str| {
+                em_providers::all()
+                    .iter()
+                    .find(|p| s == format!("{}WebhookSecret", p.title))
+                    .map(|p| p.title)
+            };
+            for s in refs {
+                match owner(s) {
+                    // A provider's secret: its role, its function and its output, nothing else.
+                    Some(title) => assert!(
+                        [
+                            format!("{title}WebhookRole"),
+                            format!("{title}WebhookFunction"),
+                            format!("{title}WebhookSecretArn"),
+                        ]
+                        .contains(name),
+                        "{name} refers to {s}"
+                    ),
+                    None => assert!(
+                        ["ApiRole", "ApiFunction", "ApiTokenSecretArn"].contains(&name.as_str()),
+                        "{name} refers to {s}"
+                    ),
+                }
+            }
+        }
+        for p in em_providers::all() {
+            let role = &blocks
+                .iter()
+                .find(|(n, _)| *n == format!("{}WebhookRole", p.title))
+                .expect("a role per provider")
+                .1;
+            assert_eq!(role.matches("secretsmanager:").count(), 1, "{role}");
+            assert!(role.contains(&format!("Resource: !Ref {}WebhookSecret\n", p.title)));
+        }
+    }
+
     #[test]
     fn blocks_repeat_per_provider_and_placeholders_must_be_known() {
         let two = [&ALPHA, &BETA];

@@ -837,6 +837,57 @@ async fn secrets_manager_accepts_the_previous_secret_during_a_rotation() {
     assert!(missing.secrets("github").await.is_err());
 }
 
+#[tokio::test]
+async fn a_provider_secret_is_its_text_a_list_or_its_key_of_a_shared_object() {
+    aws_env();
+    let sdk = sdk_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let cases: [(&str, Option<Vec<&[u8]>>); 7] = [
+        ("  s3cr3t-Only\n", Some(vec![b"s3cr3t-Only"])),
+        (r#"["new","","old"]"#, Some(vec![b"new", b"old"])),
+        (
+            r#"{"GitHub":"from-shared","gitlab":"not-mine"}"#,
+            Some(vec![b"from-shared"]),
+        ),
+        (r#"{"gitlab":"not-mine"}"#, None),
+        (r#"{"github":["a","b"]}"#, Some(vec![b"a", b"b"])),
+        ("[]", None),
+        ("   ", None),
+    ];
+    for (text, want) in cases {
+        let id = format!("webhook-github-{}", uuid::Uuid::new_v4().simple());
+        client
+            .create_secret()
+            .name(&id)
+            .secret_string(text)
+            .send()
+            .await
+            .unwrap();
+        let own = SecretsManagerSecrets::new(&sdk, &id, Layout::Provider("github".into()));
+        let want = want.map(|v| v.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+        assert_eq!(own.secrets("github").await.unwrap(), want, "{text:?}");
+        assert_eq!(
+            own.secrets("gitlab").await.unwrap(),
+            None,
+            "{text:?}: only its own"
+        );
+        assert!(own.enable_hint("github").contains("github"));
+        assert!(!own.enable_hint("github").contains(&id));
+    }
+    // A broken list fails closed, and its error quotes no part of it.
+    let id = format!("webhook-github-{}", uuid::Uuid::new_v4().simple());
+    client
+        .create_secret()
+        .name(&id)
+        .secret_string(r#"["leaky-secret-value""#)
+        .send()
+        .await
+        .unwrap();
+    let own = SecretsManagerSecrets::new(&sdk, &id, Layout::Provider("github".into()));
+    let err = own.secrets("github").await.expect_err("fails closed");
+    assert!(!err.to_string().contains("leaky"), "{err}");
+}
+
 // ---- incremental linking under concurrent aggregators ----
 
 use em_metrics::history::flat;

@@ -1,5 +1,5 @@
 //! The webhook Lambda function: wiring only; the logic is in the library. One deployment per provider,
-//! named by `EM_AGENT_PROVIDER`.
+//! named by `EM_AGENT_PROVIDER`, with that provider's secret in `EM_AGENT_SECRET_ID`.
 
 use em_aws::secrets::Layout;
 use em_aws::{sdk_config, AwsNames, SecretsManagerSecrets, SqsQueue};
@@ -21,7 +21,13 @@ async fn main() -> Result<(), Error> {
         "EM_AGENT_BUCKET",
     ])?;
     let queue = SqsQueue::connect(&sdk, &names).await?;
-    let secrets = SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider);
+    // Deployed per provider, the function reads that provider's own secret; one function for every
+    // provider (no EM_AGENT_PROVIDER) reads a JSON object of them all.
+    let layout = match &provider {
+        Some(name) => Layout::Provider(name.clone()),
+        None => Layout::PerProvider,
+    };
+    let secrets = SecretsManagerSecrets::new(&sdk, secret_id, layout);
     let mut handler = WebhookHandler::new(queue, secrets);
     if let Some(window) = duration_from_env("EM_AGENT_REPLAY_WINDOW")? {
         handler = handler.with_replay_window(window);

@@ -1,5 +1,6 @@
-//! Provider secrets from one Secrets Manager secret: a JSON object with each provider's secret
-//! (`{"github": "...", "gitlab": "..."}`), or, for the API token, a plain string. Cached for a TTL; during a
+//! Provider secrets from Secrets Manager: on AWS one secret per provider, readable only by that provider's
+//! webhook function ([`Layout::Provider`]); for `serve --backend aws` one JSON object of every provider's
+//! secret (`{"github": "...", "gitlab": "..."}`); for the API token a plain string. Cached for a TTL; during a
 //! rotation (while the current version is younger than the grace period) the previous version's secret is
 //! accepted beside the new one, so deliveries signed before the provider was updated still pass.
 
@@ -16,12 +17,16 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// How the secret's text is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
     /// A JSON object of provider name → secret.
     PerProvider,
     /// The whole text is the secret of the one name given.
     Single(&'static str),
+    /// The secret of one provider: its text, or a JSON list of several accepted at once (a rotation on the
+    /// provider's side), or a JSON object read as in [`Layout::PerProvider`] for that provider alone (the
+    /// shared secret of earlier stacks pasted as it was). Random secrets have no `[` or `{` to mistake.
+    Provider(String),
 }
 
 type Secrets = HashMap<String, Vec<Vec<u8>>>;
@@ -214,46 +219,75 @@ impl SecretsManagerSecrets {
 
     fn parse(&self, text: &str) -> Result<Secrets, PortError> {
         let mut out = Secrets::new();
-        match self.layout {
+        let t = text.trim();
+        match &self.layout {
             Layout::Single(name) => {
-                let t = text.trim();
                 if !t.is_empty() {
                     out.insert(name.to_string(), vec![t.as_bytes().to_vec()]);
                 }
             }
-            Layout::PerProvider => {
+            Layout::Provider(name) if t.starts_with('[') => {
+                let values = secret_values(self.json(t, "a JSON list of secrets")?);
+                if !values.is_empty() {
+                    out.insert(name.clone(), values);
+                }
+            }
+            Layout::Provider(name) if !t.starts_with('{') => {
+                if !t.is_empty() {
+                    out.insert(name.clone(), vec![t.as_bytes().to_vec()]);
+                }
+            }
+            Layout::Provider(_) | Layout::PerProvider => {
                 let map: HashMap<String, serde_json::Value> =
-                    serde_json::from_str(text).map_err(|e| {
-                        // Never serde's message: for a scalar it quotes the value, which is the secret.
-                        PortError::invalid(format!(
-                            "secret {} is not a JSON object of provider secrets ({:?} error at line {}, \
-                             column {})",
-                            self.secret_id,
-                            e.classify(),
-                            e.line(),
-                            e.column()
-                        ))
-                    })?;
-                for (name, value) in map {
-                    // A list lets one version hold two secrets, for providers that sign with both.
-                    let values: Vec<Vec<u8>> = match value {
-                        serde_json::Value::String(s) => vec![s.into_bytes()],
-                        serde_json::Value::Array(a) => a
-                            .into_iter()
-                            .filter_map(|v| v.as_str().map(|s| s.as_bytes().to_vec()))
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    let values: Vec<Vec<u8>> =
-                        values.into_iter().filter(|v| !v.is_empty()).collect();
+                    self.json(t, "a JSON object of provider secrets")?;
+                for (key, value) in map {
+                    let key = key.to_ascii_lowercase();
+                    if matches!(&self.layout, Layout::Provider(name) if *name != key) {
+                        continue;
+                    }
+                    let values = secret_values(value);
                     if !values.is_empty() {
-                        out.insert(name.to_ascii_lowercase(), values);
+                        out.insert(key, values);
                     }
                 }
             }
         }
         Ok(out)
     }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, text: &str, what: &str) -> Result<T, PortError> {
+        serde_json::from_str(text).map_err(|e| {
+            // Never serde's message: for a scalar it quotes the value, which is the secret.
+            PortError::invalid(format!(
+                "secret {} is not {what} ({:?} error at line {}, column {})",
+                self.secret_id,
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+}
+
+/// A provider's secrets: a string, or a list of them (one version holding two, for a rotation on the
+/// provider's side); empty ones and other values count for nothing.
+fn secret_values(value: serde_json::Value) -> Vec<Vec<u8>> {
+    let values = match value {
+        serde_json::Value::String(s) => vec![s],
+        serde_json::Value::Array(a) => a
+            .into_iter()
+            .filter_map(|v| match v {
+                serde_json::Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    values
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .map(String::into_bytes)
+        .collect()
 }
 
 impl SecretSource for SecretsManagerSecrets {
@@ -263,6 +297,11 @@ impl SecretSource for SecretsManagerSecrets {
 
     /// Answered to anyone who posts: it names no secret (an ARN names the account and the stack).
     fn enable_hint(&self, provider: &str) -> String {
-        format!("add a secret for \"{provider}\" to the webhook secrets in Secrets Manager")
+        match self.layout {
+            Layout::PerProvider => {
+                format!("add a secret for \"{provider}\" to the webhook secrets in Secrets Manager")
+            }
+            _ => format!("set the webhook secret of \"{provider}\" in Secrets Manager"),
+        }
     }
 }

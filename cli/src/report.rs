@@ -50,11 +50,16 @@ pub fn render(r: &Value) -> String {
         (
             "Lead time for changes",
             format!(
-                "median {}, p90 {} ({} changes, {} excluded)",
+                "median {}, p90 {} ({} changes, {} excluded{})",
                 opt_dur(&lt["median_seconds"]),
                 opt_dur(&lt["p90_seconds"]),
                 lt["changes"],
-                lt["excluded"]
+                lt["excluded"],
+                // Said only when some commits went unlisted: most histories have none.
+                match lt["unlisted"].as_u64() {
+                    Some(n) if n > 0 => format!(", {n} unlisted by their pushes"),
+                    _ => String::new(),
+                }
             ),
             level(&lt["level"]),
         ),

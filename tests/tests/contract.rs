@@ -226,6 +226,7 @@ fn push(repo: &str, before: &str, after: &str, time: i64) -> Fact {
             time,
             message: "change".into(),
         }],
+        unlisted: 0,
     })
 }
 
@@ -456,6 +457,7 @@ fn derived(days: std::ops::Range<i64>, failed_every: i64) -> Linked {
             deployment_key: key.clone(),
             deployment_time: t,
             commit_time: t - (day + 1) * 60_000,
+            unlisted: 0,
         });
         d.incidents.push(IncidentRow {
             id: format!("i{day}"),

@@ -81,6 +81,7 @@ impl Generator {
             before,
             after,
             commits,
+            unlisted: 0,
         })
     }
 

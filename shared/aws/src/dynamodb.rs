@@ -73,6 +73,14 @@ pub(crate) fn get_s(item: &Item, name: &str) -> Result<String, PortError> {
         .ok_or_else(|| PortError::invalid(format!("item without string {name}")))
 }
 
+/// A count kept only when not zero: absent (or not a count) is zero.
+pub(crate) fn get_count(item: &Item, name: &str) -> u32 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 pub(crate) fn get_n(item: &Item, name: &str) -> Result<i64, PortError> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
@@ -437,15 +445,17 @@ impl DynamoStore {
         Ok(match fact {
             Fact::Push(p) => {
                 let commits = serde_json::to_string(&p.commits).map_err(PortError::invalid)?;
-                put.set_item(Some(
-                    self.key(repo_pk(&p.repo), format!("p#{}#{}", p.before, p.after)),
-                ))
-                .item("provider", s(&p.provider))
-                .item("repo", s(&p.repo))
-                .item("before", s(&p.before))
-                .item("after", s(&p.after))
-                .item("commits", s(commits))
-                .condition_expression("attribute_not_exists(pk)")
+                let mut item = self.key(repo_pk(&p.repo), format!("p#{}#{}", p.before, p.after));
+                if p.unlisted > 0 {
+                    item.insert("unlisted".into(), n(i64::from(p.unlisted)));
+                }
+                put.set_item(Some(item))
+                    .item("provider", s(&p.provider))
+                    .item("repo", s(&p.repo))
+                    .item("before", s(&p.before))
+                    .item("after", s(&p.after))
+                    .item("commits", s(commits))
+                    .condition_expression("attribute_not_exists(pk)")
             }
             Fact::Deployment(d) => {
                 let mut put = put
@@ -590,6 +600,7 @@ impl DynamoStore {
             before: get_s(item, "before")?,
             after: get_s(item, "after")?,
             commits,
+            unlisted: get_count(item, "unlisted"),
         })
     }
 
@@ -1304,6 +1315,7 @@ mod tests {
             deployment_key: "k".into(),
             deployment_time: 2 * DAY + i,
             commit_time: 2 * DAY,
+            unlisted: 0,
         };
         let linked = Linked {
             deployments: vec![DeploymentRow {

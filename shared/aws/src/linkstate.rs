@@ -25,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
-use crate::dynamodb::{get_n, get_s, incident_pk, metric_pk, n, repo_pk, s, DynamoStore, Item};
+use crate::dynamodb::{
+    get_count, get_n, get_s, incident_pk, metric_pk, n, repo_pk, s, DynamoStore, Item,
+};
 use crate::sdk_error;
 use em_core::domain::{same_sha, Deployment, Fact, IncidentEvent, IncidentEventKind, MIN_SHA_LEN};
 use em_core::ports::{CommitRow, Links, PortError};
@@ -75,10 +77,14 @@ pub(crate) fn fact_index(fact: &Fact) -> Vec<IndexPut> {
         Fact::Push(p) => {
             let mut out = Vec::with_capacity(p.commits.len());
             let mut parent = p.before.as_str();
-            for c in &p.commits {
+            for (i, c) in p.commits.iter().enumerate() {
                 let mut item = key(repo_pk(&p.repo), format!("c#{}", c.sha));
                 item.insert("sha".into(), s(&c.sha));
                 item.insert("parent".into(), s(parent));
+                // The commits a push did not list sit between `before` and its oldest listed commit.
+                if i == 0 && p.unlisted > 0 {
+                    item.insert("unlisted".into(), n(i64::from(p.unlisted)));
+                }
                 item.insert("time".into(), n(c.time));
                 item.insert("message".into(), s(&c.message));
                 item.insert("pb".into(), s(&p.before));
@@ -180,14 +186,18 @@ fn deployment_row(item: &Item) -> Result<DeploymentRow, PortError> {
 }
 
 fn change_attrs(x: &ChangeRow) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("sha".to_string(), s(&x.sha)),
         ("repo".to_string(), s(&x.repo)),
         ("environment".to_string(), s(&x.environment)),
         ("deployment_key".to_string(), s(&x.deployment_key)),
         ("deployment_time".to_string(), n(x.deployment_time)),
         ("commit_time".to_string(), n(x.commit_time)),
-    ])
+    ]);
+    if x.unlisted > 0 {
+        item.insert("unlisted".to_string(), n(i64::from(x.unlisted)));
+    }
+    item
 }
 
 fn change_row(item: &Item) -> Result<ChangeRow, PortError> {
@@ -198,6 +208,7 @@ fn change_row(item: &Item) -> Result<ChangeRow, PortError> {
         deployment_key: get_s(item, "deployment_key")?,
         deployment_time: get_n(item, "deployment_time")?,
         commit_time: get_n(item, "commit_time")?,
+        unlisted: get_count(item, "unlisted"),
     })
 }
 
@@ -417,6 +428,7 @@ fn commit_row(item: &Item) -> Result<CommitRow, PortError> {
         parent: get_s(item, "parent")?,
         time: get_n(item, "time")?,
         message: get_s(item, "message")?,
+        unlisted: get_count(item, "unlisted"),
     })
 }
 
@@ -739,6 +751,7 @@ mod tests {
                 deployment_key: "gh/acme/shop/1".into(),
                 deployment_time: 5,
                 commit_time: -3,
+                unlisted: 0,
             }],
             incidents: vec![IncidentRow {
                 id: "P1".into(),

@@ -27,6 +27,14 @@ pub struct Push {
     pub before: String,
     pub after: String,
     pub commits: Vec<Commit>,
+    /// Commits the push carried but did not list (GitLab lists the latest 20 of `total_commits_count`):
+    /// shipped with the oldest listed commit, without a commit time of their own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -297,6 +297,9 @@ pub struct CommitRow {
     pub parent: String,
     pub time: Millis,
     pub message: String,
+    /// Commits between `parent` and this one that its push did not list (the oldest listed commit of a
+    /// push that listed only some).
+    pub unlisted: u32,
 }
 
 /// What linking reads: the facts and the link state (the rows linked so far) of one service. Each query is

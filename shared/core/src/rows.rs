@@ -38,6 +38,8 @@ pub struct ChangeRow {
     pub deployment_key: String,
     pub deployment_time: Millis,
     pub commit_time: Millis,
+    /// Commits its push shipped with it but did not list (no commit time, so no lead time).
+    pub unlisted: u32,
 }
 
 impl ChangeRow {
@@ -169,6 +171,8 @@ pub struct ChangeObs {
     pub time: Millis,
     /// Deployment time minus commit time; zero and negative ones are kept (the metric decides).
     pub lead: Millis,
+    /// Commits shipped with this one that its push did not list.
+    pub unlisted: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -311,6 +315,7 @@ pub fn days_of(linked: &Linked) -> BTreeMap<i64, Observations> {
             origin,
             time: c.deployment_time,
             lead: c.lead_time(),
+            unlisted: c.unlisted,
         });
     }
     for i in &linked.incidents {
@@ -335,7 +340,10 @@ pub fn days_of(linked: &Linked) -> BTreeMap<i64, Observations> {
 pub mod blob {
     use super::*;
 
-    const VERSION: u8 = 1;
+    /// Version 2 adds a trailing section of changes with unlisted commits; a blob without any is written
+    /// as version 1, so blobs of histories without them stay what they were.
+    const VERSION: u8 = 2;
+    const VERSION_1: u8 = 1;
     const NONE: i64 = i64::MIN;
 
     fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -356,7 +364,18 @@ pub mod blob {
                 + o.changes.len() * 20
                 + o.incidents.len() * 29,
         );
-        out.push(VERSION);
+        let unlisted: Vec<(u32, u32)> = o
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.unlisted > 0)
+            .map(|(i, c)| (i as u32, c.unlisted))
+            .collect();
+        out.push(if unlisted.is_empty() {
+            VERSION_1
+        } else {
+            VERSION
+        });
         out.extend_from_slice(&(o.origins.len() as u32).to_le_bytes());
         for origin in &o.origins {
             put_str(&mut out, &origin.repo);
@@ -381,6 +400,13 @@ pub mod blob {
             put_opt(&mut out, i.acknowledged);
             put_opt(&mut out, i.recovery);
             out.push(u8::from(i.attributed));
+        }
+        if !unlisted.is_empty() {
+            out.extend_from_slice(&(unlisted.len() as u32).to_le_bytes());
+            for (i, n) in unlisted {
+                out.extend_from_slice(&i.to_le_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+            }
         }
         out
     }
@@ -436,7 +462,7 @@ pub mod blob {
     pub fn decode(bytes: &[u8], service: &str) -> Result<Observations, String> {
         let mut r = Reader { b: bytes };
         let v = r.u8()?;
-        if v != VERSION {
+        if v != VERSION && v != VERSION_1 {
             return Err(format!("observation blob version {v} is not {VERSION}"));
         }
         let mut o = Observations::default();
@@ -472,7 +498,12 @@ pub mod blob {
             let origin = origin(&mut r)?;
             let time = r.i64()?;
             let lead = r.i64()?;
-            o.changes.push(ChangeObs { origin, time, lead });
+            o.changes.push(ChangeObs {
+                origin,
+                time,
+                lead,
+                unlisted: 0,
+            });
         }
         for _ in 0..r.count(29)? {
             let origin = origin(&mut r)?;
@@ -487,6 +518,16 @@ pub mod blob {
                 recovery,
                 attributed,
             });
+        }
+        if v == VERSION {
+            for _ in 0..r.count(8)? {
+                let i = r.u32()? as usize;
+                let n = r.u32()?;
+                match o.changes.get_mut(i) {
+                    Some(c) => c.unlisted = n,
+                    None => return Err("observation blob names a change it lacks".into()),
+                }
+            }
         }
         if !r.b.is_empty() {
             return Err("trailing bytes after the observation blob".into());
@@ -518,6 +559,7 @@ mod tests {
                 deployment_key: "k".into(),
                 deployment_time: DAY + 5,
                 commit_time: 5,
+                unlisted: 0,
             }],
             incidents: vec![
                 IncidentRow {
@@ -571,6 +613,35 @@ mod tests {
         }
         assert!(blob::decode(&[9], "s").is_err());
         assert!(blob::decode(&[1, 255, 255, 255, 255], "s").is_err());
+    }
+
+    #[test]
+    fn unlisted_commits_survive_a_blob_and_leave_other_blobs_as_they_were() {
+        let mut l = linked();
+        let plain: Vec<Vec<u8>> = days_of(&l)
+            .into_values()
+            .map(|o| blob::encode(&o))
+            .collect();
+        assert!(
+            plain.iter().all(|b| b[0] == 1),
+            "no unlisted commits: version 1"
+        );
+        l.changes[0].unlisted = 7;
+        for (_, o) in days_of(&l) {
+            let b = blob::encode(&o);
+            let back = blob::decode(&b, "svc").unwrap();
+            assert_eq!(back.changes, o.changes);
+            if o.changes.iter().any(|c| c.unlisted > 0) {
+                assert_eq!(b[0], 2);
+                assert_eq!(back.changes[0].unlisted, 7);
+                assert!(blob::decode(&b[..b.len() - 1], "svc").is_err());
+                // A version 2 blob naming a change it lacks is damage, not a panic.
+                let mut bad = b.clone();
+                let at = bad.len() - 8;
+                bad[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
+                assert!(blob::decode(&bad, "svc").is_err());
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct DerivedChange {
     pub deployment_time: Millis,
     pub sha: String,
     pub commit_time: Millis,
+    /// Commits shipped with it that its push did not list.
+    pub unlisted: u32,
 }
 
 impl DerivedChange {
@@ -108,6 +110,8 @@ struct CommitNode<'a> {
     parent: &'a str,
     time: Millis,
     message: &'a str,
+    /// Commits between `parent` and this one that the push did not list.
+    unlisted: u32,
 }
 
 /// The commit graph of one repository's default branch, as the pushes describe it.
@@ -120,13 +124,14 @@ impl<'a> Chain<'a> {
         let mut commits = BTreeMap::new();
         for p in pushes {
             let mut parent = p.before.as_str();
-            for c in &p.commits {
+            for (i, c) in p.commits.iter().enumerate() {
                 // The first push (in a fixed order) to list a commit decides its parent, so a commit seen in two
                 // pushes gives the same chain whatever order they arrived in.
                 commits.entry(c.sha.as_str()).or_insert(CommitNode {
                     parent,
                     time: c.time,
                     message: c.message.as_str(),
+                    unlisted: if i == 0 { p.unlisted } else { 0 },
                 });
                 parent = c.sha.as_str();
             }
@@ -202,6 +207,7 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
                 deployment_time: d.time,
                 sha: cur.to_string(),
                 commit_time: node.time,
+                unlisted: node.unlisted,
             });
             cur = node.parent;
         }
@@ -339,6 +345,7 @@ mod tests {
                     message: message.to_string(),
                 })
                 .collect(),
+            unlisted: 0,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct DeploymentFrequency {
 pub struct LeadTime {
     pub changes: u64,
     pub excluded: u64,
+    /// Commits shipped in scope that their pushes did not list (GitLab lists 20 per push): the figure
+    /// rests on `changes` of `changes + excluded + unlisted` shipped commits.
+    pub unlisted: u64,
     pub median_seconds: Option<f64>,
     pub p90_seconds: Option<f64>,
     pub level: Option<Level>,
@@ -161,6 +164,7 @@ pub fn figures(obs: &Observations, days: f64) -> Figures {
         .collect();
     leads.sort_unstable();
     let excluded = total - leads.len() as u64;
+    let unlisted = obs.changes.iter().map(|c| u64::from(c.unlisted)).sum();
     let lead_median = median(&leads);
 
     // Recovery counts incidents attributed to a deployment: failures of a change, as DORA defines them.
@@ -182,6 +186,7 @@ pub fn figures(obs: &Observations, days: f64) -> Figures {
         lead_time: LeadTime {
             changes: leads.len() as u64,
             excluded,
+            unlisted,
             median_seconds: lead_median,
             p90_seconds: nearest_rank(&leads, 90),
             level: lead_median.map(levels::lead_time),
@@ -261,10 +266,11 @@ mod tests {
             failed,
             rework,
         };
-        let change = |lead| ChangeObs {
+        let change = |lead, unlisted| ChangeObs {
             origin: 0,
             time: 0,
             lead,
+            unlisted,
         };
         let incident = |recovery, attributed| IncidentObs {
             origin: 0,
@@ -276,7 +282,12 @@ mod tests {
         let rows = Observations {
             origins: vec![Default::default()],
             deployments: vec![dep(true, false), dep(false, true)],
-            changes: vec![change(0), change(-5), change(3000), change(1000)],
+            changes: vec![
+                change(0, 0),
+                change(-5, 4),
+                change(3000, 0),
+                change(1000, 3),
+            ],
             incidents: vec![
                 incident(Some(60_000), true),
                 incident(None, true),
@@ -295,6 +306,10 @@ mod tests {
         );
         assert_eq!(r.lead_time.changes, 2);
         assert_eq!(r.lead_time.excluded, 2);
+        assert_eq!(
+            r.lead_time.unlisted, 7,
+            "an excluded change's unlisted commits were shipped too"
+        );
         assert_eq!(r.lead_time.median_seconds, Some(2.0));
         assert_eq!(r.change_failure_rate.ratio, Some(0.5));
         assert_eq!(r.recovery_time.incidents, 1);

@@ -51,6 +51,7 @@ pub fn push_to(repo: &str, before: &str, commits: &[(String, Millis, String)]) -
                 message: message.clone(),
             })
             .collect(),
+        unlisted: 0,
     })
 }
 
@@ -103,7 +104,12 @@ pub fn history(seed: u64) -> Vec<Fact> {
     let mut before = NULL_SHA.to_string();
     while start < n {
         let end = (start + rng.usize(1..4)).min(n);
-        facts.push(push(&before, &commits[start..end]));
+        let mut p = push(&before, &commits[start..end]);
+        // Now and then a push that listed only its latest commits (GitLab lists 20).
+        if let (Fact::Push(p), 0) = (&mut p, rng.u8(0..6)) {
+            p.unlisted = rng.u32(1..25);
+        }
+        facts.push(p);
         before = commits[end - 1].0.clone();
         start = end;
     }
@@ -236,7 +242,7 @@ pub fn flat(o: &em_core::rows::Observations) -> Vec<String> {
         .chain(
             o.changes
                 .iter()
-                .map(|c| format!("c {} {} {}", at(c.origin), c.time, c.lead)),
+                .map(|c| format!("c {} {} {} {}", at(c.origin), c.time, c.lead, c.unlisted)),
         )
         .chain(o.incidents.iter().map(|i| {
             format!(

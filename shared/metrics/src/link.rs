@@ -360,6 +360,7 @@ pub async fn relink<L: Links>(
                 deployment_key: d.key.clone(),
                 deployment_time: d.time,
                 commit_time: node.time,
+                unlisted: node.unlisted,
             });
             shipped.insert(cur);
             cur = node.parent;

@@ -55,6 +55,7 @@ impl MemoryLinks {
                 Fact::Push(p) => {
                     let key = (p.before.clone(), p.after.clone());
                     let mut parent = p.before.clone();
+                    let mut unlisted = p.unlisted;
                     for c in p.commits {
                         let at = (p.repo.to_lowercase(), c.sha.clone());
                         let row = CommitRow {
@@ -62,6 +63,8 @@ impl MemoryLinks {
                             parent: std::mem::replace(&mut parent, c.sha),
                             time: c.time,
                             message: c.message,
+                            // The oldest listed commit carries the push's unlisted ones.
+                            unlisted: std::mem::take(&mut unlisted),
                         };
                         match self.commits.get(&at) {
                             Some((k, _)) if *k <= key => {}

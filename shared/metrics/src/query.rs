@@ -218,6 +218,7 @@ mod tests {
                     origin: (i % 2) as u32,
                     time: T0 + i * DAY / 2,
                     lead: 1000 * i,
+                    unlisted: 0,
                 })
                 .collect(),
             incidents: vec![],

@@ -81,13 +81,27 @@ fn assert_matches_reference(config: &Config, facts: &[Fact], linked: &Linked, se
     let mut want: Vec<_> = reference
         .changes
         .iter()
-        .map(|c| (c.sha.clone(), c.deployment_key.clone(), c.commit_time))
+        .map(|c| {
+            (
+                c.sha.clone(),
+                c.deployment_key.clone(),
+                c.commit_time,
+                c.unlisted,
+            )
+        })
         .collect();
     want.sort();
     let got: Vec<_> = linked
         .changes
         .iter()
-        .map(|c| (c.sha.clone(), c.deployment_key.clone(), c.commit_time))
+        .map(|c| {
+            (
+                c.sha.clone(),
+                c.deployment_key.clone(),
+                c.commit_time,
+                c.unlisted,
+            )
+        })
         .collect();
     assert_eq!(got, want, "changes, seed {seed}");
     let want: Vec<_> = reference

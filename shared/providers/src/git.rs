@@ -25,6 +25,8 @@ pub(crate) struct PushEvent<'a> {
     /// The host's own deletion flag, where it sends one; an all-zero `after` is a deletion too.
     pub deleted: bool,
     pub commits: Vec<PushCommit>,
+    /// Commits the push carried beyond those listed, where the host says how many it carried.
+    pub unlisted: u32,
 }
 
 impl PushEvent<'_> {
@@ -54,6 +56,7 @@ impl PushEvent<'_> {
                     message: c.message,
                 })
                 .collect(),
+            unlisted: self.unlisted,
         })]
     }
 }

@@ -205,6 +205,8 @@ fn parse_push(p: PushPayload) -> Result<Vec<Fact>, ParseError> {
         after: p.after,
         deleted: p.deleted,
         commits: p.commits,
+        // GitHub lists up to 2,048 commits and sends no total.
+        unlisted: 0,
     }
     .into_facts())
 }

@@ -56,6 +56,10 @@ struct PushPayload {
     project: Project,
     #[serde(default)]
     commits: Vec<crate::git::PushCommit>,
+    /// How many commits the push carried: GitLab lists only the latest 20 of them. Read loosely: a value
+    /// that is not a count only loses the note of unlisted commits, not the push.
+    #[serde(default)]
+    total_commits_count: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +166,11 @@ fn parse_push(p: PushPayload) -> Result<Vec<Fact>, ParseError> {
         before: p.before,
         after: p.after,
         deleted: false,
+        unlisted: p
+            .total_commits_count
+            .and_then(|total| total.as_u64())
+            .and_then(|total| total.checked_sub(p.commits.len() as u64))
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         commits: p.commits,
     }
     .into_facts())

@@ -77,7 +77,7 @@ CREATE INDEX IF NOT EXISTS bodies_age ON bodies (received_at);
 
 CREATE TABLE IF NOT EXISTS pushes (
     repo TEXT NOT NULL COLLATE NOCASE, before_sha TEXT NOT NULL, after_sha TEXT NOT NULL,
-    provider TEXT NOT NULL, commits TEXT NOT NULL,
+    provider TEXT NOT NULL, commits TEXT NOT NULL, unlisted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (repo, before_sha, after_sha)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deployments (
     provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, deployment_id TEXT NOT NULL,
@@ -119,6 +119,7 @@ CREATE INDEX IF NOT EXISTS incident_events_incident ON incident_events (service_
 CREATE TABLE IF NOT EXISTS commits (
     repo TEXT NOT NULL COLLATE NOCASE, sha TEXT NOT NULL, parent TEXT NOT NULL, time INTEGER NOT NULL,
     message TEXT NOT NULL, push_before TEXT NOT NULL, push_after TEXT NOT NULL,
+    unlisted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (repo, sha)) WITHOUT ROWID;
 
 -- Linked rows (the aggregator's link state) and the day observations the API reads.
@@ -138,6 +139,7 @@ CREATE INDEX IF NOT EXISTS o_deployments_repo ON o_deployments (service, repo CO
 CREATE TABLE IF NOT EXISTS o_changes (
     service TEXT NOT NULL, sha TEXT NOT NULL, repo TEXT NOT NULL, environment TEXT NOT NULL,
     deployment_key TEXT NOT NULL, deployment_time INTEGER NOT NULL, commit_time INTEGER NOT NULL,
+    unlisted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (service, sha)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS o_changes_time ON o_changes (service, deployment_time);
 CREATE TABLE IF NOT EXISTS o_incidents (
@@ -200,6 +202,7 @@ impl EmbeddedStore {
         let path = dir.join(DB_FILE);
         let writer = open_connection(&path).map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
+        add_columns(&writer).map_err(err)?;
         backfill_commits(&writer).map_err(err)?;
         let readers = (0..2)
             .map(|_| open_connection(&path).map(Mutex::new))
@@ -619,15 +622,17 @@ impl DeadLetters for EmbeddedStore {
 /// first of them (by `before`, `after`) gives.
 fn put_commits(c: &Connection, p: &Push) -> rusqlite::Result<()> {
     let mut put = c.prepare_cached(
-        "INSERT INTO commits (repo, sha, parent, time, message, push_before, push_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO commits (repo, sha, parent, time, message, push_before, push_after, unlisted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (repo, sha) DO UPDATE SET parent = excluded.parent, time = excluded.time,
            message = excluded.message, push_before = excluded.push_before,
-           push_after = excluded.push_after
+           push_after = excluded.push_after, unlisted = excluded.unlisted
          WHERE (excluded.push_before, excluded.push_after) < (commits.push_before, commits.push_after)",
     )?;
     let mut parent = p.before.as_str();
-    for commit in &p.commits {
+    for (i, commit) in p.commits.iter().enumerate() {
+        // The commits a push did not list sit between `before` and its oldest listed commit.
+        let unlisted = if i == 0 { p.unlisted } else { 0 };
         put.execute(params![
             p.repo,
             commit.sha,
@@ -635,9 +640,30 @@ fn put_commits(c: &Connection, p: &Push) -> rusqlite::Result<()> {
             commit.time,
             commit.message,
             p.before,
-            p.after
+            p.after,
+            unlisted
         ])?;
         parent = commit.sha.as_str();
+    }
+    Ok(())
+}
+
+/// Columns added after their tables: a store written before them gets them, with their defaults.
+fn add_columns(c: &Connection) -> rusqlite::Result<()> {
+    const ADDED: [(&str, &str, &str); 3] = [
+        ("pushes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
+        ("commits", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
+        ("o_changes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
+    ];
+    for (table, column, decl) in ADDED {
+        let present = c
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists([column])?;
+        if !present {
+            c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
     }
     Ok(())
 }
@@ -653,7 +679,7 @@ fn backfill_commits(c: &Connection) -> rusqlite::Result<()> {
         return Ok(());
     }
     let pushes: Vec<Push> = c
-        .prepare("SELECT provider, repo, before_sha, after_sha, commits FROM pushes")?
+        .prepare("SELECT provider, repo, before_sha, after_sha, commits, unlisted FROM pushes")?
         .query_map([], push_row)?
         .collect::<rusqlite::Result<_>>()?;
     if pushes.is_empty() {
@@ -674,7 +700,7 @@ fn backfill_commits(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A row of `provider, repo, before_sha, after_sha, commits`.
+/// A row of `provider, repo, before_sha, after_sha, commits, unlisted`.
 fn push_row(r: &rusqlite::Row) -> rusqlite::Result<Push> {
     let commits: String = r.get(4)?;
     let commits: Vec<Commit> = serde_json::from_str(&commits).map_err(|e| {
@@ -686,6 +712,7 @@ fn push_row(r: &rusqlite::Row) -> rusqlite::Result<Push> {
         before: r.get(2)?,
         after: r.get(3)?,
         commits,
+        unlisted: r.get(5)?,
     })
 }
 
@@ -695,9 +722,10 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
             let commits = serde_json::to_string(&p.commits)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             c.prepare_cached(
-                "INSERT OR IGNORE INTO pushes (repo, before_sha, after_sha, provider, commits) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO pushes (repo, before_sha, after_sha, provider, commits, unlisted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![p.repo, p.before, p.after, p.provider, commits])?;
+            .execute(params![p.repo, p.before, p.after, p.provider, commits, p.unlisted])?;
             put_commits(c, p)?;
         }
         Fact::Deployment(d) => {
@@ -834,7 +862,7 @@ impl Store for EmbeddedStore {
             let mut out = StoredFacts::default();
             for repo in &repositories {
                 let mut s = c.prepare_cached(
-                    "SELECT provider, repo, before_sha, after_sha, commits FROM pushes WHERE repo = ?1",
+                    "SELECT provider, repo, before_sha, after_sha, commits, unlisted FROM pushes WHERE repo = ?1",
                 )?;
                 let rows = s.query_map([repo], push_row)?;
                 for p in rows {

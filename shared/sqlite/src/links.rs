@@ -213,6 +213,17 @@ fn deployment_row(r: &Row) -> rusqlite::Result<DeploymentRow> {
     })
 }
 
+/// A row of `sha, parent, time, message, unlisted` from `commits`.
+fn commit_row(r: &Row) -> rusqlite::Result<CommitRow> {
+    Ok(CommitRow {
+        sha: r.get(0)?,
+        parent: r.get(1)?,
+        time: r.get(2)?,
+        message: r.get(3)?,
+        unlisted: r.get(4)?,
+    })
+}
+
 fn change_row(r: &Row) -> rusqlite::Result<ChangeRow> {
     Ok(ChangeRow {
         sha: r.get("sha")?,
@@ -221,6 +232,7 @@ fn change_row(r: &Row) -> rusqlite::Result<ChangeRow> {
         deployment_key: r.get("deployment_key")?,
         deployment_time: r.get("deployment_time")?,
         commit_time: r.get("commit_time")?,
+        unlisted: r.get("unlisted")?,
     })
 }
 
@@ -247,7 +259,8 @@ fn incident_row(r: &Row) -> rusqlite::Result<IncidentRow> {
 }
 
 const DEPLOYMENT_COLUMNS: &str = "key, repo, environment, time, sha, frontier, failed, rework";
-const CHANGE_COLUMNS: &str = "sha, repo, environment, deployment_key, deployment_time, commit_time";
+const CHANGE_COLUMNS: &str =
+    "sha, repo, environment, deployment_key, deployment_time, commit_time, unlisted";
 const INCIDENT_COLUMNS: &str =
     "id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment";
 
@@ -263,16 +276,9 @@ impl Links for SqliteLinks<'_> {
     async fn commit(&self, repo: &str, sha: &str) -> Result<Option<CommitRow>, PortError> {
         self.with(|c| {
             c.prepare_cached(
-                "SELECT sha, parent, time, message FROM commits WHERE repo = ?1 AND sha = ?2",
+                "SELECT sha, parent, time, message, unlisted FROM commits WHERE repo = ?1 AND sha = ?2",
             )?
-            .query_row(params![repo, sha], |r| {
-                Ok(CommitRow {
-                    sha: r.get(0)?,
-                    parent: r.get(1)?,
-                    time: r.get(2)?,
-                    message: r.get(3)?,
-                })
-            })
+            .query_row(params![repo, sha], commit_row)
             .optional()
         })
     }
@@ -283,17 +289,10 @@ impl Links for SqliteLinks<'_> {
             for chunk in shas.chunks(64) {
                 let marks = vec!["?"; chunk.len()].join(", ");
                 let mut s = c.prepare_cached(&format!(
-                    "SELECT sha, parent, time, message FROM commits WHERE repo = ? AND sha IN ({marks})"
+                    "SELECT sha, parent, time, message, unlisted FROM commits WHERE repo = ? AND sha IN ({marks})"
                 ))?;
                 let args = std::iter::once(repo).chain(chunk.iter().map(String::as_str));
-                for row in s.query_map(rusqlite::params_from_iter(args), |r| {
-                    Ok(CommitRow {
-                        sha: r.get(0)?,
-                        parent: r.get(1)?,
-                        time: r.get(2)?,
-                        message: r.get(3)?,
-                    })
-                })? {
+                for row in s.query_map(rusqlite::params_from_iter(args), commit_row)? {
                     out.push(row?);
                 }
             }
@@ -591,8 +590,8 @@ fn put_deployment(c: &Connection, service: &str, d: &DeploymentRow) -> rusqlite:
 fn put_change(c: &Connection, service: &str, x: &ChangeRow) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT OR REPLACE INTO o_changes
-           (service, sha, repo, environment, deployment_key, deployment_time, commit_time)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+           (service, sha, repo, environment, deployment_key, deployment_time, commit_time, unlisted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         service,
@@ -601,7 +600,8 @@ fn put_change(c: &Connection, service: &str, x: &ChangeRow) -> rusqlite::Result<
         x.environment,
         x.deployment_key,
         x.deployment_time,
-        x.commit_time
+        x.commit_time,
+        x.unlisted
     ])?;
     Ok(())
 }

@@ -232,6 +232,7 @@ fn push(after: &str, before: &str, shas: &[(&str, i64)]) -> Fact {
                 message: format!("commit {sha}"),
             })
             .collect(),
+        unlisted: 0,
     })
 }
 
@@ -330,6 +331,7 @@ fn linked(times: &[i64]) -> Linked {
                 deployment_key: format!("d{t}"),
                 deployment_time: t,
                 commit_time: t - 5,
+                unlisted: 0,
             })
             .collect(),
         incidents: vec![IncidentRow {
@@ -467,6 +469,7 @@ async fn commits_keep_the_parent_of_the_first_push_in_key_order() {
                     message: "m".into(),
                 })
                 .collect(),
+            unlisted: 0,
         })
     };
     // The same commit in two pushes: "b…" sorts after "a…", so the second push's parent wins whatever order.
@@ -583,6 +586,7 @@ async fn opening_an_older_store_fills_the_commit_graph_from_its_pushes() {
                 message: "two".into(),
             },
         ],
+        unlisted: 0,
     });
     {
         let s = open(dir.path());
@@ -606,6 +610,69 @@ async fn opening_an_older_store_fills_the_commit_graph_from_its_pushes() {
         .unwrap()
         .expect("filled in");
     assert_eq!(b1.parent, "0000");
+}
+
+/// A store written before pushes could leave commits unlisted has no `unlisted` columns: opening it adds
+/// them, its rows read as having none, and a push that leaves some unlisted keeps the count.
+#[tokio::test]
+async fn opening_a_store_without_unlisted_columns_adds_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let raw = rusqlite::Connection::open(dir.path().join(em_sqlite::DB_FILE)).unwrap();
+        raw.execute_batch(
+            "CREATE TABLE pushes (
+                repo TEXT NOT NULL COLLATE NOCASE, before_sha TEXT NOT NULL, after_sha TEXT NOT NULL,
+                provider TEXT NOT NULL, commits TEXT NOT NULL,
+                PRIMARY KEY (repo, before_sha, after_sha)) WITHOUT ROWID;
+             CREATE TABLE commits (
+                repo TEXT NOT NULL COLLATE NOCASE, sha TEXT NOT NULL, parent TEXT NOT NULL,
+                time INTEGER NOT NULL, message TEXT NOT NULL, push_before TEXT NOT NULL,
+                push_after TEXT NOT NULL, PRIMARY KEY (repo, sha)) WITHOUT ROWID;
+             CREATE TABLE o_changes (
+                service TEXT NOT NULL, sha TEXT NOT NULL, repo TEXT NOT NULL, environment TEXT NOT NULL,
+                deployment_key TEXT NOT NULL, deployment_time INTEGER NOT NULL,
+                commit_time INTEGER NOT NULL, PRIMARY KEY (service, sha)) WITHOUT ROWID;
+             INSERT INTO pushes VALUES ('acme/app', '0000', 'a1', 'gitlab',
+                '[{\"sha\":\"a1\",\"time\":\"2025-01-01T00:00:00Z\",\"message\":\"m\"}]');
+             INSERT INTO commits VALUES ('acme/app', 'a1', '0000', 1, 'm', '0000', 'a1');",
+        )
+        .unwrap();
+    }
+    let s = open(dir.path());
+    let links = s.links(vec![], vec![]).await.unwrap();
+    let a1 = links.commit("acme/app", "a1").await.unwrap().expect("kept");
+    assert_eq!((a1.parent.as_str(), a1.unlisted), ("0000", 0));
+    drop(links);
+    let mut p = match push("b2", "a1", &[("b1", 10), ("b2", 20)]) {
+        Fact::Push(p) => p,
+        _ => unreachable!(),
+    };
+    p.unlisted = 25;
+    s.put_facts(vec![Fact::Push(p)]).await.unwrap();
+    let links = s.links(vec![], vec![]).await.unwrap();
+    let b1 = links
+        .commit("acme/app", "b1")
+        .await
+        .unwrap()
+        .expect("stored");
+    let b2 = links
+        .commit("acme/app", "b2")
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(
+        (b1.parent.as_str(), b1.unlisted),
+        ("a1", 25),
+        "the oldest listed carries them"
+    );
+    assert_eq!(b2.unlisted, 0);
+    drop(links);
+    let facts = s
+        .load_facts(vec!["acme/app".into()], vec![])
+        .await
+        .expect("facts");
+    let unlisted: Vec<u32> = facts.pushes.iter().map(|p| p.unlisted).collect();
+    assert_eq!(unlisted.iter().sum::<u32>(), 25, "{unlisted:?}");
 }
 
 /// Delivery markers and dead letters are kept for the retention, as DynamoDB's TTL keeps them: older

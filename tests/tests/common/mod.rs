@@ -331,6 +331,7 @@ const ADDITIVE: &[(&str, &str)] = &[
     ("rework_rate", "rework"),
     ("lead_time", "changes"),
     ("lead_time", "excluded"),
+    ("lead_time", "unlisted"),
     ("recovery_time", "incidents"),
     ("recovery_time", "open"),
 ];

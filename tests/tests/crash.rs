@@ -1,5 +1,5 @@
-//! `kill -9` while deliveries are being posted: after a restart, every delivery that was answered 2xx is
-//! there and counted exactly once.
+//! `kill -9` while deliveries are being posted, and a disk that fills up: after a restart, every delivery
+//! that was answered 2xx is there and counted exactly once.
 
 mod common;
 
@@ -143,4 +143,106 @@ async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
     }
     server.wait_drained(&client).await;
     assert_eq!(dora(client.clone(), url).await, stored);
+}
+
+/// The disk fills up under the server: a delivery it cannot store is answered 503 with a generic body
+/// (the provider retries), never 2xx; the server stays up (a log line it cannot write is lost, not a
+/// panic); once there is room again, every delivery answered 202 is there, the retried ones are accepted,
+/// and each counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_with_503_and_loses_no_answered_delivery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // The log shares the disk and is nearly full already: the server's first error lines cannot be written.
+    std::fs::write(data.with_extension("log"), vec![b'.'; 2048 * 1024 - 4096]).expect("log");
+    let mut server = Server::start_on_full_disk(&data, secrets(), 2048);
+    let client = common::client_builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    let (mut i, mut in_a_row) = (0, 0);
+    // Until the store has refused 50 in a row: the WAL reaches the limit after a few dozen deliveries.
+    while in_a_row < 50 {
+        assert!(
+            i < 5_000,
+            "the disk never filled: {} accepted",
+            accepted.len()
+        );
+        let (status, body) = post_signed(&client, &server.base, &deployment(i))
+            .await
+            .expect("the server answers, full disk or not");
+        match status {
+            202 => {
+                accepted.push(i);
+                in_a_row = 0;
+            }
+            503 => {
+                let text = body.to_string();
+                assert_eq!(
+                    body["error"], "temporarily unavailable, retry later",
+                    "{text}"
+                );
+                assert!(body["request_id"].is_string(), "{text}");
+                for internal in ["disk", "sqlite", "I/O", "/"] {
+                    assert!(!text.contains(internal), "503 says {internal}: {text}");
+                }
+                refused.push(i);
+                in_a_row += 1;
+            }
+            other => panic!("delivery {i}: {other} {body}"),
+        }
+        i += 1;
+    }
+    assert!(
+        !accepted.is_empty(),
+        "nothing accepted before the disk filled"
+    );
+    let health = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("still up");
+    assert!(health.status().is_success() || health.status() == 503);
+    server.kill();
+
+    // Room again.
+    let server = Server::start(None, &data, secrets());
+    server.wait_drained(&client).await;
+    for id in &accepted {
+        let v = server
+            .get_json(&client, &format!("/v1/deliveries/github/crash-{id}"), &[])
+            .await;
+        assert_eq!(v["state"], "processed", "answered delivery crash-{id}: {v}");
+    }
+    for id in &refused {
+        let r = client
+            .get(server.url(&format!("/v1/deliveries/github/crash-{id}")))
+            .send()
+            .await
+            .expect("lookup");
+        assert_eq!(r.status(), 404, "refused delivery crash-{id} was kept");
+        // The provider's retry.
+        let (status, body) = post_signed(&client, &server.base, &deployment(*id))
+            .await
+            .expect("post");
+        assert_eq!(status, 202, "{body}");
+    }
+    let stats = server.wait_drained(&client).await;
+    let total = (accepted.len() + refused.len()) as u64;
+    assert_eq!(stats["deliveries"], total, "{stats}");
+    assert_eq!(stats["dead_letters"], 0, "{stats}");
+    let v = server
+        .get_json(
+            &client,
+            "/v1/metrics/dora",
+            &[
+                ("service", REPO),
+                ("from", "2025-01-01"),
+                ("to", "2025-01-02"),
+            ],
+        )
+        .await;
+    assert_eq!(v["deployment_frequency"]["deployments"], total, "{v}");
 }

@@ -11,5 +11,7 @@ pub fn init_lambda_json() {
         .with_ansi(false)
         .without_time()
         .with_current_span(false)
+        // A line that cannot be written is lost rather than reported with a panicking `eprintln!`.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -51,9 +51,15 @@ pub fn line(
     Value::Object(root).to_string()
 }
 
-/// Writes a line to stdout, where the Lambda runtime sends it to CloudWatch Logs.
+/// Writes a line to stdout, where the Lambda runtime sends it to CloudWatch Logs. A stdout that cannot be
+/// written (a full disk, a closed pipe) loses the line: `println!` would panic the request or the
+/// aggregator that counted it.
 pub fn emit(line: String) {
-    println!("{line}");
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(line.as_bytes())
+        .and_then(|()| out.write_all(b"\n"));
 }
 
 #[cfg(test)]

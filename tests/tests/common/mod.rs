@@ -117,6 +117,24 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        Self::spawn(config, data_dir, secrets, args, env, None)
+    }
+
+    /// [`Server::start`] as on a disk that is full past `kib` KiB: no file the server writes (its
+    /// database, its WAL, its log) may grow beyond that (`ulimit -f`, with SIGXFSZ ignored so a write
+    /// past it fails with an error, as on a full disk, instead of killing the process).
+    pub fn start_on_full_disk(data_dir: &Path, secrets: &[(&str, &str)], kib: u64) -> Server {
+        Self::spawn(None, data_dir, secrets, &[], &[], Some(kib))
+    }
+
+    fn spawn(
+        config: Option<&Path>,
+        data_dir: &Path,
+        secrets: &[(&str, &str)],
+        args: &[&str],
+        env: &[(&str, &str)],
+        file_size_kib: Option<u64>,
+    ) -> Server {
         let port = free_port();
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -124,7 +142,19 @@ impl Server {
             .append(true)
             .open(&log)
             .expect("log file");
-        let mut cmd = Command::new(binary());
+        let mut cmd = match file_size_kib {
+            None => Command::new(binary()),
+            Some(kib) => {
+                // bash counts `ulimit -f` in KiB; the ignored signal stays ignored across exec.
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!(
+                        "trap '' XFSZ; ulimit -f {kib} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(binary());
+                c
+            }
+        };
         cmd.arg("serve")
             .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))

@@ -25,7 +25,9 @@ pub struct LeadTime {
     pub changes: u64,
     pub excluded: u64,
     /// Commits shipped in scope that their pushes did not list (GitLab lists 20 per push): the figure
-    /// rests on `changes` of `changes + excluded + unlisted` shipped commits.
+    /// rests on `changes` of `changes + excluded + unlisted` shipped commits. Only in the answer when
+    /// there are some, so the answer's shape stays what clients know.
+    #[serde(skip_serializing_if = "is_zero")]
     pub unlisted: u64,
     pub median_seconds: Option<f64>,
     pub p90_seconds: Option<f64>,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use em_core::config::{Config, Rebuild, FIGURES_CONFIG_KEY, REBUILD_KEY};
-use em_core::domain::Fact;
+use em_core::domain::{BuildOutcome, Deployment, DeploymentOutcome, Fact};
 use em_core::emf;
 use em_core::ports::{
     Cut, Envelope, Message, MetricsReader, Payloads, PortError, PortErrorKind, Queue,
@@ -93,6 +93,45 @@ fn drop_out_of_range(parsed: Vec<Vec<Fact>>) -> Vec<Vec<Fact>> {
                 ));
             }
             kept
+        })
+        .collect()
+}
+
+/// Each message's facts with a deployment for each finished build a deploy rule names
+/// (`Config::deploy_environment`): a CI workflow or job that deploys. A successful build is a deployment
+/// of its sha, a failed one a failed attempt; cancelled and skipped ones deploy nothing. The deployment's
+/// id is the build's (`build:<run id>:<attempt>`), so a re-delivered build is one deployment.
+fn with_build_deployments(config: &Config, parsed: Vec<Vec<Fact>>) -> Vec<Vec<Fact>> {
+    parsed
+        .into_iter()
+        .map(|mut facts| {
+            let derived: Vec<Fact> = facts
+                .iter()
+                .filter_map(|f| match f {
+                    Fact::Build(b) => {
+                        let outcome = match b.outcome {
+                            BuildOutcome::Success => DeploymentOutcome::Success,
+                            BuildOutcome::Failure => DeploymentOutcome::Failure,
+                            BuildOutcome::Cancelled | BuildOutcome::Skipped => return None,
+                        };
+                        let environment =
+                            config.deploy_environment(&b.provider, &b.repo, &b.name)?;
+                        Some(Fact::Deployment(Deployment {
+                            provider: b.provider.clone(),
+                            repo: b.repo.clone(),
+                            deployment_id: format!("build:{}:{}", b.run_id, b.attempt),
+                            environment: environment.to_string(),
+                            production: None,
+                            sha: b.sha.clone(),
+                            time: b.finished,
+                            outcome,
+                        }))
+                    }
+                    _ => None,
+                })
+                .collect();
+            facts.extend(derived);
+            facts
         })
         .collect()
 }
@@ -234,7 +273,7 @@ impl<S: Store> Aggregator<S> {
         parsed: Vec<Vec<Fact>>,
         mut results: Vec<Result<(), Failure>>,
     ) -> (Vec<Result<(), Failure>>, BTreeSet<String>) {
-        let parsed = drop_out_of_range(parsed);
+        let parsed = with_build_deployments(&self.config, drop_out_of_range(parsed));
         // Each service's facts, and the messages that carried them.
         let mut touched: BTreeMap<String, (Vec<&Fact>, Vec<usize>)> = BTreeMap::new();
         for (i, facts) in parsed.iter().enumerate() {

@@ -54,6 +54,20 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
         .expect("rows");
     assert_eq!(rows.deployments.len(), 1);
 
+    // CircleCI's sample workflow `build-test-deploy` finished at 2021-09-01T22:49:34.170Z: a build that the
+    // default deploy rule (CircleCI builds that say deploy) makes a production deployment of its repository.
+    let day = 1_630_454_400_000; // 2021-09-01T00:00:00Z
+    let built = store
+        .observations(
+            Some(vec!["circleci/webhook-service".into()]),
+            day,
+            day + 86_400_000,
+        )
+        .await
+        .expect("rows");
+    let times: Vec<i64> = built.deployments.iter().map(|d| d.time).collect();
+    assert_eq!(times, vec![1_630_536_574_170]);
+
     // The same batch again (SQS delivers at least once) changes nothing: the same two messages fail (they
     // can never succeed), every other one succeeds again, and the rows stay as they were.
     let again = lambda::handle(&aggregator, &NoPayloads, event, 0).await;

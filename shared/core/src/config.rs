@@ -28,7 +28,34 @@ pub struct ServiceConfig {
     pub repositories: Vec<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Builds of this service that are deployments; when empty, the top-level `deploy` rules apply.
+    #[serde(default)]
+    pub deploy: Vec<DeployRule>,
 }
+
+/// Which finished builds (CI workflows, jobs, pipelines) are deployments, and where they deploy.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRule {
+    /// The build's name: `*` matches any run of characters, compared without letter case.
+    pub pattern: String,
+    /// The provider whose builds it reads (`circleci`, `github`, ...); every provider's when absent.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The environment its deployments go to.
+    #[serde(default = "production")]
+    pub environment: String,
+}
+
+fn production() -> String {
+    "production".into()
+}
+
+/// The deploy rules without any in the configuration: builds whose name says `deploy` are production
+/// deployments, for the CI providers that report no deployments of their own. GitHub's and GitLab's
+/// workflows and pipelines are left out: their deployments come from the deployment events, and a rule
+/// for them is a choice to make per service (docs/providers/README.md#deployments-from-builds).
+pub const DEFAULT_DEPLOY_PROVIDERS: &[&str] = &["circleci"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +65,32 @@ struct RawConfig {
     #[serde(default)]
     incident_attribution_window: Option<String>,
     #[serde(default)]
+    deploy: Option<Vec<DeployRule>>,
+    #[serde(default)]
     services: Vec<ServiceConfig>,
+}
+
+/// Whether `name` matches `pattern`, where `*` matches any run of characters; letter case is ignored.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.to_lowercase(), name.to_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    let (first, rest) = match parts.split_first() {
+        Some(x) => x,
+        None => return n.is_empty(),
+    };
+    let Some(mut left) = n.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return left.is_empty();
+    };
+    for part in middle {
+        match left.find(part) {
+            Some(i) => left = &left[i + part.len()..],
+            None => return false,
+        }
+    }
+    left.len() >= last.len() && left.ends_with(last)
 }
 
 /// The parsed configuration with lookup indexes.
@@ -47,6 +99,8 @@ pub struct Config {
     production_environments: Vec<String>,
     attribution_window: Millis,
     services: Vec<ServiceConfig>,
+    /// The deploy rules of services without their own.
+    deploy: Vec<DeployRule>,
     /// Lower-cased repository full name -> service name (GitHub and GitLab treat paths case-insensitively).
     by_repo: HashMap<String, String>,
     by_alias: HashMap<String, String>,
@@ -54,7 +108,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config::from_services(None, None, Vec::new()).unwrap_or_else(|_| unreachable!())
+        Config::from_services(None, None, None, Vec::new()).unwrap_or_else(|_| unreachable!())
     }
 }
 
@@ -97,14 +151,37 @@ impl Config {
                     .as_millis() as Millis,
             ),
         };
-        Config::from_services(raw.production_environments, window, raw.services)
+        Config::from_services(
+            raw.production_environments,
+            window,
+            raw.deploy,
+            raw.services,
+        )
     }
 
     fn from_services(
         production_environments: Option<Vec<String>>,
         window: Option<Millis>,
+        deploy: Option<Vec<DeployRule>>,
         services: Vec<ServiceConfig>,
     ) -> Result<Config, ConfigError> {
+        let deploy = deploy.unwrap_or_else(|| {
+            DEFAULT_DEPLOY_PROVIDERS
+                .iter()
+                .map(|p| DeployRule {
+                    pattern: "*deploy*".into(),
+                    provider: Some((*p).into()),
+                    environment: production(),
+                })
+                .collect()
+        });
+        for rule in deploy.iter().chain(services.iter().flat_map(|s| &s.deploy)) {
+            if rule.pattern.trim().is_empty() || rule.environment.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "a deploy rule has an empty pattern or environment".into(),
+                ));
+            }
+        }
         let production_environments = production_environments
             .unwrap_or_else(|| {
                 DEFAULT_PRODUCTION_ENVIRONMENTS
@@ -149,9 +226,26 @@ impl Config {
             production_environments,
             attribution_window: window.unwrap_or(DEFAULT_ATTRIBUTION_WINDOW),
             services,
+            deploy,
             by_repo,
             by_alias,
         })
+    }
+
+    /// The environment a finished build named `name` of `provider` deploys `repo`'s service to, when a
+    /// deploy rule makes it a deployment: the service's own rules, else the top-level ones; the first
+    /// that matches.
+    pub fn deploy_environment(&self, provider: &str, repo: &str, name: &str) -> Option<&str> {
+        let service = self.service_for_repo(repo);
+        let rules = self
+            .services
+            .iter()
+            .find(|s| s.name == service && !s.deploy.is_empty())
+            .map_or(self.deploy.as_slice(), |s| s.deploy.as_slice());
+        rules
+            .iter()
+            .find(|r| r.provider.as_deref().is_none_or(|p| p == provider) && glob(&r.pattern, name))
+            .map(|r| r.environment.as_str())
     }
 
     /// The service a repository's events belong to; an unmapped repository is its own service.
@@ -226,8 +320,19 @@ impl Config {
             "{:?}|{}|",
             self.production_environments, self.attribution_window
         ));
+        // Deploy rules apply as builds arrive, to no stored fact, so they are not part of it: a
+        // configuration written before them keeps its fingerprint.
         for s in &self.services {
-            h.update(format!("{s:?}|"));
+            let ServiceConfig {
+                name,
+                team,
+                repositories,
+                aliases,
+                deploy: _,
+            } = s;
+            h.update(format!(
+                "ServiceConfig {{ name: {name:?}, team: {team:?}, repositories: {repositories:?}, aliases: {aliases:?} }}|"
+            ));
         }
         hex::encode(h.finalize())
     }
@@ -328,5 +433,79 @@ aliases = ["Checkout API"]
         );
         assert!(matches!(Config::parse(&bad), Err(ConfigError::Invalid(_))));
         assert!(Config::parse("incident_attribution_window = \"soon\"").is_err());
+    }
+
+    #[test]
+    fn globs_match_runs_of_characters_without_case() {
+        for (pattern, name, want) in [
+            ("*deploy*", "build-test-deploy", true),
+            ("*deploy*", "Deploy to Prod", true),
+            ("*deploy*", "test", false),
+            ("deploy-*", "deploy-prod", true),
+            ("deploy-*", "pre-deploy-prod", false),
+            ("*-prod", "deploy-prod", true),
+            ("*-prod", "deploy-production", false),
+            ("release", "Release", true),
+            ("release", "release-2", false),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+            ("*", "", true),
+        ] {
+            assert_eq!(glob(pattern, name), want, "{pattern} ~ {name}");
+        }
+    }
+
+    #[test]
+    fn deploy_rules_are_the_services_own_else_the_defaults() {
+        let c = Config::parse(SAMPLE).unwrap();
+        // The defaults: CircleCI builds that say deploy are production deployments; GitHub's are not.
+        assert_eq!(
+            c.deploy_environment("circleci", "acme-shop/checkout-api", "build-test-deploy"),
+            Some("production")
+        );
+        assert_eq!(
+            c.deploy_environment("circleci", "acme-shop/checkout-api", "test"),
+            None
+        );
+        assert_eq!(
+            c.deploy_environment("github", "acme-shop/checkout-api", "Deploy"),
+            None
+        );
+        let own = format!(
+            "deploy = [{{ pattern = \"ship*\" }}]\n{SAMPLE}\n\
+             [[services.deploy]]\npattern = \"deploy-staging\"\nenvironment = \"staging\"\n\
+             [[services.deploy]]\npattern = \"deploy*\"\nprovider = \"github\"\n"
+        );
+        let c = Config::parse(&own).unwrap();
+        assert_eq!(
+            c.deploy_environment("circleci", "acme-shop/checkout-api", "deploy-staging"),
+            Some("staging")
+        );
+        assert_eq!(
+            c.deploy_environment("github", "acme-shop/checkout-api", "Deploy prod"),
+            Some("production")
+        );
+        assert_eq!(
+            c.deploy_environment("circleci", "acme-shop/checkout-api", "deploy-prod"),
+            None,
+            "a provider-bound rule reads only that provider's builds"
+        );
+        // Another repository has no rules of its own: the top-level ones, which replace the defaults.
+        assert_eq!(
+            c.deploy_environment("circleci", "acme/other", "ship-it"),
+            Some("production")
+        );
+        assert_eq!(
+            c.deploy_environment("circleci", "acme/other", "deploy"),
+            None
+        );
+        // Deploy rules are not in the fingerprint: they apply to builds as they arrive.
+        assert_eq!(
+            Config::parse(SAMPLE).unwrap().fingerprint(),
+            c.fingerprint(),
+            "only the rules differ"
+        );
+        assert!(Config::parse("deploy = [{ pattern = \"\" }]").is_err());
     }
 }

@@ -32,6 +32,9 @@ pub enum BodyError {
     /// Delivery ids are keys (a DynamoDB key holds at most 2 KB): every provider's are short and plain.
     #[error("the delivery id is not one a provider sends (at most 128 letters, digits, '-', '_', '.', ':')")]
     BadDeliveryId,
+    /// A body that breaks a schema EM Agent defines (the generic provider's): the sender's mistake.
+    #[error("the body does not follow the schema: {0}")]
+    Schema(String),
 }
 
 /// A payload of a known event that lacks what the event must carry.

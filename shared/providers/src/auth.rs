@@ -139,6 +139,26 @@ pub struct Hmac {
     pub timestamp: Option<Timestamp>,
 }
 
+impl Hmac {
+    /// The common scheme: HMAC-SHA256 of the raw body, hex, after `prefix` in `header`; `separator` when the
+    /// header may list several signatures.
+    pub const fn sha256_hex_of_body(
+        header: &'static str,
+        prefix: &'static str,
+        separator: Option<char>,
+    ) -> Hmac {
+        Hmac {
+            header,
+            algorithm: Algorithm::Sha256,
+            encoding: Encoding::Hex,
+            prefix,
+            separator,
+            message: Message::Body,
+            timestamp: None,
+        }
+    }
+}
+
 /// How a provider proves a delivery is its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {

@@ -8,7 +8,7 @@ use em_core::domain::{
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
 
-use crate::auth::{Algorithm, Auth, Encoding, Hmac, Message};
+use crate::auth::{Auth, Hmac};
 use crate::git::PushEvent;
 use crate::{parse_error, EventHeader, IdSource, ParseError, Provider};
 
@@ -17,15 +17,7 @@ const NAME: &str = "github";
 pub const PROVIDER: Provider = Provider {
     name: NAME,
     title: "GitHub",
-    auth: Auth::Hmac(Hmac {
-        header: "X-Hub-Signature-256",
-        algorithm: Algorithm::Sha256,
-        encoding: Encoding::Hex,
-        prefix: "sha256=",
-        separator: None,
-        message: Message::Body,
-        timestamp: None,
-    }),
+    auth: Auth::Hmac(Hmac::sha256_hex_of_body("X-Hub-Signature-256", "sha256=", None)),
     delivery_id: &[IdSource::Header("X-GitHub-Delivery")],
     event_header: Some(EventHeader {
         header: "X-GitHub-Event",
@@ -40,7 +32,7 @@ pub const PROVIDER: Provider = Provider {
         "issues",
     ],
     parse,
-    sample: "scenario-push",
+    sample: "scenario-push",    validate: false,
 };
 
 #[derive(Deserialize)]

@@ -31,7 +31,7 @@ pub const PROVIDER: Provider = Provider {
     }),
     events: &["push", "deployment", "merge_request", "pipeline", "issue"],
     parse,
-    sample: "scenario-deployment",
+    sample: "scenario-deployment",    validate: false,
 };
 
 #[derive(Deserialize)]

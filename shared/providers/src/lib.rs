@@ -29,6 +29,8 @@ registry! {
     gitlab,
     pagerduty,
     heroku,
+    generic,
+    circleci,
 }
 
 /// Every provider this build knows, in registry order.
@@ -83,6 +85,10 @@ pub struct Provider {
     pub parse: ParseFn,
     /// The fixture whose payload is the provider's sample delivery (`events/webhook-<name>.json`).
     pub sample: &'static str,
+    /// Parse at the door: for a schema EM Agent defines, a body that breaks it is refused with a 400 naming
+    /// the mistake, instead of being accepted and dead-lettered. Providers' own payloads are not: their
+    /// events the product does not read must still be accepted.
+    pub validate: bool,
 }
 
 /// What the ingest path learns from a delivery without parsing it into facts.
@@ -143,6 +149,9 @@ impl Provider {
             .event_header
             .and_then(|e| header(headers, e.header))
             .map(str::to_string);
+        if self.validate {
+            (self.parse)(event.as_deref(), body).map_err(|e| BodyError::Schema(e.message))?;
+        }
         Ok(Inspection { delivery_id, event })
     }
 

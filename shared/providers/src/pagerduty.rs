@@ -6,7 +6,7 @@ use em_core::domain::{Fact, IncidentEvent, IncidentEventKind};
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
 
-use crate::auth::{Algorithm, Auth, Encoding, Hmac, Message};
+use crate::auth::{Auth, Hmac};
 use crate::{parse_error, IdSource, ParseError, Provider};
 
 const NAME: &str = "pagerduty";
@@ -14,15 +14,7 @@ const NAME: &str = "pagerduty";
 pub const PROVIDER: Provider = Provider {
     name: NAME,
     title: "PagerDuty",
-    auth: Auth::Hmac(Hmac {
-        header: "X-PagerDuty-Signature",
-        algorithm: Algorithm::Sha256,
-        encoding: Encoding::Hex,
-        prefix: "v1=",
-        separator: Some(','),
-        message: Message::Body,
-        timestamp: None,
-    }),
+    auth: Auth::Hmac(Hmac::sha256_hex_of_body("X-PagerDuty-Signature", "v1=", Some(','))),
     delivery_id: &[IdSource::Body(&["event", "id"])],
     event_header: None,
     events: &[
@@ -34,7 +26,7 @@ pub const PROVIDER: Provider = Provider {
         "incident.reopened",
     ],
     parse,
-    sample: "scenario-incident",
+    sample: "scenario-incident",    validate: false,
 };
 
 #[derive(Deserialize)]

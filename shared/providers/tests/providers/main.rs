@@ -7,4 +7,5 @@ mod authenticators;
 mod common;
 mod details;
 mod fixtures;
+mod generic;
 mod props;

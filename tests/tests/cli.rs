@@ -185,6 +185,7 @@ repositories = ["acme/shop"]
             sha: "a".repeat(40),
             time: now - 86_400_000,
             outcome: DeploymentOutcome::Success,
+            rollback: false,
         });
         let (results, _) = aggregator
             .process_facts(vec![vec![deployment]], vec![Ok(())])

@@ -240,6 +240,7 @@ fn deployment(repo: &str, id: &str, time: i64, outcome: DeploymentOutcome) -> Fa
         sha: "b".repeat(40),
         time,
         outcome,
+        rollback: false,
     })
 }
 

@@ -96,6 +96,7 @@ impl Generator {
             sha: self.heads[s].clone(),
             time: t,
             outcome: DeploymentOutcome::Success,
+            rollback: false,
         })
     }
 

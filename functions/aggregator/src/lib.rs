@@ -125,6 +125,7 @@ fn with_build_deployments(config: &Config, parsed: Vec<Vec<Fact>>) -> Vec<Vec<Fa
                             sha: b.sha.clone(),
                             time: b.finished,
                             outcome,
+                            rollback: false,
                         }))
                     }
                     _ => None,

@@ -481,6 +481,9 @@ impl DynamoStore {
                 if let Some(p) = d.production {
                     put = put.item("production", AttributeValue::Bool(p));
                 }
+                if d.rollback {
+                    put = put.item("rollback", AttributeValue::Bool(true));
+                }
                 put
             }
             Fact::Incident(i) => {
@@ -617,6 +620,10 @@ impl DynamoStore {
             sha: get_s(item, "sha")?,
             time: get_n(item, "time")?,
             outcome: DeploymentOutcome::Success,
+            rollback: item
+                .get("rollback")
+                .and_then(|v| v.as_bool().ok())
+                .is_some_and(|b| *b),
         })
     }
 

@@ -70,6 +70,14 @@ pub struct Deployment {
     #[serde(with = "crate::time::rfc3339")]
     pub time: Millis,
     pub outcome: DeploymentOutcome,
+    /// The provider says this deployment rolls the previous one back (a rollback release, a circuit
+    /// breaker's): it is rework and the deployment before it failed, whatever the shas say.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rollback: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

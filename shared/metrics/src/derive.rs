@@ -56,6 +56,8 @@ pub struct DeploymentFact {
     pub repo: String,
     pub sha: String,
     pub time: Millis,
+    /// The provider says it rolls the previous deployment back.
+    pub rollback: bool,
 }
 
 /// One incident state change, as stored.
@@ -91,6 +93,7 @@ impl ServiceFacts {
                     repo: d.repo,
                     sha: d.sha,
                     time: d.time,
+                    rollback: d.rollback,
                 })
                 .collect(),
             incident_events: stored
@@ -248,6 +251,16 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
                 rolled_back[previous] = true;
             }
         }
+        // A provider-signalled rollback, whatever the shas: rework, and the repository's previous
+        // deployment failed.
+        for (n, &i) in order.iter().enumerate() {
+            if deps[i].rollback {
+                rollback[i] = true;
+                if let Some(&previous) = n.checked_sub(1).and_then(|p| order.get(p)) {
+                    rolled_back[previous] = true;
+                }
+            }
+        }
     }
 
     let incidents = incidents_of(&facts.incident_events);
@@ -355,6 +368,7 @@ mod tests {
             repo: "r".into(),
             sha: sha.into(),
             time,
+            rollback: false,
         }
     }
 
@@ -426,6 +440,51 @@ mod tests {
         assert!(by_key("3").rework, "the rollback is rework");
         assert!(!by_key("3").failed && !by_key("1").failed);
         assert!(shipped(&d, "3").is_empty());
+    }
+
+    #[test]
+    fn provider_signalled_rollbacks_fail_the_previous_deployment_of_their_repository() {
+        let signalled = |repo: &str, key: &str, sha: &str, time| DeploymentFact {
+            repo: repo.into(),
+            rollback: true,
+            ..dep(key, sha, time)
+        };
+        let of = |repo: &str, key: &str, sha: &str, time| DeploymentFact {
+            repo: repo.into(),
+            ..dep(key, sha, time)
+        };
+        // A new sha (an image the circuit breaker restored, unknown to the sha rule), said to be a rollback:
+        // rework, and the web deployment before it failed; the api deployment between them is not involved.
+        let facts = ServiceFacts {
+            pushes: vec![],
+            deployments: vec![
+                of("acme/web", "w1", "x", 10 * H),
+                of("acme/web", "w2", "y", 11 * H),
+                of("acme/api", "a1", "q", 12 * H),
+                signalled("acme/web", "w3", "z", 13 * H),
+                // The first deployment of a repository said to be a rollback has nothing to fail.
+                signalled("acme/db", "b1", "m", 14 * H),
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&facts, 24 * H);
+        let flags = |k: &str| {
+            let x = d.deployments.iter().find(|x| x.key == k).unwrap();
+            (x.failed, x.rework)
+        };
+        assert_eq!(flags("w1"), (false, false));
+        assert_eq!(flags("w2"), (true, false), "rolled back");
+        assert_eq!(flags("a1"), (false, false));
+        assert_eq!(flags("w3"), (false, true), "the rollback is rework");
+        assert_eq!(flags("b1"), (false, true));
+        // A signalled rollback of the same sha as the previous deployment is one too (the provider knows).
+        let same = ServiceFacts {
+            pushes: vec![],
+            deployments: vec![of("r", "d1", "x", H), signalled("r", "d2", "x", 2 * H)],
+            incident_events: vec![],
+        };
+        let d = derive(&same, 24 * H);
+        assert!(d.deployments[0].failed && d.deployments[1].rework, "{d:?}");
     }
 
     #[test]

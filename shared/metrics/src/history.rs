@@ -69,6 +69,7 @@ pub fn deployment_to(repo: &str, id: &str, sha: &str, time: Millis, environment:
         sha: sha.into(),
         time,
         outcome: DeploymentOutcome::Success,
+        rollback: false,
     })
 }
 
@@ -132,7 +133,12 @@ pub fn history(seed: u64) -> Vec<Fact> {
         } else {
             "production"
         };
-        facts.push(deployment(&format!("d{d}"), &s, time, env));
+        let mut f = deployment(&format!("d{d}"), &s, time, env);
+        // Now and then one the provider says is a rollback (a circuit breaker's, a rollback release).
+        if let (Fact::Deployment(d), 0) = (&mut f, rng.u8(0..10)) {
+            d.rollback = true;
+        }
+        facts.push(f);
     }
     for i in 0..rng.usize(0..7) {
         let id = format!("P{i}");

@@ -256,6 +256,8 @@ struct Dep {
     environment: String,
     sha: String,
     time: Millis,
+    /// Signalled by the provider as a rollback of the previous deployment.
+    rollback: bool,
 }
 
 /// Re-links one service from `work.cut`: the rows at or after it, for [`em_core::ports::Store::replace_rows`].
@@ -295,6 +297,7 @@ pub async fn relink<L: Links>(
                 environment: d.environment,
                 sha: d.sha,
                 time: d.time,
+                rollback: d.rollback,
             },
         );
     }
@@ -378,44 +381,46 @@ pub async fn relink<L: Links>(
         let repo = deps[i].repo.to_lowercase();
         let earlier = in_repo.entry(repo).or_default();
         let sha = resolved[i].as_str();
-        let seen = match earlier.split_last() {
-            // The previous deployment is re-linked too: compare with those before it, then the rows before
-            // the cut.
-            Some((&j, before)) => {
-                if same_sha(sha, &resolved[j]) {
-                    false
-                } else if before.iter().any(|&k| same_sha(&resolved[k], sha)) {
-                    true
-                } else {
-                    match from {
-                        Some(f) => {
-                            links
-                                .deployed_before(service.name, &deps[i].repo, sha, f, "")
-                                .await?
+        // A provider-signalled rollback needs no sha: it is one whatever they say.
+        let seen = deps[i].rollback
+            || match earlier.split_last() {
+                // The previous deployment is re-linked too: compare with those before it, then the rows before
+                // the cut.
+                Some((&j, before)) => {
+                    if same_sha(sha, &resolved[j]) {
+                        false
+                    } else if before.iter().any(|&k| same_sha(&resolved[k], sha)) {
+                        true
+                    } else {
+                        match from {
+                            Some(f) => {
+                                links
+                                    .deployed_before(service.name, &deps[i].repo, sha, f, "")
+                                    .await?
+                            }
+                            None => false,
                         }
-                        None => false,
                     }
                 }
-            }
-            // The previous deployment is before the cut (its rolled-back flag was set when this one was
-            // first linked): compare with the rows before it.
-            None => match from {
-                Some(f) => {
-                    let prev = links
-                        .deployment_rows_before(service.name, Some(&deps[i].repo), f, "", 1)
-                        .await?;
-                    match prev.first() {
-                        Some(p) if !same_sha(sha, &p.sha) => {
-                            links
-                                .deployed_before(service.name, &p.repo, sha, p.time, &p.key)
-                                .await?
+                // The previous deployment is before the cut (its rolled-back flag was set when this one was
+                // first linked): compare with the rows before it.
+                None => match from {
+                    Some(f) => {
+                        let prev = links
+                            .deployment_rows_before(service.name, Some(&deps[i].repo), f, "", 1)
+                            .await?;
+                        match prev.first() {
+                            Some(p) if !same_sha(sha, &p.sha) => {
+                                links
+                                    .deployed_before(service.name, &p.repo, sha, p.time, &p.key)
+                                    .await?
+                            }
+                            _ => false,
                         }
-                        _ => false,
                     }
-                }
-                None => false,
-            },
-        };
+                    None => false,
+                },
+            };
         if seen {
             rollback[i] = true;
             if let Some(&j) = earlier.last() {

@@ -80,6 +80,9 @@ struct DeploymentReport {
     /// When it finished.
     #[serde(with = "em_core::time::rfc3339")]
     time: Millis,
+    /// The sender rolled the previous deployment back with this one.
+    #[serde(default)]
+    rollback: bool,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +202,7 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
                     Status::Success => DeploymentOutcome::Success,
                     Status::Failure => DeploymentOutcome::Failure,
                 },
+                rollback: d.rollback,
             })]
         }
         Event::Incident(i) => {

@@ -223,6 +223,7 @@ fn parse_deployment_status(p: DeploymentStatusPayload) -> Result<Vec<Fact>, Pars
         sha: p.deployment.sha,
         time: p.deployment_status.created_at.0,
         outcome,
+        rollback: false,
     })])
 }
 

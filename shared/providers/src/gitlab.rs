@@ -191,6 +191,7 @@ fn parse_deployment(p: DeploymentPayload) -> Result<Vec<Fact>, ParseError> {
         sha: p.short_sha,
         time: p.status_changed_at.0,
         outcome,
+        rollback: false,
     })])
 }
 

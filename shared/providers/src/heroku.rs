@@ -92,5 +92,6 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         sha: r.slug.and_then(|s| s.commit).unwrap_or_default(),
         time: r.updated_at.unwrap_or(r.created_at).0,
         outcome,
+        rollback: false,
     })])
 }

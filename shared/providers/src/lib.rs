@@ -31,6 +31,7 @@ registry! {
     heroku,
     generic,
     circleci,
+    bitbucket,
 }
 
 /// Every provider this build knows, in registry order.

@@ -69,7 +69,7 @@ impl Drop for SqliteLinks<'_> {
     }
 }
 
-/// A row of `provider, repo, deployment_id, environment, production, sha, time` of a success.
+/// A row of `provider, repo, deployment_id, environment, production, sha, time, rollback` of a success.
 pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
     Ok(Deployment {
         provider: r.get(0)?,
@@ -80,6 +80,7 @@ pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
         sha: r.get(5)?,
         time: r.get(6)?,
         outcome: DeploymentOutcome::Success,
+        rollback: r.get(7)?,
     })
 }
 
@@ -324,8 +325,8 @@ impl Links for SqliteLinks<'_> {
         self.with(|c| {
             let mut out = Vec::new();
             let mut s = c.prepare_cached(
-                "SELECT provider, repo, deployment_id, environment, production, sha, time FROM deployments
-                 WHERE repo = ?1 AND outcome = 'success' AND time >= ?2",
+                "SELECT provider, repo, deployment_id, environment, production, sha, time, rollback
+                 FROM deployments WHERE repo = ?1 AND outcome = 'success' AND time >= ?2",
             )?;
             for repo in repos {
                 let rows = s.query_map(

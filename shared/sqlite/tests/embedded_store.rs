@@ -246,6 +246,7 @@ fn deployment(id: &str, time: i64, outcome: DeploymentOutcome) -> Fact {
         sha: "b".into(),
         time,
         outcome,
+        rollback: false,
     })
 }
 

@@ -29,6 +29,9 @@ pub const PROVIDER: Provider = Provider {
         "pull_request",
         "pull_request_review",
         "workflow_run",
+        "workflow_job",
+        "check_run",
+        "check_suite",
         "issues",
     ],
     parse,
@@ -143,6 +146,87 @@ struct WorkflowRunPayload {
 }
 
 #[derive(Deserialize)]
+struct WorkflowJob {
+    id: Id,
+    #[serde(default)]
+    run_attempt: Option<u32>,
+    name: String,
+    head_sha: String,
+    #[serde(default)]
+    head_branch: Option<String>,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    started_at: Option<Timestamp>,
+    #[serde(default)]
+    completed_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct WorkflowJobPayload {
+    action: String,
+    workflow_job: WorkflowJob,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct App {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct CheckSuite {
+    id: Id,
+    head_sha: String,
+    #[serde(default)]
+    head_branch: Option<String>,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    app: Option<App>,
+    #[serde(default)]
+    created_at: Option<Timestamp>,
+    #[serde(default)]
+    updated_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct CheckSuitePayload {
+    action: String,
+    check_suite: CheckSuite,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct SuiteRef {
+    #[serde(default)]
+    head_branch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CheckRun {
+    id: Id,
+    name: String,
+    head_sha: String,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    started_at: Option<Timestamp>,
+    #[serde(default)]
+    completed_at: Option<Timestamp>,
+    #[serde(default)]
+    check_suite: Option<SuiteRef>,
+}
+
+#[derive(Deserialize)]
+struct CheckRunPayload {
+    action: String,
+    check_run: CheckRun,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
 struct Issue {
     number: u64,
     #[serde(default)]
@@ -178,6 +262,9 @@ fn parse(event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         "pull_request" => parse_pull_request(serde_json::from_slice(body).map_err(err)?),
         "pull_request_review" => parse_review(serde_json::from_slice(body).map_err(err)?),
         "workflow_run" => parse_workflow_run(serde_json::from_slice(body).map_err(err)?),
+        "workflow_job" => parse_workflow_job(serde_json::from_slice(body).map_err(err)?),
+        "check_suite" => parse_check_suite(serde_json::from_slice(body).map_err(err)?),
+        "check_run" => parse_check_run(serde_json::from_slice(body).map_err(err)?),
         "issues" => parse_issue(serde_json::from_slice(body).map_err(err)?),
         _ => Ok(Vec::new()),
     }
@@ -272,14 +359,115 @@ fn parse_review(p: ReviewPayload) -> Result<Vec<Fact>, ParseError> {
 }
 
 /// A finished workflow run is a build; runs still queued or in progress are not facts yet.
+/// The outcome of a completed run, job, check run or suite; `None` for actions before completion and for
+/// conclusions that are no verdict (`neutral`, `action_required`, `stale`).
+fn completed(action: &str, conclusion: Option<&str>) -> Option<BuildOutcome> {
+    match (action, conclusion) {
+        ("completed", Some("success")) => Some(BuildOutcome::Success),
+        ("completed", Some("failure" | "timed_out" | "startup_failure")) => {
+            Some(BuildOutcome::Failure)
+        }
+        ("completed", Some("cancelled")) => Some(BuildOutcome::Cancelled),
+        ("completed", Some("skipped")) => Some(BuildOutcome::Skipped),
+        _ => None,
+    }
+}
+
+/// A job, check run or suite as its event reports it: a build once it completed.
+struct Finished {
+    event: &'static str,
+    action: String,
+    conclusion: Option<String>,
+    /// Prefixed with the kind (`job:`, `check_run:`, `check_suite:`) so it never meets a workflow run's
+    /// id in the builds' keys.
+    run_id: String,
+    attempt: u32,
+    name: String,
+    sha: String,
+    branch: Option<String>,
+    started: Option<Timestamp>,
+    finished: Option<Timestamp>,
+}
+
+impl Finished {
+    fn into_facts(self, repo: String) -> Result<Vec<Fact>, ParseError> {
+        let Some(outcome) = completed(&self.action, self.conclusion.as_deref()) else {
+            return Ok(Vec::new());
+        };
+        let Some(finished) = self.finished.or(self.started) else {
+            return Err(parse_error(NAME, self.event, "completed without a time"));
+        };
+        Ok(vec![Fact::Build(Build {
+            provider: NAME.into(),
+            repo,
+            run_id: self.run_id,
+            attempt: self.attempt,
+            name: self.name,
+            sha: self.sha,
+            branch: self.branch.unwrap_or_default(),
+            outcome,
+            started: self.started.map(|t| t.0),
+            finished: finished.0,
+        })])
+    }
+}
+
+fn parse_workflow_job(p: WorkflowJobPayload) -> Result<Vec<Fact>, ParseError> {
+    let j = p.workflow_job;
+    Finished {
+        event: "workflow_job",
+        action: p.action,
+        conclusion: j.conclusion,
+        run_id: format!("job:{}", j.id.0),
+        attempt: j.run_attempt.unwrap_or(1),
+        name: j.name,
+        sha: j.head_sha,
+        branch: j.head_branch,
+        started: j.started_at,
+        finished: j.completed_at,
+    }
+    .into_facts(p.repository.full_name)
+}
+
+/// A check suite: all of one app's checks of a commit, named by the app.
+fn parse_check_suite(p: CheckSuitePayload) -> Result<Vec<Fact>, ParseError> {
+    let c = p.check_suite;
+    Finished {
+        event: "check_suite",
+        action: p.action,
+        conclusion: c.conclusion,
+        run_id: format!("check_suite:{}", c.id.0),
+        attempt: 1,
+        name: c.app.map(|a| a.name).unwrap_or_default(),
+        sha: c.head_sha,
+        branch: c.head_branch,
+        started: c.created_at,
+        finished: c.updated_at,
+    }
+    .into_facts(p.repository.full_name)
+}
+
+fn parse_check_run(p: CheckRunPayload) -> Result<Vec<Fact>, ParseError> {
+    let c = p.check_run;
+    Finished {
+        event: "check_run",
+        action: p.action,
+        conclusion: c.conclusion,
+        run_id: format!("check_run:{}", c.id.0),
+        attempt: 1,
+        name: c.name,
+        sha: c.head_sha,
+        branch: c.check_suite.and_then(|s| s.head_branch),
+        started: c.started_at,
+        finished: c.completed_at,
+    }
+    .into_facts(p.repository.full_name)
+}
+
 fn parse_workflow_run(p: WorkflowRunPayload) -> Result<Vec<Fact>, ParseError> {
     let r = p.workflow_run;
-    let outcome = match (p.action.as_str(), r.conclusion.as_deref()) {
-        ("completed", Some("success")) => BuildOutcome::Success,
-        ("completed", Some("failure" | "timed_out" | "startup_failure")) => BuildOutcome::Failure,
-        ("completed", Some("cancelled")) => BuildOutcome::Cancelled,
-        ("completed", Some("skipped")) => BuildOutcome::Skipped,
-        _ => return Ok(Vec::new()),
+    let Some(outcome) = completed(&p.action, r.conclusion.as_deref()) else {
+        return Ok(Vec::new());
     };
     let name = r
         .name

@@ -54,6 +54,7 @@ pub struct DeploymentFact {
     /// `provider/repo/deployment id`: unique across the service.
     pub key: String,
     pub repo: String,
+    pub environment: String,
     pub sha: String,
     pub time: Millis,
     /// The provider says it rolls the previous deployment back.
@@ -91,6 +92,7 @@ impl ServiceFacts {
                 .map(|d| DeploymentFact {
                     key: format!("{}/{}/{}", d.provider, d.repo, d.deployment_id),
                     repo: d.repo,
+                    environment: d.environment,
                     sha: d.sha,
                     time: d.time,
                     rollback: d.rollback,
@@ -186,6 +188,23 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
 
     let mut deps: Vec<&DeploymentFact> = facts.deployments.iter().collect();
     deps.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
+    // Another provider's report of the deployment kept just before it in its repository (same sha and
+    // environment, within the window) is the same deployment: the first report stands.
+    let mut kept: HashMap<String, &DeploymentFact> = HashMap::new();
+    deps.retain(|d| {
+        let repo = d.repo.to_lowercase();
+        let provider = |k: &str| k.split('/').next().unwrap_or_default().to_string();
+        let duplicate = kept.get(&repo).is_some_and(|k| {
+            provider(&k.key) != provider(&d.key)
+                && same_sha(&k.sha, &d.sha)
+                && k.environment.eq_ignore_ascii_case(&d.environment)
+                && d.time - k.time <= crate::link::SAME_DEPLOYMENT_WINDOW
+        });
+        if !duplicate {
+            kept.insert(repo, d);
+        }
+        !duplicate
+    });
 
     // Ship changes in deployment-time order: each commit goes to the first deployment that reaches it.
     let mut shipped: HashSet<&str> = HashSet::new();
@@ -366,6 +385,7 @@ mod tests {
         DeploymentFact {
             key: key.into(),
             repo: "r".into(),
+            environment: "production".into(),
             sha: sha.into(),
             time,
             rollback: false,
@@ -440,6 +460,55 @@ mod tests {
         assert!(by_key("3").rework, "the rollback is rework");
         assert!(!by_key("3").failed && !by_key("1").failed);
         assert!(shipped(&d, "3").is_empty());
+    }
+
+    #[test]
+    fn two_providers_reporting_one_deployment_count_it_once() {
+        const M: Millis = 60 * 1000;
+        let report = |key: &str, sha: &str, environment: &str, time| DeploymentFact {
+            environment: environment.into(),
+            ..dep(key, sha, time)
+        };
+        let count = |deployments: Vec<DeploymentFact>| {
+            let facts = ServiceFacts {
+                pushes: vec![],
+                deployments,
+                incident_events: vec![],
+            };
+            derive(&facts, 24 * H)
+                .deployments
+                .into_iter()
+                .map(|d| d.key)
+                .collect::<Vec<_>>()
+        };
+        // The CircleCI job that created the GitHub deployment reports it 4 minutes later: one, the first.
+        assert_eq!(
+            count(vec![
+                report("github/r/1", "abc123", "production", 10 * H),
+                report("circleci/r/9", "abc123", "Production", 10 * H + 4 * M),
+            ]),
+            ["github/r/1"]
+        );
+        // Past the window, in another environment, or of another sha: deployments of their own.
+        for other in [
+            report("circleci/r/9", "abc123", "production", 10 * H + 11 * M),
+            report("circleci/r/9", "abc123", "production-eu", 10 * H + 4 * M),
+            report("circleci/r/9", "def456", "production", 10 * H + 4 * M),
+        ] {
+            assert_eq!(
+                count(vec![report("github/r/1", "abc123", "production", 10 * H), other]).len(),
+                2
+            );
+        }
+        // One provider's two deployments of a sha are two (a redeploy), however close.
+        assert_eq!(
+            count(vec![
+                report("github/r/1", "abc123", "production", 10 * H),
+                report("github/r/2", "abc123", "production", 10 * H + M),
+            ])
+            .len(),
+            2
+        );
     }
 
     #[test]

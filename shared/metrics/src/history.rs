@@ -138,6 +138,16 @@ pub fn history(seed: u64) -> Vec<Fact> {
         if let (Fact::Deployment(d), 0) = (&mut f, rng.u8(0..10)) {
             d.rollback = true;
         }
+        // Now and then a second provider reports the same deployment (a CI deploy job beside the GitHub
+        // deployment it creates): minutes later, or long enough after to be a deployment of its own.
+        if let (Fact::Deployment(d), 0) = (&f, rng.u8(0..6)) {
+            let mut again = d.clone();
+            again.provider = "circleci".into();
+            again.deployment_id = format!("c{}", d.deployment_id);
+            again.time += rng.i64(0..15 * 60 * 1000);
+            again.rollback = false;
+            facts.push(Fact::Deployment(again));
+        }
         facts.push(f);
     }
     for i in 0..rng.usize(0..7) {

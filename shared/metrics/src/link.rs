@@ -260,6 +260,71 @@ struct Dep {
     rollback: bool,
 }
 
+/// How close two providers' reports of one deployment are (a CircleCI deploy job that also creates a
+/// GitHub deployment): same repository, sha and environment, other providers, at most this far apart.
+pub const SAME_DEPLOYMENT_WINDOW: Millis = 10 * 60 * 1000;
+
+/// The provider of a deployment row or fact key (`provider/repo/deployment id`).
+fn provider_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or_default()
+}
+
+/// `deps` (in time order) without the deployments that are another provider's report of the one kept
+/// just before them in their repository: same sha and environment, within [`SAME_DEPLOYMENT_WINDOW`].
+/// The first report stands; the repository's deployment before the cut (a row) counts as kept.
+async fn without_reports_of_one_deployment<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    from: Option<Millis>,
+    deps: impl Iterator<Item = Dep>,
+) -> Result<Vec<Dep>, PortError> {
+    // Per repository: the last kept deployment's provider, sha, environment and time.
+    let mut kept: HashMap<String, Option<(String, String, String, Millis)>> = HashMap::new();
+    let mut out = Vec::new();
+    for d in deps {
+        let repo = d.repo.to_lowercase();
+        if !kept.contains_key(&repo) {
+            let before = match from {
+                Some(f) => links
+                    .deployment_rows_before(service.name, Some(&d.repo), f, "", 1)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|r| {
+                        (
+                            provider_of(&r.key).to_string(),
+                            r.sha,
+                            r.environment,
+                            r.time,
+                        )
+                    }),
+                None => None,
+            };
+            kept.insert(repo.clone(), before);
+        }
+        let last = kept.get(&repo).cloned().flatten();
+        let duplicate = last.is_some_and(|(provider, sha, environment, time)| {
+            provider != provider_of(&d.key)
+                && same_sha(&sha, &d.sha)
+                && environment.eq_ignore_ascii_case(&d.environment)
+                && d.time - time <= SAME_DEPLOYMENT_WINDOW
+        });
+        if !duplicate {
+            kept.insert(
+                repo,
+                Some((
+                    provider_of(&d.key).to_string(),
+                    d.sha.clone(),
+                    d.environment.clone(),
+                    d.time,
+                )),
+            );
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
 /// Re-links one service from `work.cut`: the rows at or after it, for [`em_core::ports::Store::replace_rows`].
 pub async fn relink<L: Links>(
     links: &L,
@@ -301,7 +366,7 @@ pub async fn relink<L: Links>(
             },
         );
     }
-    let deps: Vec<Dep> = deps.into_values().collect();
+    let deps = without_reports_of_one_deployment(links, service, from, deps.into_values()).await?;
 
     // Changes, in deployment order: each commit goes to the first deployment that reaches it.
     let mut shipped: HashSet<String> = HashSet::new();

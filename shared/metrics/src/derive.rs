@@ -496,7 +496,11 @@ mod tests {
             report("circleci/r/9", "def456", "production", 10 * H + 4 * M),
         ] {
             assert_eq!(
-                count(vec![report("github/r/1", "abc123", "production", 10 * H), other]).len(),
+                count(vec![
+                    report("github/r/1", "abc123", "production", 10 * H),
+                    other
+                ])
+                .len(),
                 2
             );
         }

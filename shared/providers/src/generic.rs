@@ -123,21 +123,27 @@ fn read<T: serde::de::DeserializeOwned>(
 }
 
 fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
+    parse_as(NAME, body)
+}
+
+/// A report of the schema, as facts of `provider`: the generic provider's, or a provider that sends the
+/// same schema (ArgoCD, through EM Agent's notification template).
+pub(crate) fn parse_as(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
     let mut report: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| parse_error(NAME, "report", e))?;
+        serde_json::from_slice(body).map_err(|e| parse_error(provider, "report", e))?;
     match report.get("version").and_then(serde_json::Value::as_u64) {
         Some(v) if v == u64::from(VERSION) => {}
         Some(v) => {
             return Err(parse_error(
-                NAME,
+                provider,
                 "report",
                 format!("`version` {v} is not {VERSION}, the one this server reads"),
             ))
         }
-        None => return Err(parse_error(NAME, "report", "`version` (a number) is missing")),
+        None => return Err(parse_error(provider, "report", "`version` (a number) is missing")),
     }
     let Some(id) = report.get("id").and_then(serde_json::Value::as_str) else {
-        return Err(parse_error(NAME, "report", "`id` (a string) is missing"));
+        return Err(parse_error(provider, "report", "`id` (a string) is missing"));
     };
     let id = id.to_string();
     non_empty("id", &id)?;
@@ -145,12 +151,12 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         Some(k @ ("change" | "deployment" | "incident")) => k.to_string(),
         Some(other) => {
             return Err(parse_error(
-                NAME,
+                provider,
                 "report",
                 format!("`type` {other:?} is not one of change, deployment, incident"),
             ))
         }
-        None => return Err(parse_error(NAME, "report", "`type` (a string) is missing")),
+        None => return Err(parse_error(provider, "report", "`type` (a string) is missing")),
     };
     for name in ENVELOPE {
         report.remove(name);
@@ -164,13 +170,13 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         Event::Change(c) => {
             non_empty("repository", &c.repository)?;
             let Some(last) = c.commits.last() else {
-                return Err(parse_error(NAME, "change", "`commits` is empty"));
+                return Err(parse_error(provider, "change", "`commits` is empty"));
             };
             for commit in &c.commits {
                 non_empty("commits[].sha", &commit.sha)?;
             }
             vec![Fact::Push(Push {
-                provider: NAME.into(),
+                provider: provider.into(),
                 repo: c.repository,
                 before: c.before.unwrap_or_else(|| NULL_SHA.into()),
                 after: last.sha.clone(),
@@ -191,7 +197,7 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
             non_empty("environment", &d.environment)?;
             non_empty("sha", &d.sha)?;
             vec![Fact::Deployment(Deployment {
-                provider: NAME.into(),
+                provider: provider.into(),
                 repo: d.repository,
                 deployment_id: d.deployment_id.unwrap_or(id),
                 environment: d.environment,
@@ -209,7 +215,7 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
             non_empty("incident_id", &i.incident_id)?;
             non_empty("service", &i.service)?;
             vec![Fact::Incident(IncidentEvent {
-                provider: NAME.into(),
+                provider: provider.into(),
                 incident_id: i.incident_id,
                 event_id: id,
                 kind: i.status,

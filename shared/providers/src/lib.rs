@@ -32,6 +32,8 @@ registry! {
     generic,
     circleci,
     bitbucket,
+    argocd,
+    kubernetes,
 }
 
 /// Every provider this build knows, in registry order.

@@ -124,16 +124,6 @@ struct Event {
     job: Option<Job>,
 }
 
-/// `owner/name` (or `group/sub/name` on GitLab) from a repository URL, without its host or `.git`.
-fn repo_of_url(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
-    // `host/owner/name` or `host:owner/name` (scp-like).
-    let (_, path) = rest.split_once(['/', ':'])?;
-    let path = path.trim_matches('/').trim_end_matches(".git");
-    path.contains('/').then(|| path.to_string())
-}
-
 /// The slug `github/owner/name` (or `gh/`, `bitbucket/`, `bb/`) names the repository after its first part;
 /// GitLab and GitHub App projects' slugs are ids (`circleci/<org id>/<project id>`), hence the URL first.
 fn repo(e: &Event) -> String {
@@ -147,7 +137,7 @@ fn repo(e: &Event) -> String {
     ]
     .into_iter()
     .flatten()
-    .find_map(repo_of_url)
+    .find_map(crate::git::repo_of_url)
         .or_else(|| {
             e.project
                 .slug
@@ -212,23 +202,4 @@ fn parse(event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         started: started.map(|t| t.0),
         finished: stopped.unwrap_or(e.happened_at).0,
     })])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::repo_of_url;
-
-    #[test]
-    fn repositories_come_from_any_vcs_url() {
-        for (url, want) in [
-            ("https://github.com/circleci/webhook-service", Some("circleci/webhook-service")),
-            ("https://bitbucket.org/acme/shop.git", Some("acme/shop")),
-            ("https://gitlab.com/group/sub/project", Some("group/sub/project")),
-            ("git@github.com:acme/shop.git", Some("acme/shop")),
-            ("https://github.com/", None),
-            ("not a url", None),
-        ] {
-            assert_eq!(repo_of_url(url).as_deref(), want, "{url}");
-        }
-    }
 }

@@ -60,3 +60,38 @@ impl PushEvent<'_> {
         })]
     }
 }
+
+/// `owner/name` (or `group/sub/name` on GitLab) from a repository URL, without its host or `.git`.
+pub(crate) fn repo_of_url(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+    // `host/owner/name` or `host:owner/name` (scp-like).
+    let (_, path) = rest.split_once(['/', ':'])?;
+    let path = path.trim_matches('/').trim_end_matches(".git");
+    path.contains('/').then(|| path.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repo_of_url;
+
+    #[test]
+    fn repositories_come_from_any_vcs_url() {
+        for (url, want) in [
+            (
+                "https://github.com/circleci/webhook-service",
+                Some("circleci/webhook-service"),
+            ),
+            ("https://bitbucket.org/acme/shop.git", Some("acme/shop")),
+            (
+                "https://gitlab.com/group/sub/project",
+                Some("group/sub/project"),
+            ),
+            ("git@github.com:acme/shop.git", Some("acme/shop")),
+            ("https://github.com/", None),
+            ("not a url", None),
+        ] {
+            assert_eq!(repo_of_url(url).as_deref(), want, "{url}");
+        }
+    }
+}

@@ -35,7 +35,8 @@ pub const PROVIDER: Provider = Provider {
         "issues",
     ],
     parse,
-    sample: "scenario-push",    validate: false,
+    sample: "scenario-push",
+    validate: false,
 };
 
 #[derive(Deserialize)]

@@ -29,9 +29,10 @@ pub const PROVIDER: Provider = Provider {
         header: "X-Gitlab-Event",
         guess: hook_name,
     }),
-    events: &["push", "deployment", "merge_request", "pipeline", "issue"],
+    events: &["push", "deployment", "merge_request", "pipeline", "build", "issue"],
     parse,
-    sample: "scenario-deployment",    validate: false,
+    sample: "scenario-deployment",
+    validate: false,
 };
 
 #[derive(Deserialize)]
@@ -113,6 +114,38 @@ struct PipelinePayload {
     project: Project,
 }
 
+/// A Job Hook's repository: its web page names the project (older job hooks carry no `project`).
+#[derive(Deserialize)]
+struct JobRepository {
+    #[serde(default)]
+    homepage: Option<String>,
+    #[serde(default)]
+    git_http_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobPayload {
+    #[serde(rename = "ref", default)]
+    git_ref: Option<String>,
+    #[serde(default)]
+    tag: bool,
+    sha: String,
+    build_id: Id,
+    #[serde(default)]
+    build_name: String,
+    build_status: String,
+    #[serde(default)]
+    build_started_at: Option<Timestamp>,
+    #[serde(default)]
+    build_finished_at: Option<Timestamp>,
+    #[serde(default)]
+    retries_count: Option<u32>,
+    #[serde(default)]
+    project: Option<Project>,
+    #[serde(default)]
+    repository: Option<JobRepository>,
+}
+
 #[derive(Deserialize)]
 struct IssuePayload {
     object_attributes: MergeRequestAttributes,
@@ -135,6 +168,7 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         "deployment" => parse_deployment(serde_json::from_slice(body).map_err(err)?),
         "merge_request" => parse_merge_request(serde_json::from_slice(body).map_err(err)?),
         "pipeline" => parse_pipeline(serde_json::from_slice(body).map_err(err)?),
+        "build" => parse_job(serde_json::from_slice(body).map_err(err)?),
         "issue" | "work_item" => parse_issue(serde_json::from_slice(body).map_err(err)?),
         _ => Ok(Vec::new()),
     }
@@ -231,12 +265,8 @@ fn parse_merge_request(p: MergeRequestPayload) -> Result<Vec<Fact>, ParseError> 
 /// A pipeline that finished is a build; one created, pending or running is not a fact yet.
 fn parse_pipeline(p: PipelinePayload) -> Result<Vec<Fact>, ParseError> {
     let a = p.object_attributes;
-    let outcome = match a.status.as_str() {
-        "success" => BuildOutcome::Success,
-        "failed" => BuildOutcome::Failure,
-        "canceled" | "cancelled" => BuildOutcome::Cancelled,
-        "skipped" => BuildOutcome::Skipped,
-        _ => return Ok(Vec::new()),
+    let Some(outcome) = finished(&a.status) else {
+        return Ok(Vec::new());
     };
     let Some(finished) = a.finished_at else {
         return Ok(Vec::new());
@@ -252,6 +282,48 @@ fn parse_pipeline(p: PipelinePayload) -> Result<Vec<Fact>, ParseError> {
         outcome,
         started: a.created_at.map(|t| t.0),
         finished: finished.0,
+    })])
+}
+
+/// A finished pipeline status's outcome; running and other unfinished ones count nothing.
+fn finished(status: &str) -> Option<BuildOutcome> {
+    match status {
+        "success" => Some(BuildOutcome::Success),
+        "failed" => Some(BuildOutcome::Failure),
+        "canceled" | "cancelled" => Some(BuildOutcome::Cancelled),
+        "skipped" => Some(BuildOutcome::Skipped),
+        _ => None,
+    }
+}
+
+/// A job of a pipeline (`object_kind: build`): a build of its own, `job:<id>` so it never meets a
+/// pipeline's id; its retries are later attempts.
+fn parse_job(p: JobPayload) -> Result<Vec<Fact>, ParseError> {
+    let (Some(outcome), Some(done)) = (finished(&p.build_status), p.build_finished_at) else {
+        return Ok(Vec::new());
+    };
+    let repo = p
+        .project
+        .map(|project| project.path_with_namespace)
+        .or_else(|| {
+            let r = p.repository?;
+            [r.homepage, r.git_http_url]
+                .into_iter()
+                .flatten()
+                .find_map(|u| crate::git::repo_of_url(&u))
+        })
+        .ok_or_else(|| parse_error(NAME, "build", "neither `project` nor a repository URL"))?;
+    Ok(vec![Fact::Build(Build {
+        provider: NAME.into(),
+        repo,
+        run_id: format!("job:{}", p.build_id.0),
+        attempt: p.retries_count.unwrap_or(0).saturating_add(1),
+        name: p.build_name,
+        sha: p.sha,
+        branch: if p.tag { String::new() } else { p.git_ref.unwrap_or_default() },
+        outcome,
+        started: p.build_started_at.map(|t| t.0),
+        finished: done.0,
     })])
 }
 

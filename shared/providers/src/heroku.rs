@@ -30,7 +30,8 @@ pub const PROVIDER: Provider = Provider {
     event_header: None,
     events: &["api:release"],
     parse,
-    sample: "api-release-update",    validate: false,
+    sample: "api-release-update",
+    validate: false,
 };
 
 #[derive(Deserialize)]

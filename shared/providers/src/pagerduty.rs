@@ -26,7 +26,8 @@ pub const PROVIDER: Provider = Provider {
         "incident.reopened",
     ],
     parse,
-    sample: "scenario-incident",    validate: false,
+    sample: "scenario-incident",
+    validate: false,
 };
 
 #[derive(Deserialize)]

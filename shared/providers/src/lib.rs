@@ -34,6 +34,7 @@ registry! {
     bitbucket,
     argocd,
     kubernetes,
+    aws,
 }
 
 /// Every provider this build knows, in registry order.

@@ -237,3 +237,108 @@ async fn scenario_through_lambda_handlers_on_aws_shuffled_with_redeliveries() {
     shuffle(&mut deliveries, 0x5eed);
     run(deliveries, "scenario-b").await;
 }
+
+/// The stack's EventBridge rule sends this account's deployment events straight to the delivery queue:
+/// here the rule is put on the AWS-compatible server with boto3 (the pattern of `DeploymentEventsRule` in
+/// `infra/template.in.yaml`), AWS's published ECS and CodeDeploy events are put on its bus, and what reaches
+/// the queue goes through the aggregator's handler into DynamoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_deployment_events_reach_the_queue_through_the_rule_and_count_once() {
+    let sdk = common::aws::sdk().await;
+    let names = common::aws::fresh_names_with(&sdk, "account-events", 3, 30).await;
+    let arn = common::aws::queue_arn(&sdk, &names.queue).await;
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/providers/tests/fixtures/aws"
+    );
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/template.yaml"
+    ))
+    .expect("the template");
+    let pattern = json!({
+        "source": ["aws.ecs", "aws.codedeploy", "aws.codepipeline"],
+        "detail-type": [
+            "ECS Deployment State Change",
+            "CodeDeploy Deployment State-change Notification",
+            "CodePipeline Pipeline Execution State Change",
+        ],
+    });
+    for value in [
+        "aws.ecs",
+        "aws.codedeploy",
+        "aws.codepipeline",
+        "ECS Deployment State Change",
+    ] {
+        assert!(template.contains(value), "the stack's rule names {value}");
+    }
+    let script = r#"
+import boto3, json, os, sys
+kw = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
+events = boto3.client("events", **kw)
+rule, arn, pattern, fixtures = sys.argv[1:5]
+events.put_rule(Name=rule, EventPattern=pattern, State="ENABLED")
+events.put_targets(Rule=rule, Targets=[{"Id": "DeliveryQueue", "Arn": arn}])
+entries = []
+for name in ["ecs-deployment-completed", "codedeploy-deployment-state-change", "ecs-deployment-in-progress"]:
+    e = json.load(open(f"{fixtures}/{name}.json"))
+    entries.append({"Source": e["source"], "DetailType": e["detail-type"], "Detail": json.dumps(e["detail"]),
+                    "Resources": e["resources"], "Time": e["time"]})
+# A third party's event on the same bus matches no rule of ours.
+entries.append({"Source": "acme.deployer", "DetailType": "ECS Deployment State Change", "Detail": "{}"})
+out = events.put_events(Entries=entries)
+assert out["FailedEntryCount"] == 0, out
+"#;
+    let rule = common::aws::unique_name("deployment-events");
+    let status = std::process::Command::new("python3")
+        .args(["-c", script, &rule, &arn, &pattern.to_string(), fixtures])
+        .status()
+        .expect("python3 with boto3 (installed with moto by scripts/test.sh)");
+    assert!(status.success(), "putting the rule and the events failed");
+
+    let messages =
+        common::aws::receive_messages(&sdk, &names.queue, 4, std::time::Duration::from_secs(3))
+            .await;
+    assert_eq!(
+        messages.len(),
+        3,
+        "the rule delivers AWS's events, and only them"
+    );
+    let event = common::aws::sqs_event(&messages, &arn);
+    let config = Config::parse(
+        "production_environments = [\"default\", \"myDeploymentGroup\"]\n\
+         [[services]]\nname = \"checkout\"\n\
+         repositories = [\"ecs:default/servicetest\", \"codedeploy:myApplication\"]\n",
+    )
+    .expect("config");
+    let store = DynamoStore::new(&sdk, names.table.clone());
+    let aggregator = Aggregator::new(store.clone(), Arc::new(config.clone()));
+    let payloads = S3Payloads::new(&sdk, names.bucket.clone());
+    for _ in 0..2 {
+        // SQS delivers at least once: a batch handled twice counts once.
+        let out = em_aggregator::lambda::handle(&aggregator, &payloads, event.clone(), 0).await;
+        assert!(
+            out.batch_item_failures.is_empty(),
+            "{:?}",
+            out.batch_item_failures
+        );
+    }
+    let report = em_api::dora(
+        &store,
+        &config,
+        em_api::DoraQuery {
+            service: Some("checkout".into()),
+            from: Some("2016-06-01".into()),
+            to: Some("2020-06-01".into()),
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .expect("a report");
+    // The ECS deployment (2020-05-23) and the CodeDeploy one (2016-06-30); the in-progress one is nothing.
+    assert_eq!(
+        serde_json::to_value(&report.report).expect("JSON")["deployment_frequency"]["deployments"],
+        json!(2)
+    );
+}

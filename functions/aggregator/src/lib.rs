@@ -623,6 +623,32 @@ pub mod lambda {
     use super::*;
     use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
+    /// The delivery an AWS service event is, when an EventBridge rule of the account sent it to the queue
+    /// itself (no webhook, authenticated by IAM: only the rule may send to the queue besides the webhooks):
+    /// the `aws` provider's, named by the event's id, as if posted to `/webhooks/aws`.
+    fn account_event(body: &str, now: Millis) -> Option<Envelope> {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow)]
+            source: std::borrow::Cow<'a, str>,
+            #[serde(rename = "detail-type")]
+            _detail_type: serde::de::IgnoredAny,
+        }
+        let head: Head = serde_json::from_str(body).ok()?;
+        if !head.source.starts_with("aws.") {
+            return None;
+        }
+        let aws = em_providers::by_name("aws")?;
+        let inspection = aws.inspect(&http::HeaderMap::new(), body.as_bytes()).ok()?;
+        Some(Envelope {
+            provider: aws.name.to_string(),
+            delivery_id: inspection.delivery_id,
+            event: None,
+            received_at: now,
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        })
+    }
+
     pub async fn handle<S: Store + MetricsReader, P: Payloads>(
         aggregator: &Aggregator<S>,
         payloads: &P,
@@ -634,13 +660,18 @@ pub mod lambda {
         let mut ids = Vec::new();
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
-            let message = match record.body.as_deref().map(Message::from_json) {
+            let body = record.body.as_deref();
+            let message = match body.map(Message::from_json) {
                 Some(Ok(m)) => m,
-                other => {
-                    tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable queue message");
-                    failures.push(id);
-                    continue;
-                }
+                // Not one of ours: an event an EventBridge rule of the account sent straight here.
+                other => match body.and_then(|b| account_event(b, now)) {
+                    Some(e) => Message::Inline(e),
+                    None => {
+                        tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable queue message");
+                        failures.push(id);
+                        continue;
+                    }
+                },
             };
             match message.resolve(payloads).await {
                 Ok(e) => {

@@ -9,6 +9,18 @@ use em_core::config::Config;
 use em_core::ports::{MetricsReader, NoPayloads};
 use em_sqlite::{EmbeddedStore, Options};
 
+/// The times of `service`'s deployments on the UTC day starting at `day`.
+async fn deployment_times(store: &EmbeddedStore, service: &str, day: i64) -> Vec<i64> {
+    store
+        .observations(Some(vec![service.into()]), day, day + 86_400_000)
+        .await
+        .expect("rows")
+        .deployments
+        .iter()
+        .map(|d| d.time)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_batch_is_stored_and_only_the_bad_message_fails() {
     let path = format!("{}/../../events/sqs-batch.json", env!("CARGO_MANIFEST_DIR"));
@@ -57,16 +69,10 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
     // CircleCI's sample workflow `build-test-deploy` finished at 2021-09-01T22:49:34.170Z: a build that the
     // default deploy rule (CircleCI builds that say deploy) makes a production deployment of its repository.
     let day = 1_630_454_400_000; // 2021-09-01T00:00:00Z
-    let built = store
-        .observations(
-            Some(vec!["circleci/webhook-service".into()]),
-            day,
-            day + 86_400_000,
-        )
-        .await
-        .expect("rows");
-    let times: Vec<i64> = built.deployments.iter().map(|d| d.time).collect();
-    assert_eq!(times, vec![1_630_536_574_170]);
+    assert_eq!(
+        deployment_times(&store, "circleci/webhook-service", day).await,
+        vec![1_630_536_574_170]
+    );
 
     // The same batch again (SQS delivers at least once) changes nothing: the same two messages fail (they
     // can never succeed), every other one succeeds again, and the rows stay as they were.
@@ -83,4 +89,59 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
         .await
         .expect("rows");
     assert_eq!(again, rows);
+}
+
+/// An EventBridge rule of the account sends AWS's own events to the queue, with no webhook in between: the
+/// aggregator reads them as the `aws` provider's deliveries. Anything else that is not one of our messages
+/// still fails alone.
+#[tokio::test]
+async fn account_events_sent_straight_to_the_queue_are_read_as_the_aws_providers() {
+    let fixtures = format!(
+        "{}/../../shared/providers/tests/fixtures/aws",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let record = |id: &str, body: String| {
+        let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
+        r.message_id = Some(id.into());
+        r.body = Some(body);
+        r
+    };
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("{fixtures}/{name}.json")).expect("an AWS event")
+    };
+    let mut event = SqsEvent::default();
+    event.records = vec![
+        record("ecs-completed", read("ecs-deployment-completed")),
+        record("codedeploy", read("codedeploy-deployment-state-change")),
+        // Not AWS's: a third party's event is no delivery of ours.
+        record(
+            "custom",
+            read("ecs-deployment-completed").replace("\"aws.ecs\"", "\"acme.deployer\""),
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
+    let config = Config::parse("production_environments = [\"default\"]").expect("config");
+    let aggregator = Aggregator::new(store.clone(), Arc::new(config));
+    let response = lambda::handle(&aggregator, &NoPayloads, event.clone(), 0).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, vec!["custom"]);
+
+    // The ECS service deployment completed at 2020-05-23T11:11:11Z: a production deployment (its cluster,
+    // `default`, is listed as production) of the service `ecs:default/servicetest`.
+    let day = 1_590_192_000_000; // 2020-05-23T00:00:00Z
+    let service = "ecs:default/servicetest";
+    assert_eq!(
+        deployment_times(&store, service, day).await,
+        vec![1_590_232_271_000]
+    );
+
+    // Delivered again (EventBridge and SQS both deliver at least once): still one.
+    let again = lambda::handle(&aggregator, &NoPayloads, event, 0).await;
+    assert_eq!(again.batch_item_failures.len(), 1);
+    assert_eq!(deployment_times(&store, service, day).await.len(), 1);
 }

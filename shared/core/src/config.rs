@@ -273,10 +273,18 @@ impl Config {
         }
     }
 
-    /// Incident service names that belong to `service` (the service's own name when it is unmapped).
+    /// Incident service names that belong to `service`: its aliases, and its own name unless that is
+    /// another service's alias — an incident tool naming the service as `em-agent.toml` does is heard, as
+    /// [`Config::service_for_alias`] says.
     pub fn aliases_of(&self, service: &str) -> Vec<String> {
         match self.services.iter().find(|s| s.name == service) {
-            Some(s) => s.aliases.clone(),
+            Some(s) => {
+                let mut names = s.aliases.clone();
+                if !self.by_alias.contains_key(&s.name) && !names.contains(&s.name) {
+                    names.push(s.name.clone());
+                }
+                names
+            }
             None => vec![service.to_string()],
         }
     }
@@ -419,6 +427,16 @@ aliases = ["Checkout API"]
         assert_eq!(c.service_for_repo("Acme-Shop/Other"), "acme-shop/other");
         assert_eq!(c.service_for_alias("Checkout API"), "checkout");
         assert_eq!(c.service_for_alias("Shared Postgres"), "Shared Postgres");
+        // A service's own name is heard as an incident service name, as service_for_alias maps it.
+        assert_eq!(c.service_for_alias("checkout"), "checkout");
+        assert_eq!(c.aliases_of("checkout"), vec!["Checkout API", "checkout"]);
+        // ... unless it is another service's alias, whose incidents they are.
+        let other = Config::parse(
+            "[[services]]\nname = \"a\"\naliases = [\"b\"]\n[[services]]\nname = \"b\"\n",
+        )
+        .unwrap();
+        assert_eq!(other.aliases_of("b"), Vec::<String>::new());
+        assert_eq!(other.aliases_of("a"), vec!["b", "a"]);
         assert_eq!(c.attribution_window(), 24 * 3600 * 1000);
         assert_eq!(c.services_of_team("payments"), vec!["checkout"]);
         assert!(c.is_production("PROD", None));

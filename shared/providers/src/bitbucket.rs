@@ -1,9 +1,12 @@
 //! Bitbucket Cloud webhooks: `X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>` (the webhook's
 //! secret), the event in `X-Event-Key`, named by `X-Request-UUID`. A `repo:push` to the default branch is a
 //! push of each branch change's new commits; a commit status (Bitbucket Pipelines, or any CI reporting one)
-//! that finished is a build of its commit.
+//! that finished is a build of its commit; pull requests opened, approved, merged (`fulfilled`) and
+//! declined (`rejected`) are pull request events.
 
-use em_core::domain::{Build, BuildOutcome, Commit, Fact, Push, NULL_SHA};
+use em_core::domain::{
+    Build, BuildOutcome, Commit, Fact, PullRequestEvent, PullRequestEventKind, Push, NULL_SHA,
+};
 use em_core::time::Timestamp;
 use serde::Deserialize;
 
@@ -25,6 +28,10 @@ pub const PROVIDER: Provider = Provider {
         "repo:push",
         "repo:commit_status_created",
         "repo:commit_status_updated",
+        "pullrequest:created",
+        "pullrequest:approved",
+        "pullrequest:fulfilled",
+        "pullrequest:rejected",
     ],
     parse,
     sample: "repo-push",
@@ -32,13 +39,20 @@ pub const PROVIDER: Provider = Provider {
 };
 
 fn guess_event(payload: &serde_json::Value) -> Option<String> {
-    if payload.get("push").is_some() {
-        Some("repo:push".into())
+    let key = if payload.get("push").is_some() {
+        "repo:push"
     } else if payload.get("commit_status").is_some() {
-        Some("repo:commit_status_updated".into())
+        "repo:commit_status_updated"
+    } else if payload.get("approval").is_some() {
+        "pullrequest:approved"
     } else {
-        None
-    }
+        match payload["pullrequest"]["state"].as_str()? {
+            "MERGED" => "pullrequest:fulfilled",
+            "DECLINED" => "pullrequest:rejected",
+            _ => "pullrequest:created",
+        }
+    };
+    Some(key.into())
 }
 
 /// Bitbucket sends the main branch's name only in some payloads; without it, `main` or `master`.
@@ -126,6 +140,53 @@ struct StatusPayload {
     commit_status: CommitStatus,
 }
 
+#[derive(Deserialize)]
+struct PullRequest {
+    id: u64,
+    #[serde(default)]
+    title: String,
+    created_on: Timestamp,
+    #[serde(default)]
+    updated_on: Option<Timestamp>,
+    #[serde(default)]
+    closed_on: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct Approval {
+    date: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct PullRequestPayload {
+    repository: Repository,
+    pullrequest: PullRequest,
+    #[serde(default)]
+    approval: Option<Approval>,
+}
+
+fn pull_request(event: &str, p: PullRequestPayload) -> Result<Vec<Fact>, ParseError> {
+    let pr = p.pullrequest;
+    let ended = pr.closed_on.or(pr.updated_on).unwrap_or(pr.created_on);
+    let (kind, time) = match event {
+        "pullrequest:created" => (PullRequestEventKind::Opened, pr.created_on),
+        "pullrequest:fulfilled" => (PullRequestEventKind::Merged, ended),
+        "pullrequest:rejected" => (PullRequestEventKind::Closed, ended),
+        _ => match p.approval {
+            Some(a) => (PullRequestEventKind::Approved, a.date),
+            None => return Err(parse_error(NAME, event, "missing field `approval`")),
+        },
+    };
+    Ok(vec![Fact::PullRequest(PullRequestEvent {
+        provider: NAME.into(),
+        repo: p.repository.full_name,
+        number: pr.id,
+        kind,
+        time: time.0,
+        title: pr.title,
+    })])
+}
+
 fn parse(event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
     match event {
         Some("repo:push") => {
@@ -137,6 +198,16 @@ fn parse(event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
             let p: StatusPayload =
                 serde_json::from_slice(body).map_err(|err| parse_error(NAME, e, err))?;
             Ok(build(p).into_iter().collect())
+        }
+        Some(
+            e @ ("pullrequest:created"
+            | "pullrequest:approved"
+            | "pullrequest:fulfilled"
+            | "pullrequest:rejected"),
+        ) => {
+            let p: PullRequestPayload =
+                serde_json::from_slice(body).map_err(|err| parse_error(NAME, e, err))?;
+            pull_request(e, p)
         }
         _ => Ok(Vec::new()),
     }

@@ -61,6 +61,9 @@ struct Release {
     created_at: Timestamp,
     #[serde(default)]
     updated_at: Option<Timestamp>,
+    /// What made the release: `Deploy 48AKJH`, `Rollback to v46` (`heroku rollback`), `Set FOO config vars`.
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +96,8 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         sha: r.slug.and_then(|s| s.commit).unwrap_or_default(),
         time: r.updated_at.unwrap_or(r.created_at).0,
         outcome,
-        rollback: false,
+        // `heroku rollback` makes a release described `Rollback to v<N>` (Dev Center, Releases): the release
+        // it replaces is rolled back.
+        rollback: r.description.starts_with("Rollback to v"),
     })])
 }

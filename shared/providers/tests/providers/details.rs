@@ -1360,3 +1360,27 @@ fn every_scenario_delivery_inspects_and_parses_as_labelled() {
         }
     }
 }
+
+/// `heroku rollback` makes a release described `Rollback to v<N>` (Heroku Dev Center, Releases): the
+/// deployment is marked as a rollback; a deploy's release is not.
+#[test]
+fn heroku_rollback_releases_are_marked_as_rollbacks() {
+    let p = provider("heroku");
+    let deploy =
+        std::fs::read_to_string(Path::new(FIXTURES).join("heroku/api-release-update.json"))
+            .expect("fixture");
+    assert!(deploy.contains("\"Deploy 48AKJH\""));
+    for (body, want) in [
+        (deploy.clone(), false),
+        (
+            deploy.replace("\"Deploy 48AKJH\"", "\"Rollback to v41\""),
+            true,
+        ),
+    ] {
+        let facts = p.parse(None, body.as_bytes()).expect("parses");
+        match facts.as_slice() {
+            [Fact::Deployment(d)] => assert_eq!(d.rollback, want, "{}", d.deployment_id),
+            other => panic!("{other:?}"),
+        }
+    }
+}

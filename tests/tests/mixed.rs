@@ -1,8 +1,8 @@
-//! A service seen through several providers at once, over HTTP to `em-agent serve`: GitHub pushes deployed
+//! Services seen through several providers at once, over HTTP to `em-agent serve`: GitHub pushes deployed
 //! by CircleCI deploy workflows (one of them also reported as a GitHub deployment), an incident reported by
-//! a script through the generic provider, a rollback, and an ECS service of the same team's service whose
-//! deployments come from EventBridge. The figures are worked out by hand below, and must come out the same
-//! whatever order the deliveries arrive in and however often.
+//! a script through the generic provider, a rollback, and the same service's ECS deployments from
+//! EventBridge; and a GitLab project deployed by ArgoCD. The figures are worked out by hand below, and must
+//! come out the same whatever order the deliveries arrive in and however often.
 
 mod common;
 
@@ -13,6 +13,7 @@ const REPO: &str = "acme/shop";
 const C1: &str = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1";
 const C2: &str = "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2";
 const C3: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
+const G1: &str = "9191919191919191919191919191919191919191";
 const NULL: &str = "0000000000000000000000000000000000000000";
 
 const CONFIG: &str = r#"
@@ -23,6 +24,11 @@ incident_attribution_window = "24h"
 name = "shop"
 team = "web"
 repositories = ["acme/shop", "ecs:prod/shop"]
+
+[[services]]
+name = "catalog"
+team = "web"
+repositories = ["group/catalog"]
 "#;
 
 fn delivery(provider: &str, name: &str, headers: &[(&str, &str)], body: Value) -> Delivery {
@@ -113,6 +119,31 @@ fn ecs(id: &str, event: &str, deployment: &str, time: &str) -> Delivery {
     )
 }
 
+fn gitlab_push(id: &str, before: &str, sha: &str, time: &str) -> Delivery {
+    delivery(
+        "gitlab",
+        id,
+        &[("X-Gitlab-Event", "Push Hook"), ("Idempotency-Key", id)],
+        json!({
+            "object_kind": "push", "ref": "refs/heads/main", "before": before, "after": sha,
+            "project": {"path_with_namespace": "group/catalog", "default_branch": "main"},
+            "commits": [{"id": sha, "timestamp": time, "message": "change"}],
+            "total_commits_count": 1,
+        }),
+    )
+}
+
+/// What EM Agent's ArgoCD notification template sends for a sync that finished.
+fn argocd_sync(id: &str, sha: &str, time: &str, status: &str) -> Delivery {
+    delivery(
+        "argocd",
+        id,
+        &[],
+        json!({"version": 1, "type": "deployment", "id": id, "repository": "group/catalog",
+               "environment": "production", "sha": sha, "status": status, "time": time}),
+    )
+}
+
 fn history() -> Vec<Delivery> {
     vec![
         push(
@@ -143,6 +174,19 @@ fn history() -> Vec<Delivery> {
             "ecs-svc/2",
             "2025-06-04T11:00:00Z",
         ),
+        gitlab_push("gl-push-1", NULL, G1, "2025-06-02T08:00:00+02:00"),
+        argocd_sync(
+            "catalog.2025-06-02T06:30:00Z",
+            G1,
+            "2025-06-02T06:30:00Z",
+            "success",
+        ),
+        argocd_sync(
+            "catalog.2025-06-02T07:00:00Z",
+            G1,
+            "2025-06-02T07:00:00Z",
+            "failure",
+        ),
     ]
 }
 
@@ -154,7 +198,7 @@ fn history() -> Vec<Delivery> {
 /// - failures: cci-2 (INC-7 opened 30 min after it, and rolled back by cci-3): 1 of 4 (low);
 /// - rework: cci-3, the rollback: 1 of 4;
 /// - recovery: INC-7, attributed to cci-2, resolved after 50 min: median 3000 s (elite).
-fn expected() -> Value {
+fn expected_shop() -> Value {
     json!({
         "deployment_frequency": {"deployments": 4, "per_day": 4.0 / 3.0, "level": "elite"},
         "lead_time": {"changes": 3, "excluded": 0, "median_seconds": 7200.0, "p90_seconds": 10800.0,
@@ -165,7 +209,22 @@ fn expected() -> Value {
     })
 }
 
-async fn figures(order: Vec<Delivery>) -> Value {
+/// And for `catalog`: G1, committed at 08:00 +02:00 (06:00 UTC), synced by ArgoCD at 06:30 UTC — one
+/// deployment (1/3 a day: high), one change with a 30-minute lead time (elite); the failed sync at 07:00 is
+/// a failed attempt; no incident (failure rate 0: elite; no recovery figure).
+fn expected_catalog() -> Value {
+    json!({
+        "deployment_frequency": {"deployments": 1, "per_day": 1.0 / 3.0, "level": "high"},
+        "lead_time": {"changes": 1, "excluded": 0, "median_seconds": 1800.0, "p90_seconds": 1800.0,
+                      "level": "elite"},
+        "change_failure_rate": {"deployments": 1, "failed": 0, "ratio": 0.0, "level": "elite"},
+        "recovery_time": {"incidents": 0, "open": 0, "median_seconds": null, "level": null},
+        "rework_rate": {"deployments": 1, "rework": 0, "ratio": 0.0},
+    })
+}
+
+/// Each service's figures over [2025-06-02, 2025-06-05) once `order` is delivered.
+async fn figures(order: Vec<Delivery>) -> Vec<(&'static str, Value)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("em-agent.toml");
     std::fs::write(&config, CONFIG).expect("config");
@@ -180,22 +239,24 @@ async fn figures(order: Vec<Delivery>) -> Value {
         );
     }
     server.wait_drained(&client).await;
-    server
-        .get_json(
-            &client,
-            "/v1/metrics/dora",
-            &[
-                ("service", "shop"),
-                ("from", "2025-06-02"),
-                ("to", "2025-06-05"),
-            ],
-        )
-        .await
+    let mut out = Vec::new();
+    for service in ["shop", "catalog"] {
+        let q = [
+            ("service", service),
+            ("from", "2025-06-02"),
+            ("to", "2025-06-05"),
+        ];
+        out.push((
+            service,
+            server.get_json(&client, "/v1/metrics/dora", &q).await,
+        ));
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_seen_through_several_providers_gives_the_hand_worked_figures_in_any_order() {
-    let want = expected();
+async fn services_seen_through_several_providers_give_the_hand_worked_figures_in_any_order() {
+    let want = [("shop", expected_shop()), ("catalog", expected_catalog())];
     let in_order = history();
     let mut reversed = history();
     reversed.reverse();
@@ -206,14 +267,17 @@ async fn a_service_seen_through_several_providers_gives_the_hand_worked_figures_
         .collect();
     for (name, order) in [("in order", in_order), ("reversed and repeated", reversed)] {
         let got = figures(order).await;
-        for metric in [
-            "deployment_frequency",
-            "lead_time",
-            "change_failure_rate",
-            "recovery_time",
-            "rework_rate",
-        ] {
-            common::assert_matches(&got[metric], &want[metric], &format!("{name}: {metric}"));
+        for ((service, got), (_, want)) in got.iter().zip(&want) {
+            for metric in [
+                "deployment_frequency",
+                "lead_time",
+                "change_failure_rate",
+                "recovery_time",
+                "rework_rate",
+            ] {
+                let at = format!("{name}: {service}: {metric}");
+                common::assert_matches(&got[metric], &want[metric], &at);
+            }
         }
     }
 }

@@ -269,37 +269,44 @@ fn provider_of(key: &str) -> &str {
     key.split('/').next().unwrap_or_default()
 }
 
+/// Each repository's deployment row just before the cut, read once per re-link (by lower-cased
+/// repository): the duplicate rule and the rollback rule both start from it.
+type RowsBeforeCut = HashMap<String, Option<DeploymentRow>>;
+
 /// `deps` (in time order) without the deployments that are another provider's report of the one kept
 /// just before them in their repository: same sha and environment, within [`SAME_DEPLOYMENT_WINDOW`].
-/// The first report stands; the repository's deployment before the cut (a row) counts as kept.
+/// The first report stands; the repository's deployment before the cut (a row) counts as kept. Also
+/// gives the rows before the cut it read.
 async fn without_reports_of_one_deployment<L: Links>(
     links: &L,
     service: &Service<'_>,
     from: Option<Millis>,
     deps: impl Iterator<Item = Dep>,
-) -> Result<Vec<Dep>, PortError> {
+) -> Result<(Vec<Dep>, RowsBeforeCut), PortError> {
     // Per repository: the last kept deployment's provider, sha, environment and time.
     let mut kept: HashMap<String, Option<(String, String, String, Millis)>> = HashMap::new();
+    let mut before_cut = RowsBeforeCut::new();
     let mut out = Vec::new();
     for d in deps {
         let repo = d.repo.to_lowercase();
         if !kept.contains_key(&repo) {
-            let before = match from {
+            let row = match from {
                 Some(f) => links
                     .deployment_rows_before(service.name, Some(&d.repo), f, "", 1)
                     .await?
                     .into_iter()
-                    .next()
-                    .map(|r| {
-                        (
-                            provider_of(&r.key).to_string(),
-                            r.sha,
-                            r.environment,
-                            r.time,
-                        )
-                    }),
+                    .next(),
                 None => None,
             };
+            let before = row.as_ref().map(|r| {
+                (
+                    provider_of(&r.key).to_string(),
+                    r.sha.clone(),
+                    r.environment.clone(),
+                    r.time,
+                )
+            });
+            before_cut.insert(repo.clone(), row);
             kept.insert(repo.clone(), before);
         }
         let last = kept.get(&repo).cloned().flatten();
@@ -322,7 +329,7 @@ async fn without_reports_of_one_deployment<L: Links>(
             out.push(d);
         }
     }
-    Ok(out)
+    Ok((out, before_cut))
 }
 
 /// Re-links one service from `work.cut`: the rows at or after it, for [`em_core::ports::Store::replace_rows`].
@@ -366,7 +373,8 @@ pub async fn relink<L: Links>(
             },
         );
     }
-    let deps = without_reports_of_one_deployment(links, service, from, deps.into_values()).await?;
+    let (deps, before_cut) =
+        without_reports_of_one_deployment(links, service, from, deps.into_values()).await?;
 
     // Changes, in deployment order: each commit goes to the first deployment that reaches it.
     let mut shipped: HashSet<String> = HashSet::new();
@@ -471,9 +479,22 @@ pub async fn relink<L: Links>(
                 // first linked): compare with the rows before it.
                 None => match from {
                     Some(f) => {
-                        let prev = links
-                            .deployment_rows_before(service.name, Some(&deps[i].repo), f, "", 1)
-                            .await?;
+                        // Read once already, by the duplicate rule.
+                        let prev: Vec<DeploymentRow> =
+                            match before_cut.get(&deps[i].repo.to_lowercase()) {
+                                Some(row) => row.iter().cloned().collect(),
+                                None => {
+                                    links
+                                        .deployment_rows_before(
+                                            service.name,
+                                            Some(&deps[i].repo),
+                                            f,
+                                            "",
+                                            1,
+                                        )
+                                        .await?
+                                }
+                            };
                         match prev.first() {
                             Some(p) if !same_sha(sha, &p.sha) => {
                                 links

@@ -88,6 +88,34 @@ pub(crate) fn get_n(item: &Item, name: &str) -> Result<i64, PortError> {
         .ok_or_else(|| PortError::invalid(format!("item without number {name}")))
 }
 
+/// Sends `pending` with `call` until DynamoDB has processed all of it (a batch request may leave some
+/// unprocessed under load), pausing 25 ms doubling between attempts, at most 10 of them. `call` answers
+/// what it got back (items read) and what DynamoDB left unprocessed.
+pub(crate) async fn until_processed<T, R, F, Fut>(
+    what: &str,
+    mut pending: Vec<T>,
+    mut call: F,
+) -> Result<Vec<R>, PortError>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<R>, Vec<T>), PortError>>,
+{
+    let mut out = Vec::new();
+    for attempt in 0..10u32 {
+        let (got, left) = call(pending).await?;
+        out.extend(got);
+        pending = left;
+        if pending.is_empty() {
+            return Ok(out);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
+    }
+    Err(PortError::transient(format!(
+        "dynamodb left {} {what} unprocessed",
+        pending.len()
+    )))
+}
+
 pub(crate) fn repo_pk(repo: &str) -> String {
     format!("r#{}", repo.to_lowercase())
 }
@@ -351,31 +379,22 @@ impl DynamoStore {
 
     /// Writes or deletes items 25 at a time, resubmitting what DynamoDB leaves unprocessed.
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), PortError> {
+        let (client, table) = (&self.client, &self.table);
         for chunk in requests.chunks(25) {
-            let mut pending = chunk.to_vec();
-            for attempt in 0..10u32 {
-                let out = self
-                    .client
+            until_processed::<_, (), _, _>("writes", chunk.to_vec(), |pending| async move {
+                let out = client
                     .batch_write_item()
-                    .request_items(&self.table, pending)
+                    .request_items(table, pending)
                     .send()
                     .await
                     .map_err(|e| sdk_error("dynamodb batch write", e))?;
-                pending = out
+                let left = out
                     .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
+                    .and_then(|mut u| u.remove(table))
                     .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
-            }
-            if !pending.is_empty() {
-                return Err(PortError::transient(format!(
-                    "dynamodb left {} writes unprocessed",
-                    pending.len()
-                )));
-            }
+                Ok((Vec::new(), left))
+            })
+            .await?;
         }
         Ok(())
     }

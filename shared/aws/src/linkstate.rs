@@ -26,7 +26,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use crate::dynamodb::{
-    get_count, get_n, get_s, incident_pk, metric_pk, n, repo_pk, s, DynamoStore, Item,
+    get_count, get_n, get_s, incident_pk, metric_pk, n, repo_pk, s, until_processed, DynamoStore,
+    Item,
 };
 use crate::sdk_error;
 use em_core::domain::{same_sha, Deployment, Fact, IncidentEvent, IncidentEventKind, MIN_SHA_LEN};
@@ -375,48 +376,40 @@ impl DynamoStore {
     ) -> Result<Vec<Item>, PortError> {
         let keys: BTreeSet<(String, String)> = keys.into_iter().collect();
         let keys: Vec<(String, String)> = keys.into_iter().collect();
+        let (client, table) = (self.client(), self.table());
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
-            let mut pending: Vec<Item> = chunk
+            let pending: Vec<Item> = chunk
                 .iter()
                 .map(|(pk, sk)| {
                     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
                 })
                 .collect();
-            for attempt in 0..10u32 {
+            let got = until_processed("reads", pending, |pending| async move {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(pending))
                     .consistent_read(true)
                     .build()
                     .map_err(PortError::invalid)?;
-                let got = self
-                    .client()
+                let got = client
                     .batch_get_item()
-                    .request_items(self.table(), request)
+                    .request_items(table, request)
                     .send()
                     .await
                     .map_err(|e| sdk_error("dynamodb batch get", e))?;
-                out.extend(
-                    got.responses
-                        .and_then(|mut r| r.remove(self.table()))
-                        .unwrap_or_default(),
-                );
-                pending = got
+                let items = got
+                    .responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default();
+                let left = got
                     .unprocessed_keys
-                    .and_then(|mut u| u.remove(self.table()))
+                    .and_then(|mut u| u.remove(table))
                     .map(|k| k.keys)
                     .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
-            }
-            if !pending.is_empty() {
-                return Err(PortError::transient(format!(
-                    "dynamodb left {} reads unprocessed",
-                    pending.len()
-                )));
-            }
+                Ok((items, left))
+            })
+            .await?;
+            out.extend(got);
         }
         Ok(out)
     }

@@ -98,9 +98,9 @@ struct Incident {
     title: String,
 }
 
-fn non_empty(what: &str, v: &str) -> Result<(), ParseError> {
+fn non_empty(provider: &'static str, what: &str, v: &str) -> Result<(), ParseError> {
     if v.trim().is_empty() {
-        return Err(parse_error(NAME, what, format!("`{what}` is empty")));
+        return Err(parse_error(provider, what, format!("`{what}` is empty")));
     }
     Ok(())
 }
@@ -116,10 +116,11 @@ enum Event {
 
 /// Reads `rest` as a `T`, naming the report's type in the error.
 fn read<T: serde::de::DeserializeOwned>(
+    provider: &'static str,
     kind: &str,
     rest: serde_json::Map<String, serde_json::Value>,
 ) -> Result<T, ParseError> {
-    serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| parse_error(NAME, kind, e))
+    serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| parse_error(provider, kind, e))
 }
 
 fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
@@ -146,7 +147,7 @@ pub(crate) fn parse_as(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>,
         return Err(parse_error(provider, "report", "`id` (a string) is missing"));
     };
     let id = id.to_string();
-    non_empty("id", &id)?;
+    non_empty(provider, "id", &id)?;
     let kind = match report.get("type").and_then(serde_json::Value::as_str) {
         Some(k @ ("change" | "deployment" | "incident")) => k.to_string(),
         Some(other) => {
@@ -162,18 +163,18 @@ pub(crate) fn parse_as(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>,
         report.remove(name);
     }
     let event = match kind.as_str() {
-        "change" => Event::Change(read(&kind, report)?),
-        "deployment" => Event::Deployment(read(&kind, report)?),
-        _ => Event::Incident(read(&kind, report)?),
+        "change" => Event::Change(read(provider, &kind, report)?),
+        "deployment" => Event::Deployment(read(provider, &kind, report)?),
+        _ => Event::Incident(read(provider, &kind, report)?),
     };
     Ok(match event {
         Event::Change(c) => {
-            non_empty("repository", &c.repository)?;
+            non_empty(provider, "repository", &c.repository)?;
             let Some(last) = c.commits.last() else {
                 return Err(parse_error(provider, "change", "`commits` is empty"));
             };
             for commit in &c.commits {
-                non_empty("commits[].sha", &commit.sha)?;
+                non_empty(provider, "commits[].sha", &commit.sha)?;
             }
             vec![Fact::Push(Push {
                 provider: provider.into(),
@@ -193,9 +194,9 @@ pub(crate) fn parse_as(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>,
             })]
         }
         Event::Deployment(d) => {
-            non_empty("repository", &d.repository)?;
-            non_empty("environment", &d.environment)?;
-            non_empty("sha", &d.sha)?;
+            non_empty(provider, "repository", &d.repository)?;
+            non_empty(provider, "environment", &d.environment)?;
+            non_empty(provider, "sha", &d.sha)?;
             vec![Fact::Deployment(Deployment {
                 provider: provider.into(),
                 repo: d.repository,
@@ -212,8 +213,8 @@ pub(crate) fn parse_as(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>,
             })]
         }
         Event::Incident(i) => {
-            non_empty("incident_id", &i.incident_id)?;
-            non_empty("service", &i.service)?;
+            non_empty(provider, "incident_id", &i.incident_id)?;
+            non_empty(provider, "service", &i.service)?;
             vec![Fact::Incident(IncidentEvent {
                 provider: provider.into(),
                 incident_id: i.incident_id,

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 
+use crate::link::{provider_of, SAME_DEPLOYMENT_WINDOW};
 use em_core::domain::{same_sha, IncidentEventKind, IncidentSpan, Push};
 
 /// A deployment as the reference linking derives it.
@@ -193,12 +194,11 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
     let mut kept: HashMap<String, &DeploymentFact> = HashMap::new();
     deps.retain(|d| {
         let repo = d.repo.to_lowercase();
-        let provider = |k: &str| k.split('/').next().unwrap_or_default().to_string();
         let duplicate = kept.get(&repo).is_some_and(|k| {
-            provider(&k.key) != provider(&d.key)
+            provider_of(&k.key) != provider_of(&d.key)
                 && same_sha(&k.sha, &d.sha)
                 && k.environment.eq_ignore_ascii_case(&d.environment)
-                && d.time - k.time <= crate::link::SAME_DEPLOYMENT_WINDOW
+                && d.time - k.time <= SAME_DEPLOYMENT_WINDOW
         });
         if !duplicate {
             kept.insert(repo, d);

@@ -265,7 +265,7 @@ struct Dep {
 pub const SAME_DEPLOYMENT_WINDOW: Millis = 10 * 60 * 1000;
 
 /// The provider of a deployment row or fact key (`provider/repo/deployment id`).
-fn provider_of(key: &str) -> &str {
+pub(crate) fn provider_of(key: &str) -> &str {
     key.split('/').next().unwrap_or_default()
 }
 

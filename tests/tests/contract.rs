@@ -98,6 +98,9 @@ where
 }
 
 /// The store port as an object, so one check body serves both adapters.
+/// A boxed future borrowing the store.
+type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + 'a>>;
+
 trait StoreAny {
     fn put(&self, facts: Vec<Fact>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
     fn load(
@@ -120,6 +123,13 @@ trait StoreAny {
         key: &str,
         value: Option<&str>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + '_>>;
+    fn delivery(
+        &self,
+        repos: Option<Vec<String>>,
+        from: i64,
+        to: i64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::DeliveryFacts> + '_>>;
+    fn shipped(&self, service: &str, shas: Vec<String>) -> Boxed<'_, Vec<(String, i64)>>;
 }
 
 /// What a window's observations say, in a shape easy to compare.
@@ -209,6 +219,33 @@ impl<S: Store + MetricsReader> StoreAny for S {
                 self.set_meta(key.clone(), v).await.expect("set_meta");
             }
             self.get_meta(key).await.expect("get_meta")
+        })
+    }
+    fn delivery(
+        &self,
+        repos: Option<Vec<String>>,
+        from: i64,
+        to: i64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::DeliveryFacts> + '_>> {
+        Box::pin(async move {
+            let mut f = MetricsReader::delivery(self, repos, from, to)
+                .await
+                .expect("delivery");
+            f.builds.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+            f.failed_attempts
+                .sort_by(|a, b| a.deployment_id.cmp(&b.deployment_id));
+            f.pull_requests.sort_by_key(|p| p.number);
+            f
+        })
+    }
+    fn shipped(&self, service: &str, shas: Vec<String>) -> Boxed<'_, Vec<(String, i64)>> {
+        let service = service.to_string();
+        Box::pin(async move {
+            let mut out = MetricsReader::shipped(self, service, shas)
+                .await
+                .expect("shipped");
+            out.sort();
+            out
         })
     }
 }
@@ -343,6 +380,7 @@ async fn pull_requests_builds_and_work_items_are_stored_and_read_back() {
                 kind,
                 time,
                 title: "Speed up checkout".into(),
+                sha: (kind == PullRequestEventKind::Merged).then(|| "a".repeat(40)),
             })
         };
         let build = Build {
@@ -1171,4 +1209,171 @@ async fn a_scalar_secret_never_reaches_an_error_or_an_answer() {
         "{}",
         r.body()
     );
+}
+
+#[tokio::test]
+async fn delivery_facts_are_read_by_window_with_each_pull_requests_stages() {
+    use em_core::domain::{Build, BuildOutcome, PullRequestEvent, PullRequestEventKind};
+    use em_core::ports::MergedPullRequest;
+    const H: i64 = 3_600_000;
+    let merge = format!("abc1234{}", "d".repeat(33));
+    let first = "1".repeat(40);
+    both_stores(|name, s| {
+        let merge = merge.clone();
+        let first = first.clone();
+        async move {
+            let build = |run: &str, started: Option<i64>, finished: i64, outcome| Build {
+                provider: "circleci".into(),
+                repo: "Acme/Shop".into(),
+                run_id: run.into(),
+                attempt: 1,
+                name: "build".into(),
+                sha: "e".repeat(40),
+                branch: "main".into(),
+                outcome,
+                started,
+                finished,
+            };
+            let deployment = |repo: &str, id: &str, time, outcome| Deployment {
+                provider: "heroku".into(),
+                repo: repo.into(),
+                deployment_id: id.into(),
+                environment: "production".into(),
+                production: None,
+                sha: "f".repeat(40),
+                time,
+                outcome,
+                rollback: false,
+            };
+            let pr = |number, kind, time, sha: Option<&str>| {
+                Fact::PullRequest(PullRequestEvent {
+                    provider: "bitbucket".into(),
+                    repo: "acme/shop".into(),
+                    number,
+                    kind,
+                    time,
+                    title: "Faster checkout".into(),
+                    sha: sha.map(str::to_string),
+                })
+            };
+            let b1 = build("b1", Some(T0), T0 + 300_000, BuildOutcome::Success);
+            let b2 = build("b2", None, T0 + DAY, BuildOutcome::Failure);
+            let failed = deployment("acme/shop", "r-1", T0 + 2 * H, DeploymentOutcome::Failure);
+            let other = deployment("acme/other", "r-9", T0 + 3 * H, DeploymentOutcome::Failure);
+            s.put(vec![
+                Fact::Build(b1.clone()),
+                Fact::Build(b2.clone()),
+                // Finished after the window.
+                Fact::Build(build("b3", None, T0 + 10 * DAY, BuildOutcome::Success)),
+                Fact::Deployment(failed.clone()),
+                Fact::Deployment(other.clone()),
+                Fact::Deployment(deployment(
+                    "acme/shop",
+                    "r-2",
+                    T0 + 4 * H,
+                    DeploymentOutcome::Success,
+                )),
+                pr(7, PullRequestEventKind::Opened, T0 - 2 * DAY, None),
+                pr(7, PullRequestEventKind::Reviewed, T0 - DAY, None),
+                pr(7, PullRequestEventKind::Approved, T0 - DAY + H, None),
+                // A later approval: the earliest stands.
+                pr(7, PullRequestEventKind::Approved, T0, None),
+                // Bitbucket names the merge commit by a prefix.
+                pr(7, PullRequestEventKind::Merged, T0 + H, Some("abc1234")),
+                // Merged before the window.
+                pr(8, PullRequestEventKind::Merged, T0 - H, Some("9999999")),
+                // The push the merge made: the branch's commit and the merge commit.
+                Fact::Push(Push {
+                    provider: "bitbucket".into(),
+                    repo: "acme/shop".into(),
+                    before: "0".repeat(40),
+                    after: merge.clone(),
+                    commits: vec![
+                        Commit {
+                            sha: first.clone(),
+                            time: T0 - 3 * DAY,
+                            message: "start".into(),
+                        },
+                        Commit {
+                            sha: merge.clone(),
+                            time: T0 + H,
+                            message: "Merged in feature".into(),
+                        },
+                    ],
+                    unlisted: 0,
+                }),
+            ])
+            .await;
+            // Stored twice: read once.
+            s.put(vec![Fact::Build(b1.clone())]).await;
+            let expected_pr = MergedPullRequest {
+                provider: "bitbucket".into(),
+                repo: "acme/shop".into(),
+                number: 7,
+                merged: T0 + H,
+                sha: Some(merge.clone()),
+                first_commit: Some(T0 - 3 * DAY),
+                opened: Some(T0 - 2 * DAY),
+                first_review: Some(T0 - DAY),
+                approved: Some(T0 - DAY + H),
+            };
+            let f = s
+                .delivery(Some(vec!["acme/shop".into()]), T0, T0 + 5 * DAY)
+                .await;
+            assert_eq!(f.builds, vec![b1.clone(), b2.clone()], "{name}");
+            assert_eq!(f.failed_attempts, vec![failed.clone()], "{name}");
+            assert_eq!(f.pull_requests, vec![expected_pr.clone()], "{name}");
+            let all = s.delivery(None, T0, T0 + 5 * DAY).await;
+            assert_eq!(all.builds, vec![b1, b2], "{name}");
+            assert_eq!(all.failed_attempts, vec![failed, other], "{name}");
+            assert_eq!(all.pull_requests, vec![expected_pr], "{name}");
+            // A window that ends before the builds is empty of them.
+            assert!(
+                s.delivery(None, T0 - DAY, T0).await.builds.is_empty(),
+                "{name}"
+            );
+
+            assert!(
+                s.shipped("shop", vec![merge.clone()]).await.is_empty(),
+                "{name}"
+            );
+            let key = "bitbucket/acme/shop/d-1".to_string();
+            s.replace(
+                "shop",
+                Linked {
+                    deployments: vec![DeploymentRow {
+                        key: key.clone(),
+                        repo: "acme/shop".into(),
+                        environment: "production".into(),
+                        time: T0 + 5 * H,
+                        sha: merge.clone(),
+                        frontier: None,
+                        failed: false,
+                        rework: false,
+                    }],
+                    changes: [&first, &merge]
+                        .iter()
+                        .map(|sha| ChangeRow {
+                            sha: sha.to_string(),
+                            repo: "acme/shop".into(),
+                            environment: "production".into(),
+                            deployment_key: key.clone(),
+                            deployment_time: T0 + 5 * H,
+                            commit_time: T0,
+                            unlisted: 0,
+                        })
+                        .collect(),
+                    incidents: vec![],
+                },
+            )
+            .await;
+            assert_eq!(
+                s.shipped("shop", vec![merge.clone(), "7".repeat(40)]).await,
+                vec![(merge.clone(), T0 + 5 * H)],
+                "{name}"
+            );
+            assert!(s.shipped("search", vec![merge]).await.is_empty(), "{name}");
+        }
+    })
+    .await;
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use em_core::config::{Config, ConfigurationStatus, FIGURES_CONFIG_KEY, REBUILD_KEY};
 use em_core::error::ApiError;
 use em_core::ports::{MetricsReader, SecretSource};
+use em_core::rows::Observations;
 use em_core::time::Millis;
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
 use em_metrics::query::{groups, Bucket, Group, GroupBy, Interval};
@@ -180,6 +181,23 @@ async fn configuration<R: MetricsReader>(
     Ok(config.status(reflected.as_deref(), rebuild.as_deref()))
 }
 
+/// The window's observations of `services`: the day observations and the delivery facts.
+async fn observations<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    services: Option<Vec<String>>,
+    window: &Window,
+) -> Result<Observations, ApiError> {
+    let delivery =
+        em_metrics::delivery::read(reader, config, services.as_deref(), window.from, window.to)
+            .await?;
+    let mut obs = reader
+        .observations(services, window.from, window.to)
+        .await?;
+    obs.extend_within(delivery, window.from, window.to);
+    Ok(obs)
+}
+
 /// The answer of `GET /v1/metrics/dora`: the window's figures, each group's with `group_by`, and which
 /// configuration they reflect.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -214,9 +232,7 @@ pub async fn dora<R: MetricsReader>(
         })?),
     };
     let services = services_in_scope(config, &q)?;
-    let obs = reader
-        .observations(services, window.from, window.to)
-        .await?;
+    let obs = observations(reader, config, services, &window).await?;
     let groups = group_by.map(|by| groups(&obs, window.days(), by));
     let report = compute(
         Scope {
@@ -269,9 +285,7 @@ pub async fn series<R: MetricsReader>(
         ));
     }
     let services = services_in_scope(config, &q)?;
-    let obs = reader
-        .observations(services, window.from, window.to)
-        .await?;
+    let obs = observations(reader, config, services, &window).await?;
     Ok(SeriesAnswer {
         scope: Scope {
             service: q.service,

@@ -32,7 +32,9 @@ use em_core::domain::{
     IncidentEventKind, PullRequestEvent, PullRequestEventKind, Push, QualityReport, WorkItem,
     WorkItemAction,
 };
-use em_core::ports::{Cut, FactSources, MetricsReader, PortError, RowsState, Store, StoredFacts};
+use em_core::ports::{
+    Cut, DeliveryFacts, FactSources, MetricsReader, PortError, RowsState, Store, StoredFacts,
+};
 use em_core::rows::{blob, Linked, Observations, DAY};
 use em_core::time::{now_millis, Millis};
 
@@ -40,7 +42,7 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 
 const HEAD: &str = "#head";
 const DAYS: &str = "#days";
-const SOURCES: &str = "src";
+pub(crate) const SOURCES: &str = "src";
 const SERVICES: &str = "svc";
 const META: &str = "meta";
 /// Observations per day item: at most 29 bytes each keeps an item well under DynamoDB's 400 KB.
@@ -114,6 +116,55 @@ where
         "dynamodb left {} {what} unprocessed",
         pending.len()
     )))
+}
+
+/// A deployment report's attributes added to `item` (its key).
+pub(crate) fn deployment_item(mut item: Item, d: &Deployment) -> Item {
+    item.insert("provider".into(), s(&d.provider));
+    item.insert("repo".into(), s(&d.repo));
+    item.insert("deployment_id".into(), s(&d.deployment_id));
+    item.insert("environment".into(), s(&d.environment));
+    item.insert("sha".into(), s(&d.sha));
+    item.insert("time".into(), n(d.time));
+    item.insert("outcome".into(), s(d.outcome.as_str()));
+    if let Some(p) = d.production {
+        item.insert("production".into(), AttributeValue::Bool(p));
+    }
+    if d.rollback {
+        item.insert("rollback".into(), AttributeValue::Bool(true));
+    }
+    item
+}
+
+/// A build's attributes added to `item` (its key).
+pub(crate) fn build_item(mut item: Item, b: &Build) -> Item {
+    item.insert("provider".into(), s(&b.provider));
+    item.insert("repo".into(), s(&b.repo));
+    item.insert("run_id".into(), s(&b.run_id));
+    item.insert("attempt".into(), n(i64::from(b.attempt)));
+    item.insert("name".into(), s(&b.name));
+    item.insert("sha".into(), s(&b.sha));
+    item.insert("branch".into(), s(&b.branch));
+    item.insert("outcome".into(), s(b.outcome.as_str()));
+    item.insert("finished".into(), n(b.finished));
+    if let Some(t) = b.started {
+        item.insert("started".into(), n(t));
+    }
+    item
+}
+
+/// A pull request event's attributes added to `item` (its key).
+pub(crate) fn pull_request_item(mut item: Item, p: &PullRequestEvent) -> Item {
+    item.insert("provider".into(), s(&p.provider));
+    item.insert("repo".into(), s(&p.repo));
+    item.insert("number".into(), n(p.number as i64));
+    item.insert("kind".into(), s(p.kind.as_str()));
+    item.insert("time".into(), n(p.time));
+    item.insert("title".into(), s(&p.title));
+    if let Some(sha) = &p.sha {
+        item.insert("sha".into(), s(sha));
+    }
+    item
 }
 
 pub(crate) fn repo_pk(repo: &str) -> String {
@@ -476,9 +527,9 @@ impl DynamoStore {
                     .item("commits", s(commits))
                     .condition_expression("attribute_not_exists(pk)")
             }
-            Fact::Deployment(d) => {
-                let mut put = put
-                    .set_item(Some(self.key(
+            Fact::Deployment(d) => put
+                .set_item(Some(deployment_item(
+                    self.key(
                         repo_pk(&d.repo),
                         format!(
                             "d#{}#{}#{}",
@@ -486,25 +537,12 @@ impl DynamoStore {
                             d.provider,
                             d.deployment_id
                         ),
-                    )))
-                    .item("provider", s(&d.provider))
-                    .item("repo", s(&d.repo))
-                    .item("deployment_id", s(&d.deployment_id))
-                    .item("environment", s(&d.environment))
-                    .item("sha", s(&d.sha))
-                    .item("time", n(d.time))
-                    .item("outcome", s(d.outcome.as_str()))
-                    .condition_expression("attribute_not_exists(pk) OR #t > :t")
-                    .expression_attribute_names("#t", "time")
-                    .expression_attribute_values(":t", n(d.time));
-                if let Some(p) = d.production {
-                    put = put.item("production", AttributeValue::Bool(p));
-                }
-                if d.rollback {
-                    put = put.item("rollback", AttributeValue::Bool(true));
-                }
-                put
-            }
+                    ),
+                    d,
+                )))
+                .condition_expression("attribute_not_exists(pk) OR #t > :t")
+                .expression_attribute_names("#t", "time")
+                .expression_attribute_values(":t", n(d.time)),
             Fact::Incident(i) => {
                 let mut item = incident_attrs(i);
                 item.extend(self.key(
@@ -514,27 +552,15 @@ impl DynamoStore {
                 put.set_item(Some(item))
                     .condition_expression("attribute_not_exists(pk)")
             }
-            Fact::Build(b) => {
-                let mut put = put
-                    .set_item(Some(self.key(
+            Fact::Build(b) => put
+                .set_item(Some(build_item(
+                    self.key(
                         repo_pk(&b.repo),
                         format!("b#{}#{}#{}", b.provider, b.run_id, b.attempt),
-                    )))
-                    .item("provider", s(&b.provider))
-                    .item("repo", s(&b.repo))
-                    .item("run_id", s(&b.run_id))
-                    .item("attempt", n(i64::from(b.attempt)))
-                    .item("name", s(&b.name))
-                    .item("sha", s(&b.sha))
-                    .item("branch", s(&b.branch))
-                    .item("outcome", s(b.outcome.as_str()))
-                    .item("finished", n(b.finished))
-                    .condition_expression("attribute_not_exists(pk)");
-                if let Some(t) = b.started {
-                    put = put.item("started", n(t));
-                }
-                put
-            }
+                    ),
+                    b,
+                )))
+                .condition_expression("attribute_not_exists(pk)"),
             Fact::QualityReport(q) => {
                 let mut put = put
                     .set_item(Some(self.key(
@@ -574,16 +600,13 @@ impl DynamoStore {
                 .expression_attribute_names("#t", "time")
                 .expression_attribute_values(":t", n(w.time)),
             Fact::PullRequest(p) => put
-                .set_item(Some(self.key(
-                    repo_pk(&p.repo),
-                    format!("q#{}#{}#{}", p.provider, p.number, p.kind.as_str()),
+                .set_item(Some(pull_request_item(
+                    self.key(
+                        repo_pk(&p.repo),
+                        format!("q#{}#{}#{}", p.provider, p.number, p.kind.as_str()),
+                    ),
+                    p,
                 )))
-                .item("provider", s(&p.provider))
-                .item("repo", s(&p.repo))
-                .item("number", n(p.number as i64))
-                .item("kind", s(p.kind.as_str()))
-                .item("time", n(p.time))
-                .item("title", s(&p.title))
                 .condition_expression("attribute_not_exists(pk) OR #t > :t")
                 .expression_attribute_names("#t", "time")
                 .expression_attribute_values(":t", n(p.time)),
@@ -597,23 +620,29 @@ impl DynamoStore {
         };
         let mut out: BTreeMap<String, String> = BTreeMap::new();
         for f in facts {
-            let (sk, name) = match f {
-                Fact::Push(p) => (format!("r#{}", p.repo.to_lowercase()), &p.repo),
-                Fact::Deployment(d) => (format!("r#{}", d.repo.to_lowercase()), &d.repo),
-                Fact::Incident(i) => (format!("i#{}", i.service_name), &i.service_name),
+            let source = match f {
+                Fact::Push(p) => Some((format!("r#{}", p.repo.to_lowercase()), &p.repo)),
+                Fact::Deployment(d) => Some((format!("r#{}", d.repo.to_lowercase()), &d.repo)),
+                Fact::Incident(i) => Some((format!("i#{}", i.service_name), &i.service_name)),
                 Fact::PullRequest(_)
                 | Fact::Build(_)
                 | Fact::WorkItem(_)
-                | Fact::QualityReport(_) => continue,
+                | Fact::QualityReport(_) => None,
             };
-            if !seen.contains(&sk) {
-                out.entry(sk).or_insert_with(|| name.clone());
+            let sources = source
+                .map(|(sk, name)| (sk, name.clone()))
+                .into_iter()
+                .chain(crate::delivery::source_of(f));
+            for (sk, name) in sources {
+                if !seen.contains(&sk) {
+                    out.entry(sk).or_insert(name);
+                }
             }
         }
         out.into_iter().collect()
     }
 
-    fn parse_push(item: &Item) -> Result<Push, PortError> {
+    pub(crate) fn parse_push(item: &Item) -> Result<Push, PortError> {
         let commits: Vec<Commit> =
             serde_json::from_str(&get_s(item, "commits")?).map_err(PortError::invalid)?;
         Ok(Push {
@@ -646,7 +675,7 @@ impl DynamoStore {
         })
     }
 
-    fn parse_pull_request(item: &Item) -> Result<PullRequestEvent, PortError> {
+    pub(crate) fn parse_pull_request(item: &Item) -> Result<PullRequestEvent, PortError> {
         let kind = get_s(item, "kind")?;
         Ok(PullRequestEvent {
             provider: get_s(item, "provider")?,
@@ -657,10 +686,11 @@ impl DynamoStore {
             })?,
             time: get_n(item, "time")?,
             title: get_s(item, "title")?,
+            sha: item.get("sha").and_then(|v| v.as_s().ok()).cloned(),
         })
     }
 
-    fn parse_build(item: &Item) -> Result<Build, PortError> {
+    pub(crate) fn parse_build(item: &Item) -> Result<Build, PortError> {
         let outcome = get_s(item, "outcome")?;
         Ok(Build {
             provider: get_s(item, "provider")?,
@@ -1042,6 +1072,9 @@ impl Store for DynamoStore {
         for f in &facts {
             puts.push(self.fact_put(f)?);
             puts.extend(fact_index(f).into_iter().map(|p| self.index_put(p)));
+            if let Some(item) = crate::delivery::index_item(f) {
+                puts.push(self.index_put((item, None)));
+            }
         }
         let sources = self.new_sources(&facts);
         for (sk, name) in &sources {
@@ -1324,6 +1357,23 @@ impl MetricsReader for DynamoStore {
 
     async fn read_meta(&self, key: String) -> Result<Option<String>, PortError> {
         Store::get_meta(self, key).await
+    }
+
+    async fn delivery(
+        &self,
+        repos: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<DeliveryFacts, PortError> {
+        self.delivery_facts(repos, from, to).await
+    }
+
+    async fn shipped(
+        &self,
+        service: String,
+        shas: Vec<String>,
+    ) -> Result<Vec<(String, Millis)>, PortError> {
+        self.shipped_shas(&service, shas).await
     }
 }
 

@@ -187,9 +187,13 @@ pub struct PullRequestEvent {
     #[serde(with = "crate::time::rfc3339")]
     pub time: Millis,
     pub title: String,
+    /// On a merge: the commit it put on the target branch (a merge, squash or the last rebased commit),
+    /// what a deployment ships; a prefix where the provider sends one (Bitbucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildOutcome {
     Success,

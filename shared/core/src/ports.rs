@@ -552,7 +552,36 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// What the API reads: observations, never the facts or link state behind them.
+/// A pull request merged in a window, with the instants of its stages (each the earliest reported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedPullRequest {
+    pub provider: String,
+    pub repo: String,
+    pub number: u64,
+    pub merged: Millis,
+    /// The merge's commit, a full sha where the store knows the commit a provider's prefix starts.
+    pub sha: Option<String>,
+    /// The earliest commit time of the push that brought the merge's commit to the target branch.
+    pub first_commit: Option<Millis>,
+    pub opened: Option<Millis>,
+    /// The earliest review or approval.
+    pub first_review: Option<Millis>,
+    pub approved: Option<Millis>,
+}
+
+/// What the delivery metrics read beside the day observations: the builds finished, the failed deployment
+/// attempts made and the pull requests merged in a window, by repository. None of them depends on linking,
+/// so they are read from the facts by the instant that places them, and mapped to services by the
+/// configuration of the query (a configuration change applies at once).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFacts {
+    pub builds: Vec<Build>,
+    /// Failed deployment attempts of any environment (the query keeps production's).
+    pub failed_attempts: Vec<Deployment>,
+    pub pull_requests: Vec<MergedPullRequest>,
+}
+
+/// What the API reads: observations, never the link state behind them.
 pub trait MetricsReader: Send + Sync + 'static {
     /// The observations of `services` (every service when `None`) in `[from, to)`.
     fn observations(
@@ -561,6 +590,22 @@ pub trait MetricsReader: Send + Sync + 'static {
         from: Millis,
         to: Millis,
     ) -> impl Future<Output = Result<Observations, PortError>> + Send;
+
+    /// The delivery facts of `repos` (every repository when `None`; names compare case-insensitively)
+    /// placed in `[from, to)`: builds by finish, failed attempts by their time, pull requests by merge.
+    fn delivery(
+        &self,
+        repos: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<DeliveryFacts, PortError>> + Send;
+
+    /// When each of `shas` (full) went to production with `service`, for those that did.
+    fn shipped(
+        &self,
+        service: String,
+        shas: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<(String, Millis)>, PortError>> + Send;
 
     fn read_meta(
         &self,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::BuildOutcome;
 use crate::time::Millis;
 
 pub const DAY: Millis = 86_400_000;
@@ -185,16 +186,66 @@ pub struct IncidentObs {
     pub attributed: bool,
 }
 
+/// A failed production deployment attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AttemptObs {
+    pub origin: u32,
+    pub time: Millis,
+}
+
+/// A finished build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BuildObs {
+    pub origin: u32,
+    /// When it finished: what places it in a window.
+    pub time: Millis,
+    /// Finish minus start, where the provider reports a start.
+    pub duration: Option<Millis>,
+    pub outcome: BuildOutcome,
+}
+
+/// A merged pull request and the instants of its stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PullRequestObs {
+    pub origin: u32,
+    /// When it was merged: what places it in a window.
+    pub time: Millis,
+    pub first_commit: Option<Millis>,
+    pub opened: Option<Millis>,
+    pub first_review: Option<Millis>,
+    pub approved: Option<Millis>,
+    /// When its merge commit went to production.
+    pub deployed: Option<Millis>,
+}
+
 /// What queries read: observations of any number of services and days, with the origins they refer to.
+///
+/// Deployments, changes and incidents come from linking and are kept in the day blobs; attempts, builds
+/// and pull requests need no linking and are read from the facts for each query (see
+/// [`crate::ports::DeliveryFacts`]), so the blobs do not hold them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observations {
     pub origins: Vec<Origin>,
     pub deployments: Vec<DeploymentObs>,
     pub changes: Vec<ChangeObs>,
     pub incidents: Vec<IncidentObs>,
+    pub attempts: Vec<AttemptObs>,
+    pub builds: Vec<BuildObs>,
+    pub pull_requests: Vec<PullRequestObs>,
 }
 
 impl Observations {
+    /// The index of `o` among the origins, added when new (a linear search: for building small sets).
+    pub fn origin_of(&mut self, o: Origin) -> u32 {
+        match self.origins.iter().position(|x| *x == o) {
+            Some(i) => i as u32,
+            None => {
+                self.origins.push(o);
+                (self.origins.len() - 1) as u32
+            }
+        }
+    }
+
     fn origin_index(&mut self, index: &mut BTreeMap<Origin, u32>, o: Origin) -> u32 {
         *index.entry(o.clone()).or_insert_with(|| {
             self.origins.push(o);
@@ -232,6 +283,21 @@ impl Observations {
                 origin: at(i.origin),
                 ..i
             }));
+        self.attempts
+            .extend(other.attempts.into_iter().map(|a| AttemptObs {
+                origin: at(a.origin),
+                ..a
+            }));
+        self.builds
+            .extend(other.builds.into_iter().map(|b| BuildObs {
+                origin: at(b.origin),
+                ..b
+            }));
+        self.pull_requests
+            .extend(other.pull_requests.into_iter().map(|p| PullRequestObs {
+                origin: at(p.origin),
+                ..p
+            }));
     }
 
     /// The observations `keep` accepts, given each one's origin and the instant that places it in a window.
@@ -256,6 +322,24 @@ impl Observations {
                 .filter(|i| keep(i.origin, i.opened))
                 .copied()
                 .collect(),
+            attempts: self
+                .attempts
+                .iter()
+                .filter(|a| keep(a.origin, a.time))
+                .copied()
+                .collect(),
+            builds: self
+                .builds
+                .iter()
+                .filter(|b| keep(b.origin, b.time))
+                .copied()
+                .collect(),
+            pull_requests: self
+                .pull_requests
+                .iter()
+                .filter(|p| keep(p.origin, p.time))
+                .copied()
+                .collect(),
         }
     }
 
@@ -275,6 +359,9 @@ impl Observations {
         self.deployments.sort_unstable();
         self.changes.sort_unstable();
         self.incidents.sort_unstable();
+        self.attempts.sort_unstable();
+        self.builds.sort_unstable();
+        self.pull_requests.sort_unstable();
         self
     }
 }

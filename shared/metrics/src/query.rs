@@ -167,7 +167,8 @@ pub fn groups(obs: &Observations, days: f64, by: GroupBy) -> Vec<Group> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use em_core::rows::{ChangeObs, DeploymentObs};
+    use em_core::domain::BuildOutcome;
+    use em_core::rows::{AttemptObs, BuildObs, ChangeObs, DeploymentObs, PullRequestObs};
 
     /// 2025-03-01T00:00:00Z, a Saturday.
     const T0: Millis = 1_740_787_200_000;
@@ -222,6 +223,35 @@ mod tests {
                 })
                 .collect(),
             incidents: vec![],
+            attempts: (0..10)
+                .map(|i| AttemptObs {
+                    origin: (i % 2) as u32,
+                    time: T0 + i * DAY,
+                })
+                .collect(),
+            builds: (0..30)
+                .map(|i| BuildObs {
+                    origin: (i % 2) as u32,
+                    time: T0 + i * DAY / 2,
+                    duration: Some(60_000 + i),
+                    outcome: if i % 4 == 0 {
+                        BuildOutcome::Failure
+                    } else {
+                        BuildOutcome::Success
+                    },
+                })
+                .collect(),
+            pull_requests: (0..12)
+                .map(|i| PullRequestObs {
+                    origin: (i % 2) as u32,
+                    time: T0 + i * DAY,
+                    first_commit: None,
+                    opened: Some(T0 + i * DAY - 3_600_000),
+                    first_review: None,
+                    approved: None,
+                    deployed: (i % 3 == 0).then_some(T0 + i * DAY + 60_000),
+                })
+                .collect(),
         };
         let to = T0 + 20 * DAY;
         let whole = figures(&obs, 20.0);
@@ -235,6 +265,18 @@ mod tests {
             );
             assert_eq!(sum(|f| f.rework_rate.rework), whole.rework_rate.rework);
             assert_eq!(sum(|f| f.lead_time.changes + f.lead_time.excluded), 40);
+            assert_eq!(sum(|f| f.deployment_success_rate.failed), 10);
+            assert_eq!(
+                sum(|f| f.deployment_success_rate.attempts),
+                whole.deployment_success_rate.attempts
+            );
+            assert_eq!(sum(|f| f.build_duration.builds), 30);
+            assert_eq!(
+                sum(|f| f.build_duration.failed),
+                whole.build_duration.failed
+            );
+            assert_eq!(sum(|f| f.pr_cycle_time.pull_requests), 12);
+            assert_eq!(sum(|f| f.pr_cycle_time.deployed), 4);
             assert_eq!(s.first().unwrap().from, "2025-03-01T00:00:00Z");
             assert_eq!(s.last().unwrap().to, "2025-03-21T00:00:00Z");
         }
@@ -250,5 +292,10 @@ mod tests {
                 .sum::<u64>(),
             40
         );
+        let g = groups(&obs, 20.0, GroupBy::Repository);
+        let sum = |f: fn(&Figures) -> u64| g.iter().map(|g| f(&g.figures)).sum::<u64>();
+        assert_eq!(sum(|f| f.build_duration.builds), 30);
+        assert_eq!(sum(|f| f.pr_cycle_time.pull_requests), 12);
+        assert_eq!(sum(|f| f.deployment_success_rate.failed), 10);
     }
 }

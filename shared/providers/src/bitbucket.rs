@@ -150,6 +150,13 @@ struct PullRequest {
     updated_on: Option<Timestamp>,
     #[serde(default)]
     closed_on: Option<Timestamp>,
+    #[serde(default)]
+    merge_commit: Option<CommitRef>,
+}
+
+#[derive(Deserialize)]
+struct CommitRef {
+    hash: String,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +184,10 @@ fn pull_request(event: &str, p: PullRequestPayload) -> Result<Vec<Fact>, ParseEr
             None => return Err(parse_error(NAME, event, "missing field `approval`")),
         },
     };
+    let sha = match kind {
+        PullRequestEventKind::Merged => pr.merge_commit.map(|c| c.hash),
+        _ => None,
+    };
     Ok(vec![Fact::PullRequest(PullRequestEvent {
         provider: NAME.into(),
         repo: p.repository.full_name,
@@ -184,6 +195,7 @@ fn pull_request(event: &str, p: PullRequestPayload) -> Result<Vec<Fact>, ParseEr
         kind,
         time: time.0,
         title: pr.title,
+        sha,
     })])
 }
 

@@ -97,6 +97,8 @@ struct PullRequest {
     merged_at: Option<Timestamp>,
     #[serde(default)]
     closed_at: Option<Timestamp>,
+    #[serde(default)]
+    merge_commit_sha: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +318,7 @@ fn parse_deployment_status(p: DeploymentStatusPayload) -> Result<Vec<Fact>, Pars
 }
 
 fn parse_pull_request(p: PullRequestPayload) -> Result<Vec<Fact>, ParseError> {
+    let merged = p.pull_request.merged_at.is_some() && p.action == "closed";
     let (kind, time) = match (p.action.as_str(), p.pull_request.merged_at) {
         ("opened", _) => (PullRequestEventKind::Opened, p.pull_request.created_at.0),
         ("closed", Some(merged)) => (PullRequestEventKind::Merged, merged.0),
@@ -332,6 +335,7 @@ fn parse_pull_request(p: PullRequestPayload) -> Result<Vec<Fact>, ParseError> {
         kind,
         time,
         title: p.pull_request.title,
+        sha: p.pull_request.merge_commit_sha.filter(|_| merged),
     })])
 }
 
@@ -354,6 +358,7 @@ fn parse_review(p: ReviewPayload) -> Result<Vec<Fact>, ParseError> {
                 kind,
                 time: at.0,
                 title: p.pull_request.title.clone(),
+                sha: None,
             })
         })
         .collect())

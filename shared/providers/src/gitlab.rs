@@ -91,6 +91,8 @@ struct MergeRequestAttributes {
     merged_at: Option<Timestamp>,
     #[serde(default)]
     closed_at: Option<Timestamp>,
+    #[serde(default)]
+    merge_commit_sha: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +259,10 @@ fn parse_merge_request(p: MergeRequestPayload) -> Result<Vec<Fact>, ParseError> 
                 kind,
                 time,
                 title: a.title.clone(),
+                sha: a
+                    .merge_commit_sha
+                    .clone()
+                    .filter(|_| kind == PullRequestEventKind::Merged),
             })
         })
         .collect())

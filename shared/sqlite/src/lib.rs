@@ -15,11 +15,12 @@ use tokio::sync::oneshot;
 
 use em_core::domain::{Commit, Fact, Push};
 use em_core::ports::{
-    Cut, DeadLetters, EnqueueOutcome, Envelope, FactSources, MetricsReader, PortError, Queue,
-    Received, RowsReplacement, RowsState, Store, StoredFacts,
+    Cut, DeadLetters, DeliveryFacts, EnqueueOutcome, Envelope, FactSources, MetricsReader,
+    PortError, Queue, Received, RowsReplacement, RowsState, Store, StoredFacts,
 };
 use em_core::rows::{Linked, Observations};
 
+mod delivery;
 mod links;
 use em_core::time::{now_millis, Millis};
 
@@ -92,7 +93,7 @@ CREATE TABLE IF NOT EXISTS incident_events (
 CREATE INDEX IF NOT EXISTS incident_events_service ON incident_events (service_name);
 CREATE TABLE IF NOT EXISTS pull_requests (
     provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, number INTEGER NOT NULL,
-    kind TEXT NOT NULL, time INTEGER NOT NULL, title TEXT NOT NULL,
+    kind TEXT NOT NULL, time INTEGER NOT NULL, title TEXT NOT NULL, sha TEXT,
     PRIMARY KEY (provider, repo, number, kind)) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS builds (
@@ -111,6 +112,10 @@ CREATE TABLE IF NOT EXISTS quality_reports (
     branch TEXT NOT NULL, time INTEGER NOT NULL, passed INTEGER, coverage_bp INTEGER, new_issues INTEGER,
     PRIMARY KEY (provider, repo, analysis_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pull_requests_repo ON pull_requests (repo, time);
+-- The delivery metrics read a window's builds, failed attempts and merges across every repository.
+CREATE INDEX IF NOT EXISTS builds_finished ON builds (finished);
+CREATE INDEX IF NOT EXISTS deployments_outcome_time ON deployments (outcome, time);
+CREATE INDEX IF NOT EXISTS pull_requests_kind_time ON pull_requests (kind, time);
 CREATE INDEX IF NOT EXISTS deployments_time ON deployments (repo, outcome, time);
 CREATE INDEX IF NOT EXISTS incident_events_opened ON incident_events (service_name, kind, time);
 CREATE INDEX IF NOT EXISTS incident_events_incident ON incident_events (service_name, incident_id);
@@ -650,7 +655,8 @@ fn put_commits(c: &Connection, p: &Push) -> rusqlite::Result<()> {
 
 /// Columns added after their tables: a store written before them gets them, with their defaults.
 fn add_columns(c: &Connection) -> rusqlite::Result<()> {
-    const ADDED: [(&str, &str, &str); 4] = [
+    const ADDED: [(&str, &str, &str); 5] = [
+        ("pull_requests", "sha", "TEXT"),
         ("deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
         ("pushes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
         ("commits", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
@@ -823,9 +829,10 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
         }
         Fact::PullRequest(p) => {
             c.prepare_cached(
-                "INSERT INTO pull_requests (provider, repo, number, kind, time, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (provider, repo, number, kind) DO UPDATE SET time = excluded.time
-                 WHERE excluded.time < pull_requests.time",
+                "INSERT INTO pull_requests (provider, repo, number, kind, time, title, sha)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (provider, repo, number, kind) DO UPDATE SET time = excluded.time,
+                 sha = excluded.sha WHERE excluded.time < pull_requests.time",
             )?
             .execute(params![
                 p.provider,
@@ -833,7 +840,8 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
                 p.number as i64,
                 p.kind.as_str(),
                 p.time,
-                p.title
+                p.title,
+                p.sha
             ])?;
         }
     }
@@ -1018,5 +1026,24 @@ impl MetricsReader for EmbeddedStore {
 
     async fn read_meta(&self, key: String) -> Result<Option<String>, PortError> {
         Store::get_meta(self, key).await
+    }
+
+    async fn delivery(
+        &self,
+        repos: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<DeliveryFacts, PortError> {
+        self.read(move |c| delivery::delivery(c, repos.as_deref(), from, to))
+            .await
+    }
+
+    async fn shipped(
+        &self,
+        service: String,
+        shas: Vec<String>,
+    ) -> Result<Vec<(String, Millis)>, PortError> {
+        self.read(move |c| delivery::shipped(c, &service, &shas))
+            .await
     }
 }

@@ -84,12 +84,30 @@ pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
     })
 }
 
-fn bad_text(column: usize, what: &str) -> rusqlite::Error {
+pub(crate) fn bad_text(column: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         column,
         rusqlite::types::Type::Text,
         what.to_string().into(),
     )
+}
+
+/// A row of `provider, repo, run_id, attempt, name, sha, branch, outcome, started, finished`.
+pub(crate) fn build_row(r: &Row) -> rusqlite::Result<em_core::domain::Build> {
+    let outcome: String = r.get(7)?;
+    Ok(em_core::domain::Build {
+        provider: r.get(0)?,
+        repo: r.get(1)?,
+        run_id: r.get(2)?,
+        attempt: r.get(3)?,
+        name: r.get(4)?,
+        sha: r.get(5)?,
+        branch: r.get(6)?,
+        outcome: em_core::domain::BuildOutcome::parse(&outcome)
+            .ok_or_else(|| bad_text(7, "unknown build outcome"))?,
+        started: r.get(8)?,
+        finished: r.get(9)?,
+    })
 }
 
 /// A repository's pull request events, builds and work items, into `out`.
@@ -98,11 +116,9 @@ pub(crate) fn other_facts(
     repo: &str,
     out: &mut em_core::ports::StoredFacts,
 ) -> rusqlite::Result<()> {
-    use em_core::domain::{
-        Build, BuildOutcome, PullRequestEvent, PullRequestEventKind, WorkItem, WorkItemAction,
-    };
+    use em_core::domain::{PullRequestEvent, PullRequestEventKind, WorkItem, WorkItemAction};
     let mut s = c.prepare_cached(
-        "SELECT provider, repo, number, kind, time, title FROM pull_requests WHERE repo = ?1",
+        "SELECT provider, repo, number, kind, time, title, sha FROM pull_requests WHERE repo = ?1",
     )?;
     for p in s.query_map([repo], |r| {
         let kind: String = r.get(3)?;
@@ -115,6 +131,7 @@ pub(crate) fn other_facts(
             kind,
             time: r.get(4)?,
             title: r.get(5)?,
+            sha: r.get(6)?,
         })
     })? {
         out.pull_requests.push(p?);
@@ -123,22 +140,7 @@ pub(crate) fn other_facts(
         "SELECT provider, repo, run_id, attempt, name, sha, branch, outcome, started, finished
          FROM builds WHERE repo = ?1",
     )?;
-    for b in s.query_map([repo], |r| {
-        let outcome: String = r.get(7)?;
-        Ok(Build {
-            provider: r.get(0)?,
-            repo: r.get(1)?,
-            run_id: r.get(2)?,
-            attempt: r.get(3)?,
-            name: r.get(4)?,
-            sha: r.get(5)?,
-            branch: r.get(6)?,
-            outcome: BuildOutcome::parse(&outcome)
-                .ok_or_else(|| bad_text(7, "unknown build outcome"))?,
-            started: r.get(8)?,
-            finished: r.get(9)?,
-        })
-    })? {
+    for b in s.query_map([repo], build_row)? {
         out.builds.push(b?);
     }
     let mut s = c.prepare_cached(

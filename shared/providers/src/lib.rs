@@ -35,6 +35,7 @@ registry! {
     argocd,
     kubernetes,
     aws,
+    jenkins,
 }
 
 /// Every provider this build knows, in registry order.

@@ -52,10 +52,11 @@ fn production() -> String {
 }
 
 /// The deploy rules without any in the configuration: builds whose name says `deploy` are production
-/// deployments, for the CI providers that report no deployments of their own. GitHub's and GitLab's
-/// workflows and pipelines are left out: their deployments come from the deployment events, and a rule
-/// for them is a choice to make per service (docs/providers/README.md#deployments-from-builds).
-pub const DEFAULT_DEPLOY_PROVIDERS: &[&str] = &["circleci"];
+/// deployments, for the CI providers that report no deployments of their own (CircleCI workflows and jobs,
+/// Jenkins jobs). GitHub's and GitLab's workflows and pipelines are left out: their deployments come from
+/// the deployment events, and a rule for them is a choice to make per service
+/// (docs/providers/README.md#deployments-from-builds).
+pub const DEFAULT_DEPLOY_PROVIDERS: &[&str] = &["circleci", "jenkins"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -477,10 +478,19 @@ aliases = ["Checkout API"]
     #[test]
     fn deploy_rules_are_the_services_own_else_the_defaults() {
         let c = Config::parse(SAMPLE).unwrap();
-        // The defaults: CircleCI builds that say deploy are production deployments; GitHub's are not.
+        // The defaults: CircleCI and Jenkins builds that say deploy are production deployments; GitHub's
+        // are not.
         assert_eq!(
             c.deploy_environment("circleci", "acme-shop/checkout-api", "build-test-deploy"),
             Some("production")
+        );
+        assert_eq!(
+            c.deploy_environment("jenkins", "acme-shop/checkout-api", "checkout-Deploy-prod"),
+            Some("production")
+        );
+        assert_eq!(
+            c.deploy_environment("jenkins", "acme-shop/checkout-api", "checkout-tests"),
+            None
         );
         assert_eq!(
             c.deploy_environment("circleci", "acme-shop/checkout-api", "test"),

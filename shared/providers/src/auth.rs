@@ -1,5 +1,5 @@
 //! Authenticators a provider picks by declaration: HMAC over the raw body (optionally with a timestamp and a
-//! replay window), a shared token header, a bearer token, HTTP basic auth.
+//! replay window), a shared token header, a bearer token, HTTP basic auth, or either of the last two.
 //!
 //! Every scheme fails closed (no usable secret, nothing accepted), accepts any of several secrets (the current
 //! one and the previous one during a rotation) and compares in constant time, length included: both sides are
@@ -171,6 +171,13 @@ pub enum Auth {
     Bearer,
     /// `Authorization: Basic <base64 of user:password>`; the secret is `user:password`.
     Basic,
+    /// The shared secret verbatim in `header`, else `Authorization: Basic` whose password is the secret
+    /// (any user name): for senders that cannot sign and differ in what they can send (a plugin that only
+    /// takes credentials in its URL, a script that sets a header). One secret serves both, whatever its
+    /// characters (a generated one has no `user:` part). The header, when present, alone decides.
+    TokenOrBasic {
+        header: &'static str,
+    },
 }
 
 /// What a check needs besides the delivery: the time now and how far a signed timestamp may be from it.
@@ -236,13 +243,11 @@ impl Auth {
                 authorization(headers, "bearer")?.as_bytes().into(),
                 "Authorization",
             ),
-            Auth::Basic => (
-                base64::engine::general_purpose::STANDARD
-                    .decode(authorization(headers, "basic")?)
-                    .map_err(|_| AuthError::Malformed("Authorization"))?
-                    .into(),
-                "Authorization",
-            ),
+            Auth::Basic => (basic(headers)?.into(), "Authorization"),
+            Auth::TokenOrBasic { header } => match headers.get(*header) {
+                Some(token) => (token.as_bytes().into(), header),
+                None => (password(basic(headers)?)?.into(), "Authorization"),
+            },
         };
         if matches_any(&secrets, &given) {
             Ok(())
@@ -270,6 +275,19 @@ impl Auth {
                     base64::engine::general_purpose::STANDARD.encode(secret)
                 ),
             )],
+            // Either form passes; this is the one a sender that cannot set headers manages (credentials in
+            // its URL), with an empty user name.
+            Auth::TokenOrBasic { .. } => {
+                let mut credentials = b":".to_vec();
+                credentials.extend_from_slice(secret);
+                vec![(
+                    "Authorization".into(),
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(credentials)
+                    ),
+                )]
+            }
         }
     }
 
@@ -294,6 +312,7 @@ impl Auth {
             }
             Auth::Token { header } => vec![header],
             Auth::Bearer | Auth::Basic => vec!["authorization"],
+            Auth::TokenOrBasic { header } => vec![header, "authorization"],
         }
     }
 
@@ -327,6 +346,9 @@ impl Auth {
             Auth::Token { header } => format!("shared token in {header}"),
             Auth::Bearer => "bearer token (Authorization: Bearer <secret>)".into(),
             Auth::Basic => "HTTP basic auth (secret is user:password)".into(),
+            Auth::TokenOrBasic { header } => {
+                format!("shared token in {header}, or HTTP basic auth (secret is the password, any user)")
+            }
         }
     }
 
@@ -340,6 +362,7 @@ impl Auth {
             Auth::Token { .. } => "token",
             Auth::Bearer => "bearer",
             Auth::Basic => "basic",
+            Auth::TokenOrBasic { .. } => "token-or-basic",
         }
     }
 }
@@ -351,6 +374,22 @@ impl TimestampSource {
             TimestampSource::Body(path) => format!("body field {}", path.join(".")),
         }
     }
+}
+
+/// The decoded `user:password` of `Authorization: Basic <base64>`.
+fn basic(headers: &HeaderMap) -> Result<Vec<u8>, AuthError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(authorization(headers, "basic")?)
+        .map_err(|_| AuthError::Malformed("Authorization"))
+}
+
+/// The password of basic-auth credentials: what follows the first `:` (RFC 7617: a user id has none).
+fn password(mut credentials: Vec<u8>) -> Result<Vec<u8>, AuthError> {
+    let colon = credentials
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or(AuthError::Malformed("Authorization"))?;
+    Ok(credentials.split_off(colon + 1))
 }
 
 /// The credentials of `Authorization: <scheme> <credentials>`, the scheme matched case-insensitively.
@@ -554,6 +593,152 @@ mod tests {
             auth.verify(&h, b"{}", &[], Clock::at(0)),
             Err(AuthError::NoSecret)
         );
+    }
+
+    const EITHER: Auth = Auth::TokenOrBasic {
+        header: "x-em-agent-token",
+    };
+
+    fn basic_of(credentials: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+    }
+
+    #[test]
+    fn token_or_basic_fails_closed_without_a_secret() {
+        for h in [
+            headers(&[("x-em-agent-token", "")]),
+            headers(&[("x-em-agent-token", "s3cret")]),
+            headers(&[("authorization", &basic_of(":"))]),
+            headers(&[("authorization", &basic_of("ci:s3cret"))]),
+        ] {
+            assert_eq!(
+                EITHER.verify(&h, b"{}", &[], Clock::at(0)),
+                Err(AuthError::NoSecret)
+            );
+            assert_eq!(
+                EITHER.verify(&h, b"{}", &[Vec::new()], Clock::at(0)),
+                Err(AuthError::NoSecret)
+            );
+        }
+    }
+
+    #[test]
+    fn token_or_basic_takes_the_secret_as_a_token_or_as_a_password() {
+        let secrets = vec![b"s3cret".to_vec()];
+        let clock = Clock::at(0);
+        let token = |v: &str| headers(&[("x-em-agent-token", v)]);
+        let basic = |v: &str| headers(&[("authorization", &basic_of(v))]);
+        assert_eq!(
+            EITHER.verify(&token("s3cret"), b"", &secrets, clock),
+            Ok(())
+        );
+        // Any user name, an empty one included; the password may hold colons of its own.
+        for credentials in ["ci:s3cret", "jenkins:s3cret", ":s3cret"] {
+            assert_eq!(
+                EITHER.verify(&basic(credentials), b"", &secrets, clock),
+                Ok(()),
+                "{credentials}"
+            );
+        }
+        let colons = vec![b"a:b".to_vec()];
+        assert_eq!(EITHER.verify(&basic("ci:a:b"), b"", &colons, clock), Ok(()));
+        assert!(EITHER.verify(&basic("a:b"), b"", &colons, clock).is_err());
+        // Compared whole, length included: a prefix or an extension is not the secret, nor is the user's
+        // part with it.
+        for wrong in ["s3cre", "s3crett", "ci:s3cret", "S3CRET"] {
+            assert_eq!(
+                EITHER.verify(&token(wrong), b"", &secrets, clock),
+                Err(AuthError::Mismatch("x-em-agent-token")),
+                "{wrong}"
+            );
+        }
+        for wrong in ["ci:s3cre", "ci:s3crett", "s3cret:ci", "ci:", "ci:ci:s3cret"] {
+            assert_eq!(
+                EITHER.verify(&basic(wrong), b"", &secrets, clock),
+                Err(AuthError::Mismatch("Authorization")),
+                "{wrong}"
+            );
+        }
+        // An empty token is compared (and fails); credentials without a password are malformed.
+        assert_eq!(
+            EITHER.verify(&token(""), b"", &secrets, clock),
+            Err(AuthError::Mismatch("x-em-agent-token"))
+        );
+        for malformed in ["", "s3cret"] {
+            assert_eq!(
+                EITHER.verify(&basic(malformed), b"", &secrets, clock),
+                Err(AuthError::Malformed("Authorization")),
+                "{malformed}"
+            );
+        }
+        assert_eq!(
+            EITHER.verify(&HeaderMap::new(), b"", &secrets, clock),
+            Err(AuthError::Missing("Authorization"))
+        );
+        assert_eq!(
+            EITHER.verify(
+                &headers(&[("authorization", "Bearer s3cret")]),
+                b"",
+                &secrets,
+                clock
+            ),
+            Err(AuthError::Malformed("Authorization"))
+        );
+    }
+
+    #[test]
+    fn token_or_basic_lets_the_token_header_alone_decide() {
+        let secrets = vec![b"s3cret".to_vec()];
+        let both = |token: &str, credentials: &str| {
+            headers(&[
+                ("x-em-agent-token", token),
+                ("authorization", &basic_of(credentials)),
+            ])
+        };
+        assert_eq!(
+            EITHER.verify(&both("guess", "ci:s3cret"), b"", &secrets, Clock::at(0)),
+            Err(AuthError::Mismatch("x-em-agent-token"))
+        );
+        assert_eq!(
+            EITHER.verify(&both("s3cret", "ci:guess"), b"", &secrets, Clock::at(0)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn token_or_basic_accepts_the_previous_secret_during_a_rotation() {
+        let current = b"new-one".to_vec();
+        let previous = b"old-one".to_vec();
+        for h in [
+            headers(&[("x-em-agent-token", "old-one")]),
+            headers(&[("authorization", &basic_of("ci:old-one"))]),
+        ] {
+            for secrets in [
+                vec![current.clone(), previous.clone()],
+                vec![previous.clone(), current.clone()],
+            ] {
+                assert_eq!(EITHER.verify(&h, b"", &secrets, Clock::at(0)), Ok(()));
+            }
+            assert!(EITHER
+                .verify(&h, b"", std::slice::from_ref(&current), Clock::at(0))
+                .is_err());
+        }
+        // What it signs, it accepts; and it says which headers it reads.
+        let signed = EITHER.sign(&current, b"{}", 0);
+        let pairs: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(pairs, vec![("Authorization", "Basic Om5ldy1vbmU=")]);
+        assert_eq!(
+            EITHER.verify(&headers(&pairs), b"{}", &[current], Clock::at(0)),
+            Ok(())
+        );
+        assert_eq!(EITHER.headers(), vec!["x-em-agent-token", "authorization"]);
+        assert!(!EITHER.covers_body());
     }
 
     #[test]

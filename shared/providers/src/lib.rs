@@ -35,6 +35,7 @@ registry! {
     argocd,
     kubernetes,
     aws,
+    jenkins,
 }
 
 /// Every provider this build knows, in registry order.
@@ -53,12 +54,15 @@ pub fn secret_vars() -> impl Iterator<Item = (&'static str, [String; 2])> {
 }
 
 /// Where a delivery names itself; the first source present wins, and a delivery with none is named by the
-/// SHA-256 of its body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// SHA-256 of its body. (Not comparable: a derived id is a function, whose address says nothing.)
+#[derive(Debug, Clone, Copy)]
 pub enum IdSource {
     Header(&'static str),
     /// A string or integer field of the JSON body, by its path of keys.
     Body(&'static [&'static str]),
+    /// Derived from the body by the provider, for one that sends no id (Jenkins): the same for every
+    /// delivery of one event, so that a re-delivery counts once; `None` when the body is not its shape.
+    Derived(fn(&[u8]) -> Option<String>),
 }
 
 /// How a delivery names its event, where it does so in a header (GitHub `X-GitHub-Event`). Events named in
@@ -144,6 +148,7 @@ impl Provider {
                     .filter(|v| !v.is_empty())
                     .map(str::to_string),
                 IdSource::Body(path) => extract::field_at(body, path).filter(|v| !v.is_empty()),
+                IdSource::Derived(derive) => derive(body).filter(|v| !v.is_empty()),
             })
             .unwrap_or_else(|| body_digest(body));
         if !plain_id(&delivery_id) {

@@ -52,10 +52,14 @@ fn body_at(p: &Provider, body: &[u8], at: Millis) -> Vec<u8> {
     }
 }
 
+/// How a sender authenticates a body with a secret at an instant: the provider's own way, or another form
+/// its scheme accepts.
+type Signer<'a> = &'a dyn Fn(&[u8], &[u8], Millis) -> Vec<(String, String)>;
+
 /// The sample's own headers with the authentication `secret` gives at `at`.
-fn signed(p: &Provider, base: &HeaderMap, secret: &[u8], body: &[u8], at: Millis) -> HeaderMap {
+fn signed(sign: Signer, base: &HeaderMap, secret: &[u8], body: &[u8], at: Millis) -> HeaderMap {
     let mut h = base.clone();
-    for (k, v) in p.sign(secret, body, at) {
+    for (k, v) in sign(secret, body, at) {
         h.insert(
             HeaderName::from_bytes(k.as_bytes()).expect("a header name"),
             HeaderValue::from_str(&v).expect("a header value"),
@@ -72,168 +76,178 @@ fn check(p: &Provider, h: &HeaderMap, body: &[u8], secrets: &[&[u8]]) -> Result<
 #[test]
 fn every_provider_withstands_the_attack_matrix() {
     for p in em_providers::all() {
-        let sample = Case::load(p, p.sample);
-        // The sample's own headers, stripped of anything the scheme reads.
-        let mut base = sample.headers.clone();
-        for h in p.auth.headers() {
-            base.remove(h);
+        withstands(p, p.name, &|secret, body, at| p.sign(secret, body, at));
+        // A scheme that takes two forms of the secret is attacked through each.
+        if let Auth::TokenOrBasic { header } = p.auth {
+            let token = Auth::Token { header };
+            let name = format!("{} ({header})", p.name);
+            withstands(p, &name, &|secret, body, at| token.sign(secret, body, at));
         }
-        let body = body_at(p, &sample.body, NOW);
-        let name = p.name;
-        let good = signed(p, &base, CURRENT, &body, NOW);
+    }
+}
 
-        // Authentic, as the provider signs it.
-        assert_eq!(
-            check(p, &good, &body, &[CURRENT]),
-            Ok(()),
-            "{name}: authentic"
-        );
+/// The matrix for one provider, its deliveries authenticated by `sign`.
+fn withstands(p: &Provider, name: &str, sign: Signer) {
+    let sample = Case::load(p, p.sample);
+    // The sample's own headers, stripped of anything the scheme reads.
+    let mut base = sample.headers.clone();
+    for h in p.auth.headers() {
+        base.remove(h);
+    }
+    let body = body_at(p, &sample.body, NOW);
+    let good = signed(sign, &base, CURRENT, &body, NOW);
 
-        // Unsigned.
-        assert!(
-            check(p, &base, &body, &[CURRENT]).is_err(),
-            "{name}: unsigned"
-        );
+    // Authentic, as the provider signs it.
+    assert_eq!(
+        check(p, &good, &body, &[CURRENT]),
+        Ok(()),
+        "{name}: authentic"
+    );
 
-        // Forged: signed with a secret the server does not have, or the right header with garbage.
-        let forged = signed(p, &base, b"guessed-secret", &body, NOW);
-        assert!(
-            check(p, &forged, &body, &[CURRENT]).is_err(),
-            "{name}: forged"
-        );
-        for (k, _) in p.sign(CURRENT, &body, NOW) {
-            let mut garbage = good.clone();
-            garbage.insert(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_static("0000"),
-            );
-            assert!(
-                check(p, &garbage, &body, &[CURRENT]).is_err(),
-                "{name}: garbage in {k}"
-            );
-        }
+    // Unsigned.
+    assert!(
+        check(p, &base, &body, &[CURRENT]).is_err(),
+        "{name}: unsigned"
+    );
 
-        // Tampered body: a scheme that signs the body notices one changed byte; a token scheme
-        // authenticates the sender only, and says so.
-        let mut tampered = body.clone();
-        tampered.push(b' ');
-        let verdict = check(p, &good, &tampered, &[CURRENT]);
-        if p.auth.covers_body() {
-            assert!(verdict.is_err(), "{name}: tampered body accepted");
-        } else {
-            assert_eq!(
-                verdict,
-                Ok(()),
-                "{name}: a token scheme does not cover the body"
-            );
-        }
-
-        // The wrong secret configured.
-        assert!(
-            check(p, &good, &body, &[b"another-secret"]).is_err(),
-            "{name}: wrong secret"
-        );
-
-        // Rotation: the previous secret passes while both are configured, in either order, and not after.
-        let by_previous = signed(p, &base, PREVIOUS, &body, NOW);
-        assert_eq!(
-            check(p, &by_previous, &body, &[CURRENT, PREVIOUS]),
-            Ok(()),
-            "{name}: rotation"
-        );
-        assert_eq!(
-            check(p, &by_previous, &body, &[PREVIOUS, CURRENT]),
-            Ok(()),
-            "{name}: rotation"
+    // Forged: signed with a secret the server does not have, or the right header with garbage.
+    let forged = signed(sign, &base, b"guessed-secret", &body, NOW);
+    assert!(
+        check(p, &forged, &body, &[CURRENT]).is_err(),
+        "{name}: forged"
+    );
+    for (k, _) in sign(CURRENT, &body, NOW) {
+        let mut garbage = good.clone();
+        garbage.insert(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_static("0000"),
         );
         assert!(
-            check(p, &by_previous, &body, &[CURRENT]).is_err(),
-            "{name}: retired secret"
-        );
-
-        // An oversized signature list: refused before any MAC is computed, even with the right one in it.
-        let timestamp_header = match timestamp_of(&p.auth) {
-            Some(Timestamp {
-                source: TimestampSource::Header(t),
-                ..
-            }) => Some(t),
-            _ => None,
-        };
-        for (k, v) in p.sign(CURRENT, &body, NOW) {
-            if timestamp_header.is_some_and(|t| t.eq_ignore_ascii_case(&k)) {
-                continue;
-            }
-            let mut many = good.clone();
-            let list = vec![v.as_str(); 1000].join(",");
-            many.insert(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(&list).expect("value"),
-            );
-            let verdict = check(p, &many, &body, &[CURRENT]);
-            assert!(verdict.is_err(), "{name}: 1000 signatures in {k}");
-            if let Auth::Hmac(Hmac {
-                separator: Some(_),
-                header,
-                ..
-            }) = p.auth
-            {
-                assert_eq!(verdict, Err(AuthError::TooManySignatures(header)), "{name}");
-                let within = [v.as_str(); MAX_SIGNATURES].join(",");
-                many.insert(
-                    HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                    HeaderValue::from_str(&within).expect("value"),
-                );
-                assert_eq!(
-                    check(p, &many, &body, &[CURRENT]),
-                    Ok(()),
-                    "{name}: {MAX_SIGNATURES} signatures"
-                );
-            }
-        }
-
-        // A stale or future timestamp, where the scheme signs one; the edges of the window pass.
-        if timestamp_of(&p.auth).is_some() {
-            let w = DEFAULT_REPLAY_WINDOW;
-            for (at, ok) in [
-                (NOW - w - 1000, false),
-                (NOW + w + 1000, false),
-                (NOW - w + 1000, true),
-                (NOW + w - 1000, true),
-            ] {
-                let b = body_at(p, &sample.body, at);
-                let h = signed(p, &base, CURRENT, &b, at);
-                let verdict = check(p, &h, &b, &[CURRENT]);
-                assert_eq!(
-                    verdict.is_ok(),
-                    ok,
-                    "{name}: signed {} ms from now: {verdict:?}",
-                    at - NOW
-                );
-                if !ok {
-                    assert!(
-                        matches!(verdict, Err(AuthError::Stale(_))),
-                        "{name}: {verdict:?}"
-                    );
-                }
-            }
-        }
-
-        // An empty secret configured is no secret: nothing passes, not even a delivery "signed" with it.
-        let by_empty = signed(p, &base, b"", &body, NOW);
-        assert_eq!(
-            check(p, &by_empty, &body, &[b""]),
-            Err(AuthError::NoSecret),
-            "{name}: empty"
-        );
-        assert_eq!(
-            check(p, &good, &body, &[]),
-            Err(AuthError::NoSecret),
-            "{name}: none"
-        );
-        assert_eq!(
-            check(p, &good, &body, &[b"", CURRENT]),
-            Ok(()),
-            "{name}: an empty one beside"
+            check(p, &garbage, &body, &[CURRENT]).is_err(),
+            "{name}: garbage in {k}"
         );
     }
+
+    // Tampered body: a scheme that signs the body notices one changed byte; a token scheme
+    // authenticates the sender only, and says so.
+    let mut tampered = body.clone();
+    tampered.push(b' ');
+    let verdict = check(p, &good, &tampered, &[CURRENT]);
+    if p.auth.covers_body() {
+        assert!(verdict.is_err(), "{name}: tampered body accepted");
+    } else {
+        assert_eq!(
+            verdict,
+            Ok(()),
+            "{name}: a token scheme does not cover the body"
+        );
+    }
+
+    // The wrong secret configured.
+    assert!(
+        check(p, &good, &body, &[b"another-secret"]).is_err(),
+        "{name}: wrong secret"
+    );
+
+    // Rotation: the previous secret passes while both are configured, in either order, and not after.
+    let by_previous = signed(sign, &base, PREVIOUS, &body, NOW);
+    assert_eq!(
+        check(p, &by_previous, &body, &[CURRENT, PREVIOUS]),
+        Ok(()),
+        "{name}: rotation"
+    );
+    assert_eq!(
+        check(p, &by_previous, &body, &[PREVIOUS, CURRENT]),
+        Ok(()),
+        "{name}: rotation"
+    );
+    assert!(
+        check(p, &by_previous, &body, &[CURRENT]).is_err(),
+        "{name}: retired secret"
+    );
+
+    // An oversized signature list: refused before any MAC is computed, even with the right one in it.
+    let timestamp_header = match timestamp_of(&p.auth) {
+        Some(Timestamp {
+            source: TimestampSource::Header(t),
+            ..
+        }) => Some(t),
+        _ => None,
+    };
+    for (k, v) in sign(CURRENT, &body, NOW) {
+        if timestamp_header.is_some_and(|t| t.eq_ignore_ascii_case(&k)) {
+            continue;
+        }
+        let mut many = good.clone();
+        let list = vec![v.as_str(); 1000].join(",");
+        many.insert(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(&list).expect("value"),
+        );
+        let verdict = check(p, &many, &body, &[CURRENT]);
+        assert!(verdict.is_err(), "{name}: 1000 signatures in {k}");
+        if let Auth::Hmac(Hmac {
+            separator: Some(_),
+            header,
+            ..
+        }) = p.auth
+        {
+            assert_eq!(verdict, Err(AuthError::TooManySignatures(header)), "{name}");
+            let within = [v.as_str(); MAX_SIGNATURES].join(",");
+            many.insert(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(&within).expect("value"),
+            );
+            assert_eq!(
+                check(p, &many, &body, &[CURRENT]),
+                Ok(()),
+                "{name}: {MAX_SIGNATURES} signatures"
+            );
+        }
+    }
+
+    // A stale or future timestamp, where the scheme signs one; the edges of the window pass.
+    if timestamp_of(&p.auth).is_some() {
+        let w = DEFAULT_REPLAY_WINDOW;
+        for (at, ok) in [
+            (NOW - w - 1000, false),
+            (NOW + w + 1000, false),
+            (NOW - w + 1000, true),
+            (NOW + w - 1000, true),
+        ] {
+            let b = body_at(p, &sample.body, at);
+            let h = signed(sign, &base, CURRENT, &b, at);
+            let verdict = check(p, &h, &b, &[CURRENT]);
+            assert_eq!(
+                verdict.is_ok(),
+                ok,
+                "{name}: signed {} ms from now: {verdict:?}",
+                at - NOW
+            );
+            if !ok {
+                assert!(
+                    matches!(verdict, Err(AuthError::Stale(_))),
+                    "{name}: {verdict:?}"
+                );
+            }
+        }
+    }
+
+    // An empty secret configured is no secret: nothing passes, not even a delivery "signed" with it.
+    let by_empty = signed(sign, &base, b"", &body, NOW);
+    assert_eq!(
+        check(p, &by_empty, &body, &[b""]),
+        Err(AuthError::NoSecret),
+        "{name}: empty"
+    );
+    assert_eq!(
+        check(p, &good, &body, &[]),
+        Err(AuthError::NoSecret),
+        "{name}: none"
+    );
+    assert_eq!(
+        check(p, &good, &body, &[b"", CURRENT]),
+        Ok(()),
+        "{name}: an empty one beside"
+    );
 }

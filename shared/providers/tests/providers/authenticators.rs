@@ -1,7 +1,8 @@
 //! Each authenticator once, against published vectors: the providers' own documentation examples
 //! (`fixtures/signature-vectors.json`, with their sources) and the RFCs' test cases for what no provider
-//! publishes (RFC 4231 and RFC 2202 for HMAC-SHA-512 and HMAC-SHA-1, RFC 7617 for basic auth, RFC 6750 for
-//! bearer tokens). Base64 forms of the RFC digests were computed outside this code (Python's `base64`).
+//! publishes (RFC 4231 and RFC 2202 for HMAC-SHA-512 and HMAC-SHA-1, RFC 7617 for basic auth, alone or beside
+//! a token header, RFC 6750 for bearer tokens). Base64 forms of the RFC digests were computed outside this code
+//! (Python's `base64`).
 
 use em_core::error::AuthError;
 use em_providers::auth::{
@@ -364,4 +365,52 @@ fn bearer_tokens_rfc6750_and_shared_token_headers() {
             "{wrong}"
         );
     }
+}
+
+#[test]
+fn token_or_basic_rfc7617_and_a_shared_token_header() {
+    let auth = Auth::TokenOrBasic {
+        header: "X-EM-Agent-Token",
+    };
+    // RFC 7617's example credentials: user "Aladdin", password "open sesame", the secret.
+    let secret = b"open sesame".to_vec();
+    let accepts = |pairs: &[(&str, &str)]| {
+        auth.verify(
+            &headers(pairs),
+            b"{}",
+            std::slice::from_ref(&secret),
+            Clock::at(0),
+        )
+    };
+    assert_eq!(
+        accepts(&[("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")]),
+        Ok(())
+    );
+    assert_eq!(accepts(&[("X-EM-Agent-Token", "open sesame")]), Ok(()));
+    // Signed with an empty user name: base64 of ":open sesame", computed with Python's `base64`.
+    assert_eq!(
+        sign_one(&auth, &secret, b"{}", 0),
+        vec![(
+            "Authorization".to_string(),
+            "Basic Om9wZW4gc2VzYW1l".to_string()
+        )]
+    );
+    assert_eq!(
+        accepts(&[("Authorization", "Basic Om9wZW4gc2VzYW1l")]),
+        Ok(())
+    );
+    // "Aladdin:open sesamf".
+    assert_eq!(
+        accepts(&[("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZg==")]),
+        Err(AuthError::Mismatch("Authorization"))
+    );
+    // The token header, when sent, decides alone: right basic credentials beside a wrong token fail.
+    assert_eq!(
+        accepts(&[
+            ("X-EM-Agent-Token", "open sesamf"),
+            ("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ]),
+        Err(AuthError::Mismatch("X-EM-Agent-Token"))
+    );
+    assert_eq!(accepts(&[]), Err(AuthError::Missing("Authorization")));
 }

@@ -254,6 +254,28 @@ async fn dora_series<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSour
     Ok(Json(answer).into_response())
 }
 
+async fn delivery_metrics<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
+    headers: http::HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ErrorResponse> {
+    authorized(&state, &headers).await?;
+    let query = DoraQuery::parse(q.as_deref())?;
+    let answer = em_api::delivery(&state.store, &state.config, query, now_millis()).await?;
+    Ok(Json(answer).into_response())
+}
+
+async fn delivery_series<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
+    headers: http::HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ErrorResponse> {
+    authorized(&state, &headers).await?;
+    let query = DoraQuery::parse_for(Endpoint::Series, q.as_deref())?;
+    let answer = em_api::delivery_series(&state.store, &state.config, query, now_millis()).await?;
+    Ok(Json(answer).into_response())
+}
+
 async fn stats<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
     headers: http::HeaderMap,
@@ -303,7 +325,7 @@ async fn healthz<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
 
 async fn not_found() -> Response {
     ErrorResponse(ApiError::NotFound(
-        "no such route: POST /webhooks/{provider}, GET /v1/metrics/dora, GET /v1/metrics/dora/series, GET /healthz".into(),
+        "no such route: POST /webhooks/{provider}, GET /v1/metrics/dora, GET /v1/metrics/dora/series, GET /v1/metrics/delivery, GET /v1/metrics/delivery/series, GET /healthz".into(),
     ))
     .into_response()
 }
@@ -319,6 +341,11 @@ fn router<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
         .route("/webhooks/{provider}", post(webhook::<Q, S, T>))
         .route("/v1/metrics/dora", get(dora::<Q, S, T>))
         .route("/v1/metrics/dora/series", get(dora_series::<Q, S, T>))
+        .route("/v1/metrics/delivery", get(delivery_metrics::<Q, S, T>))
+        .route(
+            "/v1/metrics/delivery/series",
+            get(delivery_series::<Q, S, T>),
+        )
         .route("/v1/stats", get(stats::<Q, S, T>))
         .route("/v1/deliveries/{provider}/{id}", get(delivery::<Q, S, T>))
         .route("/healthz", get(healthz::<Q, S, T>))

@@ -215,6 +215,42 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
             assert_eq!(r.status(), 200, "{path}?{q}: {}", body_json(&r));
             assert_adds_up(&window, &body_json(&r)[list], &format!("{path}?{q}"));
         }
+        // The delivery metrics of the same scope: its successful attempts are the window's deployments,
+        // and the weekly buckets' counts add up to the window's.
+        let req = apigw_event("GET", "/v1/metrics/delivery", &query, &auth, None);
+        let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+        assert_eq!(r.status(), 200, "delivery?{query}: {}", body_json(&r));
+        let delivery = body_json(&r);
+        assert_eq!(
+            delivery["deployment_success_rate"]["succeeded"],
+            window["deployment_frequency"]["deployments"],
+            "delivery?{query}"
+        );
+        let q = format!("{query}&interval=week");
+        let req = apigw_event("GET", "/v1/metrics/delivery/series", &q, &auth, None);
+        let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+        assert_eq!(r.status(), 200, "delivery/series?{q}: {}", body_json(&r));
+        let buckets = body_json(&r)["buckets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (metric, count) in [
+            ("deployment_success_rate", "attempts"),
+            ("deployment_success_rate", "failed"),
+            ("build_duration", "builds"),
+            ("pr_cycle_time", "pull_requests"),
+            ("pr_cycle_time", "deployed"),
+        ] {
+            let sum: u64 = buckets
+                .iter()
+                .map(|b| b[metric][count].as_u64().unwrap_or(0))
+                .sum();
+            assert_eq!(
+                Some(sum),
+                delivery[metric][count].as_u64(),
+                "delivery/series?{q}: {metric}.{count}"
+            );
+        }
     }
     let req = apigw_event("GET", "/v1/metrics/dora", "", &[], None);
     let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;

@@ -17,6 +17,7 @@ async fn check_expected(server: &Server, client: &reqwest::Client) {
     let cases = expected.as_array().expect("a list");
     assert!(cases.len() >= 16);
     let mut deployments = 0;
+    let mut failed_attempts = 0;
     for case in cases {
         let query: Vec<(String, String)> = case["query"]
             .as_object()
@@ -67,8 +68,31 @@ async fn check_expected(server: &Server, client: &reqwest::Client) {
         deployments += got["deployment_frequency"]["deployments"]
             .as_u64()
             .unwrap_or(0);
+
+        // The delivery metrics of the same window: every production deployment is a successful attempt.
+        let resp = client
+            .get(server.url("/v1/metrics/delivery"))
+            .query(&query)
+            .send()
+            .await
+            .expect("api answers");
+        assert_eq!(resp.status(), 200, "delivery {query:?}");
+        let delivery: Value = resp.json().await.expect("json");
+        assert_eq!(
+            delivery["deployment_success_rate"]["succeeded"],
+            got["deployment_frequency"]["deployments"],
+            "{query:?}"
+        );
+        failed_attempts += delivery["deployment_success_rate"]["failed"]
+            .as_u64()
+            .unwrap_or(0);
     }
     assert!(deployments > 0, "the scenario's windows hold deployments");
+    // The history's failed production deployment statuses are failed attempts in some window.
+    assert!(
+        failed_attempts > 0,
+        "the scenario's windows hold failed attempts"
+    );
 }
 
 async fn run(deliveries: Vec<Delivery>, concurrency: usize) {

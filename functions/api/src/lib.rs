@@ -1,5 +1,7 @@
 //! The metrics API: `GET /v1/metrics/dora?service=S|team=T&from=..&to=..&group_by=..` and
-//! `GET /v1/metrics/dora/series?interval=day|week|month&...`.
+//! `GET /v1/metrics/dora/series?interval=day|week|month&...`; the delivery metrics (deployment success
+//! rate, build duration, pull request cycle time) at `GET /v1/metrics/delivery` and
+//! `GET /v1/metrics/delivery/series`, with the same parameters.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use em_core::config::{Config, ConfigurationStatus, FIGURES_CONFIG_KEY, REBUILD_KEY};
@@ -7,8 +9,9 @@ use em_core::error::ApiError;
 use em_core::ports::{MetricsReader, SecretSource};
 use em_core::rows::Observations;
 use em_core::time::Millis;
+use em_metrics::delivery::DeliveryFigures;
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
-use em_metrics::query::{groups, Bucket, Group, GroupBy, Interval};
+use em_metrics::query::{groups, groups_of, series_of, Bucket, Group, GroupBy, Interval};
 use serde::Serialize;
 
 /// When `from` is not given, the window is the 30 days before `to`.
@@ -181,8 +184,9 @@ async fn configuration<R: MetricsReader>(
     Ok(config.status(reflected.as_deref(), rebuild.as_deref()))
 }
 
-/// The window's observations of `services`: the day observations and the delivery facts.
-async fn observations<R: MetricsReader>(
+/// The window's observations of `services` for the delivery metrics: the day observations (successful
+/// deployments) and the delivery facts.
+async fn delivery_observations<R: MetricsReader>(
     reader: &R,
     config: &Config,
     services: Option<Vec<String>>,
@@ -196,6 +200,37 @@ async fn observations<R: MetricsReader>(
         .await?;
     obs.extend_within(delivery, window.from, window.to);
     Ok(obs)
+}
+
+fn group_by(q: &DoraQuery) -> Result<Option<GroupBy>, ApiError> {
+    match &q.group_by {
+        None => Ok(None),
+        Some(g) => Ok(Some(GroupBy::parse(g).ok_or_else(|| {
+            ApiError::bad_parameter("group_by", "expected service, repository or environment")
+        })?)),
+    }
+}
+
+/// A series query's interval and window, refused when it has too many buckets.
+fn series_window(q: &DoraQuery, now: Millis) -> Result<(Interval, Window), ApiError> {
+    let interval = match &q.interval {
+        None => {
+            return Err(ApiError::bad_parameter(
+                "interval",
+                "is required: day, week or month",
+            ))
+        }
+        Some(i) => Interval::parse(i)
+            .ok_or_else(|| ApiError::bad_parameter("interval", "expected day, week or month"))?,
+    };
+    let window = window(q, now)?;
+    if interval.count(window.from, window.to) > MAX_BUCKETS {
+        return Err(ApiError::bad_parameter(
+            "interval",
+            format!("the window has more than {MAX_BUCKETS} buckets of it: take a longer interval or a shorter window"),
+        ));
+    }
+    Ok((interval, window))
 }
 
 /// The answer of `GET /v1/metrics/dora`: the window's figures, each group's with `group_by`, and which
@@ -225,14 +260,11 @@ pub async fn dora<R: MetricsReader>(
     now: Millis,
 ) -> Result<WindowAnswer, ApiError> {
     let window = window(&q, now)?;
-    let group_by = match &q.group_by {
-        None => None,
-        Some(g) => Some(GroupBy::parse(g).ok_or_else(|| {
-            ApiError::bad_parameter("group_by", "expected service, repository or environment")
-        })?),
-    };
+    let group_by = group_by(&q)?;
     let services = services_in_scope(config, &q)?;
-    let obs = observations(reader, config, services, &window).await?;
+    let obs = reader
+        .observations(services, window.from, window.to)
+        .await?;
     let groups = group_by.map(|by| groups(&obs, window.days(), by));
     let report = compute(
         Scope {
@@ -267,25 +299,11 @@ pub async fn series<R: MetricsReader>(
     q: DoraQuery,
     now: Millis,
 ) -> Result<SeriesAnswer, ApiError> {
-    let interval = match &q.interval {
-        None => {
-            return Err(ApiError::bad_parameter(
-                "interval",
-                "is required: day, week or month",
-            ))
-        }
-        Some(i) => Interval::parse(i)
-            .ok_or_else(|| ApiError::bad_parameter("interval", "expected day, week or month"))?,
-    };
-    let window = window(&q, now)?;
-    if interval.count(window.from, window.to) > MAX_BUCKETS {
-        return Err(ApiError::bad_parameter(
-            "interval",
-            format!("the window has more than {MAX_BUCKETS} buckets of it: take a longer interval or a shorter window"),
-        ));
-    }
+    let (interval, window) = series_window(&q, now)?;
     let services = services_in_scope(config, &q)?;
-    let obs = observations(reader, config, services, &window).await?;
+    let obs = reader
+        .observations(services, window.from, window.to)
+        .await?;
     Ok(SeriesAnswer {
         scope: Scope {
             service: q.service,
@@ -295,6 +313,85 @@ pub async fn series<R: MetricsReader>(
         to: window.to_text.clone(),
         interval,
         buckets: em_metrics::query::series(&obs, window.from, window.to, interval),
+        configuration: configuration(reader, config).await?,
+    })
+}
+
+/// The answer of `GET /v1/metrics/delivery`: the window's delivery figures, each group's with `group_by`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryAnswer {
+    pub scope: Scope,
+    pub from: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub figures: DeliveryFigures,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<GroupBy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Group<DeliveryFigures>>>,
+    pub configuration: ConfigurationStatus,
+}
+
+pub async fn delivery<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    q: DoraQuery,
+    now: Millis,
+) -> Result<DeliveryAnswer, ApiError> {
+    let window = window(&q, now)?;
+    let group_by = group_by(&q)?;
+    let services = services_in_scope(config, &q)?;
+    let obs = delivery_observations(reader, config, services, &window).await?;
+    Ok(DeliveryAnswer {
+        figures: em_metrics::delivery::figures(&obs, window.days()),
+        groups: group_by
+            .map(|by| groups_of(&obs, window.days(), by, em_metrics::delivery::figures)),
+        group_by,
+        scope: Scope {
+            service: q.service,
+            team: q.team,
+        },
+        from: window.from_text,
+        to: window.to_text,
+        configuration: configuration(reader, config).await?,
+    })
+}
+
+/// The answer of `GET /v1/metrics/delivery/series`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliverySeriesAnswer {
+    pub scope: Scope,
+    pub from: String,
+    pub to: String,
+    pub interval: Interval,
+    pub buckets: Vec<Bucket<DeliveryFigures>>,
+    pub configuration: ConfigurationStatus,
+}
+
+pub async fn delivery_series<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    q: DoraQuery,
+    now: Millis,
+) -> Result<DeliverySeriesAnswer, ApiError> {
+    let (interval, window) = series_window(&q, now)?;
+    let services = services_in_scope(config, &q)?;
+    let obs = delivery_observations(reader, config, services, &window).await?;
+    Ok(DeliverySeriesAnswer {
+        buckets: series_of(
+            &obs,
+            window.from,
+            window.to,
+            interval,
+            em_metrics::delivery::figures,
+        ),
+        scope: Scope {
+            service: q.service,
+            team: q.team,
+        },
+        from: window.from_text,
+        to: window.to_text,
+        interval,
         configuration: configuration(reader, config).await?,
     })
 }
@@ -439,12 +536,23 @@ pub mod lambda {
             if let Some(t) = tokens {
                 authenticate(t, req.headers()).await?;
             }
-            let value = if req.uri().path().trim_end_matches('/').ends_with("/series") {
-                let q = DoraQuery::parse_for(Endpoint::Series, req.uri().query())?;
-                serde_json::to_value(series(store, config, q, now).await?)
-            } else {
-                let q = DoraQuery::parse(req.uri().query())?;
-                serde_json::to_value(dora(store, config, q, now).await?)
+            let path = req.uri().path().trim_end_matches('/');
+            let raw = req.uri().query();
+            let value = match (path.ends_with("/series"), path.contains("/delivery")) {
+                (true, false) => {
+                    let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
+                    serde_json::to_value(series(store, config, q, now).await?)
+                }
+                (true, true) => {
+                    let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
+                    serde_json::to_value(delivery_series(store, config, q, now).await?)
+                }
+                (false, false) => {
+                    serde_json::to_value(dora(store, config, DoraQuery::parse(raw)?, now).await?)
+                }
+                (false, true) => serde_json::to_value(
+                    delivery(store, config, DoraQuery::parse(raw)?, now).await?,
+                ),
             };
             value.map_err(|e| ApiError::Unavailable(em_core::ports::PortError::invalid(e)))
         }

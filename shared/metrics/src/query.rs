@@ -87,15 +87,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// One bucket of a series: its span (the first and last are cut to the window) and its figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Bucket {
+pub struct Bucket<F = Figures> {
     pub from: String,
     pub to: String,
     #[serde(flatten)]
-    pub figures: Figures,
+    pub figures: F,
 }
 
-/// The figures of each bucket of `[from, to)`; `obs` holds the window's observations.
+/// The DORA figures of each bucket of `[from, to)`; `obs` holds the window's observations.
 pub fn series(obs: &Observations, from: Millis, to: Millis, interval: Interval) -> Vec<Bucket> {
+    series_of(obs, from, to, interval, figures)
+}
+
+/// The figures `summary` gives of each bucket of `[from, to)` (given its observations and span in days).
+pub fn series_of<F>(
+    obs: &Observations,
+    from: Millis,
+    to: Millis,
+    interval: Interval,
+    summary: impl Fn(&Observations, f64) -> F,
+) -> Vec<Bucket<F>> {
     let mut out = Vec::new();
     let mut start = from;
     while start < to {
@@ -104,7 +115,7 @@ pub fn series(obs: &Observations, from: Millis, to: Millis, interval: Interval) 
         out.push(Bucket {
             from: format_millis(start),
             to: format_millis(end),
-            figures: figures(&part, (end - start) as f64 / DAY as f64),
+            figures: summary(&part, (end - start) as f64 / DAY as f64),
         });
         start = end;
     }
@@ -139,15 +150,25 @@ impl GroupBy {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Group {
+pub struct Group<F = Figures> {
     pub group: String,
     #[serde(flatten)]
-    pub figures: Figures,
+    pub figures: F,
 }
 
 /// The figures of each group of origins, in the group's name order. Incidents attributed to no deployment
 /// have no repository or environment and fall in no such group (they count in no DORA figure either).
 pub fn groups(obs: &Observations, days: f64, by: GroupBy) -> Vec<Group> {
+    groups_of(obs, days, by, figures)
+}
+
+/// The figures `summary` gives of each group of origins, in the group's name order.
+pub fn groups_of<F>(
+    obs: &Observations,
+    days: f64,
+    by: GroupBy,
+    summary: impl Fn(&Observations, f64) -> F,
+) -> Vec<Group<F>> {
     let mut names: BTreeMap<&str, ()> = BTreeMap::new();
     for o in &obs.origins {
         let k = by.key(o);
@@ -159,7 +180,7 @@ pub fn groups(obs: &Observations, days: f64, by: GroupBy) -> Vec<Group> {
         .keys()
         .map(|name| Group {
             group: name.to_string(),
-            figures: figures(&obs.filter(|o| by.key(o) == *name), days),
+            figures: summary(&obs.filter(|o| by.key(o) == *name), days),
         })
         .collect()
 }
@@ -167,6 +188,7 @@ pub fn groups(obs: &Observations, days: f64, by: GroupBy) -> Vec<Group> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::{self, DeliveryFigures};
     use em_core::domain::BuildOutcome;
     use em_core::rows::{AttemptObs, BuildObs, ChangeObs, DeploymentObs, PullRequestObs};
 
@@ -265,18 +287,19 @@ mod tests {
             );
             assert_eq!(sum(|f| f.rework_rate.rework), whole.rework_rate.rework);
             assert_eq!(sum(|f| f.lead_time.changes + f.lead_time.excluded), 40);
-            assert_eq!(sum(|f| f.deployment_success_rate.failed), 10);
+            let d = series_of(&obs, T0, to, interval, delivery::figures);
+            let dsum =
+                |f: fn(&DeliveryFigures) -> u64| d.iter().map(|b| f(&b.figures)).sum::<u64>();
+            let all = delivery::figures(&obs, 20.0);
+            assert_eq!(dsum(|f| f.deployment_success_rate.failed), 10);
             assert_eq!(
-                sum(|f| f.deployment_success_rate.attempts),
-                whole.deployment_success_rate.attempts
+                dsum(|f| f.deployment_success_rate.attempts),
+                all.deployment_success_rate.attempts
             );
-            assert_eq!(sum(|f| f.build_duration.builds), 30);
-            assert_eq!(
-                sum(|f| f.build_duration.failed),
-                whole.build_duration.failed
-            );
-            assert_eq!(sum(|f| f.pr_cycle_time.pull_requests), 12);
-            assert_eq!(sum(|f| f.pr_cycle_time.deployed), 4);
+            assert_eq!(dsum(|f| f.build_duration.builds), 30);
+            assert_eq!(dsum(|f| f.build_duration.failed), all.build_duration.failed);
+            assert_eq!(dsum(|f| f.pr_cycle_time.pull_requests), 12);
+            assert_eq!(dsum(|f| f.pr_cycle_time.deployed), 4);
             assert_eq!(s.first().unwrap().from, "2025-03-01T00:00:00Z");
             assert_eq!(s.last().unwrap().to, "2025-03-21T00:00:00Z");
         }
@@ -292,8 +315,8 @@ mod tests {
                 .sum::<u64>(),
             40
         );
-        let g = groups(&obs, 20.0, GroupBy::Repository);
-        let sum = |f: fn(&Figures) -> u64| g.iter().map(|g| f(&g.figures)).sum::<u64>();
+        let g = groups_of(&obs, 20.0, GroupBy::Repository, delivery::figures);
+        let sum = |f: fn(&DeliveryFigures) -> u64| g.iter().map(|g| f(&g.figures)).sum::<u64>();
         assert_eq!(sum(|f| f.build_duration.builds), 30);
         assert_eq!(sum(|f| f.pr_cycle_time.pull_requests), 12);
         assert_eq!(sum(|f| f.deployment_success_rate.failed), 10);

@@ -186,6 +186,7 @@ repositories = ["acme/shop"]
             time: now - 86_400_000,
             outcome: DeploymentOutcome::Success,
             rollback: false,
+            rework: false,
         });
         let (results, _) = aggregator
             .process_facts(vec![vec![deployment]], vec![Ok(())])

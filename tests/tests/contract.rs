@@ -278,6 +278,7 @@ fn deployment(repo: &str, id: &str, time: i64, outcome: DeploymentOutcome) -> Fa
         time,
         outcome,
         rollback: false,
+        rework: false,
     })
 }
 
@@ -1244,6 +1245,7 @@ async fn delivery_facts_are_read_by_window_with_each_pull_requests_stages() {
                 time,
                 outcome,
                 rollback: false,
+                rework: false,
             };
             let pr = |number, kind, time, sha: Option<&str>| {
                 Fact::PullRequest(PullRequestEvent {

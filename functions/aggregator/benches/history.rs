@@ -97,6 +97,7 @@ impl Generator {
             time: t,
             outcome: DeploymentOutcome::Success,
             rollback: false,
+            rework: false,
         })
     }
 

@@ -126,6 +126,7 @@ fn with_build_deployments(config: &Config, parsed: Vec<Vec<Fact>>) -> Vec<Vec<Fa
                             time: b.finished,
                             outcome,
                             rollback: false,
+                            rework: false,
                         }))
                     }
                     _ => None,

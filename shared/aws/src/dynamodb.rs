@@ -133,6 +133,9 @@ pub(crate) fn deployment_item(mut item: Item, d: &Deployment) -> Item {
     if d.rollback {
         item.insert("rollback".into(), AttributeValue::Bool(true));
     }
+    if d.rework {
+        item.insert("rework".into(), AttributeValue::Bool(true));
+    }
     item
 }
 
@@ -670,6 +673,10 @@ impl DynamoStore {
             outcome: DeploymentOutcome::Success,
             rollback: item
                 .get("rollback")
+                .and_then(|v| v.as_bool().ok())
+                .is_some_and(|b| *b),
+            rework: item
+                .get("rework")
                 .and_then(|v| v.as_bool().ok())
                 .is_some_and(|b| *b),
         })

@@ -74,6 +74,10 @@ pub struct Deployment {
     /// breaker's): it is rework and the deployment before it failed, whatever the shas say.
     #[serde(default, skip_serializing_if = "is_false")]
     pub rollback: bool,
+    /// The provider says this deployment restores an earlier version after a failed attempt (an ECS
+    /// circuit breaker's rollback): it is rework, and no deployment before it failed (the attempt did).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rework: bool,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -60,6 +60,8 @@ pub struct DeploymentFact {
     pub time: Millis,
     /// The provider says it rolls the previous deployment back.
     pub rollback: bool,
+    /// The provider says it restores an earlier version after a failed attempt: rework, failing nothing.
+    pub rework: bool,
 }
 
 /// One incident state change, as stored.
@@ -97,6 +99,7 @@ impl ServiceFacts {
                     sha: d.sha,
                     time: d.time,
                     rollback: d.rollback,
+                    rework: d.rework,
                 })
                 .collect(),
             incident_events: stored
@@ -311,7 +314,7 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
                 time: d.time,
                 sha: resolved_shas[i].clone(),
                 failed: has_incident[i] || rolled_back[i],
-                rework: rollback[i] || open_incident || reverts[i],
+                rework: rollback[i] || open_incident || reverts[i] || d.rework,
             }
         })
         .collect();
@@ -389,6 +392,7 @@ mod tests {
             sha: sha.into(),
             time,
             rollback: false,
+            rework: false,
         }
     }
 
@@ -520,6 +524,7 @@ mod tests {
         let signalled = |repo: &str, key: &str, sha: &str, time| DeploymentFact {
             repo: repo.into(),
             rollback: true,
+            rework: false,
             ..dep(key, sha, time)
         };
         let of = |repo: &str, key: &str, sha: &str, time| DeploymentFact {
@@ -558,6 +563,25 @@ mod tests {
         };
         let d = derive(&same, 24 * H);
         assert!(d.deployments[0].failed && d.deployments[1].rework, "{d:?}");
+    }
+
+    #[test]
+    fn a_circuit_breakers_restore_is_rework_and_fails_nothing() {
+        // The deployment running before the failed attempt is restored: it did not fail.
+        let facts = ServiceFacts {
+            pushes: vec![],
+            deployments: vec![
+                dep("e1", "", H),
+                DeploymentFact {
+                    rework: true,
+                    ..dep("e2", "", 3 * H)
+                },
+            ],
+            incident_events: vec![],
+        };
+        let d = derive(&facts, 24 * H);
+        let flags: Vec<(bool, bool)> = d.deployments.iter().map(|x| (x.failed, x.rework)).collect();
+        assert_eq!(flags, [(false, false), (false, true)]);
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub fn deployment_to(repo: &str, id: &str, sha: &str, time: Millis, environment:
         time,
         outcome: DeploymentOutcome::Success,
         rollback: false,
+        rework: false,
     })
 }
 
@@ -134,9 +135,14 @@ pub fn history(seed: u64) -> Vec<Fact> {
             "production"
         };
         let mut f = deployment(&format!("d{d}"), &s, time, env);
-        // Now and then one the provider says is a rollback (a circuit breaker's, a rollback release).
-        if let (Fact::Deployment(d), 0) = (&mut f, rng.u8(0..10)) {
-            d.rollback = true;
+        // Now and then one the provider says is a rollback (a rollback release), or rework restoring a
+        // version after a failed attempt (a circuit breaker's).
+        if let Fact::Deployment(d) = &mut f {
+            match rng.u8(0..10) {
+                0 => d.rollback = true,
+                1 => d.rework = true,
+                _ => {}
+            }
         }
         // Now and then a second provider reports the same deployment (a CI deploy job beside the GitHub
         // deployment it creates): minutes later, or long enough after to be a deployment of its own.
@@ -146,6 +152,7 @@ pub fn history(seed: u64) -> Vec<Fact> {
             again.deployment_id = format!("c{}", d.deployment_id);
             again.time += rng.i64(0..15 * 60 * 1000);
             again.rollback = false;
+            again.rework = false;
             facts.push(Fact::Deployment(again));
         }
         facts.push(f);

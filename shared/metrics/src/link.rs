@@ -258,6 +258,8 @@ struct Dep {
     time: Millis,
     /// Signalled by the provider as a rollback of the previous deployment.
     rollback: bool,
+    /// Signalled by the provider as restoring an earlier version after a failed attempt.
+    rework: bool,
 }
 
 /// How close two providers' reports of one deployment are (a CircleCI deploy job that also creates a
@@ -370,6 +372,7 @@ pub async fn relink<L: Links>(
                 sha: d.sha,
                 time: d.time,
                 rollback: d.rollback,
+                rework: d.rework,
             },
         );
     }
@@ -603,7 +606,7 @@ pub async fn relink<L: Links>(
                 sha: resolved[i].clone(),
                 frontier: frontiers[i].clone(),
                 failed: has_incident[i] || rolled_back[i],
-                rework: rollback[i] || open_incident || reverts[i],
+                rework: rollback[i] || open_incident || reverts[i] || d.rework,
             }
         })
         .collect();

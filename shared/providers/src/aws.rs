@@ -52,6 +52,8 @@ struct EcsDeployment {
     deployment_id: String,
     #[serde(default)]
     updated_at: Option<Timestamp>,
+    #[serde(default)]
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,10 @@ struct PipelineExecution {
     state: String,
 }
 
+/// How the circuit breaker names a rollback it starts: `ECS deployment circuit breaker: rolling back to
+/// deploymentId <id>.` (the deployment in progress is the rollback).
+const CIRCUIT_BREAKER_ROLLBACK: &str = "ECS deployment circuit breaker: rolling back";
+
 fn deployment(
     repo: String,
     deployment_id: String,
@@ -89,6 +95,7 @@ fn deployment(
         time: time.0,
         outcome,
         rollback: false,
+        rework: false,
     })]
 }
 
@@ -100,8 +107,14 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
     match kind {
         "ECS Deployment State Change" => {
             let e: Event<EcsDeployment> = serde_json::from_slice(body).map_err(err)?;
+            // A rollback the circuit breaker starts is a deployment from its start: it restores the version
+            // that ran before the failed attempt, so it is rework and fails nothing (the attempt failed). Its
+            // completion is a later report of the same deployment, and the earliest report stands.
+            let rework = e.detail.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS"
+                && e.detail.reason.starts_with(CIRCUIT_BREAKER_ROLLBACK);
             let outcome = match e.detail.event_name.as_str() {
                 "SERVICE_DEPLOYMENT_COMPLETED" => DeploymentOutcome::Success,
+                "SERVICE_DEPLOYMENT_IN_PROGRESS" if rework => DeploymentOutcome::Success,
                 "SERVICE_DEPLOYMENT_FAILED" => DeploymentOutcome::Failure,
                 _ => return Ok(Vec::new()),
             };
@@ -114,13 +127,17 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
             else {
                 return Err(parse_error(NAME, kind, "no ECS service ARN in `resources`"));
             };
-            Ok(deployment(
+            let mut facts = deployment(
                 format!("ecs:{cluster}/{service}"),
                 e.detail.deployment_id,
                 cluster.to_string(),
                 e.detail.updated_at.unwrap_or(e.time),
                 outcome,
-            ))
+            );
+            if let Some(Fact::Deployment(d)) = facts.first_mut() {
+                d.rework = rework;
+            }
+            Ok(facts)
         }
         "CodeDeploy Deployment State-change Notification" => {
             let e: Event<CodeDeployDeployment> = serde_json::from_slice(body).map_err(err)?;

@@ -210,6 +210,7 @@ pub(crate) fn parse_as(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>,
                     Status::Failure => DeploymentOutcome::Failure,
                 },
                 rollback: d.rollback,
+                rework: false,
             })]
         }
         Event::Incident(i) => {

@@ -314,6 +314,7 @@ fn parse_deployment_status(p: DeploymentStatusPayload) -> Result<Vec<Fact>, Pars
         time: p.deployment_status.created_at.0,
         outcome,
         rollback: false,
+        rework: false,
     })])
 }
 

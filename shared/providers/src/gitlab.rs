@@ -228,6 +228,7 @@ fn parse_deployment(p: DeploymentPayload) -> Result<Vec<Fact>, ParseError> {
         time: p.status_changed_at.0,
         outcome,
         rollback: false,
+        rework: false,
     })])
 }
 

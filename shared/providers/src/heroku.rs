@@ -99,5 +99,6 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         // `heroku rollback` makes a release described `Rollback to v<N>` (Dev Center, Releases): the release
         // it replaces is rolled back.
         rollback: r.description.starts_with("Rollback to v"),
+        rework: false,
     })])
 }

@@ -51,6 +51,7 @@ fn failed_attempt(r: &Row) -> rusqlite::Result<Deployment> {
         time: r.get(6)?,
         outcome: DeploymentOutcome::Failure,
         rollback: r.get(7)?,
+        rework: r.get(8)?,
     })
 }
 
@@ -114,7 +115,7 @@ pub(crate) fn delivery(
     )?;
     let failed_attempts = per_repo(
         c,
-        "SELECT provider, repo, deployment_id, environment, production, sha, time, rollback
+        "SELECT provider, repo, deployment_id, environment, production, sha, time, rollback, rework
          FROM deployments WHERE {repo} AND outcome = 'failure' AND time >= ?2 AND time < ?3",
         repos,
         from,

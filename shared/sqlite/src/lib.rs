@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS pushes (
 CREATE TABLE IF NOT EXISTS deployments (
     provider TEXT NOT NULL, repo TEXT NOT NULL COLLATE NOCASE, deployment_id TEXT NOT NULL,
     outcome TEXT NOT NULL, environment TEXT NOT NULL, production INTEGER, sha TEXT NOT NULL,
-    time INTEGER NOT NULL, rollback INTEGER NOT NULL DEFAULT 0,
+    time INTEGER NOT NULL, rollback INTEGER NOT NULL DEFAULT 0, rework INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, repo, deployment_id, outcome)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deployments_repo ON deployments (repo, outcome);
 CREATE TABLE IF NOT EXISTS incident_events (
@@ -655,7 +655,8 @@ fn put_commits(c: &Connection, p: &Push) -> rusqlite::Result<()> {
 
 /// Columns added after their tables: a store written before them gets them, with their defaults.
 fn add_columns(c: &Connection) -> rusqlite::Result<()> {
-    const ADDED: [(&str, &str, &str); 5] = [
+    const ADDED: [(&str, &str, &str); 6] = [
+        ("deployments", "rework", "INTEGER NOT NULL DEFAULT 0"),
         ("pull_requests", "sha", "TEXT"),
         ("deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
         ("pushes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
@@ -739,11 +740,13 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
             // The same provider deployment id and outcome reported again: the earliest report stands.
             c.prepare_cached(
                 "INSERT INTO deployments
-                   (provider, repo, deployment_id, outcome, environment, production, sha, time, rollback)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                   (provider, repo, deployment_id, outcome, environment, production, sha, time, rollback,
+                    rework)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (provider, repo, deployment_id, outcome) DO UPDATE SET
                    environment = excluded.environment, production = excluded.production,
-                   sha = excluded.sha, time = excluded.time, rollback = excluded.rollback
+                   sha = excluded.sha, time = excluded.time, rollback = excluded.rollback,
+                   rework = excluded.rework
                  WHERE excluded.time < deployments.time",
             )?
             .execute(params![
@@ -755,7 +758,8 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
                 d.production,
                 d.sha,
                 d.time,
-                d.rollback
+                d.rollback,
+                d.rework
             ])?;
         }
         Fact::Incident(i) => {
@@ -880,7 +884,7 @@ impl Store for EmbeddedStore {
                     out.pushes.push(p?);
                 }
                 let mut s = c.prepare_cached(
-                    "SELECT provider, repo, deployment_id, environment, production, sha, time, rollback
+                    "SELECT provider, repo, deployment_id, environment, production, sha, time, rollback, rework
                      FROM deployments WHERE repo = ?1 AND outcome = 'success'",
                 )?;
                 let rows = s.query_map([repo], links::successful_deployment)?;

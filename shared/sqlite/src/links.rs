@@ -69,7 +69,8 @@ impl Drop for SqliteLinks<'_> {
     }
 }
 
-/// A row of `provider, repo, deployment_id, environment, production, sha, time, rollback` of a success.
+/// A row of `provider, repo, deployment_id, environment, production, sha, time, rollback, rework` of a
+/// success.
 pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
     Ok(Deployment {
         provider: r.get(0)?,
@@ -81,6 +82,7 @@ pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
         time: r.get(6)?,
         outcome: DeploymentOutcome::Success,
         rollback: r.get(7)?,
+        rework: r.get(8)?,
     })
 }
 
@@ -327,7 +329,7 @@ impl Links for SqliteLinks<'_> {
         self.with(|c| {
             let mut out = Vec::new();
             let mut s = c.prepare_cached(
-                "SELECT provider, repo, deployment_id, environment, production, sha, time, rollback
+                "SELECT provider, repo, deployment_id, environment, production, sha, time, rollback, rework
                  FROM deployments WHERE repo = ?1 AND outcome = 'success' AND time >= ?2",
             )?;
             for repo in repos {

@@ -247,6 +247,7 @@ fn deployment(id: &str, time: i64, outcome: DeploymentOutcome) -> Fact {
         time,
         outcome,
         rollback: false,
+        rework: false,
     })
 }
 

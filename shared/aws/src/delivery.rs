@@ -209,7 +209,11 @@ impl DynamoStore {
     }
 
     /// The one known commit of `repo` whose sha starts with `prefix`.
-    async fn full_sha(&self, repo: &str, prefix: &str) -> Result<Option<String>, PortError> {
+    pub(crate) async fn full_sha(
+        &self,
+        repo: &str,
+        prefix: &str,
+    ) -> Result<Option<String>, PortError> {
         let hits = self
             .query_range(
                 &repo_pk(repo),

@@ -462,19 +462,7 @@ impl Links for DynamoLinks {
     }
 
     async fn resolve_prefix(&self, repo: &str, prefix: &str) -> Result<Option<String>, PortError> {
-        let hits = self
-            .store
-            .query_range(
-                &repo_pk(repo),
-                Range::BeginsWith(format!("c#{prefix}")),
-                true,
-                Some(2),
-            )
-            .await?;
-        Ok(match hits.as_slice() {
-            [one] => Some(get_s(one, "sha")?),
-            _ => None,
-        })
+        self.store.full_sha(repo, prefix).await
     }
 
     async fn deployments_since(

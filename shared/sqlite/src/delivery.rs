@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
-use em_core::domain::{Commit, Deployment, DeploymentOutcome, PullRequestEventKind};
+use em_core::domain::{Commit, DeploymentOutcome, PullRequestEventKind};
 use em_core::ports::{DeliveryFacts, MergedPullRequest};
 use em_core::time::Millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::links::{bad_text, build_row};
+use crate::links::{bad_text, build_row, deployment_fact};
 
 /// Runs `sql` (whose `{repo}` is a repository condition on `?1`, and `?2`, `?3` the window) for each of
 /// `repos`, or once over every repository, collecting the rows `map` reads.
@@ -38,21 +38,6 @@ fn per_repo<T>(
         }
     }
     Ok(out)
-}
-
-fn failed_attempt(r: &Row) -> rusqlite::Result<Deployment> {
-    Ok(Deployment {
-        provider: r.get(0)?,
-        repo: r.get(1)?,
-        deployment_id: r.get(2)?,
-        environment: r.get(3)?,
-        production: r.get(4)?,
-        sha: r.get(5)?,
-        time: r.get(6)?,
-        outcome: DeploymentOutcome::Failure,
-        rollback: r.get(7)?,
-        rework: r.get(8)?,
-    })
 }
 
 /// The full sha a merge's `sha` names: itself when full, else the one known commit it starts.
@@ -120,7 +105,7 @@ pub(crate) fn delivery(
         repos,
         from,
         to,
-        failed_attempt,
+        |r| deployment_fact(r, DeploymentOutcome::Failure),
     )?;
     let merged = per_repo(
         c,

@@ -72,6 +72,12 @@ impl Drop for SqliteLinks<'_> {
 /// A row of `provider, repo, deployment_id, environment, production, sha, time, rollback, rework` of a
 /// success.
 pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
+    deployment_fact(r, DeploymentOutcome::Success)
+}
+
+/// A row of `provider, repo, deployment_id, environment, production, sha, time, rollback, rework` of
+/// `outcome`.
+pub(crate) fn deployment_fact(r: &Row, outcome: DeploymentOutcome) -> rusqlite::Result<Deployment> {
     Ok(Deployment {
         provider: r.get(0)?,
         repo: r.get(1)?,
@@ -80,7 +86,7 @@ pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
         production: r.get(4)?,
         sha: r.get(5)?,
         time: r.get(6)?,
-        outcome: DeploymentOutcome::Success,
+        outcome,
         rollback: r.get(7)?,
         rework: r.get(8)?,
     })

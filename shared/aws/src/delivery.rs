@@ -122,13 +122,24 @@ impl DynamoStore {
                 match sk.split('#').nth(2) {
                     Some("b") => {
                         let b = DynamoStore::parse_build(&item)?;
-                        let id = format!("{}#{}#{}", b.provider, b.run_id, b.attempt);
+                        let id = format!(
+                            "{}#{}#{}#{}",
+                            b.repo.to_lowercase(),
+                            b.provider,
+                            b.run_id,
+                            b.attempt
+                        );
                         builds.push((id, b.finished, b));
                     }
                     Some("f") => {
                         let mut d = DynamoStore::parse_deployment(&item)?;
                         d.outcome = DeploymentOutcome::Failure;
-                        let id = format!("{}#{}", d.provider, d.deployment_id);
+                        let id = format!(
+                            "{}#{}#{}",
+                            d.repo.to_lowercase(),
+                            d.provider,
+                            d.deployment_id
+                        );
                         failed.push((id, d.time, d));
                     }
                     Some("m") => {

@@ -1,6 +1,7 @@
 //! `em-agent`: DORA metrics from webhook deliveries, in one local process.
 
 mod aws;
+mod digest;
 mod generate;
 mod parse;
 mod providers;
@@ -167,6 +168,26 @@ enum Command {
     /// Put dead-lettered messages back on the queue, to be processed again.
     #[command(long_about = replay::LONG_ABOUT)]
     Replay(replay::ReplayArgs),
+    /// Render each team's digest of the period just ended, as every channel's message, into files.
+    Digest {
+        /// One team's digest (in --out itself); without it, every team's and the organisation's
+        /// (in --out/<team> and --out/all).
+        #[arg(long)]
+        team: Option<String>,
+        /// day or week.
+        #[arg(long, default_value = "week")]
+        period: String,
+        /// The period's end, RFC 3339 or YYYY-MM-DD: a weekly digest --at 2025-04-14 covers
+        /// [2025-04-07, 2025-04-14). Defaults to the start of the current day or week (Monday), UTC.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "./.em-agent", env = "EM_AGENT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = DEFAULT_CONFIG, env = "EM_AGENT_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -352,6 +373,27 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 print!("{}", report::render(&value));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Digest {
+            team,
+            period,
+            at,
+            out,
+            data_dir,
+            config,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            let period = em_metrics::digest::Period::parse(&period)
+                .ok_or_else(|| format!("--period {period:?}: expected day or week"))?;
+            let at = match at {
+                Some(a) => em_api::parse_instant("at", &a).map_err(|e| e.to_string())?,
+                None => digest::current_boundary(now_millis(), period),
+            };
+            let config = load_config(&config)?;
+            let store =
+                EmbeddedStore::open(&data_dir, Options::default()).map_err(|e| e.to_string())?;
+            digest::render(&store, &config, team, period, at, &out).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {

@@ -1,20 +1,7 @@
 //! `em-agent report`: the DORA table in the terminal.
 
+use em_notify::duration;
 use serde_json::Value;
-
-fn duration(seconds: f64) -> String {
-    let s = seconds.round() as i64;
-    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {}s", s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
 
 fn pct(ratio: Option<f64>) -> String {
     ratio.map_or("n/a".into(), |r| format!("{:.1}%", r * 100.0))

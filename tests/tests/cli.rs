@@ -242,3 +242,151 @@ repositories = ["acme/shop"]
         "the rows stand as the server left them"
     );
 }
+
+/// `em-agent digest` renders a team's week as every channel's message, and its figures are the API's for
+/// the same team and window.
+#[tokio::test]
+async fn a_digest_renders_each_channel_with_the_apis_figures() {
+    use em_core::config::Config;
+    use em_core::domain::{Commit, Deployment, DeploymentOutcome, Push};
+
+    const DAY: i64 = 86_400_000;
+    // 2025-04-14T00:00:00Z, a Monday: the digest covers [2025-04-07, 2025-04-14).
+    const AT: i64 = 1_744_588_800_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let toml = r#"
+[[services]]
+name = "shop"
+team = "web"
+repositories = ["acme/shop"]
+
+[[services]]
+name = "search"
+team = "find"
+repositories = ["acme/search"]
+"#;
+    let config_path = dir.path().join("em-agent.toml");
+    std::fs::write(&config_path, toml).expect("config file");
+    let config = std::sync::Arc::new(Config::parse(toml).expect("config"));
+    let store =
+        em_sqlite::EmbeddedStore::open(&data, em_sqlite::Options::default()).expect("store");
+    let aggregator = em_aggregator::Aggregator::new(store.clone(), config.clone());
+    aggregator.ensure_config_current().await.expect("config");
+    let sha = |n: i64| format!("{n:040}");
+    let mut facts = Vec::new();
+    // Four deployments last week and eight the week before, each shipping one commit pushed an hour
+    // earlier.
+    for (n, t) in (0..4)
+        .map(|i| AT - 6 * DAY + i * DAY)
+        .chain((0..8).map(|i| AT - 13 * DAY + i * 12 * 3_600_000))
+        .enumerate()
+    {
+        let n = n as i64 + 1;
+        facts.push(Fact::Push(Push {
+            provider: "github".into(),
+            repo: "acme/shop".into(),
+            before: sha(n - 1),
+            after: sha(n),
+            commits: vec![Commit {
+                sha: sha(n),
+                time: t - 3_600_000 * n,
+                message: "change".into(),
+            }],
+            unlisted: 0,
+        }));
+        facts.push(Fact::Deployment(Deployment {
+            provider: "github".into(),
+            repo: "acme/shop".into(),
+            deployment_id: n.to_string(),
+            environment: "production".into(),
+            production: Some(true),
+            sha: sha(n),
+            time: t,
+            outcome: DeploymentOutcome::Success,
+            rollback: false,
+            rework: false,
+        }));
+    }
+    let (results, _) = aggregator.process_facts(vec![facts], vec![Ok(())]).await;
+    assert!(results[0].is_ok());
+
+    let out = dir.path().join("digest");
+    let (data, config_file) = (
+        data.to_str().expect("utf-8 path").to_string(),
+        config_path.to_str().expect("utf-8 path").to_string(),
+    );
+    let run_digest = |args: &[&str]| {
+        let mut all = vec!["digest"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--data-dir", &data, "--config", &config_file]);
+        em_agent(&all)
+    };
+    let run = run_digest(&[
+        "--team",
+        "web",
+        "--at",
+        "2025-04-14",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).expect(name);
+    let digest: Value = serde_json::from_str(&read("digest.json")).expect("digest JSON");
+    let api = em_api::dora(
+        &store,
+        &config,
+        em_api::DoraQuery {
+            team: Some("web".into()),
+            from: Some("2025-04-07".into()),
+            to: Some("2025-04-14".into()),
+            ..Default::default()
+        },
+        AT,
+    )
+    .await
+    .expect("api");
+    let api = serde_json::to_value(&api).expect("json");
+    for metric in [
+        "deployment_frequency",
+        "lead_time",
+        "change_failure_rate",
+        "recovery_time",
+        "rework_rate",
+    ] {
+        assert_eq!(digest["figures"][metric], api[metric], "{metric}");
+    }
+    assert_eq!(api["deployment_frequency"]["deployments"], 4);
+    // Four against eight the week before: down by half, which the digest says.
+    assert_eq!(digest["counts"]["deployments"], 4);
+    assert_eq!(digest["anomalies"][0]["kind"], "deployments_down");
+    let text = read("sns.txt");
+    assert!(text.starts_with("Weekly DORA digest — team web\n2025-04-07 to 2025-04-14 (UTC)"));
+    assert!(text.contains("0.57/day (high)"), "{text}");
+    assert!(text.contains("▼ 50% vs 1.14/day"), "{text}");
+    assert!(
+        text.contains("Deployments down 50%: 4 against 8 the week before"),
+        "{text}"
+    );
+    assert_eq!(read("email.txt"), text);
+    let slack: Value = serde_json::from_str(&read("slack.json")).expect("slack JSON");
+    assert_eq!(slack["blocks"][0]["type"], "header");
+    let teams: Value = serde_json::from_str(&read("teams.json")).expect("teams JSON");
+    assert_eq!(teams["attachments"][0]["content"]["type"], "AdaptiveCard");
+
+    // Without --team: every team's, and the organisation's.
+    let all = dir.path().join("all-teams");
+    let all_dir = all.to_str().expect("utf-8 path");
+    let run = run_digest(&["--at", "2025-04-14", "--out", all_dir]);
+    assert!(run.status.success());
+    for sub in ["web", "find", "all"] {
+        assert!(all.join(sub).join("slack.json").is_file(), "{sub}");
+    }
+    let unknown = run_digest(&["--team", "nobody", "--out", all_dir]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody"));
+}

@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod derive;
+pub mod digest;
 pub mod dora;
 pub mod history;
 pub mod levels;

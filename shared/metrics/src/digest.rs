@@ -1,0 +1,394 @@
+//! Digests: a team's (or the whole organisation's) period just ended, against the period before it and the
+//! team's recent baseline. Pure: the caller reads the observations (docs/digests.md).
+
+use serde::Serialize;
+
+use crate::dora::{figures, Figures};
+use em_core::rows::{Observations, DAY};
+use em_core::time::Millis;
+
+/// How long a digest's period is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Day,
+    Week,
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Period> {
+        match s {
+            "day" => Some(Period::Day),
+            "week" => Some(Period::Week),
+            _ => None,
+        }
+    }
+
+    pub fn millis(self) -> Millis {
+        match self {
+            Period::Day => DAY,
+            Period::Week => 7 * DAY,
+        }
+    }
+}
+
+/// How many periods before the previous one make a team's baseline.
+pub const BASELINE_PERIODS: usize = 8;
+
+/// A deployment frequency this much lower than the previous period's is an anomaly (0.5: down by half or
+/// more), when the previous period had at least [`MIN_DEPLOYMENTS_FOR_DROP`] deployments.
+pub const FREQUENCY_DROP: f64 = 0.5;
+pub const MIN_DEPLOYMENTS_FOR_DROP: u64 = 4;
+
+/// A change failure rate or incident count at least this many standard deviations above the baseline's
+/// mean is an anomaly, when it is also above the mean by at least the floor below (so a quiet team's one
+/// incident is not news).
+pub const SIGMAS: f64 = 2.0;
+pub const MIN_FAILURE_RATE_RISE: f64 = 0.10;
+pub const MIN_INCIDENT_RISE: f64 = 2.0;
+
+/// The window `[at - period, at)`: the period that ends at `at`.
+pub fn period_ending(at: Millis, period: Period) -> (Millis, Millis) {
+    (at - period.millis(), at)
+}
+
+/// One figure now and in the period before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trend {
+    pub current: Option<f64>,
+    pub previous: Option<f64>,
+    /// (current - previous) / previous, when both are known and previous is not zero.
+    pub change: Option<f64>,
+}
+
+impl Trend {
+    fn of(current: Option<f64>, previous: Option<f64>) -> Trend {
+        let change = match (current, previous) {
+            (Some(c), Some(p)) if p != 0.0 => Some((c - p) / p),
+            _ => None,
+        };
+        Trend {
+            current,
+            previous,
+            change,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trends {
+    pub deployments_per_day: Trend,
+    pub lead_time_median_seconds: Trend,
+    pub change_failure_rate: Trend,
+    pub recovery_time_median_seconds: Trend,
+    pub rework_rate: Trend,
+}
+
+/// What happened in the period, counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub deployments: u64,
+    pub failed_attempts: u64,
+    /// Deployments that are rework: rollbacks, reverts, hot fixes, and deployments made while an incident
+    /// of an earlier one was open.
+    pub rework: u64,
+    pub incidents_opened: u64,
+    /// Of those opened in the period, resolved by the time the digest is made.
+    pub incidents_resolved: u64,
+    pub incidents_open: u64,
+}
+
+/// Something a manager should look at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Anomaly {
+    /// Deployment frequency down by half or more against the previous period.
+    DeploymentsDown {
+        current: u64,
+        previous: u64,
+        change: f64,
+    },
+    /// Change failure rate far above the baseline.
+    FailureRateUp {
+        current: f64,
+        baseline_mean: f64,
+        baseline_sd: f64,
+        /// Standard deviations above the mean; absent when the baseline never varied.
+        sigmas: Option<f64>,
+    },
+    /// More incidents than the baseline makes usual.
+    IncidentsUp {
+        current: u64,
+        baseline_mean: f64,
+        baseline_sd: f64,
+        sigmas: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Digest {
+    pub period: Period,
+    pub from: Millis,
+    pub to: Millis,
+    pub figures: Figures,
+    pub previous: Figures,
+    pub trends: Trends,
+    pub counts: Counts,
+    pub anomalies: Vec<Anomaly>,
+}
+
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// How many standard deviations `value` is above `mean`; `None` when the baseline never varied (then any
+/// rise is beyond every multiple of its deviation).
+fn sigmas_above(value: f64, mean: f64, sd: f64) -> Option<f64> {
+    (sd > 0.0).then(|| (value - mean) / sd)
+}
+
+/// `value` is far above the baseline: by at least `floor`, and by [`SIGMAS`] standard deviations.
+fn far_above(value: f64, mean: f64, sd: f64, floor: f64) -> bool {
+    value - mean >= floor && sigmas_above(value, mean, sd).is_none_or(|s| s >= SIGMAS)
+}
+
+/// The digest of `obs`, which holds the observations of [`BASELINE_PERIODS`] + 2 periods ending at `to`:
+/// the period `[to - period, to)`, the one before it, and the baseline before that.
+pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
+    let len = period.millis();
+    let days = len as f64 / DAY as f64;
+    let part = |k: i64| obs.within(to - (k + 1) * len, to - k * len);
+    let current = part(0);
+    let previous = part(1);
+    let now = figures(&current, days);
+    let before = figures(&previous, days);
+    let trends = Trends {
+        deployments_per_day: Trend::of(
+            Some(now.deployment_frequency.per_day),
+            Some(before.deployment_frequency.per_day),
+        ),
+        lead_time_median_seconds: Trend::of(
+            now.lead_time.median_seconds,
+            before.lead_time.median_seconds,
+        ),
+        change_failure_rate: Trend::of(
+            now.change_failure_rate.ratio,
+            before.change_failure_rate.ratio,
+        ),
+        recovery_time_median_seconds: Trend::of(
+            now.recovery_time.median_seconds,
+            before.recovery_time.median_seconds,
+        ),
+        rework_rate: Trend::of(now.rework_rate.ratio, before.rework_rate.ratio),
+    };
+    let opened = current.incidents.len() as u64;
+    let resolved = current
+        .incidents
+        .iter()
+        .filter(|i| i.recovery.is_some())
+        .count() as u64;
+    let counts = Counts {
+        deployments: now.deployment_frequency.deployments,
+        failed_attempts: current.attempts.len() as u64,
+        rework: now.rework_rate.rework,
+        incidents_opened: opened,
+        incidents_resolved: resolved,
+        incidents_open: opened - resolved,
+    };
+
+    let mut anomalies = Vec::new();
+    let (d_now, d_before) = (
+        now.deployment_frequency.deployments,
+        before.deployment_frequency.deployments,
+    );
+    if d_before >= MIN_DEPLOYMENTS_FOR_DROP {
+        let change = (d_now as f64 - d_before as f64) / d_before as f64;
+        if change <= -FREQUENCY_DROP {
+            anomalies.push(Anomaly::DeploymentsDown {
+                current: d_now,
+                previous: d_before,
+                change,
+            });
+        }
+    }
+    // The baseline: the periods before the previous one, each summarised alone.
+    let baseline: Vec<Observations> = (2..2 + BASELINE_PERIODS as i64).map(part).collect();
+    let rates: Vec<f64> = baseline
+        .iter()
+        .filter_map(|o| figures(o, days).change_failure_rate.ratio)
+        .collect();
+    if let (Some(rate), false) = (now.change_failure_rate.ratio, rates.is_empty()) {
+        let (mean, sd) = mean_sd(&rates);
+        if far_above(rate, mean, sd, MIN_FAILURE_RATE_RISE) {
+            anomalies.push(Anomaly::FailureRateUp {
+                current: rate,
+                baseline_mean: mean,
+                baseline_sd: sd,
+                sigmas: sigmas_above(rate, mean, sd),
+            });
+        }
+    }
+    let incidents: Vec<f64> = baseline.iter().map(|o| o.incidents.len() as f64).collect();
+    let (mean, sd) = mean_sd(&incidents);
+    if far_above(opened as f64, mean, sd, MIN_INCIDENT_RISE) {
+        anomalies.push(Anomaly::IncidentsUp {
+            current: opened,
+            baseline_mean: mean,
+            baseline_sd: sd,
+            sigmas: sigmas_above(opened as f64, mean, sd),
+        });
+    }
+
+    Digest {
+        period,
+        from: to - len,
+        to,
+        figures: now,
+        previous: before,
+        trends,
+        counts,
+        anomalies,
+    }
+}
+
+/// The window a digest reads: its period, the one before and the baseline.
+pub fn reads(period: Period, to: Millis) -> (Millis, Millis) {
+    (to - (BASELINE_PERIODS as i64 + 2) * period.millis(), to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use em_core::rows::{DeploymentObs, IncidentObs};
+
+    const T: Millis = 1_744_588_800_000; // 2025-04-14T00:00:00Z, a Monday.
+    const WEEK: Millis = 7 * DAY;
+
+    fn deployments(obs: &mut Observations, week: i64, n: i64, failed: i64) {
+        for i in 0..n {
+            obs.deployments.push(DeploymentObs {
+                origin: 0,
+                time: T - (week + 1) * WEEK + i * 3_600_000,
+                failed: i < failed,
+                rework: false,
+            });
+        }
+    }
+
+    fn incident(obs: &mut Observations, week: i64, recovery: Option<Millis>) {
+        obs.incidents.push(IncidentObs {
+            origin: 0,
+            opened: T - (week + 1) * WEEK + DAY,
+            acknowledged: None,
+            recovery,
+            attributed: true,
+        });
+    }
+
+    fn base() -> Observations {
+        Observations {
+            origins: vec![Default::default()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_period_is_the_one_that_ends_at_the_given_instant() {
+        assert_eq!(period_ending(T, Period::Week), (T - WEEK, T));
+        assert_eq!(period_ending(T, Period::Day), (T - DAY, T));
+        assert_eq!(reads(Period::Week, T), (T - 10 * WEEK, T));
+    }
+
+    #[test]
+    fn trends_compare_with_the_period_before_and_counts_add_up() {
+        let mut obs = base();
+        deployments(&mut obs, 0, 7, 1);
+        deployments(&mut obs, 1, 14, 0);
+        incident(&mut obs, 0, Some(3_600_000));
+        incident(&mut obs, 0, None);
+        let d = digest(&obs, Period::Week, T);
+        assert_eq!((d.from, d.to), (T - WEEK, T));
+        assert_eq!(d.counts.deployments, 7);
+        assert_eq!(d.previous.deployment_frequency.deployments, 14);
+        assert_eq!(d.trends.deployments_per_day.current, Some(1.0));
+        assert_eq!(d.trends.deployments_per_day.previous, Some(2.0));
+        assert_eq!(d.trends.deployments_per_day.change, Some(-0.5));
+        assert_eq!(
+            (
+                d.counts.incidents_opened,
+                d.counts.incidents_resolved,
+                d.counts.incidents_open
+            ),
+            (2, 1, 1)
+        );
+        // 7 against 14 is down by half: an anomaly.
+        assert!(matches!(
+            d.anomalies.first(),
+            Some(Anomaly::DeploymentsDown {
+                current: 7,
+                previous: 14,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn small_drops_and_small_teams_are_not_anomalies() {
+        let mut obs = base();
+        deployments(&mut obs, 0, 8, 0);
+        deployments(&mut obs, 1, 14, 0);
+        assert!(
+            digest(&obs, Period::Week, T).anomalies.is_empty(),
+            "down 43 %"
+        );
+        let mut obs = base();
+        deployments(&mut obs, 0, 1, 0);
+        deployments(&mut obs, 1, 3, 0);
+        assert!(digest(&obs, Period::Week, T).anomalies.is_empty(), "3 to 1");
+    }
+
+    #[test]
+    fn failure_rate_and_incidents_far_above_the_baseline_are_anomalies() {
+        let mut obs = base();
+        // Eight baseline weeks of 10 deployments, one failed (10 %), one incident a week.
+        for week in 2..10 {
+            deployments(&mut obs, week, 10, 1);
+            incident(&mut obs, week, Some(60_000));
+        }
+        deployments(&mut obs, 1, 10, 1);
+        // This week: 4 of 10 failed, 5 incidents.
+        deployments(&mut obs, 0, 10, 4);
+        for _ in 0..5 {
+            incident(&mut obs, 0, Some(60_000));
+        }
+        let d = digest(&obs, Period::Week, T);
+        assert!(
+            d.anomalies
+                .iter()
+                .any(|a| matches!(a, Anomaly::FailureRateUp { current, .. } if (*current - 0.4).abs() < 1e-9)),
+            "{:?}",
+            d.anomalies
+        );
+        assert!(
+            d.anomalies
+                .iter()
+                .any(|a| matches!(a, Anomaly::IncidentsUp { current: 5, .. })),
+            "{:?}",
+            d.anomalies
+        );
+        // One more incident than usual is not news.
+        let mut calm = base();
+        for week in 2..10 {
+            incident(&mut calm, week, None);
+        }
+        incident(&mut calm, 0, None);
+        incident(&mut calm, 0, None);
+        assert!(digest(&calm, Period::Week, T).anomalies.is_empty());
+    }
+}

@@ -1,0 +1,420 @@
+//! Digests as messages: plain text (SNS, the email's text part), Slack Block Kit and a Microsoft Teams
+//! Adaptive Card. Pure: sending is the channels' work (docs/digests.md).
+
+use em_core::time::rfc3339::format as format_millis;
+use em_metrics::digest::{Anomaly, Digest, Period, Trend};
+use em_metrics::levels::Level;
+use serde_json::{json, Value};
+
+/// Slack's limits (Block Kit reference): a header's text, a section's text and a field's text.
+pub const SLACK_HEADER_MAX: usize = 150;
+pub const SLACK_TEXT_MAX: usize = 3000;
+pub const SLACK_FIELD_MAX: usize = 2000;
+pub const SLACK_FIELDS_MAX: usize = 10;
+pub const SLACK_BLOCKS_MAX: usize = 50;
+/// What a Teams webhook accepts in one message, in bytes.
+pub const TEAMS_BYTES_MAX: usize = 28 * 1024;
+
+/// Who a digest is about: a team, or the whole organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Team(String),
+    Organisation,
+}
+
+impl Audience {
+    pub fn name(&self) -> String {
+        match self {
+            Audience::Team(t) => format!("team {t}"),
+            Audience::Organisation => "all teams".into(),
+        }
+    }
+}
+
+/// A duration for people: `2d 3h`, `4h 5m`, `6m 7s`, `8s`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.round() as i64;
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {}s", s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
+fn level(l: Option<Level>) -> String {
+    l.map_or_else(|| "no level".into(), |l| l.as_str().to_string())
+}
+
+/// `▲ 20% vs 1h 40m`, `▼ 50% vs 2.00/day`, `new`, or nothing to compare with.
+fn versus(t: &Trend, show: impl Fn(f64) -> String) -> String {
+    match (t.change, t.previous) {
+        (Some(c), Some(p)) if c > 0.0 => format!("▲ {:.0}% vs {}", c * 100.0, show(p)),
+        (Some(c), Some(p)) if c < 0.0 => format!("▼ {:.0}% vs {}", -c * 100.0, show(p)),
+        (Some(_), Some(p)) => format!("= vs {}", show(p)),
+        (None, Some(p)) if t.current.is_some() => format!("vs {}", show(p)),
+        (None, None) if t.current.is_some() => "nothing to compare with".into(),
+        _ => String::new(),
+    }
+}
+
+/// One line per figure: name, value with its level, and the change against the period before.
+pub fn figure_lines(d: &Digest) -> Vec<(String, String, String)> {
+    let f = &d.figures;
+    let t = &d.trends;
+    let per_day = |v: f64| format!("{v:.2}/day");
+    let opt = |v: Option<f64>, show: &dyn Fn(f64) -> String| v.map_or("n/a".into(), show);
+    vec![
+        (
+            "Deployment frequency".into(),
+            format!(
+                "{} ({})",
+                per_day(f.deployment_frequency.per_day),
+                f.deployment_frequency.level.as_str()
+            ),
+            versus(&t.deployments_per_day, per_day),
+        ),
+        (
+            "Lead time (median)".into(),
+            format!(
+                "{} ({})",
+                opt(f.lead_time.median_seconds, &duration),
+                level(f.lead_time.level)
+            ),
+            versus(&t.lead_time_median_seconds, duration),
+        ),
+        (
+            "Change failure rate".into(),
+            format!(
+                "{} ({})",
+                opt(f.change_failure_rate.ratio, &percent),
+                level(f.change_failure_rate.level)
+            ),
+            versus(&t.change_failure_rate, percent),
+        ),
+        (
+            "Time to restore (median)".into(),
+            format!(
+                "{} ({})",
+                opt(f.recovery_time.median_seconds, &duration),
+                level(f.recovery_time.level)
+            ),
+            versus(&t.recovery_time_median_seconds, duration),
+        ),
+        (
+            "Rework rate".into(),
+            opt(f.rework_rate.ratio, &percent),
+            versus(&t.rework_rate, percent),
+        ),
+    ]
+}
+
+/// The counts as two lines: deployments, then incidents.
+pub fn count_lines(d: &Digest) -> [String; 2] {
+    let c = &d.counts;
+    [
+        format!(
+            "Deployments {} · failed attempts {} · rework {}",
+            c.deployments, c.failed_attempts, c.rework
+        ),
+        format!(
+            "Incidents opened {} · resolved {} · still open {}",
+            c.incidents_opened, c.incidents_resolved, c.incidents_open
+        ),
+    ]
+}
+
+/// An anomaly in a sentence.
+pub fn anomaly_line(a: &Anomaly, period: Period) -> String {
+    let before = match period {
+        Period::Week => "the week before",
+        Period::Day => "the day before",
+    };
+    let how_far = |sigmas: Option<f64>| {
+        sigmas.map_or_else(
+            || "above a baseline that never varied".to_string(),
+            |s| format!("{s:.1} standard deviations above the usual"),
+        )
+    };
+    match a {
+        Anomaly::DeploymentsDown {
+            current,
+            previous,
+            change,
+        } => format!(
+            "Deployments down {:.0}%: {current} against {previous} {before}",
+            -change * 100.0
+        ),
+        Anomaly::FailureRateUp {
+            current,
+            baseline_mean,
+            sigmas,
+            ..
+        } => format!(
+            "Change failure rate {} against a usual {} ({})",
+            percent(*current),
+            percent(*baseline_mean),
+            how_far(*sigmas)
+        ),
+        Anomaly::IncidentsUp {
+            current,
+            baseline_mean,
+            sigmas,
+            ..
+        } => format!(
+            "{current} incidents against a usual {baseline_mean:.1} ({})",
+            how_far(*sigmas)
+        ),
+    }
+}
+
+/// `Weekly DORA digest — team web`.
+pub fn title(d: &Digest, who: &Audience) -> String {
+    let period = match d.period {
+        Period::Week => "Weekly",
+        Period::Day => "Daily",
+    };
+    format!("{period} DORA digest — {}", who.name())
+}
+
+/// `2025-04-07 to 2025-04-14 (UTC)`: the period's first day and the day it ends on (exclusive).
+pub fn span(d: &Digest) -> String {
+    let day = |t| format_millis(t).chars().take(10).collect::<String>();
+    format!("{} to {} (UTC)", day(d.from), day(d.to))
+}
+
+/// The digest as plain text: SNS's message and the email's text part.
+pub fn text(d: &Digest, who: &Audience) -> String {
+    let mut out = format!("{}\n{}\n\n", title(d, who), span(d));
+    for (name, value, change) in figure_lines(d) {
+        out.push_str(&format!("{name:<26}{value:<22}{change}\n").replace("  \n", "\n"));
+    }
+    out.push('\n');
+    for line in count_lines(d) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if !d.anomalies.is_empty() {
+        out.push_str("\nLook at:\n");
+        for a in &d.anomalies {
+            out.push_str(&format!("- {}\n", anomaly_line(a, d.period)));
+        }
+    }
+    out
+}
+
+fn cut(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// The digest as a Slack message (Block Kit) for an incoming webhook, within Slack's limits.
+pub fn slack(d: &Digest, who: &Audience) -> Value {
+    let fields: Vec<Value> = figure_lines(d)
+        .into_iter()
+        .take(SLACK_FIELDS_MAX)
+        .map(|(name, value, change)| {
+            let text = if change.is_empty() {
+                format!("*{name}*\n{value}")
+            } else {
+                format!("*{name}*\n{value}\n{change}")
+            };
+            json!({"type": "mrkdwn", "text": cut(text, SLACK_FIELD_MAX)})
+        })
+        .collect();
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": cut(title(d, who), SLACK_HEADER_MAX)}}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": span(d)}]}),
+        json!({"type": "section", "fields": fields}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(count_lines(d).join("\n"), SLACK_TEXT_MAX)}}),
+    ];
+    if !d.anomalies.is_empty() {
+        let lines: Vec<String> = d
+            .anomalies
+            .iter()
+            .map(|a| format!("• {}", anomaly_line(a, d.period)))
+            .collect();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": cut(format!("*Look at*\n{}", lines.join("\n")), SLACK_TEXT_MAX)}}));
+    }
+    blocks.truncate(SLACK_BLOCKS_MAX);
+    json!({"text": cut(format!("{} · {}", title(d, who), span(d)), SLACK_TEXT_MAX), "blocks": blocks})
+}
+
+/// The digest as a Microsoft Teams message: one Adaptive Card, as a Workflows or incoming webhook takes it.
+pub fn teams(d: &Digest, who: &Audience) -> Value {
+    let facts: Vec<Value> = figure_lines(d)
+        .into_iter()
+        .map(|(name, value, change)| {
+            let value = if change.is_empty() {
+                value
+            } else {
+                format!("{value} · {change}")
+            };
+            json!({"title": name, "value": value})
+        })
+        .collect();
+    let mut body = vec![
+        json!({"type": "TextBlock", "text": title(d, who), "weight": "Bolder", "size": "Medium", "wrap": true}),
+        json!({"type": "TextBlock", "text": span(d), "isSubtle": true, "spacing": "None", "wrap": true}),
+        json!({"type": "FactSet", "facts": facts}),
+    ];
+    for line in count_lines(d) {
+        body.push(json!({"type": "TextBlock", "text": line, "wrap": true}));
+    }
+    if !d.anomalies.is_empty() {
+        body.push(
+            json!({"type": "TextBlock", "text": "Look at", "weight": "Bolder", "wrap": true}),
+        );
+        for a in &d.anomalies {
+            body.push(
+                json!({"type": "TextBlock", "text": format!("- {}", anomaly_line(a, d.period)),
+                             "wrap": true, "color": "Attention"}),
+            );
+        }
+    }
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": body,
+            },
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use em_core::rows::{DeploymentObs, IncidentObs, Observations, DAY};
+
+    /// 2025-04-14T00:00:00Z, a Monday.
+    const T: i64 = 1_744_588_800_000;
+    const WEEK: i64 = 7 * DAY;
+
+    /// A week of 7 deployments (one failed) and two incidents against a week of 14, so deployments are
+    /// down by half.
+    fn sample() -> Digest {
+        let mut obs = Observations {
+            origins: vec![Default::default()],
+            ..Default::default()
+        };
+        for (week, n) in [(0, 7), (1, 14)] {
+            for i in 0..n {
+                obs.deployments.push(DeploymentObs {
+                    origin: 0,
+                    time: T - (week + 1) * WEEK + i * 3_600_000,
+                    failed: week == 0 && i == 0,
+                    rework: false,
+                });
+            }
+        }
+        for recovery in [Some(3_000_000), None] {
+            obs.incidents.push(IncidentObs {
+                origin: 0,
+                opened: T - WEEK + DAY,
+                acknowledged: None,
+                recovery,
+                attributed: true,
+            });
+        }
+        em_metrics::digest::digest(&obs, Period::Week, T)
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(duration(8.0), "8s");
+        assert_eq!(duration(367.0), "6m 7s");
+        assert_eq!(duration(7_200.0 + 300.0), "2h 5m");
+        assert_eq!(duration(2.0 * 86_400.0 + 3.0 * 3_600.0), "2d 3h");
+    }
+
+    #[test]
+    fn the_text_holds_the_figures_counts_and_anomalies() {
+        let t = text(&sample(), &Audience::Team("web".into()));
+        assert!(
+            t.starts_with("Weekly DORA digest — team web\n2025-04-07 to 2025-04-14 (UTC)\n"),
+            "{t}"
+        );
+        assert!(t.contains("1.00/day (elite)"), "{t}");
+        assert!(t.contains("▼ 50% vs 2.00/day"), "{t}");
+        assert!(t.contains("14.3% (medium)"), "{t}");
+        assert!(t.contains("50m 0s (elite)"), "{t}");
+        assert!(
+            t.contains("Deployments 7 · failed attempts 0 · rework 0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Incidents opened 2 · resolved 1 · still open 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("- Deployments down 50%: 7 against 14 the week before"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn slack_gets_block_kit_within_its_limits() {
+        let m = slack(&sample(), &Audience::Organisation);
+        let blocks = m["blocks"].as_array().expect("blocks");
+        assert!(!blocks.is_empty() && blocks.len() <= SLACK_BLOCKS_MAX);
+        assert_eq!(blocks[0]["type"], "header");
+        assert_eq!(blocks[0]["text"]["text"], "Weekly DORA digest — all teams");
+        let fields = blocks[2]["fields"].as_array().expect("fields");
+        assert_eq!(fields.len(), 5);
+        assert!(fields[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("*Deployment frequency*\n1.00/day (elite)")));
+        for b in blocks {
+            let text = b["text"]["text"].as_str().unwrap_or_default();
+            assert!(text.chars().count() <= SLACK_TEXT_MAX);
+        }
+        assert!(
+            m["text"].as_str().is_some_and(|t| !t.is_empty()),
+            "a fallback text"
+        );
+        assert!(m.to_string().contains("Deployments down 50%"));
+        // A long team name is cut to the header's limit.
+        let long = slack(&sample(), &Audience::Team("x".repeat(400)));
+        let header = long["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(header.chars().count(), SLACK_HEADER_MAX);
+    }
+
+    #[test]
+    fn teams_gets_one_adaptive_card_within_its_size() {
+        let m = teams(&sample(), &Audience::Team("web".into()));
+        assert_eq!(m["type"], "message");
+        let card = &m["attachments"][0];
+        assert_eq!(
+            card["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        assert_eq!(card["content"]["type"], "AdaptiveCard");
+        let body = card["content"]["body"].as_array().expect("body");
+        assert_eq!(body[0]["text"], "Weekly DORA digest — team web");
+        let facts = body[2]["facts"].as_array().expect("facts");
+        assert_eq!(facts[2]["title"], "Change failure rate");
+        assert!(m.to_string().len() <= TEAMS_BYTES_MAX);
+        assert!(m.to_string().contains("Deployments down 50%"));
+    }
+}

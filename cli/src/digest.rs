@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use em_core::config::Config;
+use em_core::config::{Channel, Config, ORGANISATION};
 use em_core::ports::MetricsReader;
 use em_core::rows::DAY;
 use em_core::time::Millis;
@@ -68,7 +68,74 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
     std::fs::write(dir.join(name), text).map_err(|e| format!("{}: {e}", dir.join(name).display()))
 }
 
-/// Renders each audience's digest into `out` (`out/<team>/` and `out/all/` without `team`).
+/// The environment variable holding a team's address for `channel`: `EM_AGENT_DIGEST_<TEAM>_<CHANNEL>`,
+/// the team's name upper-cased with anything but letters and digits as `_` (`all` for the organisation).
+pub fn address_var(team: &str, channel: Channel) -> String {
+    let team: String = team
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "EM_AGENT_DIGEST_{team}_{}",
+        channel.as_str().to_ascii_uppercase()
+    )
+}
+
+/// Sends `who`'s digest through each channel its team has, one after the other: a channel that fails is
+/// reported and the others still get theirs. The number of channels that failed.
+async fn send(
+    sender: &em_notify::send::Sender,
+    config: &Config,
+    who: &Audience,
+    d: &digest::Digest,
+) -> usize {
+    let team = match who {
+        Audience::Team(t) => t.as_str(),
+        Audience::Organisation => ORGANISATION,
+    };
+    let mut failed = 0;
+    for &channel in config.channels_of(team) {
+        let var = address_var(team, channel);
+        let message = match channel {
+            Channel::Slack => em_notify::slack(d, who),
+            Channel::Teams => em_notify::teams(d, who),
+            Channel::Email | Channel::Sns => {
+                eprintln!(
+                    "{}: {} goes out from the AWS stack's digest function, not from here",
+                    who.name(),
+                    channel.as_str()
+                );
+                continue;
+            }
+        };
+        let Some(url) = std::env::var(&var).ok().filter(|u| !u.is_empty()) else {
+            eprintln!(
+                "{}: {} has no address: set {var}",
+                who.name(),
+                channel.as_str()
+            );
+            failed += 1;
+            continue;
+        };
+        match sender.post_json(channel, &url, &message).await {
+            Ok(_) => println!("{}: sent to {}", who.name(), channel.as_str()),
+            Err(e) => {
+                eprintln!("{}: {e}", who.name());
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+/// Renders each audience's digest into `out` (`out/<team>/` and `out/all/` without `team`), and with
+/// `send` sends it through the audience's channels too.
 pub async fn render<R: MetricsReader>(
     reader: &R,
     config: &Config,
@@ -76,7 +143,9 @@ pub async fn render<R: MetricsReader>(
     period: Period,
     at: Millis,
     out: &Path,
+    sender: Option<&em_notify::send::Sender>,
 ) -> Result<(), String> {
+    let mut failed = 0;
     let single = team.is_some();
     for who in audiences(config, team)? {
         let d = digest_of(reader, config, &who, period, at).await?;
@@ -98,13 +167,31 @@ pub async fn render<R: MetricsReader>(
             &serde_json::to_string_pretty(&d).unwrap_or_default(),
         )?;
         println!("{}: {}", who.name(), dir.display());
+        if let Some(sender) = sender {
+            failed += send(sender, config, &who, &d).await;
+        }
     }
-    Ok(())
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} channel(s) did not get their digest")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_named_by_team_and_channel() {
+        assert_eq!(
+            address_var("web-platform", Channel::Slack),
+            "EM_AGENT_DIGEST_WEB_PLATFORM_SLACK"
+        );
+        assert_eq!(
+            address_var(ORGANISATION, Channel::Teams),
+            "EM_AGENT_DIGEST_ALL_TEAMS"
+        );
+    }
 
     #[test]
     fn periods_start_at_midnight_and_on_mondays() {

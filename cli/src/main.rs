@@ -183,6 +183,10 @@ enum Command {
         at: Option<String>,
         #[arg(long)]
         out: PathBuf,
+        /// Also send each digest through its team's Slack and Teams channels (`[[teams]]` in the
+        /// configuration; the webhook URLs in EM_AGENT_DIGEST_<TEAM>_<CHANNEL>).
+        #[arg(long)]
+        send: bool,
         #[arg(long, default_value = "./.em-agent", env = "EM_AGENT_DATA_DIR")]
         data_dir: PathBuf,
         #[arg(long, default_value = DEFAULT_CONFIG, env = "EM_AGENT_CONFIG")]
@@ -380,6 +384,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             period,
             at,
             out,
+            send,
             data_dir,
             config,
         } => {
@@ -393,7 +398,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load_config(&config)?;
             let store =
                 EmbeddedStore::open(&data_dir, Options::default()).map_err(|e| e.to_string())?;
-            digest::render(&store, &config, team, period, at, &out).await?;
+            let sender = match send {
+                true => Some(
+                    em_notify::send::Sender::new(em_notify::send::Policy::default())
+                        .map_err(|e| e.to_string())?,
+                ),
+                false => None,
+            };
+            digest::render(&store, &config, team, period, at, &out, sender.as_ref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {

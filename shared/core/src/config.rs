@@ -69,6 +69,43 @@ struct RawConfig {
     deploy: Option<Vec<DeployRule>>,
     #[serde(default)]
     services: Vec<ServiceConfig>,
+    #[serde(default)]
+    teams: Vec<TeamConfig>,
+}
+
+/// Where a team's digests go (docs/digests.md). The channels' addresses (webhook URLs, email addresses, topic
+/// ARNs) are secrets, kept out of this file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    /// A team of the services, or [`ORGANISATION`] for the digest of every service.
+    pub name: String,
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+}
+
+/// The team name that stands for the whole organisation's digest.
+pub const ORGANISATION: &str = "all";
+
+/// A channel a digest can go to.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Slack,
+    Teams,
+    Email,
+    Sns,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Slack => "slack",
+            Channel::Teams => "teams",
+            Channel::Email => "email",
+            Channel::Sns => "sns",
+        }
+    }
 }
 
 /// Whether `name` matches `pattern`, where `*` matches any run of characters; letter case is ignored.
@@ -102,6 +139,7 @@ pub struct Config {
     services: Vec<ServiceConfig>,
     /// The deploy rules of services without their own.
     deploy: Vec<DeployRule>,
+    teams: Vec<TeamConfig>,
     /// Lower-cased repository full name -> service name (GitHub and GitLab treat paths case-insensitively).
     by_repo: HashMap<String, String>,
     by_alias: HashMap<String, String>,
@@ -109,7 +147,8 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config::from_services(None, None, None, Vec::new()).unwrap_or_else(|_| unreachable!())
+        Config::from_services(None, None, None, Vec::new(), Vec::new())
+            .unwrap_or_else(|_| unreachable!())
     }
 }
 
@@ -157,6 +196,7 @@ impl Config {
             window,
             raw.deploy,
             raw.services,
+            raw.teams,
         )
     }
 
@@ -165,6 +205,7 @@ impl Config {
         window: Option<Millis>,
         deploy: Option<Vec<DeployRule>>,
         services: Vec<ServiceConfig>,
+        teams: Vec<TeamConfig>,
     ) -> Result<Config, ConfigError> {
         let deploy = deploy.unwrap_or_else(|| {
             DEFAULT_DEPLOY_PROVIDERS
@@ -223,11 +264,29 @@ impl Config {
                 }
             }
         }
+        let mut team_names = BTreeSet::new();
+        for t in &teams {
+            let known =
+                t.name == ORGANISATION || services.iter().any(|s| s.team.as_ref() == Some(&t.name));
+            if !known {
+                return Err(ConfigError::Invalid(format!(
+                    "team {:?} has channels but no service (name a services' team, or {ORGANISATION:?})",
+                    t.name
+                )));
+            }
+            if !team_names.insert(t.name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "team {:?} is defined twice",
+                    t.name
+                )));
+            }
+        }
         Ok(Config {
             production_environments,
             attribution_window: window.unwrap_or(DEFAULT_ATTRIBUTION_WINDOW),
             services,
             deploy,
+            teams,
             by_repo,
             by_alias,
         })
@@ -306,6 +365,14 @@ impl Config {
 
     pub fn services(&self) -> &[ServiceConfig] {
         &self.services
+    }
+
+    /// The channels `team`'s digests go to ([`ORGANISATION`] for the organisation's); none when unlisted.
+    pub fn channels_of(&self, team: &str) -> &[Channel] {
+        self.teams
+            .iter()
+            .find(|t| t.name == team)
+            .map_or(&[], |t| t.channels.as_slice())
     }
 
     /// Production when the provider says so, or when the environment's name is listed.
@@ -535,5 +602,39 @@ aliases = ["Checkout API"]
             "only the rules differ"
         );
         assert!(Config::parse("deploy = [{ pattern = \"\" }]").is_err());
+    }
+
+    #[test]
+    fn teams_name_their_digest_channels() {
+        let text = r#"
+[[services]]
+name = "shop"
+team = "web"
+repositories = ["acme/shop"]
+
+[[teams]]
+name = "web"
+channels = ["slack", "email"]
+
+[[teams]]
+name = "all"
+channels = ["sns"]
+"#;
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.channels_of("web"), [Channel::Slack, Channel::Email]);
+        assert_eq!(c.channels_of(ORGANISATION), [Channel::Sns]);
+        assert!(c.channels_of("other").is_empty());
+        // Channels change no figure.
+        let without = text.split("[[teams]]").next().unwrap();
+        assert_eq!(
+            Config::parse(without).unwrap().fingerprint(),
+            c.fingerprint()
+        );
+        assert!(Config::parse(
+            &text.replace("name = \"web\"\nchannels", "name = \"nobody\"\nchannels")
+        )
+        .is_err());
+        assert!(Config::parse(&text.replace("\"sns\"", "\"pager\"")).is_err());
+        assert!(Config::parse(&format!("{text}\n[[teams]]\nname = \"web\"\n")).is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! Digests as messages: plain text (SNS, the email's text part), Slack Block Kit and a Microsoft Teams
 //! Adaptive Card. Pure: sending is the channels' work (docs/digests.md).
 
+pub mod send;
+
 use em_core::time::rfc3339::format as format_millis;
 use em_metrics::digest::{Anomaly, Digest, Period, Trend};
 use em_metrics::levels::Level;

@@ -1,0 +1,247 @@
+//! Digests going out to Slack and Teams webhooks, against a real HTTP receiver on the loopback that answers
+//! as told: accepted, refused, failing, or failing a few times first.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use em_core::config::Channel;
+use em_notify::send::{Policy, SendError, Sender};
+use serde_json::{json, Value};
+
+/// What the receiver answers each request to a hook with (200 once the script runs out), and what it got.
+#[derive(Default)]
+struct Receiver {
+    script: Mutex<std::collections::HashMap<String, VecDeque<u16>>>,
+    got: Mutex<Vec<(String, Value)>>,
+}
+
+impl Receiver {
+    fn answer(&self, hook: &str, statuses: &[u16]) {
+        if let Ok(mut s) = self.script.lock() {
+            s.insert(hook.to_string(), statuses.iter().copied().collect());
+        }
+    }
+
+    fn hits(&self, hook: &str) -> Vec<Value> {
+        self.got
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .filter(|(h, _)| h == hook)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+async fn hook(
+    State(r): State<Arc<Receiver>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    if let Ok(mut g) = r.got.lock() {
+        g.push((name.clone(), body));
+    }
+    let status = r
+        .script
+        .lock()
+        .ok()
+        .and_then(|mut s| s.get_mut(&name).and_then(|q| q.pop_front()))
+        .unwrap_or(200);
+    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+}
+
+/// A receiver on a free loopback port, and its base URL.
+async fn receiver() -> (Arc<Receiver>, String) {
+    let r = Arc::new(Receiver::default());
+    let app = Router::new()
+        .route("/hooks/{name}", post(hook))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (r, format!("http://{addr}/hooks"))
+}
+
+/// Quick retries, so a test of four attempts takes milliseconds.
+fn quick(attempts: u32, breaker_failures: u32) -> Sender {
+    // reqwest's TLS takes the process's crypto provider, which the binaries install at start-up.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    Sender::new(Policy {
+        attempts,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        timeout: Duration::from_secs(5),
+        breaker_failures,
+        breaker_open: Duration::from_secs(300),
+    })
+    .expect("sender")
+}
+
+#[tokio::test]
+async fn a_message_is_posted_once_as_json() {
+    let (r, base) = receiver().await;
+    let s = quick(3, 3);
+    let message = json!({"text": "Weekly DORA digest", "blocks": [{"type": "header"}]});
+    let got = s
+        .post_json(Channel::Slack, &format!("{base}/slack"), &message)
+        .await
+        .expect("sent");
+    assert_eq!(got.attempts, 1);
+    assert_eq!(r.hits("slack"), vec![message]);
+}
+
+#[tokio::test]
+async fn failures_that_may_pass_are_retried_and_refusals_are_not() {
+    let (r, base) = receiver().await;
+    let s = quick(4, 10);
+    r.answer("flaky", &[503, 429, 500]);
+    let got = s
+        .post_json(Channel::Teams, &format!("{base}/flaky"), &json!({"n": 1}))
+        .await
+        .expect("sent on the fourth attempt");
+    assert_eq!(got.attempts, 4);
+    assert_eq!(r.hits("flaky").len(), 4);
+
+    r.answer("refuses", &[400]);
+    let e = s
+        .post_json(Channel::Teams, &format!("{base}/refuses"), &json!({"n": 2}))
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, SendError::Refused { status: 400, .. }), "{e}");
+    assert_eq!(r.hits("refuses").len(), 1, "a refusal is not retried");
+
+    r.answer("down", &[500, 500, 500, 500]);
+    let e = s
+        .post_json(Channel::Slack, &format!("{base}/down"), &json!({"n": 3}))
+        .await
+        .expect_err("exhausted");
+    assert!(matches!(e, SendError::Exhausted { attempts: 4, .. }), "{e}");
+    assert_eq!(r.hits("down").len(), 4);
+}
+
+#[tokio::test]
+async fn a_destination_that_keeps_failing_is_skipped_and_others_are_not() {
+    let (r, base) = receiver().await;
+    let s = quick(2, 2);
+    let down = format!("{base}/down");
+    r.answer("down", &[500; 4]);
+    for _ in 0..2 {
+        let e = s
+            .post_json(Channel::Slack, &down, &json!({}))
+            .await
+            .expect_err("failing");
+        assert!(matches!(e, SendError::Exhausted { .. }), "{e}");
+    }
+    assert_eq!(r.hits("down").len(), 4);
+    // Its circuit is open: refused at once, without a request.
+    let e = s
+        .post_json(Channel::Slack, &down, &json!({}))
+        .await
+        .expect_err("circuit open");
+    assert!(matches!(e, SendError::CircuitOpen { .. }), "{e}");
+    assert_eq!(
+        r.hits("down").len(),
+        4,
+        "no request while the circuit is open"
+    );
+    // The error names the destination by a digest of its URL, never the URL.
+    assert!(!e.to_string().contains("/hooks/"), "{e}");
+    // Another destination is unaffected.
+    s.post_json(Channel::Slack, &format!("{base}/up"), &json!({}))
+        .await
+        .expect("another destination");
+    assert_eq!(r.hits("up").len(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_destination_fails_without_its_url_in_the_error() {
+    // A port nothing listens on: bound, then closed.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("address").port()
+    };
+    let url = format!("http://127.0.0.1:{port}/hooks/secret-token-123");
+    let e = quick(2, 5)
+        .post_json(Channel::Teams, &url, &json!({}))
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(e, SendError::Exhausted { attempts: 2, .. }), "{e}");
+    assert!(!e.to_string().contains("secret-token"), "{e}");
+}
+
+/// `em-agent digest --send`: each channel of the team gets its message, and a channel that refuses it does
+/// not keep the others from theirs (the run then fails, saying which).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refusing_channel_does_not_stop_the_others() {
+    let (r, base) = receiver().await;
+    r.answer("slack-web", &[400]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("em-agent.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[services]]
+name = "shop"
+team = "web"
+repositories = ["acme/shop"]
+
+[[teams]]
+name = "web"
+channels = ["slack", "teams"]
+"#,
+    )
+    .expect("config");
+    let out = dir.path().join("out");
+    let bin = common::binary();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args([
+                "digest",
+                "--team",
+                "web",
+                "--at",
+                "2025-04-14",
+                "--send",
+                "--out",
+            ])
+            .arg(&out)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env("EM_AGENT_DIGEST_WEB_SLACK", format!("{base}/slack-web"))
+            .env("EM_AGENT_DIGEST_WEB_TEAMS", format!("{base}/teams-web"))
+            .output()
+            .expect("em-agent runs")
+    })
+    .await
+    .expect("joined");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "a channel failed: {stderr}");
+    assert!(stderr.contains("refused the message with 400"), "{stderr}");
+    assert!(
+        !stderr.contains("/slack-web"),
+        "no webhook URL in the output: {stderr}"
+    );
+    assert_eq!(r.hits("slack-web").len(), 1);
+    let teams = r.hits("teams-web");
+    assert_eq!(teams.len(), 1, "Teams got its card all the same");
+    assert_eq!(
+        teams[0]["attachments"][0]["content"]["body"][0]["text"],
+        "Weekly DORA digest — team web"
+    );
+    assert_eq!(r.hits("slack-web")[0]["blocks"][0]["type"], "header");
+}

@@ -159,6 +159,14 @@ pub async fn render<R: MetricsReader>(
         let json = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
         write(&dir, "sns.txt", &text)?;
         write(&dir, "email.txt", &text)?;
+        write(
+            &dir,
+            "email.html",
+            &em_notify::email::html(&d, &who, Some("chart.png")),
+        )?;
+        let png = em_notify::email::chart_png(&d.trend).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("chart.png"), png)
+            .map_err(|e| format!("{}: {e}", dir.join("chart.png").display()))?;
         write(&dir, "slack.json", &json(em_notify::slack(&d, &who)))?;
         write(&dir, "teams.json", &json(em_notify::teams(&d, &who)))?;
         write(

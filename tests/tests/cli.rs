@@ -373,6 +373,13 @@ repositories = ["acme/search"]
         "{text}"
     );
     assert_eq!(read("email.txt"), text);
+    let html = read("email.html");
+    assert!(
+        html.contains("0.57/day (high)") && html.contains("src=\"chart.png\""),
+        "{html}"
+    );
+    let png = std::fs::read(out.join("chart.png")).expect("chart.png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     let slack: Value = serde_json::from_str(&read("slack.json")).expect("slack JSON");
     assert_eq!(slack["blocks"][0]["type"], "header");
     let teams: Value = serde_json::from_str(&read("teams.json")).expect("teams JSON");

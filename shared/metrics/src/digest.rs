@@ -35,6 +35,9 @@ impl Period {
 /// How many periods before the previous one make a team's baseline.
 pub const BASELINE_PERIODS: usize = 8;
 
+/// How many periods the trend (the email's chart) shows, the digest's own included.
+pub const TREND_PERIODS: usize = 12;
+
 /// A deployment frequency this much lower than the previous period's is an anomaly (0.5: down by half or
 /// more), when the previous period had at least [`MIN_DEPLOYMENTS_FOR_DROP`] deployments.
 pub const FREQUENCY_DROP: f64 = 0.5;
@@ -125,6 +128,14 @@ pub enum Anomaly {
     },
 }
 
+/// One period of the trend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub from: Millis,
+    pub deployments: u64,
+    pub lead_time_median_seconds: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Digest {
     pub period: Period,
@@ -135,6 +146,8 @@ pub struct Digest {
     pub trends: Trends,
     pub counts: Counts,
     pub anomalies: Vec<Anomaly>,
+    /// Deployments and median lead time of the last [`TREND_PERIODS`] periods, oldest first.
+    pub trend: Vec<Point>,
 }
 
 fn mean_sd(values: &[f64]) -> (f64, f64) {
@@ -158,8 +171,8 @@ fn far_above(value: f64, mean: f64, sd: f64, floor: f64) -> bool {
     value - mean >= floor && sigmas_above(value, mean, sd).is_none_or(|s| s >= SIGMAS)
 }
 
-/// The digest of `obs`, which holds the observations of [`BASELINE_PERIODS`] + 2 periods ending at `to`:
-/// the period `[to - period, to)`, the one before it, and the baseline before that.
+/// The digest of `obs`, which holds the observations of the periods [`reads`] names, ending at `to`: the
+/// period `[to - period, to)`, the one before it, the baseline before that and the trend's.
 pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
     let len = period.millis();
     let days = len as f64 / DAY as f64;
@@ -245,7 +258,19 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
         });
     }
 
+    let trend = (0..TREND_PERIODS as i64)
+        .rev()
+        .map(|k| {
+            let f = figures(&part(k), days);
+            Point {
+                from: to - (k + 1) * len,
+                deployments: f.deployment_frequency.deployments,
+                lead_time_median_seconds: f.lead_time.median_seconds,
+            }
+        })
+        .collect();
     Digest {
+        trend,
         period,
         from: to - len,
         to,
@@ -257,9 +282,10 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
     }
 }
 
-/// The window a digest reads: its period, the one before and the baseline.
+/// The window a digest reads: its period, the one before, the baseline and the trend.
 pub fn reads(period: Period, to: Millis) -> (Millis, Millis) {
-    (to - (BASELINE_PERIODS as i64 + 2) * period.millis(), to)
+    let periods = (BASELINE_PERIODS + 2).max(TREND_PERIODS) as i64;
+    (to - periods * period.millis(), to)
 }
 
 #[cfg(test)]
@@ -302,7 +328,7 @@ mod tests {
     fn the_period_is_the_one_that_ends_at_the_given_instant() {
         assert_eq!(period_ending(T, Period::Week), (T - WEEK, T));
         assert_eq!(period_ending(T, Period::Day), (T - DAY, T));
-        assert_eq!(reads(Period::Week, T), (T - 10 * WEEK, T));
+        assert_eq!(reads(Period::Week, T), (T - 12 * WEEK, T));
     }
 
     #[test]
@@ -327,6 +353,12 @@ mod tests {
             ),
             (2, 1, 1)
         );
+        // The trend: twelve weeks, oldest first, the last two with their deployments.
+        assert_eq!(d.trend.len(), TREND_PERIODS);
+        assert_eq!(d.trend[0].from, T - 12 * WEEK);
+        let counts: Vec<u64> = d.trend.iter().map(|p| p.deployments).collect();
+        assert_eq!(counts[10..], [14, 7]);
+        assert!(counts[..10].iter().all(|&n| n == 0));
         // 7 against 14 is down by half: an anomaly.
         assert!(matches!(
             d.anomalies.first(),

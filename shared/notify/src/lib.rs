@@ -1,6 +1,7 @@
 //! Digests as messages: plain text (SNS, the email's text part), Slack Block Kit and a Microsoft Teams
 //! Adaptive Card. Pure: sending is the channels' work (docs/digests.md).
 
+pub mod email;
 pub mod send;
 
 use em_core::time::rfc3339::format as format_millis;
@@ -418,5 +419,32 @@ mod tests {
         assert_eq!(facts[2]["title"], "Change failure rate");
         assert!(m.to_string().len() <= TEAMS_BYTES_MAX);
         assert!(m.to_string().contains("Deployments down 50%"));
+    }
+
+    #[test]
+    fn the_email_holds_both_parts_and_the_chart() {
+        let d = sample();
+        let who = Audience::Team("<web & ops>".into());
+        let html = email::html(&d, &who, Some("chart.png"));
+        assert!(html.contains("team &lt;web &amp; ops&gt;"), "escaped");
+        assert!(!html.contains("<web"), "no raw team name");
+        assert!(!html.contains("<script"), "no script");
+        assert!(html.contains("1.00/day (elite)"));
+        assert!(html.contains("src=\"chart.png\""));
+        let raw = email::message(&d, &who, "digests@acme.test", &["web@acme.test".into()]).unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        // The title's dash is not ASCII: the subject is an encoded word.
+        assert!(
+            raw.contains("Subject: =?utf-8?Q?Weekly_DORA_digest_=E2=80=94_team_"),
+            "{raw}"
+        );
+        assert!(raw.contains("multipart/related"), "{raw}");
+        assert!(raw.contains("text/plain"));
+        assert!(raw.contains("text/html"));
+        assert!(raw.contains("image/png"));
+        assert!(
+            raw.contains(&format!("<{}>", email::CHART_CID)),
+            "the chart's Content-ID"
+        );
     }
 }

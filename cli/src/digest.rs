@@ -87,14 +87,68 @@ pub fn address_var(team: &str, channel: Channel) -> String {
     )
 }
 
-/// Sends `who`'s digest through each channel its team has, one after the other: a channel that fails is
-/// reported and the others still get theirs. The number of channels that failed.
-async fn send(
-    sender: &em_notify::send::Sender,
-    config: &Config,
+/// What `--send` sends with: webhooks over HTTP, SES and SNS through the AWS configuration of the
+/// environment (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`).
+pub struct Outbound {
+    pub web: em_notify::send::Sender,
+    pub aws: aws_config::SdkConfig,
+}
+
+/// The verified address digests are emailed from.
+pub const FROM_VAR: &str = "EM_AGENT_DIGEST_FROM";
+
+/// The addresses of a list: comma-separated, blanks dropped.
+fn addresses_of(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Sends one message through `channel` to `address` (a webhook URL, email addresses, a topic ARN).
+async fn send_one(
+    out: &Outbound,
+    channel: Channel,
+    address: &str,
     who: &Audience,
     d: &digest::Digest,
-) -> usize {
+) -> Result<(), String> {
+    match channel {
+        Channel::Slack | Channel::Teams => {
+            let message = match channel {
+                Channel::Slack => em_notify::slack(d, who),
+                _ => em_notify::teams(d, who),
+            };
+            out.web
+                .post_json(channel, address, &message)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        Channel::Email => {
+            let from = std::env::var(FROM_VAR)
+                .ok()
+                .filter(|f| !f.is_empty())
+                .ok_or_else(|| format!("email needs a sender: set {FROM_VAR}"))?;
+            let to = addresses_of(address);
+            let raw = em_notify::email::message(d, who, &from, &to).map_err(|e| e.to_string())?;
+            em_aws::notify::SesMailer::new(&out.aws, from)
+                .send_raw(&to, raw)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("email: {e}"))
+        }
+        Channel::Sns => em_aws::notify::SnsPublisher::new(&out.aws)
+            .publish(address, &em_notify::title(d, who), &em_notify::text(d, who))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("sns: {e}")),
+    }
+}
+
+/// Sends `who`'s digest through each channel its team has, one after the other: a channel that fails is
+/// reported and the others still get theirs. The number of channels that failed.
+async fn send(out: &Outbound, config: &Config, who: &Audience, d: &digest::Digest) -> usize {
     let team = match who {
         Audience::Team(t) => t.as_str(),
         Audience::Organisation => ORGANISATION,
@@ -102,19 +156,8 @@ async fn send(
     let mut failed = 0;
     for &channel in config.channels_of(team) {
         let var = address_var(team, channel);
-        let message = match channel {
-            Channel::Slack => em_notify::slack(d, who),
-            Channel::Teams => em_notify::teams(d, who),
-            Channel::Email | Channel::Sns => {
-                eprintln!(
-                    "{}: {} goes out from the AWS stack's digest function, not from here",
-                    who.name(),
-                    channel.as_str()
-                );
-                continue;
-            }
-        };
-        let Some(url) = std::env::var(&var).ok().filter(|u| !u.is_empty()) else {
+        let address = addresses_of(&std::env::var(&var).unwrap_or_default()).join(",");
+        if address.is_empty() {
             eprintln!(
                 "{}: {} has no address: set {var}",
                 who.name(),
@@ -122,9 +165,9 @@ async fn send(
             );
             failed += 1;
             continue;
-        };
-        match sender.post_json(channel, &url, &message).await {
-            Ok(_) => println!("{}: sent to {}", who.name(), channel.as_str()),
+        }
+        match send_one(out, channel, &address, who, d).await {
+            Ok(()) => println!("{}: sent to {}", who.name(), channel.as_str()),
             Err(e) => {
                 eprintln!("{}: {e}", who.name());
                 failed += 1;
@@ -143,7 +186,7 @@ pub async fn render<R: MetricsReader>(
     period: Period,
     at: Millis,
     out: &Path,
-    sender: Option<&em_notify::send::Sender>,
+    outbound: Option<&Outbound>,
 ) -> Result<(), String> {
     let mut failed = 0;
     let single = team.is_some();
@@ -175,8 +218,8 @@ pub async fn render<R: MetricsReader>(
             &serde_json::to_string_pretty(&d).unwrap_or_default(),
         )?;
         println!("{}: {}", who.name(), dir.display());
-        if let Some(sender) = sender {
-            failed += send(sender, config, &who, &d).await;
+        if let Some(out) = outbound {
+            failed += send(out, config, &who, &d).await;
         }
     }
     match failed {

@@ -183,8 +183,9 @@ enum Command {
         at: Option<String>,
         #[arg(long)]
         out: PathBuf,
-        /// Also send each digest through its team's Slack and Teams channels (`[[teams]]` in the
-        /// configuration; the webhook URLs in EM_AGENT_DIGEST_<TEAM>_<CHANNEL>).
+        /// Also send each digest through its team's channels (`[[teams]]` in the configuration; the
+        /// addresses in EM_AGENT_DIGEST_<TEAM>_<CHANNEL>, email from EM_AGENT_DIGEST_FROM; SES and SNS
+        /// through the environment's AWS configuration).
         #[arg(long)]
         send: bool,
         #[arg(long, default_value = "./.em-agent", env = "EM_AGENT_DATA_DIR")]
@@ -398,14 +399,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load_config(&config)?;
             let store =
                 EmbeddedStore::open(&data_dir, Options::default()).map_err(|e| e.to_string())?;
-            let sender = match send {
-                true => Some(
-                    em_notify::send::Sender::new(em_notify::send::Policy::default())
+            let outbound = match send {
+                true => Some(digest::Outbound {
+                    web: em_notify::send::Sender::new(em_notify::send::Policy::default())
                         .map_err(|e| e.to_string())?,
-                ),
+                    aws: em_aws::sdk_config().await,
+                }),
                 false => None,
             };
-            digest::render(&store, &config, team, period, at, &out, sender.as_ref()).await?;
+            digest::render(&store, &config, team, period, at, &out, outbound.as_ref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {

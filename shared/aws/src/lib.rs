@@ -6,6 +6,8 @@ pub mod delivery;
 pub mod dynamodb;
 pub mod linkstate;
 pub mod logging;
+#[cfg(feature = "notify")]
+pub mod notify;
 pub mod s3;
 pub mod secrets;
 pub mod setup;

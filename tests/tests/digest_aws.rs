@@ -118,49 +118,15 @@ async fn digests_go_out_by_ses_and_sns() {
         .await
         .expect("subscription");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("em-agent.toml");
-    std::fs::write(
-        &config,
-        r#"
-[[services]]
-name = "shop"
-team = "web"
-repositories = ["acme/shop"]
-
-[[teams]]
-name = "web"
-channels = ["email", "sns"]
-"#,
+    let run = common::send_web_digest(
+        &["email", "sns"],
+        vec![
+            ("EM_AGENT_DIGEST_FROM".into(), from.clone()),
+            ("EM_AGENT_DIGEST_WEB_EMAIL".into(), to.clone()),
+            ("EM_AGENT_DIGEST_WEB_SNS".into(), topic.clone()),
+        ],
     )
-    .expect("config");
-    let bin = common::binary();
-    let out = dir.path().join("out");
-    let (from_env, to_env, topic_env) = (from.clone(), to.clone(), topic.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args([
-                "digest",
-                "--team",
-                "web",
-                "--at",
-                "2025-04-14",
-                "--send",
-                "--out",
-            ])
-            .arg(&out)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(&config)
-            .env("EM_AGENT_DIGEST_FROM", from_env)
-            .env("EM_AGENT_DIGEST_WEB_EMAIL", to_env)
-            .env("EM_AGENT_DIGEST_WEB_SNS", topic_env)
-            .output()
-            .expect("em-agent runs")
-    })
-    .await
-    .expect("joined");
+    .await;
     assert!(
         run.status.success(),
         "{}{}",

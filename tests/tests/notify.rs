@@ -188,47 +188,20 @@ async fn an_unreachable_destination_fails_without_its_url_in_the_error() {
 async fn one_refusing_channel_does_not_stop_the_others() {
     let (r, base) = receiver().await;
     r.answer("slack-web", &[400]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("em-agent.toml");
-    std::fs::write(
-        &config,
-        r#"
-[[services]]
-name = "shop"
-team = "web"
-repositories = ["acme/shop"]
-
-[[teams]]
-name = "web"
-channels = ["slack", "teams"]
-"#,
+    let run = common::send_web_digest(
+        &["slack", "teams"],
+        vec![
+            (
+                "EM_AGENT_DIGEST_WEB_SLACK".into(),
+                format!("{base}/slack-web"),
+            ),
+            (
+                "EM_AGENT_DIGEST_WEB_TEAMS".into(),
+                format!("{base}/teams-web"),
+            ),
+        ],
     )
-    .expect("config");
-    let out = dir.path().join("out");
-    let bin = common::binary();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args([
-                "digest",
-                "--team",
-                "web",
-                "--at",
-                "2025-04-14",
-                "--send",
-                "--out",
-            ])
-            .arg(&out)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(&config)
-            .env("EM_AGENT_DIGEST_WEB_SLACK", format!("{base}/slack-web"))
-            .env("EM_AGENT_DIGEST_WEB_TEAMS", format!("{base}/teams-web"))
-            .output()
-            .expect("em-agent runs")
-    })
-    .await
-    .expect("joined");
+    .await;
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "a channel failed: {stderr}");
     assert!(stderr.contains("refused the message with 400"), "{stderr}");

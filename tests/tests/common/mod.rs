@@ -429,3 +429,47 @@ pub fn shuffle<T>(v: &mut [T], mut seed: u64) {
         v.swap(i, (seed % (i as u64 + 1)) as usize);
     }
 }
+
+/// `em-agent digest --team web --at 2025-04-14 --send` over an empty data directory whose configuration
+/// gives team `web` (service `shop`) `channels`, with `envs` added to the environment; run off the async
+/// runtime, so a receiver in the test keeps answering.
+pub async fn send_web_digest(
+    channels: &[&str],
+    envs: Vec<(String, String)>,
+) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("em-agent.toml");
+    let list: Vec<String> = channels.iter().map(|c| format!("{c:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[[services]]\nname = \"shop\"\nteam = \"web\"\nrepositories = [\"acme/shop\"]\n\n\
+             [[teams]]\nname = \"web\"\nchannels = [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .expect("config");
+    let bin = binary();
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args([
+                "digest",
+                "--team",
+                "web",
+                "--at",
+                "2025-04-14",
+                "--send",
+                "--out",
+            ])
+            .arg(dir.path().join("out"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .envs(envs)
+            .output()
+            .expect("em-agent runs")
+    })
+    .await
+    .expect("joined")
+}

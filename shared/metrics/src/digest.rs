@@ -230,8 +230,14 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
             });
         }
     }
-    // The baseline: the periods before the previous one, each summarised alone.
-    let baseline: Vec<Observations> = (2..2 + BASELINE_PERIODS as i64).map(part).collect();
+    // The baseline: the periods before the previous one, each summarised alone, from the first with any
+    // deployment or incident on: the empty weeks before a team's history are not its usual.
+    let active = |o: &Observations| !o.deployments.is_empty() || !o.incidents.is_empty();
+    let baseline: Vec<Observations> = (2..2 + BASELINE_PERIODS as i64)
+        .rev()
+        .map(part)
+        .skip_while(|o| !active(o))
+        .collect();
     let rates: Vec<f64> = baseline
         .iter()
         .filter_map(|o| figures(o, days).change_failure_rate.ratio)
@@ -414,6 +420,20 @@ mod tests {
             "{:?}",
             d.anomalies
         );
+        // Weeks before a team's history are not its baseline: two weeks of two incidents each, then three,
+        // is not news, however empty the six weeks before them were (counted, they would make the usual
+        // 0.5 and three incidents 2.9 standard deviations above it).
+        let mut young = base();
+        for week in 2..4 {
+            deployments(&mut young, week, 5, 0);
+            incident(&mut young, week, None);
+            incident(&mut young, week, None);
+        }
+        for _ in 0..3 {
+            incident(&mut young, 0, None);
+        }
+        let d = digest(&young, Period::Week, T);
+        assert!(d.anomalies.is_empty(), "{:?}", d.anomalies);
         // One more incident than usual is not news.
         let mut calm = base();
         for week in 2..10 {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use std::future::Future;
 
 use em_aggregator::{drain_once, Aggregator};
-use em_api::{DoraQuery, Endpoint};
+use em_api::Route;
 use em_aws::SqsQueue;
 use em_core::config::Config;
 use em_core::error::ApiError;
@@ -232,47 +232,22 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
     }
 }
 
-async fn dora<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
+/// A metrics endpoint: the API's own dispatch, behind the server's token check.
+async fn metrics<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
+    state: Arc<AppState<Q, S, T>>,
     headers: http::HeaderMap,
-    RawQuery(q): RawQuery,
+    raw: Option<String>,
+    route: Route,
 ) -> Result<Response, ErrorResponse> {
     authorized(&state, &headers).await?;
-    let query = DoraQuery::parse(q.as_deref())?;
-    let report = em_api::dora(&state.store, &state.config, query, now_millis()).await?;
-    Ok(Json(report).into_response())
-}
-
-async fn dora_series<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
-    headers: http::HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ErrorResponse> {
-    authorized(&state, &headers).await?;
-    let query = DoraQuery::parse_for(Endpoint::Series, q.as_deref())?;
-    let answer = em_api::series(&state.store, &state.config, query, now_millis()).await?;
-    Ok(Json(answer).into_response())
-}
-
-async fn delivery_metrics<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
-    headers: http::HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ErrorResponse> {
-    authorized(&state, &headers).await?;
-    let query = DoraQuery::parse(q.as_deref())?;
-    let answer = em_api::delivery(&state.store, &state.config, query, now_millis()).await?;
-    Ok(Json(answer).into_response())
-}
-
-async fn delivery_series<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
-    headers: http::HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ErrorResponse> {
-    authorized(&state, &headers).await?;
-    let query = DoraQuery::parse_for(Endpoint::Series, q.as_deref())?;
-    let answer = em_api::delivery_series(&state.store, &state.config, query, now_millis()).await?;
+    let answer = em_api::answer(
+        &state.store,
+        &state.config,
+        route,
+        raw.as_deref(),
+        now_millis(),
+    )
+    .await?;
     Ok(Json(answer).into_response())
 }
 
@@ -334,17 +309,34 @@ async fn method_not_allowed() -> Response {
     ErrorResponse(ApiError::MethodNotAllowed).into_response()
 }
 
+/// `GET` of one metrics endpoint.
+fn metrics_route<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
+    route: Route,
+) -> axum::routing::MethodRouter<Arc<AppState<Q, S, T>>> {
+    get(
+        move |State(state): State<Arc<AppState<Q, S, T>>>,
+              headers: http::HeaderMap,
+              RawQuery(q): RawQuery| metrics(state, headers, q, route),
+    )
+}
+
 fn router<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     state: Arc<AppState<Q, S, T>>,
 ) -> Router {
     Router::new()
         .route("/webhooks/{provider}", post(webhook::<Q, S, T>))
-        .route("/v1/metrics/dora", get(dora::<Q, S, T>))
-        .route("/v1/metrics/dora/series", get(dora_series::<Q, S, T>))
-        .route("/v1/metrics/delivery", get(delivery_metrics::<Q, S, T>))
+        .route("/v1/metrics/dora", metrics_route::<Q, S, T>(Route::Dora))
+        .route(
+            "/v1/metrics/dora/series",
+            metrics_route::<Q, S, T>(Route::DoraSeries),
+        )
+        .route(
+            "/v1/metrics/delivery",
+            metrics_route::<Q, S, T>(Route::Delivery),
+        )
         .route(
             "/v1/metrics/delivery/series",
-            get(delivery_series::<Q, S, T>),
+            metrics_route::<Q, S, T>(Route::DeliverySeries),
         )
         .route("/v1/stats", get(stats::<Q, S, T>))
         .route("/v1/deliveries/{provider}/{id}", get(delivery::<Q, S, T>))

@@ -515,6 +515,55 @@ pub async fn authenticate<T: SecretSource>(
     }
 }
 
+/// A metrics endpoint: the same four behind the local server and the Lambda function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Dora,
+    DoraSeries,
+    Delivery,
+    DeliverySeries,
+}
+
+impl Route {
+    /// The endpoint a request path names: `/v1/metrics/delivery...` or the DORA one, `.../series` or not.
+    pub fn of_path(path: &str) -> Route {
+        let path = path.trim_end_matches('/');
+        match (path.ends_with("/series"), path.contains("/delivery")) {
+            (false, false) => Route::Dora,
+            (true, false) => Route::DoraSeries,
+            (false, true) => Route::Delivery,
+            (true, true) => Route::DeliverySeries,
+        }
+    }
+}
+
+/// The answer of `route` to the raw query string `raw`, as JSON: the one dispatch of both front doors.
+pub async fn answer<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    route: Route,
+    raw: Option<&str>,
+    now: Millis,
+) -> Result<serde_json::Value, ApiError> {
+    let value = match route {
+        Route::Dora => {
+            serde_json::to_value(dora(reader, config, DoraQuery::parse(raw)?, now).await?)
+        }
+        Route::DoraSeries => {
+            let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
+            serde_json::to_value(series(reader, config, q, now).await?)
+        }
+        Route::Delivery => {
+            serde_json::to_value(delivery(reader, config, DoraQuery::parse(raw)?, now).await?)
+        }
+        Route::DeliverySeries => {
+            let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
+            serde_json::to_value(delivery_series(reader, config, q, now).await?)
+        }
+    };
+    value.map_err(|e| ApiError::Unavailable(em_core::ports::PortError::invalid(e)))
+}
+
 /// The name the API token goes by in a [`SecretSource`].
 pub const API_TOKEN: &str = "api";
 
@@ -536,25 +585,8 @@ pub mod lambda {
             if let Some(t) = tokens {
                 authenticate(t, req.headers()).await?;
             }
-            let path = req.uri().path().trim_end_matches('/');
-            let raw = req.uri().query();
-            let value = match (path.ends_with("/series"), path.contains("/delivery")) {
-                (true, false) => {
-                    let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
-                    serde_json::to_value(series(store, config, q, now).await?)
-                }
-                (true, true) => {
-                    let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
-                    serde_json::to_value(delivery_series(store, config, q, now).await?)
-                }
-                (false, false) => {
-                    serde_json::to_value(dora(store, config, DoraQuery::parse(raw)?, now).await?)
-                }
-                (false, true) => serde_json::to_value(
-                    delivery(store, config, DoraQuery::parse(raw)?, now).await?,
-                ),
-            };
-            value.map_err(|e| ApiError::Unavailable(em_core::ports::PortError::invalid(e)))
+            let route = Route::of_path(req.uri().path());
+            answer(store, config, route, req.uri().query(), now).await
         }
         .await;
         let response = match result {

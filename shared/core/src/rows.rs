@@ -235,18 +235,8 @@ pub struct Observations {
 }
 
 impl Observations {
-    /// The index of `o` among the origins, added when new (a linear search: for building small sets).
-    pub fn origin_of(&mut self, o: Origin) -> u32 {
-        match self.origins.iter().position(|x| *x == o) {
-            Some(i) => i as u32,
-            None => {
-                self.origins.push(o);
-                (self.origins.len() - 1) as u32
-            }
-        }
-    }
-
-    fn origin_index(&mut self, index: &mut BTreeMap<Origin, u32>, o: Origin) -> u32 {
+    /// The index of `o` among the origins (`index` maps the origins added so far), added when new.
+    pub fn origin_index(&mut self, index: &mut BTreeMap<Origin, u32>, o: Origin) -> u32 {
         *index.entry(o.clone()).or_insert_with(|| {
             self.origins.push(o);
             (self.origins.len() - 1) as u32

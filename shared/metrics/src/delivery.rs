@@ -55,9 +55,10 @@ pub fn observations(
     shipped: &HashMap<(String, String), Millis>,
 ) -> Observations {
     let mut out = Observations::default();
+    let mut index = BTreeMap::new();
     for b in &facts.builds {
         if let Some(service) = in_scope(config, services, &b.repo) {
-            let origin = out.origin_of(origin(service, &b.repo, ""));
+            let origin = out.origin_index(&mut index, origin(service, &b.repo, ""));
             out.builds.push(BuildObs {
                 origin,
                 time: b.finished,
@@ -71,7 +72,7 @@ pub fn observations(
             continue;
         }
         if let Some(service) = in_scope(config, services, &d.repo) {
-            let origin = out.origin_of(origin(service, &d.repo, &d.environment));
+            let origin = out.origin_index(&mut index, origin(service, &d.repo, &d.environment));
             out.attempts.push(AttemptObs {
                 origin,
                 time: d.time,
@@ -84,7 +85,7 @@ pub fn observations(
                 .sha
                 .as_ref()
                 .and_then(|sha| shipped.get(&(service.clone(), sha.clone())).copied());
-            let origin = out.origin_of(origin(service, &p.repo, ""));
+            let origin = out.origin_index(&mut index, origin(service, &p.repo, ""));
             out.pull_requests.push(PullRequestObs {
                 origin,
                 time: p.merged,

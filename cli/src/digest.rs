@@ -53,14 +53,9 @@ pub async fn digest_of<R: MetricsReader>(
         Audience::Organisation => None,
     };
     let (from, to) = digest::reads(period, to);
-    let delivery = em_metrics::delivery::read(reader, config, services.as_deref(), from, to)
+    let obs = em_metrics::delivery::with_day_observations(reader, config, services, from, to)
         .await
         .map_err(|e| e.to_string())?;
-    let mut obs = reader
-        .observations(services, from, to)
-        .await
-        .map_err(|e| e.to_string())?;
-    obs.extend_within(delivery, from, to);
     Ok(digest::digest(&obs, period, to))
 }
 

@@ -7,7 +7,6 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use em_core::config::{Config, ConfigurationStatus, FIGURES_CONFIG_KEY, REBUILD_KEY};
 use em_core::error::ApiError;
 use em_core::ports::{MetricsReader, SecretSource};
-use em_core::rows::Observations;
 use em_core::time::Millis;
 use em_metrics::delivery::DeliveryFigures;
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
@@ -184,24 +183,6 @@ async fn configuration<R: MetricsReader>(
     Ok(config.status(reflected.as_deref(), rebuild.as_deref()))
 }
 
-/// The window's observations of `services` for the delivery metrics: the day observations (successful
-/// deployments) and the delivery facts.
-async fn delivery_observations<R: MetricsReader>(
-    reader: &R,
-    config: &Config,
-    services: Option<Vec<String>>,
-    window: &Window,
-) -> Result<Observations, ApiError> {
-    let delivery =
-        em_metrics::delivery::read(reader, config, services.as_deref(), window.from, window.to)
-            .await?;
-    let mut obs = reader
-        .observations(services, window.from, window.to)
-        .await?;
-    obs.extend_within(delivery, window.from, window.to);
-    Ok(obs)
-}
-
 fn group_by(q: &DoraQuery) -> Result<Option<GroupBy>, ApiError> {
     match &q.group_by {
         None => Ok(None),
@@ -341,7 +322,14 @@ pub async fn delivery<R: MetricsReader>(
     let window = window(&q, now)?;
     let group_by = group_by(&q)?;
     let services = services_in_scope(config, &q)?;
-    let obs = delivery_observations(reader, config, services, &window).await?;
+    let obs = em_metrics::delivery::with_day_observations(
+        reader,
+        config,
+        services,
+        window.from,
+        window.to,
+    )
+    .await?;
     Ok(DeliveryAnswer {
         figures: em_metrics::delivery::figures(&obs, window.days()),
         groups: group_by
@@ -376,7 +364,14 @@ pub async fn delivery_series<R: MetricsReader>(
 ) -> Result<DeliverySeriesAnswer, ApiError> {
     let (interval, window) = series_window(&q, now)?;
     let services = services_in_scope(config, &q)?;
-    let obs = delivery_observations(reader, config, services, &window).await?;
+    let obs = em_metrics::delivery::with_day_observations(
+        reader,
+        config,
+        services,
+        window.from,
+        window.to,
+    )
+    .await?;
     Ok(DeliverySeriesAnswer {
         buckets: series_of(
             &obs,

@@ -124,6 +124,21 @@ pub async fn read<R: MetricsReader>(
     Ok(observations(config, services, &facts, &shipped))
 }
 
+/// The day observations of `services` (every service when `None`) in `[from, to)` with their delivery
+/// observations beside them: what the delivery metrics and the digests summarise.
+pub async fn with_day_observations<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    services: Option<Vec<String>>,
+    from: Millis,
+    to: Millis,
+) -> Result<Observations, PortError> {
+    let delivery = read(reader, config, services.as_deref(), from, to).await?;
+    let mut obs = reader.observations(services, from, to).await?;
+    obs.extend_within(delivery, from, to);
+    Ok(obs)
+}
+
 /// Production deployments against every production attempt, failed ones included.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentSuccessRate {

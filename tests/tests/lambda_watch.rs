@@ -45,19 +45,11 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| panic!("{} is not under <target>/<profile>/deps", exe.display()))
 }
 
-/// A command for a nested cargo: without the variables cargo sets for a test run (they would make the build
-/// look different and rebuild everything), building into the test's target directory, with `.venv/bin`
+/// A nested cargo (`common::nested_cargo`) building into the test's target directory, with `.venv/bin`
 /// (where `scripts/test.sh` installs cargo-lambda) and this cargo's directory first on the `PATH`.
 fn cargo() -> Command {
     let cargo = PathBuf::from(env!("CARGO"));
-    let mut cmd = Command::new(&cargo);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        let keep = k == "CARGO_HOME" || k.starts_with("CARGO_REGISTRIES_");
-        if (k.starts_with("CARGO") && !keep) || k == "OUT_DIR" || k.starts_with("RUSTC") {
-            cmd.env_remove(&k);
-        }
-    }
+    let mut cmd = common::nested_cargo();
     let mut path: Vec<PathBuf> = vec![common::workspace().join(".venv/bin")];
     if let Some(dir) = cargo.parent() {
         path.push(dir.to_path_buf());

@@ -46,6 +46,31 @@ pub fn scenario_dir() -> PathBuf {
     workspace().join("tests/data/scenarios/basic")
 }
 
+/// A cargo for a build inside a test: without the variables cargo sets for a test run (they would make the
+/// build look different from a plain `cargo build` and rebuild everything), with the ones a person or CI
+/// sets to configure cargo (home, target directory, incremental, profiles, registries).
+pub fn nested_cargo() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let keep = matches!(
+            k.as_str(),
+            "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_INCREMENTAL"
+        ) || [
+            "CARGO_REGISTRIES_",
+            "CARGO_PROFILE_",
+            "CARGO_BUILD_",
+            "CARGO_NET_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p));
+        if (k.starts_with("CARGO") && !keep) || k == "OUT_DIR" || k.starts_with("RUSTC") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd
+}
+
 /// Builds the binary under test once per test process, so a test never runs a stale one.
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -53,18 +78,7 @@ pub fn binary() -> PathBuf {
         if let Ok(p) = std::env::var("EM_AGENT_BIN") {
             return PathBuf::from(p);
         }
-        // The variables cargo sets for a test run would make this build look different from a plain
-        // `cargo build` (rebuilding everything each time), so it runs with the outer environment only.
-        let mut cmd = Command::new(env!("CARGO"));
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            let keep = matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR")
-                || k.starts_with("CARGO_REGISTRIES_");
-            if (k.starts_with("CARGO") && !keep) || k == "OUT_DIR" || k.starts_with("RUSTC") {
-                cmd.env_remove(&k);
-            }
-        }
-        let status = cmd
+        let status = nested_cargo()
             .args(["build", "--quiet", "-p", "em-agent", "--bin", "em-agent"])
             .current_dir(workspace())
             .status()

@@ -16,7 +16,7 @@ one="$(mktemp)"
 trap 'rm -f "$workspace" "$one"' EXIT
 features --workspace -e normal,build,dev >"$workspace"
 status=0
-for package in em-agent em-webhook em-aggregator em-api; do
+for package in em-agent em-webhook em-aggregator em-api em-digest; do
     features -p "$package" -e normal,build >"$one"
     # A crate with no features on one side joins to a line with one field fewer, and still differs.
     differ="$(join "$one" "$workspace" | awk '$2 != $3' || true)"

@@ -24,7 +24,7 @@ echo "==> the template, sample events and provider table are what the provider r
 cargo run --locked --quiet -p em-agent -- generate --check
 
 echo "==> the Lambda functions build no SQLite; the providers build no AWS SDK and no SQLite"
-for fn in em-webhook em-aggregator em-api; do
+for fn in em-webhook em-aggregator em-api em-digest; do
     if cargo tree --locked -p "$fn" -e normal,build --prefix none | grep -qE '^(rusqlite|libsqlite3-sys) '; then
         echo "check-infra: $fn depends on SQLite" >&2
         exit 1
@@ -61,16 +61,16 @@ while read -r bin codeuri; do
     echo "    $bin <- $member"
 done <<<"$pairs"
 
-echo "==> cargo lambda build --arm64: webhook, aggregator, api"
+echo "==> cargo lambda build --arm64: webhook, aggregator, api, digest"
 # The workspace's default member is the CLI, so name the packages: --bin alone would look only there. The
 # lambda-check profile (no optimisation, no LTO) checks that they compile and link for arm64 in a fraction of
 # a release build's time; `sam build` builds them with the release profile.
 cargo lambda build --profile lambda-check --arm64 --locked \
-    --package em-webhook --package em-aggregator --package em-api \
-    --bin webhook --bin aggregator --bin api
+    --package em-webhook --package em-aggregator --package em-api --package em-digest \
+    --bin webhook --bin aggregator --bin api --bin digest
 
 target_dir="${CARGO_TARGET_DIR:-target}"
-for bin in webhook aggregator api; do
+for bin in webhook aggregator api digest; do
     artifact="$target_dir/lambda/$bin/bootstrap"
     if [ ! -x "$artifact" ]; then
         echo "check-infra: $artifact was not built" >&2

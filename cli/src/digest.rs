@@ -3,22 +3,13 @@
 
 use std::path::Path;
 
-use em_core::config::{Channel, Config, ORGANISATION};
+use chrono::NaiveDate;
+use em_core::calendar::{self, Period};
+use em_core::config::Config;
 use em_core::ports::MetricsReader;
-use em_core::rows::DAY;
 use em_core::time::Millis;
-use em_metrics::digest::{self, Period};
+use em_digest::{DigestStore, EnvAddresses, Outbound, Outcome};
 use em_notify::Audience;
-
-/// The start of the period that contains `now`: 00:00 UTC today, or Monday 00:00 UTC of this week.
-pub fn current_boundary(now: Millis, period: Period) -> Millis {
-    let today = now.div_euclid(DAY) * DAY;
-    match period {
-        Period::Day => today,
-        // 1970-01-01 was a Thursday: days since the epoch + 3, mod 7, counts from Monday.
-        Period::Week => today - ((now.div_euclid(DAY) + 3).rem_euclid(7)) * DAY,
-    }
-}
 
 /// Who gets a digest: `team` alone, or every team of the configuration and the whole organisation.
 fn audiences(config: &Config, team: Option<String>) -> Result<Vec<Audience>, String> {
@@ -40,153 +31,65 @@ fn audiences(config: &Config, team: Option<String>) -> Result<Vec<Audience>, Str
     }
 }
 
-/// The digest of `who` for the period ending at `to`.
-pub async fn digest_of<R: MetricsReader>(
-    reader: &R,
-    config: &Config,
-    who: &Audience,
-    period: Period,
-    to: Millis,
-) -> Result<digest::Digest, String> {
-    let services = match who {
-        Audience::Team(t) => Some(config.services_of_team(t)),
-        Audience::Organisation => None,
-    };
-    let (from, to) = digest::reads(period, to);
-    let obs = em_metrics::delivery::with_day_observations(reader, config, services, from, to)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(digest::digest(&obs, period, to))
+/// Where `--at` puts a period's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// A date: local midnight of it, in each team's time zone.
+    Date(NaiveDate),
+    /// An instant, for every team alike.
+    Instant(Millis),
+    /// The start of the current day or week, in each team's time zone.
+    Now(Millis),
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
-    std::fs::write(dir.join(name), text).map_err(|e| format!("{}: {e}", dir.join(name).display()))
-}
-
-/// The environment variable holding a team's address for `channel`: `EM_AGENT_DIGEST_<TEAM>_<CHANNEL>`,
-/// the team's name upper-cased with anything but letters and digits as `_` (`all` for the organisation).
-pub fn address_var(team: &str, channel: Channel) -> String {
-    let team: String = team
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!(
-        "EM_AGENT_DIGEST_{team}_{}",
-        channel.as_str().to_ascii_uppercase()
-    )
-}
-
-/// What `--send` sends with: webhooks over HTTP, SES and SNS through the AWS configuration of the
-/// environment (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`).
-pub struct Outbound {
-    pub web: em_notify::send::Sender,
-    pub aws: aws_config::SdkConfig,
-}
-
-/// The verified address digests are emailed from.
-pub const FROM_VAR: &str = "EM_AGENT_DIGEST_FROM";
-
-/// The addresses of a list: comma-separated, blanks dropped.
-fn addresses_of(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
-        .collect()
-}
-
-/// Sends one message through `channel` to `address` (a webhook URL, email addresses, a topic ARN).
-async fn send_one(
-    out: &Outbound,
-    channel: Channel,
-    address: &str,
-    who: &Audience,
-    d: &digest::Digest,
-) -> Result<(), String> {
-    match channel {
-        Channel::Slack | Channel::Teams => {
-            let message = match channel {
-                Channel::Slack => em_notify::slack(d, who),
-                _ => em_notify::teams(d, who),
-            };
-            out.web
-                .post_json(channel, address, &message)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+impl At {
+    /// `--at`: a date (YYYY-MM-DD) or an RFC 3339 instant; without it, the current period's start.
+    pub fn parse(raw: Option<&str>, now: Millis) -> Result<At, String> {
+        match raw {
+            None => Ok(At::Now(now)),
+            Some(r) => match NaiveDate::parse_from_str(r, "%Y-%m-%d") {
+                Ok(d) => Ok(At::Date(d)),
+                Err(_) => em_api::parse_instant("at", r)
+                    .map(At::Instant)
+                    .map_err(|e| e.to_string()),
+            },
         }
-        Channel::Email => {
-            let from = std::env::var(FROM_VAR)
-                .ok()
-                .filter(|f| !f.is_empty())
-                .ok_or_else(|| format!("email needs a sender: set {FROM_VAR}"))?;
-            let to = addresses_of(address);
-            let raw = em_notify::email::message(d, who, &from, &to).map_err(|e| e.to_string())?;
-            em_aws::notify::SesMailer::new(&out.aws, from)
-                .send_raw(&to, raw)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("email: {e}"))
+    }
+
+    fn end(self, config: &Config, who: &Audience, period: Period) -> Millis {
+        let tz = em_digest::time_zone(config, who);
+        match self {
+            At::Date(d) => calendar::midnight(d, tz),
+            At::Instant(t) => t,
+            At::Now(now) => calendar::boundary(now, period, tz),
         }
-        Channel::Sns => em_aws::notify::SnsPublisher::new(&out.aws)
-            .publish(address, &em_notify::title(d, who), &em_notify::text(d, who))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("sns: {e}")),
     }
 }
 
-/// Sends `who`'s digest through each channel its team has, one after the other: a channel that fails is
-/// reported and the others still get theirs. The number of channels that failed.
-async fn send(out: &Outbound, config: &Config, who: &Audience, d: &digest::Digest) -> usize {
-    let team = match who {
-        Audience::Team(t) => t.as_str(),
-        Audience::Organisation => ORGANISATION,
-    };
-    let mut failed = 0;
-    for &channel in config.channels_of(team) {
-        let var = address_var(team, channel);
-        let address = addresses_of(&std::env::var(&var).unwrap_or_default()).join(",");
-        if address.is_empty() {
-            eprintln!(
-                "{}: {} has no address: set {var}",
-                who.name(),
-                channel.as_str()
-            );
-            failed += 1;
-            continue;
-        }
-        match send_one(out, channel, &address, who, d).await {
-            Ok(()) => println!("{}: sent to {}", who.name(), channel.as_str()),
-            Err(e) => {
-                eprintln!("{}: {e}", who.name());
-                failed += 1;
-            }
-        }
-    }
-    failed
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(dir.join(name), bytes).map_err(|e| format!("{}: {e}", dir.join(name).display()))
 }
 
 /// Renders each audience's digest into `out` (`out/<team>/` and `out/all/` without `team`), and with
 /// `send` sends it through the audience's channels too.
-pub async fn render<R: MetricsReader>(
+#[allow(clippy::too_many_arguments)]
+pub async fn render<R: MetricsReader + DigestStore>(
     reader: &R,
     config: &Config,
     team: Option<String>,
     period: Period,
-    at: Millis,
+    at: At,
     out: &Path,
     outbound: Option<&Outbound>,
+    now: Millis,
 ) -> Result<(), String> {
     let mut failed = 0;
     let single = team.is_some();
     for who in audiences(config, team)? {
-        let d = digest_of(reader, config, &who, period, at).await?;
+        let to = at.end(config, &who, period);
+        let d = em_digest::digest_of(reader, config, &who, period, to)
+            .await
+            .map_err(|e| e.to_string())?;
         let dir = match (&who, single) {
             (_, true) => out.to_path_buf(),
             (Audience::Team(t), false) => out.join(t),
@@ -195,26 +98,43 @@ pub async fn render<R: MetricsReader>(
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let text = em_notify::text(&d, &who);
         let json = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
-        write(&dir, "sns.txt", &text)?;
-        write(&dir, "email.txt", &text)?;
-        write(
-            &dir,
-            "email.html",
-            &em_notify::email::html(&d, &who, Some("chart.png")),
-        )?;
+        write(&dir, "sns.txt", text.as_bytes())?;
+        write(&dir, "email.txt", text.as_bytes())?;
+        let html = em_notify::email::html(&d, &who, Some("chart.png"));
+        write(&dir, "email.html", html.as_bytes())?;
         let png = em_notify::email::chart_png(&d.trend).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("chart.png"), png)
-            .map_err(|e| format!("{}: {e}", dir.join("chart.png").display()))?;
-        write(&dir, "slack.json", &json(em_notify::slack(&d, &who)))?;
-        write(&dir, "teams.json", &json(em_notify::teams(&d, &who)))?;
+        write(&dir, "chart.png", &png)?;
         write(
             &dir,
-            "digest.json",
-            &serde_json::to_string_pretty(&d).unwrap_or_default(),
+            "slack.json",
+            json(em_notify::slack(&d, &who)).as_bytes(),
         )?;
+        write(
+            &dir,
+            "teams.json",
+            json(em_notify::teams(&d, &who)).as_bytes(),
+        )?;
+        let whole = serde_json::to_string_pretty(&d).unwrap_or_default();
+        write(&dir, "digest.json", whole.as_bytes())?;
         println!("{}: {}", who.name(), dir.display());
         if let Some(out) = outbound {
-            failed += send(out, config, &who, &d).await;
+            // Once per team, period and channel, as the scheduled function sends.
+            let reports =
+                em_digest::deliver(reader, &EnvAddresses, out, config, &who, period, to, now).await;
+            for r in reports {
+                match r.outcome {
+                    Outcome::Sent => println!("{}: sent to {}", who.name(), r.channel),
+                    Outcome::AlreadyClaimed => println!(
+                        "{}: {} already has this digest (sent before)",
+                        who.name(),
+                        r.channel
+                    ),
+                    Outcome::Failed(e) => {
+                        eprintln!("{}: {}: {e}", who.name(), r.channel);
+                        failed += 1;
+                    }
+                }
+            }
         }
     }
     match failed {
@@ -228,27 +148,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_are_named_by_team_and_channel() {
-        assert_eq!(
-            address_var("web-platform", Channel::Slack),
-            "EM_AGENT_DIGEST_WEB_PLATFORM_SLACK"
-        );
-        assert_eq!(
-            address_var(ORGANISATION, Channel::Teams),
-            "EM_AGENT_DIGEST_ALL_TEAMS"
-        );
-    }
-
-    #[test]
-    fn periods_start_at_midnight_and_on_mondays() {
-        // 2025-04-16T15:00:00Z, a Wednesday.
-        let wed = 1_744_815_600_000;
-        assert_eq!(current_boundary(wed, Period::Day), 1_744_761_600_000);
-        // Monday 2025-04-14T00:00:00Z.
-        assert_eq!(current_boundary(wed, Period::Week), 1_744_588_800_000);
-        assert_eq!(
-            current_boundary(1_744_588_800_000, Period::Week),
-            1_744_588_800_000
-        );
+    fn at_is_a_local_date_an_instant_or_the_current_period() {
+        let config = Config::parse(
+            "[[services]]\nname = \"shop\"\nteam = \"web\"\nrepositories = [\"acme/shop\"]\n\
+             [[teams]]\nname = \"web\"\ntime_zone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        let web = Audience::Team("web".into());
+        let all = Audience::Organisation;
+        let date = At::parse(Some("2025-04-14"), 0).unwrap();
+        // Berlin is at +02:00 in April; the organisation has no zone: UTC.
+        assert_eq!(date.end(&config, &web, Period::Week), 1_744_581_600_000);
+        assert_eq!(date.end(&config, &all, Period::Week), 1_744_588_800_000);
+        let instant = At::parse(Some("2025-04-14T06:00:00Z"), 0).unwrap();
+        assert_eq!(instant.end(&config, &web, Period::Week), 1_744_610_400_000);
+        // Wednesday 2025-04-16T15:00:00Z: this week began on Monday.
+        let now = At::parse(None, 1_744_815_600_000).unwrap();
+        assert_eq!(now.end(&config, &all, Period::Week), 1_744_588_800_000);
+        assert_eq!(now.end(&config, &all, Period::Day), 1_744_761_600_000);
+        assert!(At::parse(Some("next week"), 0).is_err());
     }
 }

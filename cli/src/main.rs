@@ -177,21 +177,29 @@ enum Command {
         /// day or week.
         #[arg(long, default_value = "week")]
         period: String,
-        /// The period's end, RFC 3339 or YYYY-MM-DD: a weekly digest --at 2025-04-14 covers
-        /// [2025-04-07, 2025-04-14). Defaults to the start of the current day or week (Monday), UTC.
+        /// The period's end, YYYY-MM-DD (local midnight in each team's time zone) or an RFC 3339
+        /// instant: a weekly digest --at 2025-04-14 covers [2025-04-07, 2025-04-14). Defaults to the
+        /// start of the current day or week (Monday) in each team's time zone.
         #[arg(long)]
         at: Option<String>,
         #[arg(long)]
         out: PathBuf,
         /// Also send each digest through its team's channels (`[[teams]]` in the configuration; the
         /// addresses in EM_AGENT_DIGEST_<TEAM>_<CHANNEL>, email from EM_AGENT_DIGEST_FROM; SES and SNS
-        /// through the environment's AWS configuration).
+        /// through the environment's AWS configuration), once per team, period and channel.
         #[arg(long)]
         send: bool,
         #[arg(long, default_value = "./.em-agent", env = "EM_AGENT_DATA_DIR")]
         data_dir: PathBuf,
         #[arg(long, default_value = DEFAULT_CONFIG, env = "EM_AGENT_CONFIG")]
         config: PathBuf,
+        /// Where the figures are read (and each send claimed once): the SQLite file in --data-dir, or
+        /// the DynamoDB table named by --table.
+        #[arg(long, value_enum, default_value = "embedded", env = "EM_AGENT_BACKEND")]
+        backend: ServeBackend,
+        /// DynamoDB table of facts and metric rows (--backend aws).
+        #[arg(long, env = "EM_AGENT_TABLE", default_value = "em-agent")]
+        table: String,
     },
 }
 
@@ -388,26 +396,39 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             send,
             data_dir,
             config,
+            backend,
+            table,
         } => {
             init_logging(LogFormat::Text, "warn");
             let period = em_metrics::digest::Period::parse(&period)
                 .ok_or_else(|| format!("--period {period:?}: expected day or week"))?;
-            let at = match at {
-                Some(a) => em_api::parse_instant("at", &a).map_err(|e| e.to_string())?,
-                None => digest::current_boundary(now_millis(), period),
-            };
+            let now = now_millis();
+            let at = digest::At::parse(at.as_deref(), now)?;
             let config = load_config(&config)?;
-            let store =
-                EmbeddedStore::open(&data_dir, Options::default()).map_err(|e| e.to_string())?;
             let outbound = match send {
-                true => Some(digest::Outbound {
+                true => Some(em_digest::Outbound {
                     web: em_notify::send::Sender::new(em_notify::send::Policy::default())
                         .map_err(|e| e.to_string())?,
                     aws: em_aws::sdk_config().await,
+                    from: std::env::var(em_digest::FROM_VAR)
+                        .ok()
+                        .filter(|f| !f.is_empty()),
                 }),
                 false => None,
             };
-            digest::render(&store, &config, team, period, at, &out, outbound.as_ref()).await?;
+            let outbound = outbound.as_ref();
+            match backend {
+                ServeBackend::Embedded => {
+                    let store = EmbeddedStore::open(&data_dir, Options::default())
+                        .map_err(|e| e.to_string())?;
+                    digest::render(&store, &config, team, period, at, &out, outbound, now).await?
+                }
+                ServeBackend::Aws => {
+                    let sdk = em_aws::sdk_config().await;
+                    let store = em_aws::DynamoStore::new(&sdk, table);
+                    digest::render(&store, &config, team, period, at, &out, outbound, now).await?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {

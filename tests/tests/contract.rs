@@ -14,7 +14,7 @@ use em_aws::{
 use em_core::domain::{
     Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent, IncidentEventKind, Push,
 };
-use em_core::ports::{Cut, MetricsReader};
+use em_core::ports::{Cut, MetricsReader, Outbox};
 use em_core::ports::{DeadLetters, EnqueueOutcome, Envelope, Queue, SecretSource, Store};
 use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked};
 use em_sqlite::{EmbeddedStore, Options};
@@ -758,6 +758,68 @@ async fn queue_contract<Q: Queue + DeadLetters>(name: &str, q: &Q) {
         EnqueueOutcome::Duplicate,
         "{name}"
     );
+}
+
+/// Once-only sends: a claim is a lease, a sent key is final, a lapsed claim is taken over, a settle by an
+/// owner that lost its claim changes nothing, and of racing claimants exactly one wins.
+async fn outbox_contract<O: Outbox + Clone>(name: &str, o: &O) {
+    let key = || "digest/web/week/2025-04-07/slack".to_string();
+    let claim = |owner: &str, now: i64, until: i64| o.claim(key(), owner.to_string(), now, until);
+    assert!(
+        claim("a", 100, 200).await.unwrap(),
+        "{name}: a first claim wins"
+    );
+    assert!(!claim("b", 150, 250).await.unwrap(), "{name}: a held claim");
+    assert!(
+        claim("b", 200, 300).await.unwrap(),
+        "{name}: a lapsed claim is taken over"
+    );
+    o.settle(key(), "a".into(), false).await.unwrap();
+    assert!(
+        !claim("c", 250, 350).await.unwrap(),
+        "{name}: a's release freed b's claim"
+    );
+    o.settle(key(), "a".into(), true).await.unwrap();
+    assert!(
+        claim("c", 300, 400).await.unwrap(),
+        "{name}: a's settle marked b's claim sent"
+    );
+    o.settle(key(), "c".into(), false).await.unwrap();
+    assert!(
+        claim("d", 301, 400).await.unwrap(),
+        "{name}: a released key is free"
+    );
+    o.settle(key(), "d".into(), true).await.unwrap();
+    assert!(
+        !claim("e", 10_000, 20_000).await.unwrap(),
+        "{name}: a sent key is final"
+    );
+    assert!(
+        o.claim("digest/web/week/2025-04-07/email".into(), "e".into(), 0, 1)
+            .await
+            .unwrap(),
+        "{name}: keys are independent"
+    );
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let o = o.clone();
+        racers.spawn(async move { o.claim("race".into(), format!("r{i}"), 0, 100).await });
+    }
+    let wins = racers
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|w| *w.as_ref().unwrap())
+        .count();
+    assert_eq!(wins, 1, "{name}: one of eight racing claims wins");
+}
+
+#[tokio::test]
+async fn a_send_is_claimed_once_on_both_stores() {
+    let (_dir, e) = embedded(5, Duration::from_secs(30));
+    outbox_contract("embedded", &e).await;
+    let (d, _) = aws(5, 30).await;
+    outbox_contract("dynamodb", &d).await;
 }
 
 #[tokio::test]

@@ -81,17 +81,10 @@ fn parts(raw: &str) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digests_go_out_by_ses_and_sns() {
-    let endpoint = common::aws::endpoint();
     let sdk = common::aws::sdk().await;
     let tag = common::aws::unique_name("digest");
-    let from = format!("{tag}@acme.test");
+    let from = common::aws::verified_sender(&sdk, &tag).await;
     let to = format!("web-{tag}@acme.test");
-    aws_sdk_sesv2::Client::new(&sdk)
-        .create_email_identity()
-        .email_identity(&from)
-        .send()
-        .await
-        .expect("verified sender");
     let sns = aws_sdk_sns::Client::new(&sdk);
     let topic = sns
         .create_topic()
@@ -135,20 +128,10 @@ async fn digests_go_out_by_ses_and_sns() {
     );
 
     // The email, as SES took it.
-    let data: Value = common::client()
-        .get(format!("{endpoint}/moto-api/data.json"))
-        .send()
+    let sent = common::aws::emails_from(&from)
         .await
-        .expect("server data")
-        .json()
-        .await
-        .expect("JSON");
-    let sent = data["ses"]["RawMessage"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
         .into_iter()
-        .find(|m| m["source"] == from.as_str())
+        .next()
         .expect("the email was sent");
     assert!(sent["destinations"]
         .as_array()

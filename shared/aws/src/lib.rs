@@ -8,6 +8,7 @@ pub mod linkstate;
 pub mod logging;
 #[cfg(feature = "notify")]
 pub mod notify;
+pub mod outbox;
 pub mod s3;
 pub mod secrets;
 pub mod setup;

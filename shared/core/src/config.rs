@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::calendar::{self, Period, Tz};
 use crate::time::Millis;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,36 @@ pub struct TeamConfig {
     pub name: String,
     #[serde(default)]
     pub channels: Vec<Channel>,
+    /// The IANA time zone the team's days and weeks start in (UTC when absent).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// The digests the schedule sends: weekly by default, daily too when asked.
+    #[serde(default = "default_periods")]
+    pub periods: Vec<Period>,
+    /// The local hour a digest goes out on the first day of the next period.
+    #[serde(default = "default_send_hour")]
+    pub send_hour: u32,
+}
+
+fn default_periods() -> Vec<Period> {
+    vec![Period::Week]
+}
+
+/// Monday 09:00 (local) for a weekly digest.
+pub const DEFAULT_SEND_HOUR: u32 = 9;
+
+fn default_send_hour() -> u32 {
+    DEFAULT_SEND_HOUR
+}
+
+impl TeamConfig {
+    /// The team's time zone; UTC when it names none (an unknown name fails the configuration's parse).
+    pub fn tz(&self) -> Tz {
+        self.time_zone
+            .as_deref()
+            .and_then(calendar::time_zone)
+            .unwrap_or(calendar::UTC)
+    }
 }
 
 /// The team name that stands for the whole organisation's digest.
@@ -98,6 +129,12 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 4] = [Channel::Slack, Channel::Teams, Channel::Email, Channel::Sns];
+
+    pub fn parse(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Slack => "slack",
@@ -274,6 +311,20 @@ impl Config {
                     t.name
                 )));
             }
+            if let Some(z) = &t.time_zone {
+                if calendar::time_zone(z).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "team {:?}: time_zone {z:?} is not an IANA time zone (such as \"Europe/Berlin\")",
+                        t.name
+                    )));
+                }
+            }
+            if t.send_hour > 23 {
+                return Err(ConfigError::Invalid(format!(
+                    "team {:?}: send_hour {} is not an hour of the day (0 to 23)",
+                    t.name, t.send_hour
+                )));
+            }
             if !team_names.insert(t.name.clone()) {
                 return Err(ConfigError::Invalid(format!(
                     "team {:?} is defined twice",
@@ -368,6 +419,16 @@ impl Config {
     }
 
     /// The channels `team`'s digests go to ([`ORGANISATION`] for the organisation's); none when unlisted.
+    /// The teams (and the organisation) that have digest channels, as configured.
+    pub fn teams(&self) -> &[TeamConfig] {
+        &self.teams
+    }
+
+    /// A team's digest settings, when `[[teams]]` names it.
+    pub fn team(&self, name: &str) -> Option<&TeamConfig> {
+        self.teams.iter().find(|t| t.name == name)
+    }
+
     pub fn channels_of(&self, team: &str) -> &[Channel] {
         self.teams
             .iter()
@@ -636,5 +697,22 @@ channels = ["sns"]
         .is_err());
         assert!(Config::parse(&text.replace("\"sns\"", "\"pager\"")).is_err());
         assert!(Config::parse(&format!("{text}\n[[teams]]\nname = \"web\"\n")).is_err());
+        // Weekly at 09:00 UTC unless told otherwise.
+        let web = c.team("web").unwrap();
+        assert_eq!(
+            (web.periods.as_slice(), web.send_hour, web.tz()),
+            ([Period::Week].as_slice(), 9, crate::calendar::UTC)
+        );
+        let zoned = text.replace(
+            "channels = [\"slack\", \"email\"]",
+            "channels = [\"slack\"]\ntime_zone = \"Europe/Berlin\"\nperiods = [\"day\", \"week\"]\nsend_hour = 8",
+        );
+        let web = Config::parse(&zoned).unwrap().team("web").cloned().unwrap();
+        assert_eq!(web.tz().name(), "Europe/Berlin");
+        assert_eq!(web.periods, [Period::Day, Period::Week]);
+        assert_eq!(web.send_hour, 8);
+        assert!(Config::parse(&zoned.replace("Europe/Berlin", "Europe/Atlantis")).is_err());
+        assert!(Config::parse(&zoned.replace("send_hour = 8", "send_hour = 24")).is_err());
+        assert!(Config::parse(&zoned.replace("\"day\", ", "\"month\", ")).is_err());
     }
 }

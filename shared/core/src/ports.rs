@@ -268,6 +268,30 @@ pub trait SecretSource: Send + Sync + 'static {
     }
 }
 
+/// Sends that must happen once (a digest per team, period and channel), however often a schedule fires or a
+/// function is retried. A claim is a lease: a sender that dies without settling frees its key when the
+/// lease lapses.
+pub trait Outbox: Send + Sync + 'static {
+    /// Claims `key` for `owner` until `until`: true when `owner` may send now, because nobody claimed the
+    /// key or an earlier claim lapsed unsettled. A sent key is never claimed again.
+    fn claim(
+        &self,
+        key: String,
+        owner: String,
+        now: Millis,
+        until: Millis,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Settles `owner`'s claim of `key`: `sent` makes it final; otherwise the key is free for a retry. A
+    /// claim `owner` no longer holds is left as it is.
+    fn settle(
+        &self,
+        key: String,
+        owner: String,
+        sent: bool,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
 /// Everything stored about the repositories and incident services of one service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredFacts {

@@ -4,33 +4,11 @@
 use serde::Serialize;
 
 use crate::dora::{figures, Figures};
+use em_core::calendar::{boundaries, UTC};
 use em_core::rows::{Observations, DAY};
 use em_core::time::Millis;
 
-/// How long a digest's period is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Period {
-    Day,
-    Week,
-}
-
-impl Period {
-    pub fn parse(s: &str) -> Option<Period> {
-        match s {
-            "day" => Some(Period::Day),
-            "week" => Some(Period::Week),
-            _ => None,
-        }
-    }
-
-    pub fn millis(self) -> Millis {
-        match self {
-            Period::Day => DAY,
-            Period::Week => 7 * DAY,
-        }
-    }
-}
+pub use em_core::calendar::Period;
 
 /// How many periods before the previous one make a team's baseline.
 pub const BASELINE_PERIODS: usize = 8;
@@ -50,9 +28,16 @@ pub const SIGMAS: f64 = 2.0;
 pub const MIN_FAILURE_RATE_RISE: f64 = 0.10;
 pub const MIN_INCIDENT_RISE: f64 = 2.0;
 
-/// The window `[at - period, at)`: the period that ends at `at`.
-pub fn period_ending(at: Millis, period: Period) -> (Millis, Millis) {
-    (at - period.millis(), at)
+/// How many periods a digest reads: its own, the one before, the baseline's and the trend's.
+pub const PERIODS_READ: usize = if BASELINE_PERIODS + 2 > TREND_PERIODS {
+    BASELINE_PERIODS + 2
+} else {
+    TREND_PERIODS
+};
+
+/// The UTC boundaries of the periods a digest ending at `to` reads ([`boundaries`] for UTC).
+pub fn utc_boundaries(period: Period, to: Millis) -> Vec<Millis> {
+    boundaries(to, period, UTC, PERIODS_READ)
 }
 
 /// One figure now and in the period before.
@@ -139,6 +124,8 @@ pub struct Point {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Digest {
     pub period: Period,
+    /// The IANA time zone the period's days are counted in.
+    pub time_zone: String,
     pub from: Millis,
     pub to: Millis,
     pub figures: Figures,
@@ -171,16 +158,35 @@ fn far_above(value: f64, mean: f64, sd: f64, floor: f64) -> bool {
     value - mean >= floor && sigmas_above(value, mean, sd).is_none_or(|s| s >= SIGMAS)
 }
 
-/// The digest of `obs`, which holds the observations of the periods [`reads`] names, ending at `to`: the
-/// period `[to - period, to)`, the one before it, the baseline before that and the trend's.
+/// The digest of the UTC period ending at `to` (see [`digest_in`]).
 pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
-    let len = period.millis();
-    let days = len as f64 / DAY as f64;
-    let part = |k: i64| obs.within(to - (k + 1) * len, to - k * len);
+    digest_in(obs, period, &utc_boundaries(period, to))
+}
+
+/// The digest of `obs`, which holds the observations [`reads`] names: `bounds` are the boundaries of the
+/// periods read, latest first (`calendar::boundaries` with [`PERIODS_READ`]), so the digest's period is
+/// `[bounds[1], bounds[0])`, then the one before it, the baseline before that and the trend's. Figures per
+/// day count a period's own length (a week across a daylight saving change is an hour short).
+pub fn digest_in(obs: &Observations, period: Period, bounds: &[Millis]) -> Digest {
+    digest_with(obs, period, bounds, "UTC")
+}
+
+/// [`digest_in`] for periods of the local days of `time_zone`.
+pub fn digest_with(
+    obs: &Observations,
+    period: Period,
+    bounds: &[Millis],
+    time_zone: &str,
+) -> Digest {
+    let at = |k: i64| bounds.get(k as usize).copied().unwrap_or(Millis::MIN);
+    let to = at(0);
+    let span = |k: i64| (at(k) - at(k + 1)).max(0) as f64 / DAY as f64;
+    let part = |k: i64| obs.within(at(k + 1), at(k));
+    let days = span(0);
     let current = part(0);
     let previous = part(1);
     let now = figures(&current, days);
-    let before = figures(&previous, days);
+    let before = figures(&previous, span(1));
     let trends = Trends {
         deployments_per_day: Trend::of(
             Some(now.deployment_frequency.per_day),
@@ -233,14 +239,14 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
     // The baseline: the periods before the previous one, each summarised alone, from the first with any
     // deployment or incident on: the empty weeks before a team's history are not its usual.
     let active = |o: &Observations| !o.deployments.is_empty() || !o.incidents.is_empty();
-    let baseline: Vec<Observations> = (2..2 + BASELINE_PERIODS as i64)
+    let baseline: Vec<(Observations, f64)> = (2..2 + BASELINE_PERIODS as i64)
         .rev()
-        .map(part)
-        .skip_while(|o| !active(o))
+        .map(|k| (part(k), span(k)))
+        .skip_while(|(o, _)| !active(o))
         .collect();
     let rates: Vec<f64> = baseline
         .iter()
-        .filter_map(|o| figures(o, days).change_failure_rate.ratio)
+        .filter_map(|(o, days)| figures(o, *days).change_failure_rate.ratio)
         .collect();
     if let (Some(rate), false) = (now.change_failure_rate.ratio, rates.is_empty()) {
         let (mean, sd) = mean_sd(&rates);
@@ -253,7 +259,10 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
             });
         }
     }
-    let incidents: Vec<f64> = baseline.iter().map(|o| o.incidents.len() as f64).collect();
+    let incidents: Vec<f64> = baseline
+        .iter()
+        .map(|(o, _)| o.incidents.len() as f64)
+        .collect();
     let (mean, sd) = mean_sd(&incidents);
     if far_above(opened as f64, mean, sd, MIN_INCIDENT_RISE) {
         anomalies.push(Anomaly::IncidentsUp {
@@ -267,9 +276,9 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
     let trend = (0..TREND_PERIODS as i64)
         .rev()
         .map(|k| {
-            let f = figures(&part(k), days);
+            let f = figures(&part(k), span(k));
             Point {
-                from: to - (k + 1) * len,
+                from: at(k + 1),
                 deployments: f.deployment_frequency.deployments,
                 lead_time_median_seconds: f.lead_time.median_seconds,
             }
@@ -278,7 +287,8 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
     Digest {
         trend,
         period,
-        from: to - len,
+        time_zone: time_zone.to_string(),
+        from: at(1),
         to,
         figures: now,
         previous: before,
@@ -288,10 +298,12 @@ pub fn digest(obs: &Observations, period: Period, to: Millis) -> Digest {
     }
 }
 
-/// The window a digest reads: its period, the one before, the baseline and the trend.
-pub fn reads(period: Period, to: Millis) -> (Millis, Millis) {
-    let periods = (BASELINE_PERIODS + 2).max(TREND_PERIODS) as i64;
-    (to - periods * period.millis(), to)
+/// The window a digest with these boundaries reads: its period, the one before, the baseline and the trend.
+pub fn reads(bounds: &[Millis]) -> (Millis, Millis) {
+    (
+        bounds.last().copied().unwrap_or_default(),
+        bounds.first().copied().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -332,9 +344,11 @@ mod tests {
 
     #[test]
     fn the_period_is_the_one_that_ends_at_the_given_instant() {
-        assert_eq!(period_ending(T, Period::Week), (T - WEEK, T));
-        assert_eq!(period_ending(T, Period::Day), (T - DAY, T));
-        assert_eq!(reads(Period::Week, T), (T - 12 * WEEK, T));
+        let week = utc_boundaries(Period::Week, T);
+        assert_eq!((week[1], week[0]), (T - WEEK, T));
+        assert_eq!(reads(&week), (T - 12 * WEEK, T));
+        let day = utc_boundaries(Period::Day, T);
+        assert_eq!((day[1], day[0]), (T - DAY, T));
     }
 
     #[test]

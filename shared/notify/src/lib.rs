@@ -4,6 +4,7 @@
 pub mod email;
 pub mod send;
 
+use em_core::calendar;
 use em_core::time::rfc3339::format as format_millis;
 use em_metrics::digest::{Anomaly, Digest, Period, Trend};
 use em_metrics::levels::Level;
@@ -188,10 +189,15 @@ pub fn title(d: &Digest, who: &Audience) -> String {
     format!("{period} DORA digest — {}", who.name())
 }
 
-/// `2025-04-07 to 2025-04-14 (UTC)`: the period's first day and the day it ends on (exclusive).
+/// `2025-04-07 to 2025-04-14 (UTC)`: the period's first day and the day it ends on (exclusive), in the
+/// digest's time zone.
 pub fn span(d: &Digest) -> String {
-    let day = |t| format_millis(t).chars().take(10).collect::<String>();
-    format!("{} to {} (UTC)", day(d.from), day(d.to))
+    let Some(tz) = calendar::time_zone(&d.time_zone) else {
+        let day = |t| format_millis(t).chars().take(10).collect::<String>();
+        return format!("{} to {} (UTC)", day(d.from), day(d.to));
+    };
+    let day = |t| calendar::local_date(t, tz).format("%Y-%m-%d").to_string();
+    format!("{} to {} ({})", day(d.from), day(d.to), d.time_zone)
 }
 
 /// The digest as plain text: SNS's message and the email's text part.

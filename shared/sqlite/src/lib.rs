@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use em_core::domain::{Commit, Fact, Push};
 use em_core::ports::{
-    Cut, DeadLetters, DeliveryFacts, EnqueueOutcome, Envelope, FactSources, MetricsReader,
+    Cut, DeadLetters, DeliveryFacts, EnqueueOutcome, Envelope, FactSources, MetricsReader, Outbox,
     PortError, Queue, Received, RowsReplacement, RowsState, Store, StoredFacts,
 };
 use em_core::rows::{Linked, Observations};
@@ -159,6 +159,10 @@ CREATE TABLE IF NOT EXISTS o_days (
 CREATE INDEX IF NOT EXISTS o_days_day ON o_days (day);
 CREATE TABLE IF NOT EXISTS o_versions (service TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- Once-only sends (digests): a claim is a lease until `until`, final once `sent`.
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY, owner TEXT NOT NULL, until INTEGER NOT NULL, sent INTEGER NOT NULL)
+    WITHOUT ROWID;
 "#;
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -1011,6 +1015,41 @@ impl Store for EmbeddedStore {
         self.write(move |c| {
             c.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
                 .execute(params![key, value])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Outbox for EmbeddedStore {
+    async fn claim(
+        &self,
+        key: String,
+        owner: String,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool, PortError> {
+        self.write(move |c| {
+            let changed = c
+                .prepare_cached(
+                    "INSERT INTO outbox (key, owner, until, sent) VALUES (?1, ?2, ?3, 0)
+                     ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                     WHERE outbox.sent = 0 AND outbox.until <= ?4",
+                )?
+                .execute(params![key, owner, until, now])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn settle(&self, key: String, owner: String, sent: bool) -> Result<(), PortError> {
+        self.write(move |c| {
+            let sql = if sent {
+                "UPDATE outbox SET sent = 1 WHERE key = ?1 AND owner = ?2"
+            } else {
+                "DELETE FROM outbox WHERE key = ?1 AND owner = ?2 AND sent = 0"
+            };
+            c.prepare_cached(sql)?.execute(params![key, owner])?;
             Ok(())
         })
         .await

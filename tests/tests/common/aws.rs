@@ -375,3 +375,34 @@ pub async fn reference_aggregator(
     .unwrap_or_else(|e| panic!("reference table: {e}{}", server_log_hint()));
     em_aggregator::Aggregator::new(em_aws::DynamoStore::new(sdk, table), config)
 }
+
+/// A sender address of its own, verified in SES.
+pub async fn verified_sender(sdk: &SdkConfig, tag: &str) -> String {
+    let from = format!("{tag}@acme.test");
+    aws_sdk_sesv2::Client::new(sdk)
+        .create_email_identity()
+        .email_identity(&from)
+        .send()
+        .await
+        .expect("verified sender");
+    from
+}
+
+/// The raw emails SES took from `from`, as the server keeps them (`/moto-api/data.json`).
+pub async fn emails_from(from: &str) -> Vec<Value> {
+    let data: Value = crate::common::client()
+        .get(format!("{}/moto-api/data.json", endpoint()))
+        .send()
+        .await
+        .expect("server data")
+        .json()
+        .await
+        .expect("JSON");
+    data["ses"]["RawMessage"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m["source"] == from)
+        .collect()
+}

@@ -40,6 +40,15 @@ fi
 PATH="$PWD/$venv/bin:$PATH"
 export PATH
 
+# The browser tests open the email digest in Debian's headless Chromium, driven through ChromeDriver.
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+    echo "installing chromium and chromium-driver (apt)" >&2
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 # One AWS-compatible server for the whole run: every test creates resources under names of its own.
 free_port() {
     python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

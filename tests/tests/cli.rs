@@ -380,6 +380,41 @@ repositories = ["acme/search"]
     );
     let png = std::fs::read(out.join("chart.png")).expect("chart.png");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+
+    // The email as a person sees it, in headless Chromium: its rendered text holds the API's figures for the
+    // same team and week, the chart loaded, and the screenshot is a page with content, not a blank one.
+    let page = common::browser::render(&out.join("email.html"), 720, 1400).await;
+    let df = &api["deployment_frequency"];
+    let mut want = vec![
+        "Weekly DORA digest — team web".to_string(),
+        "2025-04-07 to 2025-04-14 (UTC)".to_string(),
+        format!(
+            "{:.2}/day ({})",
+            df["per_day"].as_f64().expect("per day"),
+            df["level"].as_str().expect("a level")
+        ),
+        format!("Deployments {} · failed attempts", df["deployments"]),
+    ];
+    if let Some(s) = api["lead_time"]["median_seconds"].as_f64() {
+        want.push(em_notify::duration(s));
+    }
+    if let Some(r) = api["change_failure_rate"]["ratio"].as_f64() {
+        want.push(format!("{:.1}%", r * 100.0));
+    }
+    for w in &want {
+        assert!(
+            page.text.contains(w.as_str()),
+            "{w:?} in the rendered page:\n{}",
+            page.text
+        );
+    }
+    assert_eq!(page.image_widths, [600], "the chart loaded at its width");
+    let (colours, inked) = common::browser::ink(&page.png);
+    assert!(
+        colours > 16 && inked > 0.02,
+        "a screenshot with content: {colours} colours, {:.1}% inked",
+        inked * 100.0
+    );
     let slack: Value = serde_json::from_str(&read("slack.json")).expect("slack JSON");
     assert_eq!(slack["blocks"][0]["type"], "header");
     let teams: Value = serde_json::from_str(&read("teams.json")).expect("teams JSON");

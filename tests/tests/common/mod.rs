@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod browser;
 pub mod hooks;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

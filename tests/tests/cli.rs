@@ -275,11 +275,11 @@ repositories = ["acme/search"]
     aggregator.ensure_config_current().await.expect("config");
     let sha = |n: i64| format!("{n:040}");
     let mut facts = Vec::new();
-    // Four deployments last week and eight the week before, each shipping one commit pushed an hour
-    // earlier.
-    for (n, t) in (0..4)
-        .map(|i| AT - 6 * DAY + i * DAY)
-        .chain((0..8).map(|i| AT - 13 * DAY + i * 12 * 3_600_000))
+    // Eight deployments the week before and four last week, in that order; deployment n ships its own
+    // commit n, made n hours before it.
+    for (n, t) in (0..8)
+        .map(|i| AT - 13 * DAY + i * 12 * 3_600_000)
+        .chain((0..4).map(|i| AT - 6 * DAY + i * DAY))
         .enumerate()
     {
         let n = n as i64 + 1;
@@ -361,6 +361,33 @@ repositories = ["acme/search"]
         assert_eq!(digest["figures"][metric], api[metric], "{metric}");
     }
     assert_eq!(api["deployment_frequency"]["deployments"], 4);
+    // Last week's commits (9 to 12) took 9 to 12 hours to production: the three slowest, with their pages.
+    let slow: Vec<(String, f64, String)> = digest["highlights"]["slowest_changes"]
+        .as_array()
+        .expect("slowest changes")
+        .iter()
+        .map(|c| {
+            (
+                c["sha"].as_str().unwrap_or_default().to_string(),
+                c["lead_time_seconds"].as_f64().unwrap_or_default(),
+                c["url"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let commit = |n: i64| format!("https://github.com/acme/shop/commit/{}", sha(n));
+    assert_eq!(
+        slow,
+        [
+            (sha(12), 12.0 * 3600.0, commit(12)),
+            (sha(11), 11.0 * 3600.0, commit(11)),
+            (sha(10), 10.0 * 3600.0, commit(10)),
+        ]
+    );
+    assert_eq!(digest["highlights"]["rollbacks"], 0);
+    assert_eq!(
+        digest["highlights"]["longest_recoveries"],
+        serde_json::json!([])
+    );
     // Four against eight the week before: down by half, which the digest says.
     assert_eq!(digest["counts"]["deployments"], 4);
     assert_eq!(digest["anomalies"][0]["kind"], "deployments_down");
@@ -408,6 +435,13 @@ repositories = ["acme/search"]
             page.text
         );
     }
+    assert!(
+        page.text.contains("Slowest changes")
+            && page.text.contains("0000000 acme/shop (shop): 12h 0m"),
+        "{}",
+        page.text
+    );
+    assert!(html.contains(&format!("href=\"{}\"", commit(12))), "{html}");
     assert_eq!(page.image_widths, [600], "the chart loaded at its width");
     let (colours, inked) = common::browser::ink(&page.png);
     assert!(

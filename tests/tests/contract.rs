@@ -130,6 +130,12 @@ trait StoreAny {
         to: i64,
     ) -> std::pin::Pin<Box<dyn Future<Output = em_core::ports::DeliveryFacts> + '_>>;
     fn shipped(&self, service: &str, shas: Vec<String>) -> Boxed<'_, Vec<(String, i64)>>;
+    fn linked(
+        &self,
+        services: Option<Vec<String>>,
+        from: i64,
+        to: i64,
+    ) -> Boxed<'_, Vec<(String, Linked)>>;
 }
 
 /// What a window's observations say, in a shape easy to compare.
@@ -180,6 +186,20 @@ impl<S: Store + MetricsReader> StoreAny for S {
     }
     fn retain(&self, keep: Vec<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(async move { self.retain_rows(keep).await.expect("retain") })
+    }
+    fn linked(
+        &self,
+        services: Option<Vec<String>>,
+        from: i64,
+        to: i64,
+    ) -> Boxed<'_, Vec<(String, Linked)>> {
+        Box::pin(async move {
+            let mut rows = MetricsReader::rows(self, services, from, to)
+                .await
+                .expect("rows");
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows
+        })
     }
     fn rows(
         &self,
@@ -489,6 +509,7 @@ fn derived(days: std::ops::Range<i64>, failed_every: i64) -> Linked {
             frontier: None,
             failed: day % failed_every == 0,
             rework: day % 3 == 0,
+            rollback: false,
         });
         d.changes.push(ChangeRow {
             sha: format!("c{day}"),
@@ -590,6 +611,42 @@ async fn metric_rows_are_replaced_whole_and_read_by_exact_window() {
             s.meta("fingerprint", Some("def")).await.as_deref(),
             Some("def")
         );
+    })
+    .await;
+}
+
+/// The rows a digest names its changes, recoveries and rollbacks from: each service's, by exact window, with
+/// every field as linked (the rollback flag included).
+#[tokio::test]
+async fn linked_rows_are_read_back_by_service_and_window() {
+    both_stores(|name, s| async move {
+        let mut shop = derived(0..10, 5);
+        shop.deployments[4].rollback = true;
+        s.replace("shop", shop.clone()).await;
+        s.replace("search", derived(3..5, 2)).await;
+        let from = T0 + 2 * DAY + 3_600_000;
+        let to = T0 + 6 * DAY + 3_600_000;
+        let got = s.linked(Some(vec!["shop".into()]), from, to).await;
+        assert_eq!(got.len(), 1, "{name}");
+        let (service, rows) = &got[0];
+        assert_eq!(service, "shop");
+        let mut want = Linked {
+            deployments: shop.deployments[2..6].to_vec(),
+            changes: shop.changes[2..6].to_vec(),
+            incidents: shop.incidents[2..6].to_vec(),
+        };
+        let mut rows = rows.clone();
+        for l in [&mut want, &mut rows] {
+            l.deployments.sort_by(|a, b| a.key.cmp(&b.key));
+            l.changes.sort_by(|a, b| a.sha.cmp(&b.sha));
+            l.incidents.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        assert_eq!(rows, want, "{name}: days 2 to 5, as written");
+        assert!(rows.deployments.iter().any(|d| d.rollback), "{name}");
+        let every = s.linked(None, T0, T0 + 30 * DAY).await;
+        let names: Vec<&str> = every.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["search", "shop"], "{name}: every service");
+        assert_eq!(every[0].1.deployments.len(), 2, "{name}");
     })
     .await;
 }
@@ -1414,6 +1471,7 @@ async fn delivery_facts_are_read_by_window_with_each_pull_requests_stages() {
                         frontier: None,
                         failed: false,
                         rework: false,
+                        rollback: false,
                     }],
                     changes: [&first, &merge]
                         .iter()

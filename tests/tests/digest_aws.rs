@@ -169,7 +169,7 @@ async fn digests_go_out_by_ses_and_sns() {
         "{message}"
     );
     assert!(
-        message.contains("Deployments 0 · failed attempts 0 · rework 0"),
+        message.contains("Deployments 0 · failed attempts 0 · rollbacks 0 · rework 0"),
         "{message}"
     );
 }

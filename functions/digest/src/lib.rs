@@ -56,8 +56,12 @@ pub async fn digest_of<R: MetricsReader>(
     let bounds = calendar::boundaries(to, period, tz, PERIODS_READ);
     let (from, to) = digest::reads(&bounds);
     let obs =
-        em_metrics::delivery::with_day_observations(reader, config, services, from, to).await?;
-    Ok(digest::digest_with(&obs, period, &bounds, tz.name()))
+        em_metrics::delivery::with_day_observations(reader, config, services.clone(), from, to)
+            .await?;
+    let mut d = digest::digest_with(&obs, period, &bounds, tz.name());
+    let rows = reader.rows(services, d.from, d.to).await?;
+    d.highlights = digest::highlights(&rows, d.from, d.to, config.links());
+    Ok(d)
 }
 
 /// Where a team's address for `channel` is kept: `<team>/<channel>` in the addresses secret (a JSON object;

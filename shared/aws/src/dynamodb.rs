@@ -1366,6 +1366,24 @@ impl MetricsReader for DynamoStore {
         Store::get_meta(self, key).await
     }
 
+    async fn rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(String, Linked)>, PortError> {
+        let services = match services {
+            Some(s) => s,
+            None => self.services().await?,
+        };
+        let mut out = Vec::with_capacity(services.len());
+        for service in services {
+            let rows = self.rows_between(&service, from, Some(to)).await?;
+            out.push((service, rows));
+        }
+        Ok(out)
+    }
+
     async fn delivery(
         &self,
         repos: Option<Vec<String>>,
@@ -1410,6 +1428,7 @@ mod tests {
                 frontier: None,
                 failed: true,
                 rework: false,
+                rollback: false,
             }],
             changes: (0..(ROWS_PER_PART as i64 + 1)).map(change).collect(),
             incidents: vec![],

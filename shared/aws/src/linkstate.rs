@@ -167,6 +167,9 @@ fn deployment_attrs(d: &DeploymentRow) -> Item {
         ("failed".to_string(), b(d.failed)),
         ("rework".to_string(), b(d.rework)),
     ]);
+    if d.rollback {
+        item.insert("rollback".into(), b(true));
+    }
     if let Some(f) = &d.frontier {
         item.insert("frontier".into(), s(f));
     }
@@ -183,6 +186,7 @@ fn deployment_row(item: &Item) -> Result<DeploymentRow, PortError> {
         frontier: get_opt_s(item, "frontier"),
         failed: get_b(item, "failed"),
         rework: get_b(item, "rework"),
+        rollback: get_b(item, "rollback"),
     })
 }
 
@@ -298,27 +302,25 @@ impl DynamoStore {
     /// A service's rows from `from` on: deployments by time, changes by their deployment's time, incidents
     /// by opening.
     pub(crate) async fn rows_from(&self, service: &str, from: Millis) -> Result<Linked, PortError> {
+        self.rows_between(service, from, None).await
+    }
+
+    /// A service's rows in `[from, to)` (to the end without `to`): deployments by time, changes by their
+    /// deployment's time, incidents by opening.
+    pub(crate) async fn rows_between(
+        &self,
+        service: &str,
+        from: Millis,
+        to: Option<Millis>,
+    ) -> Result<Linked, PortError> {
         let pk = metric_pk(service);
         let t = tkey(from);
+        // Sort keys are `<kind>#<time>#...`: `<kind>#<to>` sorts before every item at `to` itself.
+        let end = |kind: &str| to.map_or(format!("{kind}#~"), |to| format!("{kind}#{}", tkey(to)));
         let (d, c, i) = tokio::join!(
-            self.query_range(
-                &pk,
-                Range::Between(format!("D#{t}"), "D#~".into()),
-                true,
-                None
-            ),
-            self.query_range(
-                &pk,
-                Range::Between(format!("c#{t}"), "c#~".into()),
-                true,
-                None
-            ),
-            self.query_range(
-                &pk,
-                Range::Between(format!("O#{t}"), "O#~".into()),
-                true,
-                None
-            ),
+            self.query_range(&pk, Range::Between(format!("D#{t}"), end("D")), true, None),
+            self.query_range(&pk, Range::Between(format!("c#{t}"), end("c")), true, None),
+            self.query_range(&pk, Range::Between(format!("O#{t}"), end("O")), true, None),
         );
         Ok(Linked {
             deployments: d?.iter().map(deployment_row).collect::<Result<_, _>>()?,
@@ -724,6 +726,7 @@ mod tests {
                 frontier: Some("0123456789".into()),
                 failed: true,
                 rework: false,
+                rollback: false,
             }],
             changes: vec![ChangeRow {
                 sha: "abcdef0".into(),

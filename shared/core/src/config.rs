@@ -72,6 +72,39 @@ struct RawConfig {
     services: Vec<ServiceConfig>,
     #[serde(default)]
     teams: Vec<TeamConfig>,
+    #[serde(default)]
+    links: Links,
+}
+
+/// Where a digest links a commit or an incident: URL templates. `{repo}`, `{sha}` and `{id}` are replaced.
+/// Without `commit`, a commit of a repository deployed through GitHub, GitLab or Bitbucket links to that
+/// host's cloud; without `incident`, incidents are named by id only (docs/digests.md).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Links {
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub incident: Option<String>,
+}
+
+impl Links {
+    /// The page of commit `sha` of `repo`, which a deployment of `provider` shipped.
+    pub fn commit_url(&self, provider: &str, repo: &str, sha: &str) -> Option<String> {
+        let template = match (&self.commit, provider) {
+            (Some(t), _) => t.as_str(),
+            (None, "github") => "https://github.com/{repo}/commit/{sha}",
+            (None, "gitlab") => "https://gitlab.com/{repo}/-/commit/{sha}",
+            (None, "bitbucket") => "https://bitbucket.org/{repo}/commits/{sha}",
+            (None, _) => return None,
+        };
+        Some(template.replace("{repo}", repo).replace("{sha}", sha))
+    }
+
+    /// The page of incident `id`.
+    pub fn incident_url(&self, id: &str) -> Option<String> {
+        self.incident.as_ref().map(|t| t.replace("{id}", id))
+    }
 }
 
 /// Where a team's digests go (docs/digests.md). The channels' addresses (webhook URLs, email addresses, topic
@@ -180,6 +213,7 @@ pub struct Config {
     /// Lower-cased repository full name -> service name (GitHub and GitLab treat paths case-insensitively).
     by_repo: HashMap<String, String>,
     by_alias: HashMap<String, String>,
+    links: Links,
 }
 
 impl Default for Config {
@@ -228,13 +262,20 @@ impl Config {
                     .as_millis() as Millis,
             ),
         };
-        Config::from_services(
+        let mut config = Config::from_services(
             raw.production_environments,
             window,
             raw.deploy,
             raw.services,
             raw.teams,
-        )
+        )?;
+        config.links = raw.links;
+        Ok(config)
+    }
+
+    /// Where digests link commits and incidents.
+    pub fn links(&self) -> &Links {
+        &self.links
     }
 
     fn from_services(
@@ -340,6 +381,7 @@ impl Config {
             teams,
             by_repo,
             by_alias,
+            links: Links::default(),
         })
     }
 

@@ -635,6 +635,16 @@ pub trait MetricsReader: Send + Sync + 'static {
         &self,
         key: String,
     ) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+
+    /// The linked rows of `services` (every service when `None`) in `[from, to)`, by service: deployments
+    /// by time, changes by their deployment's time, incidents by opening. What a digest names (its slowest
+    /// changes, longest recoveries, rollbacks); the figures come from [`MetricsReader::observations`].
+    fn rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<(String, Linked)>, PortError>> + Send;
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub struct DeploymentRow {
     /// Had an incident attributed to it, or was rolled back.
     pub failed: bool,
     pub rework: bool,
+    /// Rolled the previous deployment back: an earlier version again, or the provider's rollback (a
+    /// rollback release, a circuit breaker's). Also rework; digests count rollbacks apart.
+    pub rollback: bool,
 }
 
 /// A commit shipped to production by the first deployment that reached it.
@@ -628,6 +631,7 @@ mod tests {
                 frontier: None,
                 failed: true,
                 rework: false,
+                rollback: false,
             }],
             changes: vec![ChangeRow {
                 sha: "a".into(),

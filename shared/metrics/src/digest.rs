@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::dora::{figures, Figures};
 use em_core::calendar::{boundaries, UTC};
-use em_core::rows::{Observations, DAY};
+use em_core::config::Links;
+use em_core::rows::{Linked, Observations, DAY};
 use em_core::time::Millis;
 
 pub use em_core::calendar::Period;
@@ -113,6 +114,103 @@ pub enum Anomaly {
     },
 }
 
+/// How many changes and recoveries a digest names.
+pub const HIGHLIGHTS: usize = 3;
+
+/// A change among the period's slowest to reach production.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowChange {
+    pub service: String,
+    pub repo: String,
+    pub sha: String,
+    /// Commit to production.
+    pub lead_time_seconds: f64,
+    /// Its commit's page, where [`Links`] knows one.
+    pub url: Option<String>,
+}
+
+/// An incident among the period's longest to recover from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LongRecovery {
+    pub service: String,
+    pub incident: String,
+    pub recovery_seconds: f64,
+    pub url: Option<String>,
+}
+
+/// What a digest names, from the period's linked rows: rollbacks counted apart from the rest of the rework,
+/// the slowest changes and the longest recoveries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Highlights {
+    pub rollbacks: u64,
+    pub slowest_changes: Vec<SlowChange>,
+    pub longest_recoveries: Vec<LongRecovery>,
+}
+
+/// The highlights of the rows of `[from, to)` (by service), the [`HIGHLIGHTS`] slowest changes (deployed in
+/// the period) and longest recoveries (incidents opened in it and resolved), ties by name.
+pub fn highlights(
+    rows: &[(String, Linked)],
+    from: Millis,
+    to: Millis,
+    links: &Links,
+) -> Highlights {
+    let within = |t: Millis| from <= t && t < to;
+    let rollbacks = rows
+        .iter()
+        .flat_map(|(_, l)| &l.deployments)
+        .filter(|d| d.rollback && within(d.time))
+        .count() as u64;
+    let mut changes: Vec<SlowChange> = rows
+        .iter()
+        .flat_map(|(service, l)| l.changes.iter().map(move |c| (service, c)))
+        .filter(|(_, c)| within(c.deployment_time) && c.deployment_time > c.commit_time)
+        .map(|(service, c)| SlowChange {
+            service: service.clone(),
+            repo: c.repo.clone(),
+            sha: c.sha.clone(),
+            lead_time_seconds: (c.deployment_time - c.commit_time) as f64 / 1000.0,
+            url: links.commit_url(provider_of(&c.deployment_key), &c.repo, &c.sha),
+        })
+        .collect();
+    changes.sort_by(|a, b| {
+        b.lead_time_seconds
+            .total_cmp(&a.lead_time_seconds)
+            .then_with(|| (&a.service, &a.sha).cmp(&(&b.service, &b.sha)))
+    });
+    changes.truncate(HIGHLIGHTS);
+    let mut recoveries: Vec<LongRecovery> = rows
+        .iter()
+        .flat_map(|(service, l)| l.incidents.iter().map(move |i| (service, i)))
+        .filter(|(_, i)| within(i.opened))
+        .filter_map(|(service, i)| {
+            let resolved = i.resolved?;
+            Some(LongRecovery {
+                service: service.clone(),
+                incident: i.id.clone(),
+                recovery_seconds: (resolved - i.opened) as f64 / 1000.0,
+                url: links.incident_url(&i.id),
+            })
+        })
+        .collect();
+    recoveries.sort_by(|a, b| {
+        b.recovery_seconds
+            .total_cmp(&a.recovery_seconds)
+            .then_with(|| (&a.service, &a.incident).cmp(&(&b.service, &b.incident)))
+    });
+    recoveries.truncate(HIGHLIGHTS);
+    Highlights {
+        rollbacks,
+        slowest_changes: changes,
+        longest_recoveries: recoveries,
+    }
+}
+
+/// The provider of a deployment key (`provider/repo/id`).
+fn provider_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or_default()
+}
+
 /// One period of the trend.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Point {
@@ -135,6 +233,8 @@ pub struct Digest {
     pub anomalies: Vec<Anomaly>,
     /// Deployments and median lead time of the last [`TREND_PERIODS`] periods, oldest first.
     pub trend: Vec<Point>,
+    /// Named from the period's linked rows ([`highlights`]); empty until the caller reads them.
+    pub highlights: Highlights,
 }
 
 fn mean_sd(values: &[f64]) -> (f64, f64) {
@@ -288,6 +388,7 @@ pub fn digest_with(
         trend,
         period,
         time_zone: time_zone.to_string(),
+        highlights: Highlights::default(),
         from: at(1),
         to,
         figures: now,
@@ -456,5 +557,133 @@ mod tests {
         incident(&mut calm, 0, None);
         incident(&mut calm, 0, None);
         assert!(digest(&calm, Period::Week, T).anomalies.is_empty());
+    }
+
+    #[test]
+    fn highlights_name_the_slowest_changes_the_longest_recoveries_and_count_rollbacks() {
+        use em_core::rows::{ChangeRow, DeploymentRow, IncidentRow};
+        const H: Millis = 3_600_000;
+        let from = T - WEEK;
+        let deployment = |key: &str, time: Millis, rollback: bool| DeploymentRow {
+            key: key.into(),
+            repo: "acme/shop".into(),
+            environment: "production".into(),
+            time,
+            sha: "f".repeat(40),
+            frontier: None,
+            failed: false,
+            rework: rollback,
+            rollback,
+        };
+        let change = |sha: &str, key: &str, deployed: Millis, lead: Millis| ChangeRow {
+            sha: sha.into(),
+            repo: "acme/shop".into(),
+            environment: "production".into(),
+            deployment_key: key.into(),
+            deployment_time: deployed,
+            commit_time: deployed - lead,
+            unlisted: 0,
+        };
+        let incident = |id: &str, opened: Millis, recovery: Option<Millis>| IncidentRow {
+            id: id.into(),
+            opened,
+            acknowledged: None,
+            resolved: recovery.map(|r| opened + r),
+            attributed_to: None,
+        };
+        let shop = Linked {
+            deployments: vec![
+                deployment("github/acme/shop/1", from + H, false),
+                deployment("github/acme/shop/2", from + 2 * H, true),
+                // Before the period: its rollback is last week's.
+                deployment("github/acme/shop/0", from - H, true),
+            ],
+            changes: vec![
+                change("a1", "github/acme/shop/1", from + H, 5 * H),
+                change("a2", "github/acme/shop/1", from + H, 9 * H),
+                change("a3", "gitlab/acme/shop/2", from + 2 * H, 2 * H),
+                change("a4", "circleci/acme/shop/2", from + 2 * H, 7 * H),
+                // Deployed before the period, and a commit dated after its deployment.
+                change("a0", "github/acme/shop/0", from - H, 50 * H),
+                change("a5", "github/acme/shop/1", from + H, -H),
+            ],
+            incidents: vec![
+                incident("P1", from + 3 * H, Some(2 * H)),
+                incident("P2", from + 4 * H, None),
+                incident("P3", T, Some(90 * H)),
+            ],
+        };
+        let search = Linked {
+            incidents: vec![incident("P9", from + 5 * H, Some(6 * H))],
+            ..Linked::default()
+        };
+        let rows = vec![("shop".to_string(), shop), ("search".to_string(), search)];
+        let links = Links {
+            commit: None,
+            incident: Some("https://acme.pagerduty.com/incidents/{id}".into()),
+        };
+        let h = highlights(&rows, from, T, &links);
+        assert_eq!(h.rollbacks, 1);
+        let slow: Vec<(&str, f64, Option<&str>)> = h
+            .slowest_changes
+            .iter()
+            .map(|c| (c.sha.as_str(), c.lead_time_seconds, c.url.as_deref()))
+            .collect();
+        assert_eq!(
+            slow,
+            [
+                (
+                    "a2",
+                    9.0 * 3600.0,
+                    Some("https://github.com/acme/shop/commit/a2")
+                ),
+                ("a4", 7.0 * 3600.0, None),
+                (
+                    "a1",
+                    5.0 * 3600.0,
+                    Some("https://github.com/acme/shop/commit/a1")
+                ),
+            ]
+        );
+        let long: Vec<(&str, &str, f64, Option<&str>)> = h
+            .longest_recoveries
+            .iter()
+            .map(|r| {
+                (
+                    r.service.as_str(),
+                    r.incident.as_str(),
+                    r.recovery_seconds,
+                    r.url.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            long,
+            [
+                (
+                    "search",
+                    "P9",
+                    6.0 * 3600.0,
+                    Some("https://acme.pagerduty.com/incidents/P9")
+                ),
+                (
+                    "shop",
+                    "P1",
+                    2.0 * 3600.0,
+                    Some("https://acme.pagerduty.com/incidents/P1")
+                ),
+            ]
+        );
+        // A configured template serves every repository, self-hosted ones included.
+        let own = Links {
+            commit: Some("https://git.acme.test/{repo}/-/commit/{sha}".into()),
+            incident: None,
+        };
+        let h = highlights(&rows, from, T, &own);
+        assert_eq!(
+            h.slowest_changes[1].url.as_deref(),
+            Some("https://git.acme.test/acme/shop/-/commit/a4")
+        );
+        assert_eq!(h.longest_recoveries[0].url, None);
     }
 }

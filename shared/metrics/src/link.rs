@@ -607,6 +607,7 @@ pub async fn relink<L: Links>(
                 frontier: frontiers[i].clone(),
                 failed: has_incident[i] || rolled_back[i],
                 rework: rollback[i] || open_incident || reverts[i] || d.rework,
+                rollback: rollback[i] || d.rework,
             }
         })
         .collect();

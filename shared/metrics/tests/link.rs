@@ -335,3 +335,41 @@ async fn a_late_incident_fails_the_deployment_before_it_and_makes_the_next_rewor
     let all: Vec<Fact> = early.into_iter().chain(late).collect();
     assert_eq!(after, whole(&config, &all).await);
 }
+
+#[tokio::test]
+async fn a_redeployed_earlier_version_is_a_rollback_and_an_incidents_rework_is_not() {
+    let config = config();
+    let a = commits(&["a1", "a2", "a3"], T0);
+    let facts = vec![
+        push(NULL_SHA, &a),
+        deployment("d1", "a1", T0 + 10 * H, "production"),
+        deployment("d2", "a2", T0 + 20 * H, "production"),
+        // a1 again: d2 is rolled back.
+        deployment("d3", "a1", T0 + 21 * H, "production"),
+        incident("P1", "e1", IncidentEventKind::Opened, T0 + 21 * H + H / 2),
+        // Out while P1 (attributed to d3) is open: rework, not a rollback.
+        deployment("d4", "a3", T0 + 22 * H, "production"),
+    ];
+    let rows = whole(&config, &facts).await;
+    let flags: Vec<(String, bool, bool, bool)> = rows
+        .deployments
+        .iter()
+        .map(|d| {
+            let name = d.key.rsplit('/').next().unwrap_or_default().to_string();
+            (name, d.failed, d.rework, d.rollback)
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("d1".to_string(), false, false, false),
+            ("d2".to_string(), true, false, false),
+            ("d3".to_string(), true, true, true),
+            ("d4".to_string(), false, true, false),
+        ]
+    );
+    assert_eq!(
+        incrementally(&config, std::slice::from_ref(&facts)).await,
+        rows
+    );
+}

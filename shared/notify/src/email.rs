@@ -6,7 +6,9 @@ use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 use plotters::prelude::*;
 
-use crate::{anomaly_line, count_lines, figure_lines, span, text, title, Audience};
+use crate::{
+    anomaly_line, count_lines, figure_lines, highlight_lines, span, text, title, Audience,
+};
 
 /// The chart's size in pixels.
 pub const CHART_WIDTH: u32 = 600;
@@ -153,6 +155,26 @@ pub fn html(d: &Digest, who: &Audience, chart_src: Option<&str>) -> String {
             .collect();
         format!("<h2 style=\"font-size:16px;color:#b45309;margin:16px 0 4px;\">Look at</h2><ul style=\"margin:0;padding-left:20px;font-size:14px;color:#92400e;\">{items}</ul>")
     };
+    let named: String = highlight_lines(d)
+        .into_iter()
+        .map(|(heading, named)| {
+            let items: String = named
+                .iter()
+                .map(|n| {
+                    let label = match &n.url {
+                        Some(u) => format!(
+                            "<a href=\"{}\" style=\"color:#1d4ed8;\">{}</a>",
+                            escape(u),
+                            escape(&n.label)
+                        ),
+                        None => escape(&n.label),
+                    };
+                    format!("<li style=\"margin:2px 0;\">{label}: {}</li>", escape(&n.took))
+                })
+                .collect();
+            format!("<h2 style=\"font-size:16px;color:#111827;margin:16px 0 4px;\">{}</h2><ul style=\"margin:0;padding-left:20px;font-size:14px;color:#374151;\">{items}</ul>", escape(heading))
+        })
+        .collect();
     let chart = chart_src.map_or(String::new(), |src| {
         format!(
             "<h2 style=\"font-size:16px;color:#111827;margin:16px 0 4px;\">The last {} periods</h2>\
@@ -171,7 +193,7 @@ pub fn html(d: &Digest, who: &Audience, chart_src: Option<&str>) -> String {
          <h1 style=\"font-size:20px;color:#111827;margin:0 0 4px;\">{title}</h1>\
          <p style=\"margin:0 0 16px;font-size:13px;color:#6b7280;\">{span}</p>\
          <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"border-collapse:collapse;\">{rows}</table>\
-         <div style=\"margin-top:16px;\">{counts}</div>{anomalies}{chart}\
+         <div style=\"margin-top:16px;\">{counts}</div>{anomalies}{named}{chart}\
          <p style=\"margin:20px 0 0;font-size:12px;color:#9ca3af;\">Sent by EM Agent. Definitions: docs/metrics.md.</p>\
          </td></tr></table></td></tr></table></body></html>\n",
         title = escape(&title(d, who)),

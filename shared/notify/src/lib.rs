@@ -126,14 +126,64 @@ pub fn count_lines(d: &Digest) -> [String; 2] {
     let c = &d.counts;
     [
         format!(
-            "Deployments {} · failed attempts {} · rework {}",
-            c.deployments, c.failed_attempts, c.rework
+            "Deployments {} · failed attempts {} · rollbacks {} · rework {}",
+            c.deployments, c.failed_attempts, d.highlights.rollbacks, c.rework
         ),
         format!(
             "Incidents opened {} · resolved {} · still open {}",
             c.incidents_opened, c.incidents_resolved, c.incidents_open
         ),
     ]
+}
+
+/// One named change or incident: what it is, how long it took, and its page where known.
+pub struct Named {
+    pub label: String,
+    pub took: String,
+    pub url: Option<String>,
+}
+
+/// The slowest changes and the longest recoveries, each under its heading; a heading without any is left
+/// out.
+pub fn highlight_lines(d: &Digest) -> Vec<(&'static str, Vec<Named>)> {
+    let h = &d.highlights;
+    let changes: Vec<Named> = h
+        .slowest_changes
+        .iter()
+        .map(|c| Named {
+            label: format!(
+                "{} {} ({})",
+                c.sha.chars().take(7).collect::<String>(),
+                c.repo,
+                c.service
+            ),
+            took: duration(c.lead_time_seconds),
+            url: c.url.clone(),
+        })
+        .collect();
+    let recoveries: Vec<Named> = h
+        .longest_recoveries
+        .iter()
+        .map(|r| Named {
+            label: format!("{} ({})", r.incident, r.service),
+            took: duration(r.recovery_seconds),
+            url: r.url.clone(),
+        })
+        .collect();
+    [
+        ("Slowest changes", changes),
+        ("Longest recoveries", recoveries),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect()
+}
+
+/// Slack's mrkdwn escapes: `&`, `<` and `>` would start entities and links.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// An anomaly in a sentence.
@@ -217,6 +267,15 @@ pub fn text(d: &Digest, who: &Audience) -> String {
             out.push_str(&format!("- {}\n", anomaly_line(a, d.period)));
         }
     }
+    for (heading, named) in highlight_lines(d) {
+        out.push_str(&format!("\n{heading}:\n"));
+        for n in named {
+            match n.url {
+                Some(u) => out.push_str(&format!("- {}: {} {u}\n", n.label, n.took)),
+                None => out.push_str(&format!("- {}: {}\n", n.label, n.took)),
+            }
+        }
+    }
     out
 }
 
@@ -258,6 +317,22 @@ pub fn slack(d: &Digest, who: &Audience) -> Value {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
             "text": cut(format!("*Look at*\n{}", lines.join("\n")), SLACK_TEXT_MAX)}}));
     }
+    for (heading, named) in highlight_lines(d) {
+        let lines: Vec<String> = named
+            .iter()
+            .map(|n| match &n.url {
+                Some(u) => format!(
+                    "• <{}|{}>: {}",
+                    slack_escape(u),
+                    slack_escape(&n.label),
+                    n.took
+                ),
+                None => format!("• {}: {}", slack_escape(&n.label), n.took),
+            })
+            .collect();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": cut(format!("*{heading}*\n{}", lines.join("\n")), SLACK_TEXT_MAX)}}));
+    }
     blocks.truncate(SLACK_BLOCKS_MAX);
     json!({"text": cut(format!("{} · {}", title(d, who), span(d)), SLACK_TEXT_MAX), "blocks": blocks})
 }
@@ -292,6 +367,16 @@ pub fn teams(d: &Digest, who: &Audience) -> Value {
                 json!({"type": "TextBlock", "text": format!("- {}", anomaly_line(a, d.period)),
                              "wrap": true, "color": "Attention"}),
             );
+        }
+    }
+    for (heading, named) in highlight_lines(d) {
+        body.push(json!({"type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": true}));
+        for n in named {
+            let text = match &n.url {
+                Some(u) => format!("- [{}]({u}): {}", n.label, n.took),
+                None => format!("- {}: {}", n.label, n.took),
+            };
+            body.push(json!({"type": "TextBlock", "text": text, "wrap": true}));
         }
     }
     json!({
@@ -367,7 +452,7 @@ mod tests {
         assert!(t.contains("14.3% (medium)"), "{t}");
         assert!(t.contains("50m 0s (elite)"), "{t}");
         assert!(
-            t.contains("Deployments 7 · failed attempts 0 · rework 0"),
+            t.contains("Deployments 7 · failed attempts 0 · rollbacks 0 · rework 0"),
             "{t}"
         );
         assert!(
@@ -451,6 +536,58 @@ mod tests {
         assert!(
             raw.contains(&format!("<{}>", email::CHART_CID)),
             "the chart's Content-ID"
+        );
+    }
+
+    #[test]
+    fn named_changes_and_recoveries_link_to_their_pages_in_every_channel() {
+        use em_metrics::digest::{Highlights, LongRecovery, SlowChange};
+        let mut d = sample();
+        let url = "https://github.com/acme/shop/commit/0123456789abcdef";
+        d.highlights = Highlights {
+            rollbacks: 2,
+            slowest_changes: vec![SlowChange {
+                service: "shop".into(),
+                repo: "acme/shop".into(),
+                sha: "0123456789abcdef".into(),
+                lead_time_seconds: 90_000.0,
+                url: Some(url.into()),
+            }],
+            longest_recoveries: vec![LongRecovery {
+                service: "shop".into(),
+                incident: "P<1>&".into(),
+                recovery_seconds: 3_660.0,
+                url: None,
+            }],
+        };
+        let who = Audience::Team("web".into());
+        let t = text(&d, &who);
+        assert!(t.contains(" · rollbacks 2 · "), "{t}");
+        assert!(
+            t.contains(&format!(
+                "Slowest changes:\n- 0123456 acme/shop (shop): 1d 1h {url}\n"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains("Longest recoveries:\n- P<1>& (shop): 1h 1m\n"),
+            "{t}"
+        );
+        let s = slack(&d, &who).to_string();
+        assert!(
+            s.contains(&format!("<{url}|0123456 acme/shop (shop)>: 1d 1h")),
+            "{s}"
+        );
+        assert!(s.contains("• P&lt;1&gt;&amp; (shop): 1h 1m"), "{s}");
+        let card = teams(&d, &who).to_string();
+        assert!(
+            card.contains(&format!("[0123456 acme/shop (shop)]({url}): 1d 1h")),
+            "{card}"
+        );
+        let html = email::html(&d, &who, None);
+        assert!(
+            html.contains(&format!("<a href=\"{url}\"")) && html.contains("P&lt;1&gt;&amp; (shop)"),
+            "{html}"
         );
     }
 }

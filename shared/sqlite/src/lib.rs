@@ -134,7 +134,7 @@ DROP TABLE IF EXISTS m_incidents;
 CREATE TABLE IF NOT EXISTS o_deployments (
     service TEXT NOT NULL, key TEXT NOT NULL, time INTEGER NOT NULL, repo TEXT NOT NULL,
     environment TEXT NOT NULL, sha TEXT NOT NULL, short INTEGER NOT NULL, frontier TEXT, frontier7 TEXT,
-    failed INTEGER NOT NULL, rework INTEGER NOT NULL,
+    failed INTEGER NOT NULL, rework INTEGER NOT NULL, rollback INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (service, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS o_deployments_time ON o_deployments (service, time, key);
 CREATE INDEX IF NOT EXISTS o_deployments_sha ON o_deployments (service, sha);
@@ -659,13 +659,14 @@ fn put_commits(c: &Connection, p: &Push) -> rusqlite::Result<()> {
 
 /// Columns added after their tables: a store written before them gets them, with their defaults.
 fn add_columns(c: &Connection) -> rusqlite::Result<()> {
-    const ADDED: [(&str, &str, &str); 6] = [
+    const ADDED: [(&str, &str, &str); 7] = [
         ("deployments", "rework", "INTEGER NOT NULL DEFAULT 0"),
         ("pull_requests", "sha", "TEXT"),
         ("deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
         ("pushes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
         ("commits", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
         ("o_changes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
+        ("o_deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
     ];
     for (table, column, decl) in ADDED {
         let present = c
@@ -1069,6 +1070,30 @@ impl MetricsReader for EmbeddedStore {
 
     async fn read_meta(&self, key: String) -> Result<Option<String>, PortError> {
         Store::get_meta(self, key).await
+    }
+
+    async fn rows(
+        &self,
+        services: Option<Vec<String>>,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(String, Linked)>, PortError> {
+        self.read(move |c| {
+            let services = match services {
+                Some(s) => s,
+                None => c
+                    .prepare_cached(
+                        "SELECT service FROM o_deployments UNION SELECT service FROM o_incidents",
+                    )?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+            };
+            services
+                .into_iter()
+                .map(|s| Ok((s.clone(), links::rows_between(c, &s, from, to)?)))
+                .collect()
+        })
+        .await
     }
 
     async fn delivery(

@@ -221,6 +221,7 @@ fn deployment_row(r: &Row) -> rusqlite::Result<DeploymentRow> {
         frontier: r.get("frontier")?,
         failed: r.get("failed")?,
         rework: r.get("rework")?,
+        rollback: r.get("rollback")?,
     })
 }
 
@@ -269,7 +270,8 @@ fn incident_row(r: &Row) -> rusqlite::Result<IncidentRow> {
     })
 }
 
-const DEPLOYMENT_COLUMNS: &str = "key, repo, environment, time, sha, frontier, failed, rework";
+const DEPLOYMENT_COLUMNS: &str =
+    "key, repo, environment, time, sha, frontier, failed, rework, rollback";
 const CHANGE_COLUMNS: &str =
     "sha, repo, environment, deployment_key, deployment_time, commit_time, unlisted";
 const INCIDENT_COLUMNS: &str =
@@ -545,7 +547,7 @@ pub(crate) fn version(c: &Connection, service: &str) -> rusqlite::Result<u64> {
 
 /// A service's rows in `[from, to)`: deployments by time, changes by their deployment's time, incidents by
 /// opening.
-fn rows_between(
+pub(crate) fn rows_between(
     c: &Connection,
     service: &str,
     from: Millis,
@@ -579,8 +581,9 @@ fn rows_between(
 fn put_deployment(c: &Connection, service: &str, d: &DeploymentRow) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT OR REPLACE INTO o_deployments
-           (service, key, time, repo, environment, sha, short, frontier, frontier7, failed, rework)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+           (service, key, time, repo, environment, sha, short, frontier, frontier7, failed, rework,
+            rollback)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         service,
@@ -593,7 +596,8 @@ fn put_deployment(c: &Connection, service: &str, d: &DeploymentRow) -> rusqlite:
         d.frontier,
         d.frontier.as_deref().map(frontier7),
         d.failed,
-        d.rework
+        d.rework,
+        d.rollback
     ])?;
     Ok(())
 }

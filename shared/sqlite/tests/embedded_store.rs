@@ -322,6 +322,7 @@ fn linked(times: &[i64]) -> Linked {
                 frontier: (t == 300).then(|| "f00dfeed".to_string()),
                 failed: t % 2 == 0,
                 rework: false,
+                rollback: false,
             })
             .collect(),
         changes: times

@@ -390,14 +390,29 @@ pub async fn verified_sender(sdk: &SdkConfig, tag: &str) -> String {
 
 /// The raw emails SES took from `from`, as the server keeps them (`/moto-api/data.json`).
 pub async fn emails_from(from: &str) -> Vec<Value> {
-    let data: Value = crate::common::client()
-        .get(format!("{}/moto-api/data.json", endpoint()))
-        .send()
-        .await
-        .expect("server data")
-        .json()
-        .await
-        .expect("JSON");
+    // The server dumps its whole state for this answer, and a dump that meets a concurrent write from
+    // another test fails (500): such an answer is asked again, a bounded number of times.
+    let mut data = Value::Null;
+    for attempt in 1..=20 {
+        let answer = crate::common::client()
+            .get(format!("{}/moto-api/data.json", endpoint()))
+            .send()
+            .await
+            .expect("server data");
+        let status = answer.status();
+        match answer.json::<Value>().await {
+            Ok(v) if status.is_success() => {
+                data = v;
+                break;
+            }
+            other => assert!(
+                attempt < 20,
+                "/moto-api/data.json answered {status} {other:?}{}",
+                server_log_hint()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+    }
     data["ses"]["RawMessage"]
         .as_array()
         .cloned()

@@ -433,9 +433,14 @@ mod tests {
                     None => {
                         let readers: &[&str] = match s {
                             "ApiTokenSecret" => &["ApiRole", "ApiFunction", "ApiTokenSecretArn"],
-                            "DigestAddressesSecret" => {
-                                &["DigestRole", "DigestFunction", "DigestAddressesSecretArn"]
-                            }
+                            // The aggregator sends real-time notices to the same addresses.
+                            "DigestAddressesSecret" => &[
+                                "DigestRole",
+                                "DigestFunction",
+                                "DigestAddressesSecretArn",
+                                "AggregatorRole",
+                                "AggregatorFunction",
+                            ],
                             other => panic!("{other}: a secret this test does not know"),
                         };
                         assert!(readers.contains(&name.as_str()), "{name} refers to {s}");

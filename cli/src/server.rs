@@ -412,7 +412,11 @@ async fn shutdown_signal() {
 
 /// Serves on any adapters: `queue` takes the deliveries, `store` the facts and metric rows (for the embedded
 /// backend both are the one SQLite store).
-pub async fn serve<Q: Queue + Inspect, S: Store + MetricsReader + Clone, T: SecretSource>(
+pub async fn serve<
+    Q: Queue + Inspect,
+    S: Store + MetricsReader + em_core::ports::Outbox + Clone,
+    T: SecretSource,
+>(
     opts: ServeOptions,
     queue: Q,
     store: S,
@@ -423,7 +427,23 @@ pub async fn serve<Q: Queue + Inspect, S: Store + MetricsReader + Clone, T: Secr
     let config = Arc::new(opts.config);
     // A configuration change is applied in steps by the consumer, between deliveries; until it is done the
     // API says which configuration its figures reflect.
-    let aggregator = Aggregator::new(store.clone(), config.clone());
+    let mut aggregator = Aggregator::new(store.clone(), config.clone());
+    // Real-time notices, for teams that asked for them, to the addresses in the environment.
+    if config.teams().iter().any(|t| t.notices) {
+        aggregator = aggregator.with_after_linking(Arc::new(em_digest::notices::Notices {
+            store: store.clone(),
+            addresses: em_digest::EnvAddresses,
+            out: em_digest::Outbound {
+                web: em_notify::send::Sender::new(em_digest::notices::policy())?,
+                aws: em_aws::sdk_config().await,
+                from: std::env::var(em_digest::FROM_VAR)
+                    .ok()
+                    .filter(|f| !f.is_empty()),
+            },
+            config: config.clone(),
+            clock: em_core::time::now_millis,
+        }));
+    }
     // One step before listening: on a new or unchanged store that is all there is to do.
     pending_rebuild(&aggregator).await;
     let state = Arc::new(AppState {

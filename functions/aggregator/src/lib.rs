@@ -34,6 +34,8 @@ pub enum Failure {
 pub struct Aggregator<S> {
     pub store: S,
     pub config: Arc<Config>,
+    /// Runs after each batch with the services it re-linked (real-time notices), when set.
+    pub after_linking: Option<Arc<dyn em_core::ports::AfterLinking>>,
 }
 
 /// The services a fact's metrics belong to.
@@ -229,7 +231,17 @@ enum Plan<'a> {
 
 impl<S: Store> Aggregator<S> {
     pub fn new(store: S, config: Arc<Config>) -> Self {
-        Aggregator { store, config }
+        Aggregator {
+            store,
+            config,
+            after_linking: None,
+        }
+    }
+
+    /// The aggregator with `hook` run after each batch (real-time notices).
+    pub fn with_after_linking(mut self, hook: Arc<dyn em_core::ports::AfterLinking>) -> Self {
+        self.after_linking = Some(hook);
+        self
     }
 
     /// Processes a batch; the result has one entry per message, in order.
@@ -389,6 +401,9 @@ impl<S: Store> Aggregator<S> {
                     }
                 }
             }
+        }
+        if let (Some(hook), false) = (&self.after_linking, relinked.is_empty()) {
+            hook.linked(&relinked).await;
         }
         (results, relinked)
     }

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+pub mod notices;
+
 use em_core::calendar::{self, Period};
 use em_core::config::{Channel, Config, TeamConfig, ORGANISATION};
 use em_core::emf;
@@ -290,14 +292,12 @@ pub async fn deliver<S: DigestStore, A: SecretSource>(
     reports
 }
 
-async fn send_through<A: SecretSource>(
+/// A team's addresses for `channel`; an error that says how to set them when there are none.
+pub(crate) async fn addresses_of<A: SecretSource>(
     addresses: &A,
-    out: &Outbound,
     team: &str,
     channel: Channel,
-    who: &Audience,
-    d: &Digest,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let key = address_key(team, channel);
     let found = addresses
         .secrets(&key)
@@ -312,11 +312,23 @@ async fn send_through<A: SecretSource>(
     if list.is_empty() {
         return Err(format!(
             "{} has no address for {}: {}",
-            who.name(),
+            audience(team).name(),
             channel.as_str(),
             addresses.enable_hint(&key)
         ));
     }
+    Ok(list)
+}
+
+async fn send_through<A: SecretSource>(
+    addresses: &A,
+    out: &Outbound,
+    team: &str,
+    channel: Channel,
+    who: &Audience,
+    d: &Digest,
+) -> Result<(), String> {
+    let list = addresses_of(addresses, team, channel).await?;
     send_one(out, channel, &list, who, d).await
 }
 

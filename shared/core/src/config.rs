@@ -125,6 +125,10 @@ pub struct TeamConfig {
     /// The local hour a digest goes out on the first day of the next period.
     #[serde(default = "default_send_hour")]
     pub send_hour: u32,
+    /// Real-time notices through the same channels: a production deployment, a rollback, an incident
+    /// attributed to a deployment, as the aggregator links them.
+    #[serde(default)]
+    pub notices: bool,
 }
 
 fn default_periods() -> Vec<Period> {

@@ -268,6 +268,15 @@ pub trait SecretSource: Send + Sync + 'static {
     }
 }
 
+/// What runs after a batch's facts are stored and its services re-linked: real-time notices
+/// (docs/digests.md). Best effort: it reports nothing back, and a batch never fails because of it.
+pub trait AfterLinking: Send + Sync {
+    fn linked<'a>(
+        &'a self,
+        services: &'a std::collections::BTreeSet<String>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// Sends that must happen once (a digest per team, period and channel), however often a schedule fires or a
 /// function is retried. A claim is a lease: a sender that dies without settling frees its key when the
 /// lease lapses.

@@ -7,7 +7,8 @@ use mail_builder::MessageBuilder;
 use plotters::prelude::*;
 
 use crate::{
-    anomaly_line, count_lines, figure_lines, highlight_lines, span, text, title, Audience,
+    anomaly_line, count_lines, figure_lines, highlight_lines, notice_text, span, text, title,
+    Audience, Notice,
 };
 
 /// The chart's size in pixels.
@@ -222,6 +223,17 @@ pub fn message(
         .to(to.to_vec())
         .subject(title(d, who))
         .body(MimePart::new("multipart/related", vec![alternative, chart]))
+        .write_to_vec()
+        .map_err(|e| EmailError::Message(e.to_string()))
+}
+
+/// A notice as an email: plain text, its title the subject.
+pub fn notice_message(n: &Notice, from: &str, to: &[String]) -> Result<Vec<u8>, EmailError> {
+    MessageBuilder::new()
+        .from(from.to_string())
+        .to(to.to_vec())
+        .subject(n.title.clone())
+        .text_body(notice_text(n))
         .write_to_vec()
         .map_err(|e| EmailError::Message(e.to_string()))
 }

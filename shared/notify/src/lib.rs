@@ -186,6 +186,63 @@ fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A real-time notice: one event in a title and a line, and its page where known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub title: String,
+    pub text: String,
+    pub url: Option<String>,
+}
+
+/// A notice as plain text: SNS's message and an email's body.
+pub fn notice_text(n: &Notice) -> String {
+    match &n.url {
+        Some(u) => format!("{}\n{}\n{u}\n", n.title, n.text),
+        None => format!("{}\n{}\n", n.title, n.text),
+    }
+}
+
+/// A notice as a Slack message (one section, its title in bold, the page linked).
+pub fn notice_slack(n: &Notice) -> Value {
+    let mut text = format!("*{}*\n{}", slack_escape(&n.title), slack_escape(&n.text));
+    if let Some(u) = &n.url {
+        text.push_str(&format!(" <{}|open>", slack_escape(u)));
+    }
+    json!({
+        "text": cut(format!("{} · {}", n.title, n.text), SLACK_TEXT_MAX),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SLACK_TEXT_MAX)}}],
+    })
+}
+
+/// A Teams message of one Adaptive Card (version 1.4, what Workflows and incoming webhooks render) with `body`.
+fn adaptive_card(body: Vec<Value>) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": body,
+            },
+        }],
+    })
+}
+
+/// A notice as a Microsoft Teams message: a small Adaptive Card.
+pub fn notice_teams(n: &Notice) -> Value {
+    let mut body = vec![
+        json!({"type": "TextBlock", "text": n.title, "weight": "Bolder", "wrap": true}),
+        json!({"type": "TextBlock", "text": n.text, "wrap": true}),
+    ];
+    if let Some(u) = &n.url {
+        body.push(json!({"type": "TextBlock", "text": format!("[Open]({u})"), "wrap": true}));
+    }
+    adaptive_card(body)
+}
+
 /// An anomaly in a sentence.
 pub fn anomaly_line(a: &Anomaly, period: Period) -> String {
     let before = match period {
@@ -379,19 +436,7 @@ pub fn teams(d: &Digest, who: &Audience) -> Value {
             body.push(json!({"type": "TextBlock", "text": text, "wrap": true}));
         }
     }
-    json!({
-        "type": "message",
-        "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "contentUrl": null,
-            "content": {
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard",
-                "version": "1.4",
-                "body": body,
-            },
-        }],
-    })
+    adaptive_card(body)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 const WEBHOOK_SECRET: &str = "em-agent-test-secret";
 const API_TOKEN: &str = "em-agent-test-token";
-const FUNCTIONS: [&str; 3] = ["webhook", "aggregator", "api"];
+const FUNCTIONS: [&str; 4] = ["webhook", "aggregator", "api", "digest"];
 /// The first invocation starts the function, building it when it is not up to date: minutes on a busy
 /// machine.
 const FIRST_INVOKE_PATIENCE: Duration = Duration::from_secs(15 * 60);
@@ -496,7 +496,65 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
     assert_eq!(status, 401, "{body}");
     assert!(body["error"].is_string(), "{body}");
 
-    for w in [&webhook, &aggregator, &api] {
+    // digest: the scheduled run at Monday 09:00 UTC sends team payments' weekly digest to its Slack hook
+    // (a receiver on the loopback, its URL in the addresses secret); the same schedule again sends nothing.
+    let (hooks, base) = common::hooks::receiver().await;
+    let addresses = put_secret(
+        &sdk,
+        &unique_name("watch-digest-addresses"),
+        &json!({ "payments/slack": format!("{base}/payments") }).to_string(),
+    )
+    .await;
+    let digest_config = dir.path().join("em-agent.toml");
+    std::fs::write(
+        &digest_config,
+        format!(
+            "{}\n[[teams]]\nname = \"payments\"\nchannels = [\"slack\"]\n",
+            std::fs::read_to_string(&config_path).expect("the scenario's configuration")
+        ),
+    )
+    .expect("config file");
+    let mut digest_env = env.clone();
+    digest_env.retain(|(k, _)| *k != "EM_AGENT_CONFIG");
+    digest_env.push(("EM_AGENT_CONFIG", digest_config.display().to_string()));
+    digest_env.push(("EM_AGENT_DIGEST_SECRET_ID", addresses));
+    let digest = Watch::start("digest", &digest_env);
+    let schedule = event("digest-scheduled.json");
+    let first = digest.invoke_first(&schedule);
+    let outcomes = |v: &Value| -> Vec<(String, String)> {
+        v["reports"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|r| {
+                        (
+                            r["team"].as_str().unwrap_or_default().to_string(),
+                            r["outcome"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        outcomes(&first),
+        [("payments".to_string(), "sent".to_string())],
+        "{first}"
+    );
+    let again = digest.invoke(&schedule);
+    assert_eq!(
+        outcomes(&again),
+        [("payments".to_string(), "already_claimed".to_string())],
+        "{again}"
+    );
+    let posted = hooks.hits("payments");
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(
+        posted[0]["blocks"][0]["text"]["text"],
+        "Weekly DORA digest — team payments"
+    );
+
+    for w in [&webhook, &aggregator, &api, &digest] {
         let panics: Vec<String> = w
             .log_text()
             .lines()
@@ -509,7 +567,7 @@ async fn the_functions_run_under_cargo_lambda_watch_with_the_sample_events() {
             w.function
         );
     }
-    drop((webhook, aggregator, api));
+    drop((webhook, aggregator, api, digest));
     eprintln!(
         "the functions ran under cargo lambda watch in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -57,9 +57,13 @@ pub async fn digest_of<R: MetricsReader>(
     let tz = time_zone(config, who);
     let bounds = calendar::boundaries(to, period, tz, PERIODS_READ);
     let (from, to) = digest::reads(&bounds);
-    let obs =
-        em_metrics::delivery::with_day_observations(reader, config, services.clone(), from, to)
-            .await?;
+    let mut obs = reader.observations(services.clone(), from, to).await?;
+    // Of the delivery facts a digest counts only its own period's failed attempts: not the builds, the
+    // pull requests or their deployments, nor the trend's and baseline's periods.
+    let start = bounds.get(1).copied().unwrap_or(from);
+    let attempts =
+        em_metrics::delivery::attempts(reader, config, services.as_deref(), start, to).await?;
+    obs.extend_within(attempts, start, to);
     let mut d = digest::digest_with(&obs, period, &bounds, tz.name());
     let rows = reader.rows(services, d.from, d.to).await?;
     d.highlights = digest::highlights(&rows, d.from, d.to, config.links());

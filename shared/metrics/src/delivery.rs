@@ -100,6 +100,34 @@ pub fn observations(
     out
 }
 
+/// The repositories of `services` (every repository when `None`).
+fn repositories(config: &Config, services: Option<&[String]>) -> Option<Vec<String>> {
+    services.map(|list| {
+        list.iter()
+            .flat_map(|s| config.repositories_of(s))
+            .collect()
+    })
+}
+
+/// The failed production attempts of `services` (every service when `None`) in `[from, to)`, as
+/// observations: one read of the facts, and nothing about pull requests' deployments (what a digest counts).
+pub async fn attempts<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    services: Option<&[String]>,
+    from: Millis,
+    to: Millis,
+) -> Result<Observations, PortError> {
+    let facts = reader
+        .delivery(repositories(config, services), from, to)
+        .await?;
+    let facts = DeliveryFacts {
+        failed_attempts: facts.failed_attempts,
+        ..DeliveryFacts::default()
+    };
+    Ok(observations(config, services, &facts, &HashMap::new()))
+}
+
 /// The delivery observations of `services` (every service when `None`) in `[from, to)`: one read of the
 /// facts, and one of when each service shipped its merged pull requests' commits.
 pub async fn read<R: MetricsReader>(
@@ -109,12 +137,9 @@ pub async fn read<R: MetricsReader>(
     from: Millis,
     to: Millis,
 ) -> Result<Observations, PortError> {
-    let repos = services.map(|list| {
-        list.iter()
-            .flat_map(|s| config.repositories_of(s))
-            .collect::<Vec<_>>()
-    });
-    let facts = reader.delivery(repos, from, to).await?;
+    let facts = reader
+        .delivery(repositories(config, services), from, to)
+        .await?;
     let mut shipped = HashMap::new();
     for (service, shas) in merge_commits(config, services, &facts) {
         for (sha, at) in reader.shipped(service.clone(), shas).await? {

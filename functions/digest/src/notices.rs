@@ -11,7 +11,7 @@ use em_core::rows::Linked;
 use em_core::time::{format_millis, Millis};
 use em_notify::Notice;
 
-use crate::{addresses_of, DigestStore, Outbound, Outcome, LEASE};
+use crate::{addresses_of, send_one, DigestStore, Outbound, Outcome, LEASE};
 
 /// Only what happened this recently is news: a re-link of older history (a configuration change, a late
 /// push) sends nothing.
@@ -112,48 +112,6 @@ pub fn notices_of(
     out
 }
 
-/// Sends one notice through `channel` to `addresses`.
-async fn send_notice(
-    out: &Outbound,
-    channel: Channel,
-    addresses: &[String],
-    n: &Notice,
-) -> Result<(), String> {
-    let first = addresses.first().map(String::as_str).unwrap_or_default();
-    match channel {
-        Channel::Slack | Channel::Teams => {
-            let message = match channel {
-                Channel::Slack => em_notify::notice_slack(n),
-                _ => em_notify::notice_teams(n),
-            };
-            out.web
-                .post_json(channel, first, &message)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        Channel::Email => {
-            let from = out
-                .from
-                .clone()
-                .filter(|f| !f.is_empty())
-                .ok_or_else(|| format!("email needs a sender: set {}", crate::FROM_VAR))?;
-            let raw =
-                em_notify::email::notice_message(n, &from, addresses).map_err(|e| e.to_string())?;
-            em_aws::notify::SesMailer::new(&out.aws, from)
-                .send_raw(addresses, raw)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("email: {e}"))
-        }
-        Channel::Sns => em_aws::notify::SnsPublisher::new(&out.aws)
-            .publish(first, &n.title, &em_notify::notice_text(n))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("sns: {e}")),
-    }
-}
-
 /// How notices are sent: they go out while the aggregator holds its batch, so fewer, shorter attempts
 /// than a digest's; a notice that fails is logged and counted, and the batch goes on.
 pub fn policy() -> em_notify::send::Policy {
@@ -217,7 +175,7 @@ pub async fn send_notices<S: DigestStore, A: SecretSource>(
                         false => Outcome::AlreadyClaimed,
                         true => {
                             let sent = match addresses_of(addresses, &team.name, channel).await {
-                                Ok(list) => send_notice(out, channel, &list, &notice).await,
+                                Ok(list) => send_one(out, channel, &list, &notice).await,
                                 Err(e) => Err(e),
                             };
                             store.settle(claim, owner.clone(), sent.is_ok()).await?;

@@ -9,17 +9,14 @@ use em_core::config::{Channel, Config, Links, ORGANISATION};
 use em_core::ports::{AfterLinking, PortError, SecretSource};
 use em_core::rows::Linked;
 use em_core::time::{format_millis, Millis};
-use em_notify::Notice;
+use em_metrics::link::provider_of;
+use em_notify::{short_sha, Notice};
 
 use crate::{addresses_of, send_one, DigestStore, Outbound, Outcome, LEASE};
 
 /// Only what happened this recently is news: a re-link of older history (a configuration change, a late
 /// push) sends nothing.
 pub const NOTICE_WINDOW: Millis = 24 * 3600 * 1000;
-
-fn short(sha: &str) -> String {
-    sha.chars().take(7).collect()
-}
 
 /// `2025-04-14 09:30 UTC`.
 fn when(t: Millis) -> String {
@@ -41,8 +38,7 @@ pub fn notices_of(
 ) -> Vec<(String, Notice)> {
     let mut out = Vec::new();
     for d in rows.deployments.iter().filter(|d| d.time >= since) {
-        let provider = d.key.split('/').next().unwrap_or_default();
-        let url = links.commit_url(provider, &d.repo, &d.sha);
+        let url = links.commit_url(provider_of(&d.key), &d.repo, &d.sha);
         let mut leads: Vec<Millis> = rows
             .changes
             .iter()
@@ -66,7 +62,7 @@ pub fn notices_of(
                 text: format!(
                     "{} {} at {}: {shipped}",
                     d.repo,
-                    short(&d.sha),
+                    short_sha(&d.sha),
                     when(d.time)
                 ),
                 url: url.clone(),
@@ -80,7 +76,7 @@ pub fn notices_of(
                     text: format!(
                         "{} went back to {} at {}: the deployment before it counts as failed",
                         d.repo,
-                        short(&d.sha),
+                        short_sha(&d.sha),
                         when(d.time)
                     ),
                     url,
@@ -94,7 +90,7 @@ pub fn notices_of(
             .deployments
             .iter()
             .find(|d| d.key == a.deployment_key)
-            .map(|d| format!("{} {} at {}", d.repo, short(&d.sha), when(d.time)))
+            .map(|d| format!("{} {} at {}", d.repo, short_sha(&d.sha), when(d.time)))
             .unwrap_or_else(|| a.repo.clone());
         out.push((
             format!("notice/incident/{service}/{}/{}", i.id, a.deployment_key),

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::dora::{figures, Figures};
+use crate::link::provider_of;
 use em_core::calendar::{boundaries, UTC};
 use em_core::config::Links;
 use em_core::rows::{Linked, Observations, DAY};
@@ -204,11 +205,6 @@ pub fn highlights(
         slowest_changes: changes,
         longest_recoveries: recoveries,
     }
-}
-
-/// The provider of a deployment key (`provider/repo/id`).
-fn provider_of(key: &str) -> &str {
-    key.split('/').next().unwrap_or_default()
 }
 
 /// One period of the trend.

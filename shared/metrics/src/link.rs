@@ -267,7 +267,7 @@ struct Dep {
 pub const SAME_DEPLOYMENT_WINDOW: Millis = 10 * 60 * 1000;
 
 /// The provider of a deployment row or fact key (`provider/repo/deployment id`).
-pub(crate) fn provider_of(key: &str) -> &str {
+pub fn provider_of(key: &str) -> &str {
     key.split('/').next().unwrap_or_default()
 }
 

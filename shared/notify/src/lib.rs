@@ -136,6 +136,11 @@ pub fn count_lines(d: &Digest) -> [String; 2] {
     ]
 }
 
+/// A commit as people name it: its first 7 characters.
+pub fn short_sha(sha: &str) -> String {
+    sha.chars().take(7).collect()
+}
+
 /// One named change or incident: what it is, how long it took, and its page where known.
 pub struct Named {
     pub label: String,
@@ -151,12 +156,7 @@ pub fn highlight_lines(d: &Digest) -> Vec<(&'static str, Vec<Named>)> {
         .slowest_changes
         .iter()
         .map(|c| Named {
-            label: format!(
-                "{} {} ({})",
-                c.sha.chars().take(7).collect::<String>(),
-                c.repo,
-                c.service
-            ),
+            label: format!("{} {} ({})", short_sha(&c.sha), c.repo, c.service),
             took: duration(c.lead_time_seconds),
             url: c.url.clone(),
         })

@@ -36,7 +36,18 @@ pub struct Aggregator<S> {
     pub config: Arc<Config>,
     /// Runs after each batch with the services it re-linked (real-time notices), when set.
     pub after_linking: Option<Arc<dyn em_core::ports::AfterLinking>>,
+    /// How long the after-linking hook may take per batch.
+    pub after_linking_budget: std::time::Duration,
+    /// The bytes of offloaded bodies one SQS batch loads at most (beyond the first): the rest wait for the
+    /// next batch.
+    pub batch_bytes: usize,
 }
+
+/// A batch's offloaded bodies: with the 10 MiB a body may have, the 256 MB function parses at most a few
+/// at once.
+pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Notices' share of the aggregator's 60 s.
+pub const DEFAULT_AFTER_LINKING_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The services a fact's metrics belong to.
 pub fn service_of(config: &Config, fact: &Fact) -> Option<String> {
@@ -235,7 +246,15 @@ impl<S: Store> Aggregator<S> {
             store,
             config,
             after_linking: None,
+            after_linking_budget: DEFAULT_AFTER_LINKING_BUDGET,
+            batch_bytes: DEFAULT_BATCH_BYTES,
         }
+    }
+
+    /// The aggregator with another byte budget per SQS batch.
+    pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes;
+        self
     }
 
     /// The aggregator with `hook` run after each batch (real-time notices).
@@ -402,8 +421,15 @@ impl<S: Store> Aggregator<S> {
                 }
             }
         }
+        // Notices are best effort and bounded in time: the batch's outcome is settled before them, and a
+        // slow channel cannot hold the batch until it times out.
         if let (Some(hook), false) = (&self.after_linking, relinked.is_empty()) {
-            hook.linked(&relinked).await;
+            if tokio::time::timeout(self.after_linking_budget, hook.linked(&relinked))
+                .await
+                .is_err()
+            {
+                tracing::warn!(budget = ?self.after_linking_budget, "notices cut short at their time budget");
+            }
         }
         (results, relinked)
     }
@@ -672,8 +698,7 @@ pub mod lambda {
         now: Millis,
     ) -> SqsBatchResponse {
         let mut failures = Vec::new();
-        let mut batch = Vec::new();
-        let mut ids = Vec::new();
+        let mut messages = Vec::new();
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
             let body = record.body.as_deref();
@@ -689,8 +714,23 @@ pub mod lambda {
                     }
                 },
             };
+            messages.push((id, message));
+        }
+        // Small deliveries first, and offloaded bodies only while the batch holds fewer bytes than its
+        // budget: one huge delivery neither runs the function out of memory or time nor makes the
+        // deliveries beside it fail (and so count towards the dead-letter queue); those left over go back
+        // to the queue for the next batch.
+        messages.sort_by_key(|(_, m)| matches!(m, Message::Offloaded { .. }));
+        let (mut batch, mut ids, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        for (id, message) in messages {
+            if matches!(message, Message::Offloaded { .. }) && bytes >= aggregator.batch_bytes {
+                tracing::info!(message_id = %id, bytes, "batch byte budget reached: left for the next batch");
+                failures.push(id);
+                continue;
+            }
             match message.resolve(payloads).await {
                 Ok(e) => {
+                    bytes += e.body.len();
                     batch.push(e);
                     ids.push(id);
                 }

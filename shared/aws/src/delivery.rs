@@ -259,8 +259,17 @@ impl DynamoStore {
             .collect();
         let mut earliest: HashMap<(String, String), Millis> = HashMap::new();
         for item in self.batch_get(push_keys).await? {
-            let push = DynamoStore::parse_push(&item)?;
-            if let Some(t) = push.commits.iter().map(|c| c.time).min() {
+            // Pushes name their earliest commit time; those stored before that have all their commits in
+            // the one item.
+            let first = match item.get("first_time") {
+                Some(_) => Some(get_n(&item, "first_time")?),
+                None => DynamoStore::parse_push(&item, &[])?
+                    .commits
+                    .iter()
+                    .map(|c| c.time)
+                    .min(),
+            };
+            if let Some(t) = first {
                 earliest.insert((get_s(&item, "pk")?, get_s(&item, "sk")?), t);
             }
         }

@@ -68,6 +68,34 @@ pub(crate) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// A push's commits as JSON texts, each well under DynamoDB's 400 KB item size: a push of 2,048 commits
+/// with long messages is several megabytes.
+const PUSH_PART_BYTES: usize = 256 * 1024;
+
+pub(crate) fn push_parts(commits: &[Commit]) -> Result<Vec<String>, PortError> {
+    let mut parts = Vec::new();
+    let mut part: Vec<String> = Vec::new();
+    let mut size = 2;
+    for c in commits {
+        let json = serde_json::to_string(c).map_err(PortError::invalid)?;
+        if !part.is_empty() && size + json.len() + 1 > PUSH_PART_BYTES {
+            parts.push(format!("[{}]", part.join(",")));
+            part.clear();
+            size = 2;
+        }
+        size += json.len() + 1;
+        part.push(json);
+    }
+    parts.push(format!("[{}]", part.join(",")));
+    Ok(parts)
+}
+
+/// The sort key of part `k` (1, 2, ...) of push `before..after`: `pp#` sorts apart from the heads (`p#`),
+/// and the number's width keeps the parts in order.
+pub(crate) fn push_part_sk(before: &str, after: &str, k: usize) -> String {
+    format!("pp#{before}#{after}#{k:05}")
+}
+
 pub(crate) fn get_s(item: &Item, name: &str) -> Result<String, PortError> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
@@ -509,26 +537,52 @@ impl DynamoStore {
 
     /// The conditional write of one fact: a fact already stored stands (the earliest report, for
     /// deployments and pull request events), so writing it again changes nothing.
-    fn fact_put(
+    fn fact_puts(
         &self,
         fact: &Fact,
-    ) -> Result<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder, PortError>
+    ) -> Result<Vec<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder>, PortError>
     {
         let put = self.client.put_item().table_name(&self.table);
-        Ok(match fact {
+        Ok(vec![match fact {
             Fact::Push(p) => {
-                let commits = serde_json::to_string(&p.commits).map_err(PortError::invalid)?;
+                let parts = push_parts(&p.commits)?;
                 let mut item = self.key(repo_pk(&p.repo), format!("p#{}#{}", p.before, p.after));
                 if p.unlisted > 0 {
                     item.insert("unlisted".into(), n(i64::from(p.unlisted)));
                 }
-                put.set_item(Some(item))
+                if parts.len() > 1 {
+                    item.insert("parts".into(), n(parts.len() as i64));
+                }
+                if let Some(t) = p.commits.iter().map(|c| c.time).min() {
+                    item.insert("first_time".into(), n(t));
+                }
+                let mut parts = parts.into_iter();
+                let head = put
+                    .set_item(Some(item))
                     .item("provider", s(&p.provider))
                     .item("repo", s(&p.repo))
                     .item("before", s(&p.before))
                     .item("after", s(&p.after))
-                    .item("commits", s(commits))
-                    .condition_expression("attribute_not_exists(pk)")
+                    .item("commits", s(parts.next().unwrap_or_default()))
+                    .condition_expression("attribute_not_exists(pk)");
+                // The other parts are the same for every report of the push: written unconditionally,
+                // before the head that names them.
+                let mut puts: Vec<_> =
+                    parts
+                        .enumerate()
+                        .map(|(k, commits)| {
+                            self.client
+                                .put_item()
+                                .table_name(&self.table)
+                                .set_item(Some(self.key(
+                                    repo_pk(&p.repo),
+                                    push_part_sk(&p.before, &p.after, k + 1),
+                                )))
+                                .item("commits", s(commits))
+                        })
+                        .collect();
+                puts.push(head);
+                return Ok(puts);
             }
             Fact::Deployment(d) => put
                 .set_item(Some(deployment_item(
@@ -613,7 +667,7 @@ impl DynamoStore {
                 .condition_expression("attribute_not_exists(pk) OR #t > :t")
                 .expression_attribute_names("#t", "time")
                 .expression_attribute_values(":t", n(p.time)),
-        })
+        }])
     }
 
     /// The registry entries of the sources of `facts` this process has not registered yet.
@@ -645,9 +699,24 @@ impl DynamoStore {
         out.into_iter().collect()
     }
 
-    pub(crate) fn parse_push(item: &Item) -> Result<Push, PortError> {
-        let commits: Vec<Commit> =
+    /// A push from its head item, with the commits of its other parts (`parts`, in order) after the head's.
+    pub(crate) fn parse_push(item: &Item, parts: &[&Item]) -> Result<Push, PortError> {
+        let expected = get_count(item, "parts").max(1) as usize;
+        if parts.len() + 1 != expected {
+            // A reader between the writes of a push's parts: the writer's retry completes it.
+            return Err(PortError::transient(format!(
+                "push {} has {} of its {expected} parts",
+                get_s(item, "sk")?,
+                parts.len() + 1
+            )));
+        }
+        let mut commits: Vec<Commit> =
             serde_json::from_str(&get_s(item, "commits")?).map_err(PortError::invalid)?;
+        for part in parts {
+            let more: Vec<Commit> =
+                serde_json::from_str(&get_s(part, "commits")?).map_err(PortError::invalid)?;
+            commits.extend(more);
+        }
         Ok(Push {
             provider: get_s(item, "provider")?,
             repo: get_s(item, "repo")?,
@@ -799,8 +868,13 @@ impl DynamoStore {
                 .get("rows")
                 .and_then(|v| v.as_b().ok())
                 .ok_or_else(|| PortError::invalid("day item without binary rows"))?;
-            let obs = blob::decode(bytes.as_ref(), &service).map_err(PortError::invalid)?;
-            out.extend_within(obs, from, to);
+            if let Some(obs) = blob::decode_stored(
+                bytes.as_ref(),
+                &service,
+                &get_s(&item, "sk").unwrap_or_default(),
+            ) {
+                out.extend_within(obs, from, to);
+            }
         }
         Ok(out)
     }
@@ -1077,7 +1151,7 @@ impl Store for DynamoStore {
     async fn put_facts(&self, facts: Vec<Fact>) -> Result<(), PortError> {
         let mut puts = Vec::with_capacity(facts.len());
         for f in &facts {
-            puts.push(self.fact_put(f)?);
+            puts.extend(self.fact_puts(f)?);
             puts.extend(fact_index(f).into_iter().map(|p| self.index_put(p)));
             if let Some(item) = crate::delivery::index_item(f) {
                 puts.push(self.index_put((item, None)));
@@ -1118,11 +1192,14 @@ impl Store for DynamoStore {
             tasks.spawn(async move { store.query_all(pk, None, true).await });
         }
         let mut out = StoredFacts::default();
+        let (mut heads, mut parts) = (Vec::new(), BTreeMap::new());
         while let Some(r) = tasks.join_next().await {
             for item in r.map_err(PortError::transient)?? {
                 let sk = get_s(&item, "sk")?;
                 if sk.starts_with("p#") {
-                    out.pushes.push(Self::parse_push(&item)?);
+                    heads.push(item);
+                } else if sk.starts_with("pp#") {
+                    parts.insert((get_s(&item, "pk")?, sk), item);
                 } else if sk.starts_with("d#success#") {
                     out.deployments.push(Self::parse_deployment(&item)?);
                 } else if sk.starts_with("e#") {
@@ -1137,6 +1214,16 @@ impl Store for DynamoStore {
                     out.quality_reports.push(Self::parse_quality_report(&item)?);
                 }
             }
+        }
+        for head in &heads {
+            let (pk, sk) = (get_s(head, "pk")?, get_s(head, "sk")?);
+            let prefix = format!("p{sk}#");
+            let of_push: Vec<&Item> = parts
+                .range((pk.clone(), prefix.clone())..)
+                .take_while(|((p, s), _)| *p == pk && s.starts_with(&prefix))
+                .map(|(_, item)| item)
+                .collect();
+            out.pushes.push(Self::parse_push(head, &of_push)?);
         }
         // Queries finish in any order; derive() is order-independent, but keep results reproducible.
         out.pushes

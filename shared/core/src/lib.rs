@@ -2,6 +2,7 @@
 //! handlers are generic over, typed errors and the one shape of an HTTP answer. No I/O beyond reading the
 //! configuration and the environment.
 
+pub mod bounds;
 pub mod calendar;
 pub mod config;
 pub mod domain;

@@ -426,11 +426,12 @@ pub mod blob {
     const VERSION_1: u8 = 1;
     const NONE: i64 = i64::MIN;
 
+    /// A string of at most 65,535 bytes, cut on a character boundary so that what is written always
+    /// decodes (facts are bounded far below that: `em_core::bounds`).
     fn put_str(out: &mut Vec<u8>, s: &str) {
-        let b = s.as_bytes();
-        let n = b.len().min(u16::MAX as usize);
+        let n = crate::bounds::floor_boundary(s, u16::MAX as usize);
         out.extend_from_slice(&(n as u16).to_le_bytes());
-        out.extend_from_slice(&b[..n]);
+        out.extend_from_slice(&s.as_bytes()[..n]);
     }
 
     fn put_opt(out: &mut Vec<u8>, v: Option<Millis>) {
@@ -535,6 +536,24 @@ pub mod blob {
                 return Err("observation blob count exceeds its length".into());
             }
             Ok(n)
+        }
+    }
+
+    /// Decodes a stored day blob for a query: one that cannot be read (written by a faulty release, or
+    /// damaged) is logged, counted in the `UndecodableRows` metric and skipped, so that one bad day costs its
+    /// own figures and not every query that covers it.
+    pub fn decode_stored(bytes: &[u8], service: &str, day: &str) -> Option<Observations> {
+        match decode(bytes, service) {
+            Ok(o) => Some(o),
+            Err(error) => {
+                tracing::error!(service, day, %error, "skipping an undecodable day of observations");
+                crate::emf::emit(crate::emf::line(
+                    crate::time::now_millis(),
+                    &[],
+                    &[("UndecodableRows", 1.0, crate::emf::Unit::Count)],
+                ));
+                None
+            }
         }
     }
 
@@ -750,5 +769,58 @@ mod tests {
         assert_eq!(all.deployments.len(), 1);
         let d = all.deployments[0];
         assert_eq!(all.origins[d.origin as usize].repo, "acme/app");
+    }
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever text an origin carries, its blob decodes: strings up to 65,535 bytes come back whole,
+        /// longer ones cut on a character boundary, never a blob that cannot be read.
+        #[test]
+        fn any_origin_text_round_trips_or_is_cut(
+            repo in proptest::collection::vec(proptest::char::any(), 0..40_000)
+                .prop_map(|c| c.into_iter().collect::<String>()),
+            environment in "\\PC{0,8}",
+        ) {
+            let o = Observations {
+                origins: vec![Origin { service: "svc".into(), repo: repo.clone(), environment: environment.clone() }],
+                ..Observations::default()
+            };
+            let back = blob::decode(&blob::encode(&o), "svc");
+            prop_assert!(back.is_ok(), "{:?}", back.err());
+            let back = back.unwrap_or_default();
+            let got = &back.origins[0];
+            prop_assert_eq!(&got.environment, &environment);
+            if repo.len() <= u16::MAX as usize {
+                prop_assert_eq!(&got.repo, &repo);
+            } else {
+                prop_assert!(repo.starts_with(got.repo.as_str()));
+                prop_assert!(got.repo.len() > u16::MAX as usize - 4);
+            }
+        }
+    }
+
+    #[test]
+    fn a_multibyte_character_across_the_limit_is_cut_before_it() {
+        // The defect: 65,534 ASCII bytes then a 3-byte character, cut at byte 65,535 mid-character.
+        let repo = format!("{}€", "a".repeat(65_534));
+        let o = Observations {
+            origins: vec![Origin {
+                service: "svc".into(),
+                repo,
+                environment: "production".into(),
+            }],
+            ..Observations::default()
+        };
+        let back = blob::decode(&blob::encode(&o), "svc").unwrap();
+        assert_eq!(back.origins[0].repo, "a".repeat(65_534));
+        assert_eq!(back.origins[0].environment, "production");
+    }
+
+    #[test]
+    fn an_undecodable_stored_day_is_skipped() {
+        assert!(blob::decode_stored(&[9], "svc", "2025-01-01").is_none());
+        let (_, o) = days_of(&linked()).into_iter().next().unwrap();
+        let got = blob::decode_stored(&blob::encode(&o), "svc", "2025-01-01").unwrap();
+        assert_eq!(got.deployments, o.deployments);
     }
 }

@@ -164,8 +164,13 @@ impl Provider {
         Ok(Inspection { delivery_id, event })
     }
 
+    /// The delivery's facts, each cut to the documented bounds (`em_core::bounds`): whatever a provider
+    /// sends, no stored field can outgrow what the stores write and read back.
     pub fn parse(&self, event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
-        (self.parse)(event, body)
+        Ok((self.parse)(event, body)?
+            .into_iter()
+            .map(Fact::bounded)
+            .collect())
     }
 
     /// The headers that authenticate `body`, as the provider would send them at `now`.

@@ -760,40 +760,39 @@ pub(crate) fn observations(
         return Ok(out);
     }
     let (first, last) = (day_of(from), day_of(to - 1));
-    let mut add = |service: String, bytes: Vec<u8>| -> rusqlite::Result<()> {
-        let obs = blob::decode(&bytes, &service).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                2,
-                rusqlite::types::Type::Blob,
-                Box::<dyn std::error::Error + Send + Sync>::from(e),
-            )
-        })?;
-        out.extend_within(obs, from, to);
+    let mut add = |service: String, day: i64, bytes: Vec<u8>| -> rusqlite::Result<()> {
+        if let Some(obs) = blob::decode_stored(&bytes, &service, &day.to_string()) {
+            out.extend_within(obs, from, to);
+        }
         Ok(())
     };
     match services {
         Some(list) => {
             let mut s = c.prepare_cached(
-                "SELECT rows FROM o_days WHERE service = ?1 AND day >= ?2 AND day <= ?3",
+                "SELECT day, rows FROM o_days WHERE service = ?1 AND day >= ?2 AND day <= ?3",
             )?;
             for service in list {
-                let blobs: Vec<Vec<u8>> = s
-                    .query_map(params![service, first, last], |r| r.get(0))?
+                let blobs: Vec<(i64, Vec<u8>)> = s
+                    .query_map(params![service, first, last], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
                     .collect::<rusqlite::Result<_>>()?;
-                for b in blobs {
-                    add(service.clone(), b)?;
+                for (day, b) in blobs {
+                    add(service.clone(), day, b)?;
                 }
             }
         }
         None => {
-            let rows: Vec<(String, Vec<u8>)> = c
-                .prepare_cached("SELECT service, rows FROM o_days WHERE day >= ?1 AND day <= ?2")?
+            let rows: Vec<(String, i64, Vec<u8>)> = c
+                .prepare_cached(
+                    "SELECT service, day, rows FROM o_days WHERE day >= ?1 AND day <= ?2",
+                )?
                 .query_map(params_from_iter([first, last]), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            for (service, b) in rows {
-                add(service, b)?;
+            for (service, day, b) in rows {
+                add(service, day, b)?;
             }
         }
     }

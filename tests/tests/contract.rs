@@ -929,7 +929,7 @@ async fn sqs_offloads_only_what_does_not_fit_and_names_bodies_safely() {
 // ---- secrets ----
 
 #[tokio::test]
-async fn secrets_manager_accepts_the_previous_secret_during_a_rotation() {
+async fn secrets_manager_revokes_a_replaced_secret_and_keeps_two_only_as_a_list() {
     aws_env();
     let sdk = sdk_config().await;
     let client = aws_sdk_secretsmanager::Client::new(&sdk);
@@ -972,26 +972,97 @@ async fn secrets_manager_accepts_the_previous_secret_during_a_rotation() {
         secrets.secrets("github").await.unwrap(),
         Some(vec![b"old".to_vec()])
     );
+    // Replaced is revoked: a reader that has not cached the old version knows only the new one, and a
+    // provider left out of the new version is off.
     let fresh = SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider);
     assert_eq!(
         fresh.secrets("github").await.unwrap(),
-        Some(vec![b"new".to_vec(), b"old".to_vec()]),
-        "the previous version is accepted beside the new one"
+        Some(vec![b"new".to_vec()]),
+        "the previous version is not accepted"
     );
+    assert_eq!(fresh.secrets("gitlab").await.unwrap(), None);
+    // Old and new together only when the operator says so, as a list; the new value alone ends it.
+    client
+        .put_secret_value()
+        .secret_id(&id)
+        .secret_string(r#"{"github":["new","old"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let rotating = SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider);
     assert_eq!(
-        fresh.secrets("gitlab").await.unwrap(),
-        Some(vec![b"g1".to_vec(), b"g2".to_vec()])
+        rotating.secrets("github").await.unwrap(),
+        Some(vec![b"new".to_vec(), b"old".to_vec()])
     );
-    let after_grace =
-        SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider).with_grace(Duration::ZERO);
+    client
+        .put_secret_value()
+        .secret_id(&id)
+        .secret_string(r#"{"github":"new"}"#)
+        .send()
+        .await
+        .unwrap();
+    let revoked = SecretsManagerSecrets::new(&sdk, &id, Layout::PerProvider);
     assert_eq!(
-        after_grace.secrets("github").await.unwrap(),
+        revoked.secrets("github").await.unwrap(),
         Some(vec![b"new".to_vec()])
     );
-    assert_eq!(after_grace.secrets("gitlab").await.unwrap(), None);
 
     let token = SecretsManagerSecrets::new(&sdk, &id, Layout::Single("api"));
     assert!(token.secrets("api").await.unwrap().is_some());
+    // The API token rotates the same way: a list while clients move, then the new token alone.
+    let token_id = format!("{id}-token");
+    client
+        .create_secret()
+        .name(&token_id)
+        .secret_string(r#"["tok-new","tok-old"]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        SecretsManagerSecrets::new(&sdk, &token_id, Layout::Single("api"))
+            .secrets("api")
+            .await
+            .unwrap(),
+        Some(vec![b"tok-new".to_vec(), b"tok-old".to_vec()])
+    );
+    client
+        .put_secret_value()
+        .secret_id(&token_id)
+        .secret_string("tok-new")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        SecretsManagerSecrets::new(&sdk, &token_id, Layout::Single("api"))
+            .secrets("api")
+            .await
+            .unwrap(),
+        Some(vec![b"tok-new".to_vec()])
+    );
+
+    // A recipient removed from the digest addresses is gone at the next read, never merged back.
+    let addresses_id = format!("{id}-addresses");
+    client
+        .create_secret()
+        .name(&addresses_id)
+        .secret_string(r#"{"payments/email":["lead@example.com","left@example.com"]}"#)
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_secret_value()
+        .secret_id(&addresses_id)
+        .secret_string(r#"{"payments/email":"lead@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        SecretsManagerSecrets::new(&sdk, &addresses_id, Layout::PerProvider)
+            .secrets("payments/email")
+            .await
+            .unwrap(),
+        Some(vec![b"lead@example.com".to_vec()])
+    );
 
     // Fail closed: a secret that does not exist is an error (a 503), never "no secret needed".
     let missing = SecretsManagerSecrets::new(&sdk, "no-such-secret", Layout::PerProvider);

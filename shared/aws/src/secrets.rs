@@ -1,12 +1,14 @@
 //! Provider secrets from Secrets Manager: on AWS one secret per provider, readable only by that provider's
 //! webhook function ([`Layout::Provider`]); for `serve --backend aws` one JSON object of every provider's
-//! secret (`{"github": "...", "gitlab": "..."}`); for the API token a plain string. Cached for a TTL; during a
-//! rotation (while the current version is younger than the grace period) the previous version's secret is
-//! accepted beside the new one, so deliveries signed before the provider was updated still pass.
+//! secret (`{"github": "...", "gitlab": "..."}`); for the API token a plain string. Cached for a TTL.
+//!
+//! Only the current version counts: a value replaced is revoked as soon as the caches have read the new one.
+//! Accepting an old value beside a new one during a rotation is the operator's choice, said in the secret
+//! itself as a JSON list (`["new", "old"]`), and ended by putting the new value alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 
@@ -14,7 +16,6 @@ use crate::sdk_error;
 use em_core::ports::{PortError, SecretSource};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// How the secret's text is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,6 @@ pub struct SecretsManagerSecrets {
     secret_id: String,
     layout: Layout,
     ttl: Duration,
-    grace: Duration,
     fetch_timeout: Duration,
     max_stale: Duration,
     /// Held only to read or update the state, never across a call to Secrets Manager.
@@ -75,7 +75,6 @@ impl SecretsManagerSecrets {
             secret_id: secret_id.into(),
             layout,
             ttl: DEFAULT_TTL,
-            grace: DEFAULT_GRACE,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             max_stale: DEFAULT_MAX_STALE,
             state: Arc::default(),
@@ -94,11 +93,6 @@ impl SecretsManagerSecrets {
 
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
-        self
-    }
-
-    pub fn with_grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
         self
     }
 
@@ -175,52 +169,19 @@ impl SecretsManagerSecrets {
             .send()
             .await
             .map_err(|e| sdk_error("secretsmanager get", e))?;
-        let mut secrets = self.parse(current.secret_string().unwrap_or_default())?;
-        let created = current
-            .created_date()
-            .and_then(|d| SystemTime::try_from(*d).ok());
-        let rotating = created
-            .and_then(|c| SystemTime::now().duration_since(c).ok())
-            .is_some_and(|age| age < self.grace);
-        if rotating {
-            let previous = self
-                .client
-                .get_secret_value()
-                .secret_id(&self.secret_id)
-                .version_stage("AWSPREVIOUS")
-                .send()
-                .await;
-            match previous {
-                Ok(p) => {
-                    // A broken previous version must not block the current one.
-                    match self.parse(p.secret_string().unwrap_or_default()) {
-                        Ok(old) => {
-                            for (name, values) in old {
-                                let slot = secrets.entry(name).or_default();
-                                for v in values {
-                                    if !slot.contains(&v) {
-                                        slot.push(v);
-                                    }
-                                }
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "previous secret version ignored"),
-                    }
-                }
-                // No previous version: the secret was never rotated.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-                Err(e) => return Err(sdk_error("secretsmanager get previous", e)),
-            }
-        }
-        Ok(secrets)
+        self.parse(current.secret_string().unwrap_or_default())
     }
 
     fn parse(&self, text: &str) -> Result<Secrets, PortError> {
         let mut out = Secrets::new();
         let t = text.trim();
         match &self.layout {
+            Layout::Single(name) if t.starts_with('[') => {
+                let values = secret_values(self.json(t, "a JSON list of secrets")?);
+                if !values.is_empty() {
+                    out.insert(name.to_string(), values);
+                }
+            }
             Layout::Single(name) => {
                 if !t.is_empty() {
                     out.insert(name.to_string(), vec![t.as_bytes().to_vec()]);

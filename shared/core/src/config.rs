@@ -98,13 +98,43 @@ impl Links {
             (None, "bitbucket") => "https://bitbucket.org/{repo}/commits/{sha}",
             (None, _) => return None,
         };
-        Some(template.replace("{repo}", repo).replace("{sha}", sha))
+        Some(
+            template
+                .replace("{repo}", &url_value(repo, true))
+                .replace("{sha}", &url_value(sha, false)),
+        )
     }
 
     /// The page of incident `id`.
     pub fn incident_url(&self, id: &str) -> Option<String> {
-        self.incident.as_ref().map(|t| t.replace("{id}", id))
+        self.incident
+            .as_ref()
+            .map(|t| t.replace("{id}", &url_value(id, false)))
     }
+}
+
+/// A value put into a link template: percent-encoded, so that a payload's text stays one value of the
+/// address (no `?`, `#`, `..` or `@` of its own); a repository's `/` is kept when `keep_slash`, being a
+/// path of the address.
+fn url_value(value: &str, keep_slash: bool) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    const PATH: &AsciiSet = &VALUE.remove(b'/');
+    let encoded = utf8_percent_encode(value, if keep_slash { PATH } else { VALUE }).to_string();
+    // `.` and `..` alone would climb the address's path.
+    encoded
+        .split('/')
+        .map(|part| match part {
+            "." => "%2E",
+            ".." => "%2E%2E",
+            p => p,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Where a team's digests go (docs/digests.md). The channels' addresses (webhook URLs, email addresses, topic
@@ -580,6 +610,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_templates_percent_encode_what_payloads_put_in_them() {
+        let links = Links {
+            commit: None,
+            incident: Some("https://pager.example/incidents/{id}".into()),
+        };
+        assert_eq!(
+            links.commit_url("github", "acme/web", "abc123").as_deref(),
+            Some("https://github.com/acme/web/commit/abc123")
+        );
+        assert_eq!(
+            links
+                .commit_url("github", "acme/../../evil?x=1#y", "a b")
+                .as_deref(),
+            Some("https://github.com/acme/%2E%2E/%2E%2E/evil%3Fx%3D1%23y/commit/a%20b")
+        );
+        assert_eq!(
+            links.incident_url("P1@evil.example/x").as_deref(),
+            Some("https://pager.example/incidents/P1%40evil.example%2Fx")
+        );
+        assert_eq!(
+            links.incident_url("a\u{202E}b").as_deref(),
+            Some("https://pager.example/incidents/a%E2%80%AEb")
+        );
+    }
 
     const SAMPLE: &str = r#"
 production_environments = ["production", "prod"]

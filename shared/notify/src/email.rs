@@ -103,10 +103,11 @@ pub fn chart_png(trend: &[Point]) -> Result<Vec<u8>, EmailError> {
     Ok(out)
 }
 
-/// Text for HTML: `&`, `<`, `>`, `"` and `'` escaped (team names and anomalies are the user's words).
+/// Text for HTML: `&`, `<`, `>`, `"` and `'` escaped (team names and anomalies are the user's words), and
+/// the characters that hide or reorder text dropped ([`crate::escape::plain`]).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in crate::escape::plain(text).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -232,7 +233,7 @@ pub fn notice_message(n: &Notice, from: &str, to: &[String]) -> Result<Vec<u8>, 
     MessageBuilder::new()
         .from(from.to_string())
         .to(to.to_vec())
-        .subject(n.title.clone())
+        .subject(crate::escape::plain(&n.title))
         .text_body(notice_text(n))
         .write_to_vec()
         .map_err(|e| EmailError::Message(e.to_string()))

@@ -2,6 +2,7 @@
 //! Adaptive Card. Pure: sending is the channels' work (docs/digests.md).
 
 pub mod email;
+pub mod escape;
 pub mod send;
 
 use em_core::calendar;
@@ -179,13 +180,6 @@ pub fn highlight_lines(d: &Digest) -> Vec<(&'static str, Vec<Named>)> {
     .collect()
 }
 
-/// Slack's mrkdwn escapes: `&`, `<` and `>` would start entities and links.
-fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// A real-time notice: one event in a title and a line, and its page where known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -196,22 +190,34 @@ pub struct Notice {
 
 /// A notice as plain text: SNS's message and an email's body.
 pub fn notice_text(n: &Notice) -> String {
+    let (title, text) = (escape::plain(&n.title), escape::plain(&n.text));
     match &n.url {
-        Some(u) => format!("{}\n{}\n{u}\n", n.title, n.text),
-        None => format!("{}\n{}\n", n.title, n.text),
+        Some(u) => format!("{title}\n{text}\n{u}\n"),
+        None => format!("{title}\n{text}\n"),
     }
 }
 
 /// A notice as a Slack message (one section, its title in bold, the page linked).
 pub fn notice_slack(n: &Notice) -> Value {
-    let mut text = format!("*{}*\n{}", slack_escape(&n.title), slack_escape(&n.text));
+    let (title, line) = (escape::slack(&n.title), escape::slack(&n.text));
+    let mut text = format!("*{title}*\n{line}");
     if let Some(u) = &n.url {
-        text.push_str(&format!(" <{}|open>", slack_escape(u)));
+        text.push_str(&format!(" <{}|open>", escape::slack(u)));
     }
     json!({
-        "text": cut(format!("{} · {}", n.title, n.text), SLACK_TEXT_MAX),
+        "text": cut(format!("{title} · {line}"), SLACK_TEXT_MAX),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SLACK_TEXT_MAX)}}],
     })
+}
+
+/// An address inside a Teams markdown link: a `)` or space would end it early, so they are encoded (the
+/// values in it are already percent-encoded by the link templates; this covers the template's own text).
+fn teams_url(url: &str) -> String {
+    url.replace(' ', "%20")
+        .replace('(', "%28")
+        .replace(')', "%29")
+        .replace('<', "%3C")
+        .replace('>', "%3E")
 }
 
 /// A Teams message of one Adaptive Card (version 1.4, what Workflows and incoming webhooks render) with `body`.
@@ -234,11 +240,13 @@ fn adaptive_card(body: Vec<Value>) -> Value {
 /// A notice as a Microsoft Teams message: a small Adaptive Card.
 pub fn notice_teams(n: &Notice) -> Value {
     let mut body = vec![
-        json!({"type": "TextBlock", "text": n.title, "weight": "Bolder", "wrap": true}),
-        json!({"type": "TextBlock", "text": n.text, "wrap": true}),
+        json!({"type": "TextBlock", "text": escape::teams(&n.title), "weight": "Bolder", "wrap": true}),
+        json!({"type": "TextBlock", "text": escape::teams(&n.text), "wrap": true}),
     ];
     if let Some(u) = &n.url {
-        body.push(json!({"type": "TextBlock", "text": format!("[Open]({u})"), "wrap": true}));
+        body.push(
+            json!({"type": "TextBlock", "text": format!("[Open]({})", teams_url(u)), "wrap": true}),
+        );
     }
     adaptive_card(body)
 }
@@ -309,7 +317,7 @@ pub fn span(d: &Digest) -> String {
 
 /// The digest as plain text: SNS's message and the email's text part.
 pub fn text(d: &Digest, who: &Audience) -> String {
-    let mut out = format!("{}\n{}\n\n", title(d, who), span(d));
+    let mut out = format!("{}\n{}\n\n", escape::plain(&title(d, who)), span(d));
     for (name, value, change) in figure_lines(d) {
         out.push_str(&format!("{name:<26}{value:<22}{change}\n").replace("  \n", "\n"));
     }
@@ -327,9 +335,10 @@ pub fn text(d: &Digest, who: &Audience) -> String {
     for (heading, named) in highlight_lines(d) {
         out.push_str(&format!("\n{heading}:\n"));
         for n in named {
+            let label = escape::plain(&n.label);
             match n.url {
-                Some(u) => out.push_str(&format!("- {}: {} {u}\n", n.label, n.took)),
-                None => out.push_str(&format!("- {}: {}\n", n.label, n.took)),
+                Some(u) => out.push_str(&format!("- {label}: {} {u}\n", n.took)),
+                None => out.push_str(&format!("- {label}: {}\n", n.took)),
             }
         }
     }
@@ -360,7 +369,7 @@ pub fn slack(d: &Digest, who: &Audience) -> Value {
         })
         .collect();
     let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": cut(title(d, who), SLACK_HEADER_MAX)}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": cut(escape::plain(&title(d, who)), SLACK_HEADER_MAX)}}),
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": span(d)}]}),
         json!({"type": "section", "fields": fields}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(count_lines(d).join("\n"), SLACK_TEXT_MAX)}}),
@@ -380,18 +389,18 @@ pub fn slack(d: &Digest, who: &Audience) -> Value {
             .map(|n| match &n.url {
                 Some(u) => format!(
                     "• <{}|{}>: {}",
-                    slack_escape(u),
-                    slack_escape(&n.label),
+                    escape::slack(u),
+                    escape::slack_label(&n.label),
                     n.took
                 ),
-                None => format!("• {}: {}", slack_escape(&n.label), n.took),
+                None => format!("• {}: {}", escape::slack(&n.label), n.took),
             })
             .collect();
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
             "text": cut(format!("*{heading}*\n{}", lines.join("\n")), SLACK_TEXT_MAX)}}));
     }
     blocks.truncate(SLACK_BLOCKS_MAX);
-    json!({"text": cut(format!("{} · {}", title(d, who), span(d)), SLACK_TEXT_MAX), "blocks": blocks})
+    json!({"text": cut(format!("{} · {}", escape::slack(&title(d, who)), span(d)), SLACK_TEXT_MAX), "blocks": blocks})
 }
 
 /// The digest as a Microsoft Teams message: one Adaptive Card, as a Workflows or incoming webhook takes it.
@@ -408,7 +417,7 @@ pub fn teams(d: &Digest, who: &Audience) -> Value {
         })
         .collect();
     let mut body = vec![
-        json!({"type": "TextBlock", "text": title(d, who), "weight": "Bolder", "size": "Medium", "wrap": true}),
+        json!({"type": "TextBlock", "text": escape::teams(&title(d, who)), "weight": "Bolder", "size": "Medium", "wrap": true}),
         json!({"type": "TextBlock", "text": span(d), "isSubtle": true, "spacing": "None", "wrap": true}),
         json!({"type": "FactSet", "facts": facts}),
     ];
@@ -429,9 +438,10 @@ pub fn teams(d: &Digest, who: &Audience) -> Value {
     for (heading, named) in highlight_lines(d) {
         body.push(json!({"type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": true}));
         for n in named {
+            let label = escape::teams(&n.label);
             let text = match &n.url {
-                Some(u) => format!("- [{}]({u}): {}", n.label, n.took),
-                None => format!("- {}: {}", n.label, n.took),
+                Some(u) => format!("- [{label}]({}): {}", teams_url(u), n.took),
+                None => format!("- {label}: {}", n.took),
             };
             body.push(json!({"type": "TextBlock", "text": text, "wrap": true}));
         }
@@ -626,7 +636,7 @@ mod tests {
         assert!(s.contains("• P&lt;1&gt;&amp; (shop): 1h 1m"), "{s}");
         let card = teams(&d, &who).to_string();
         assert!(
-            card.contains(&format!("[0123456 acme/shop (shop)]({url}): 1d 1h")),
+            card.contains(&format!("[0123456 acme/shop \\\\(shop\\\\)]({url}): 1d 1h")),
             "{card}"
         );
         let html = email::html(&d, &who, None);
@@ -634,5 +644,98 @@ mod tests {
             html.contains(&format!("<a href=\"{url}\"")) && html.contains("P&lt;1&gt;&amp; (shop)"),
             "{html}"
         );
+    }
+
+    /// What a payload may write: a markdown link, a Slack link, a mass ping and a right-to-left override.
+    const HOSTILE: &str =
+        "[Re-login](https://evil.example) <https://evil.example|Open> <!channel> \u{202E}exe.gpj";
+
+    fn assert_inert_slack(s: &str) {
+        assert!(!s.contains("<!channel>"), "{s}");
+        assert!(!s.contains("<https://evil"), "{s}");
+        assert!(!s.contains('\u{202E}'), "{s}");
+    }
+
+    fn assert_inert_teams(s: &str) {
+        assert!(!s.contains("](https://evil"), "{s}");
+        assert!(!s.contains('\u{202E}'), "{s}");
+    }
+
+    #[test]
+    fn payload_text_carries_no_link_ping_or_override_in_any_channel() {
+        use em_metrics::digest::{Highlights, LongRecovery, SlowChange};
+        let n = Notice {
+            title: format!("Deployed to {HOSTILE}"),
+            text: HOSTILE.into(),
+            url: Some("https://github.com/acme/shop/commit/0123".into()),
+        };
+        // Slack: the message (blocks and the notification's fallback text) as sent, as JSON text.
+        let slack_json = notice_slack(&n);
+        assert_inert_slack(slack_json["text"].as_str().unwrap());
+        assert_inert_slack(slack_json["blocks"][0]["text"]["text"].as_str().unwrap());
+        assert!(slack_json["text"]
+            .as_str()
+            .unwrap()
+            .contains("&lt;!channel&gt;"));
+        let card = notice_teams(&n);
+        for block in card["attachments"][0]["content"]["body"]
+            .as_array()
+            .unwrap()
+        {
+            assert_inert_teams(block["text"].as_str().unwrap());
+        }
+        let plain = notice_text(&n);
+        assert!(!plain.contains('\u{202E}'), "{plain}");
+        let mail = String::from_utf8(
+            email::notice_message(&n, "em@example.com", &["lead@example.com".into()]).unwrap(),
+        )
+        .unwrap();
+        assert!(!mail.contains('\u{202E}'));
+
+        let mut d = sample();
+        d.highlights = Highlights {
+            rollbacks: 0,
+            slowest_changes: vec![SlowChange {
+                service: "shop".into(),
+                repo: format!("acme/{HOSTILE}|x"),
+                sha: "0123456789abcdef".into(),
+                lead_time_seconds: 60.0,
+                url: Some("https://github.com/acme/shop/commit/0123".into()),
+            }],
+            longest_recoveries: vec![LongRecovery {
+                service: "shop".into(),
+                incident: HOSTILE.into(),
+                recovery_seconds: 60.0,
+                url: None,
+            }],
+        };
+        let who = Audience::Team(HOSTILE.into());
+        let s = slack(&d, &who);
+        assert_inert_slack(s["text"].as_str().unwrap());
+        for block in s["blocks"].as_array().unwrap() {
+            if block["type"] == "header" {
+                // plain_text: Slack shows it as written, with no links or mentions.
+                assert!(!block.to_string().contains('\u{202E}'));
+            } else {
+                assert_inert_slack(&block.to_string());
+            }
+        }
+        // One link per named change, its label unable to end the address part.
+        let changes = s["blocks"].to_string();
+        assert!(
+            changes.contains("|0123456 acme/[Re-login](https://evil.example)"),
+            "{changes}"
+        );
+        assert!(
+            !changes.contains("|x ("),
+            "a label's | is not Slack's: {changes}"
+        );
+        let card = teams(&d, &who).to_string();
+        assert_inert_teams(&card);
+        let t = text(&d, &who);
+        assert!(!t.contains('\u{202E}'), "{t}");
+        let html = email::html(&d, &who, None);
+        assert!(!html.contains("<https://evil") && !html.contains('\u{202E}'));
+        assert!(!html.contains("href=\"https://evil"), "{html}");
     }
 }

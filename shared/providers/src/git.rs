@@ -95,3 +95,10 @@ mod tests {
         }
     }
 }
+
+/// Whether `s` can name a git commit: hexadecimal, from the shortest abbreviation git accepts to a full
+/// SHA-256 object name.
+pub(crate) fn is_sha(s: &str) -> bool {
+    (em_core::domain::MIN_SHA_LEN..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -93,7 +93,13 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         deployment_id: r.id.0,
         environment: r.app.name,
         production: None,
-        sha: r.slug.and_then(|s| s.commit).unwrap_or_default(),
+        // A slug's commit that is no git sha (Heroku's own examples show `48AKJH48758769671293ALFKJHL`)
+        // names no commit: the release still counts as a deployment, shipping no change.
+        sha: r
+            .slug
+            .and_then(|s| s.commit)
+            .filter(|c| crate::git::is_sha(c))
+            .unwrap_or_default(),
         time: r.updated_at.unwrap_or(r.created_at).0,
         outcome,
         // `heroku rollback` makes a release described `Rollback to v<N>` (Dev Center, Releases): the release

@@ -161,3 +161,25 @@ async fn scenario_in_other_orders_and_repeated_gives_the_same_figures() {
     shuffle(&mut deliveries, 0x9E37_79B9_7F4A_7C15);
     run(deliveries, 8).await;
 }
+
+/// The comparison the scenarios use: integers exactly, other numbers within 1e-9 relative — a p90 one rank
+/// off (75,369 s against 75,370 s) or a rate over a window an hour short fails it.
+#[test]
+fn figures_compare_exactly() {
+    use serde_json::json;
+    let matches = |got: Value, want: Value| {
+        std::panic::catch_unwind(|| assert_matches(&got, &want, "x")).is_ok()
+    };
+    assert!(matches(
+        json!({"a": 1.0666666666666667}),
+        json!({"a": 1.0666666666666667})
+    ));
+    assert!(matches(json!({"a": 0.0}), json!({"a": 0.0})));
+    assert!(!matches(json!({"a": 75_370.0}), json!({"a": 75_369.0})));
+    assert!(!matches(
+        json!({"a": 16.0 / 24.0}),
+        json!({"a": 16.0 / 23.0})
+    ));
+    assert!(!matches(json!({"a": 64}), json!({"a": 65})));
+    assert!(common::close(0.1 + 0.2, 0.3));
+}

@@ -41,8 +41,9 @@ use sha2::{Digest, Sha256};
 
 use proxy::Proxy;
 
-/// How long one attempt of the aggregator's DynamoDB client may take before it gives up on a stalled
-/// connection; the client makes two attempts per request.
+/// How long one attempt of the aggregator's DynamoDB client may take, once the cable is cut, before it gives
+/// up on a stalled connection; the client makes two attempts per request. While the cable is connected an
+/// attempt may take as long as the suite gives moto ([`CutAwareSleep`]).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
 const ATTEMPTS: u32 = 2;
 const SECRET: &str = "aws-fault-github-secret";
@@ -164,6 +165,11 @@ mod proxy {
 
         pub fn is_cut(&self) -> bool {
             *self.shared.cut.borrow()
+        }
+
+        /// Follows the cable's state: `true` while it is cut.
+        pub fn watch_cut(&self) -> watch::Receiver<bool> {
+            self.shared.cut.subscribe()
         }
 
         /// How many times the cable was cut.
@@ -415,10 +421,60 @@ fn body_text(body: &lambda_http::Body) -> String {
     }
 }
 
+/// The SDK's clock for a client behind the proxy: a timeout runs its full (generous) length while the cable
+/// is connected, so a slow moto on a loaded machine fails nothing, and ends at most `ATTEMPT_TIMEOUT` after
+/// the cable is cut (every duration scaled down alike, so an operation still spans `ATTEMPTS` attempts),
+/// which is what the tests wait for.
+#[derive(Debug, Clone)]
+struct CutAwareSleep {
+    cut: tokio::sync::watch::Receiver<bool>,
+    /// Once cut, each duration shrinks by this factor: the generous attempt timeout to `ATTEMPT_TIMEOUT`.
+    scale: f64,
+}
+
+impl aws_smithy_async::rt::sleep::AsyncSleep for CutAwareSleep {
+    fn sleep(&self, d: Duration) -> aws_smithy_async::rt::sleep::Sleep {
+        let (mut cut, scale) = (self.cut.clone(), self.scale);
+        aws_smithy_async::rt::sleep::Sleep::new(async move {
+            let short = d.mul_f64(scale);
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = async {
+                    if cut.wait_for(|c| *c).await.is_ok() {
+                        tokio::time::sleep(short).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                } => {}
+            }
+        })
+    }
+}
+
 /// The SDK configuration of the aggregator's DynamoDB client: through the proxy, giving up on a stalled
-/// request after `ATTEMPTS` attempts of `ATTEMPT_TIMEOUT`.
+/// request after `ATTEMPTS` attempts, each `ATTEMPT_TIMEOUT` once the cable is cut.
 async fn through(proxy: &Proxy) -> SdkConfig {
-    short_timeouts(proxy.url()).await
+    common::aws::endpoint();
+    let generous = std::env::var("EM_AGENT_AWS_ATTEMPT_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_millis);
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(proxy.url())
+        .sleep_impl(CutAwareSleep {
+            cut: proxy.watch_cut(),
+            scale: (ATTEMPT_TIMEOUT.as_secs_f64() / generous.as_secs_f64()).min(1.0),
+        })
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(generous)
+                .operation_attempt_timeout(generous)
+                .operation_timeout(generous * (ATTEMPTS + 1))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
+        .load()
+        .await
 }
 
 /// An SDK configuration for `endpoint` that gives up after `ATTEMPTS` attempts of `ATTEMPT_TIMEOUT`.
@@ -1081,16 +1137,21 @@ async fn secrets_manager_hanging_is_bounded_backed_off_and_fails_closed_when_sta
     let proxy = Proxy::start(upstream()).await;
     let via = through(&proxy).await;
     // Refreshed on every call (no TTL), each call bounded at 200 ms.
+    // The first loads, through a loaded moto, may take as long as they need; the clones made after them
+    // share their cache and give up a refresh at 200 ms, which only the cut below puts to the test.
+    let patient = Duration::from_secs(60);
     let serving = SecretsManagerSecrets::new(&via, &secret_id, Layout::PerProvider)
         .with_ttl(Duration::ZERO)
-        .with_fetch_timeout(Duration::from_millis(200));
+        .with_fetch_timeout(patient);
     let strict = SecretsManagerSecrets::new(&via, &secret_id, Layout::PerProvider)
         .with_ttl(Duration::ZERO)
         .with_max_stale(Duration::ZERO)
-        .with_fetch_timeout(Duration::from_millis(200));
+        .with_fetch_timeout(patient);
     let want = Some(vec![SECRET.as_bytes().to_vec()]);
     assert_eq!(serving.secrets("github").await.expect("first load"), want);
     assert_eq!(strict.secrets("github").await.expect("first load"), want);
+    let serving = serving.with_fetch_timeout(Duration::from_millis(200));
+    let strict = strict.with_fetch_timeout(Duration::from_millis(200));
 
     // The cable is cut and the next request held: the refresh gives up at its bound, the cache serves.
     proxy.cut_at(|_| true);
@@ -1114,4 +1175,243 @@ async fn secrets_manager_hanging_is_bounded_backed_off_and_fails_closed_when_sta
         .await
         .expect_err("stale secrets must not serve");
     assert!(!e.message.contains(SECRET), "{}", e.message);
+}
+
+/// A GitHub push as the webhook receives it: `commits` commits of `repo`'s default branch, commit `i` at
+/// `first + i` minutes, each with a message of `message_bytes` bytes.
+fn big_push(
+    repo: &str,
+    commits: usize,
+    first: i64,
+    message_bytes: usize,
+) -> (String, Vec<(String, i64)>) {
+    let listed: Vec<(String, i64)> = (0..commits)
+        .map(|i| {
+            (
+                format!("{:040x}", 0xb16_0000_u64 + i as u64),
+                first + i as i64 * 60_000,
+            )
+        })
+        .collect();
+    let body = json!({
+        "ref": "refs/heads/main",
+        "before": "1111111111111111111111111111111111111111",
+        "after": listed.last().map(|c| c.0.clone()).unwrap_or_default(),
+        "repository": {"full_name": repo, "default_branch": "main", "name": repo},
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "commits": listed.iter().map(|(sha, t)| json!({
+            "id": sha,
+            "message": "m".repeat(message_bytes),
+            "timestamp": em_core::time::rfc3339::format(*t),
+        })).collect::<Vec<_>>(),
+    });
+    (body.to_string(), listed)
+}
+
+/// A GitHub `deployment_status` of `sha` of `repo` to production, succeeded at `at`.
+fn deployment_status(repo: &str, id: u64, sha: &str, at: i64) -> String {
+    let at = em_core::time::rfc3339::format(at);
+    json!({
+        "action": "created",
+        "deployment_status": {"id": id, "state": "success", "environment": "production",
+                              "created_at": at, "updated_at": at},
+        "deployment": {"id": id, "sha": sha, "ref": "main", "environment": "production",
+                       "created_at": at, "updated_at": at},
+        "repository": {"full_name": repo, "name": repo},
+    })
+    .to_string()
+}
+
+/// One push of 2,100 commits with 3 KB messages (a 6 MB body, put aside in S3): its 2,048 newest commits
+/// are stored across items under DynamoDB's 400 KB, the rest counted unlisted, and each shipped commit's
+/// lead time is its deployment's time less its own. A second such push in the same batch waits for the next
+/// batch (the batch's byte budget), and the small deliveries beside them are never failed by them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_push_is_stored_in_parts_and_fails_none_of_its_neighbours() {
+    let sdk = sdk().await;
+    let names = fresh_names_with(&sdk, "huge", 3, 30).await;
+    let config = Config::parse(
+        r#"
+production_environments = ["production"]
+
+[[services]]
+name = "huge"
+repositories = ["big-org/huge"]
+
+[[services]]
+name = "other"
+repositories = ["big-org/other"]
+
+[[services]]
+name = "small"
+repositories = ["big-org/small"]
+"#,
+    )
+    .expect("config");
+    let secret_id = put_webhook_secret(
+        &sdk,
+        &unique_name("huge-webhook"),
+        json!({ "github": SECRET }),
+    )
+    .await;
+    let queue = SqsQueue::connect(&sdk, &names).await.expect("queue");
+    let webhook = WebhookHandler::new(
+        queue.clone(),
+        SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+    );
+    let first = millis("2025-04-01T00:00:00Z");
+    let deployed = millis("2025-04-03T00:00:00Z");
+    let (huge, commits) = big_push("big-org/huge", 2_100, first, 3_000);
+    let (other, _) = big_push("big-org/other", 2_100, first, 3_000);
+    assert!(huge.len() > 6_000_000, "a body of {} bytes", huge.len());
+    let after = commits.last().expect("commits").0.clone();
+    let mut deliveries = vec![
+        ("push", "huge-push".to_string(), huge),
+        ("push", "other-push".to_string(), other),
+        (
+            "deployment_status",
+            "huge-deploy".to_string(),
+            deployment_status("big-org/huge", 1, &after, deployed),
+        ),
+    ];
+    for i in 0..3 {
+        deliveries.push((
+            "deployment_status",
+            format!("small-{i}"),
+            deployment_status(
+                "big-org/small",
+                10 + i,
+                &format!("{:040x}", 0xabc + i),
+                deployed,
+            ),
+        ));
+    }
+    for (event, id, body) in &deliveries {
+        let req = webhook_request(
+            "github",
+            &[("x-github-delivery", id), ("x-github-event", event)],
+            body,
+            SECRET,
+        );
+        let resp = em_webhook::lambda::handle(&webhook, Some("github"), req, now_millis()).await;
+        assert_eq!(resp.status(), 202, "{id}: {}", body_text(resp.body()));
+    }
+
+    let arn = queue_arn(&sdk, queue.queue_url()).await;
+    let messages = receive_messages(
+        &sdk,
+        queue.queue_url(),
+        deliveries.len(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(messages.len(), deliveries.len());
+    let offloaded = |m: &aws_sdk_sqs::types::Message| {
+        matches!(
+            Message::from_json(m.body().unwrap_or_default()),
+            Ok(Message::Offloaded { .. })
+        )
+    };
+    assert_eq!(
+        messages.iter().filter(|m| offloaded(m)).count(),
+        2,
+        "both pushes put aside"
+    );
+
+    let store = DynamoStore::new(&sdk, names.table.clone());
+    let payloads = S3Payloads::new(&sdk, names.bucket.clone());
+    // A budget of 1 MiB: the small deliveries and one push fit, the other push waits.
+    let aggregator = Aggregator::new(store.clone(), Arc::new(config)).with_batch_bytes(1 << 20);
+    let response = em_aggregator::lambda::handle(
+        &aggregator,
+        &payloads,
+        sqs_event(&messages, &arn),
+        now_millis(),
+    )
+    .await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed.len(), 1, "one push waits: {failed:?}");
+    let waiting = messages
+        .iter()
+        .find(|m| m.message_id() == Some(failed[0]))
+        .expect("a message of the batch");
+    assert!(offloaded(waiting), "only a put-aside push waits");
+    let done: Vec<String> = messages
+        .iter()
+        .filter(|m| m.message_id() != Some(failed[0]))
+        .map(|m| m.receipt_handle().unwrap_or_default().to_string())
+        .collect();
+    delete_messages(&sdk, queue.queue_url(), &done).await;
+
+    // The next batch takes the push that waited.
+    aws_sdk_sqs::Client::new(&sdk)
+        .change_message_visibility()
+        .queue_url(queue.queue_url())
+        .receipt_handle(waiting.receipt_handle().unwrap_or_default())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("visibility");
+    let again = receive_messages(&sdk, queue.queue_url(), 1, Duration::from_secs(5)).await;
+    assert_eq!(again.len(), 1);
+    let response = em_aggregator::lambda::handle(
+        &aggregator,
+        &payloads,
+        sqs_event(&again, &arn),
+        now_millis(),
+    )
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+
+    // Both pushes are read back whole: 2,048 commits each, 52 unlisted.
+    let facts = store
+        .load_facts(vec!["big-org/huge".into(), "big-org/other".into()], vec![])
+        .await
+        .expect("facts");
+    assert_eq!(facts.pushes.len(), 2);
+    for p in &facts.pushes {
+        assert_eq!(p.commits.len(), 2_048, "{}", p.repo);
+        assert_eq!(p.unlisted, 52, "{}", p.repo);
+        assert_eq!(p.commits[0].sha, commits[52].0);
+        assert_eq!(p.commits[0].message.len(), 3_000);
+    }
+
+    // Every listed commit shipped by the deployment, with its own lead time.
+    let rows = store
+        .rows(Some(vec!["huge".into()]), first, deployed + 1)
+        .await
+        .expect("rows");
+    let changes = &rows
+        .iter()
+        .find(|(s, _)| s == "huge")
+        .expect("huge's rows")
+        .1
+        .changes;
+    assert_eq!(changes.len(), 2_048);
+    let lead: BTreeMap<&str, i64> = changes
+        .iter()
+        .map(|c| (c.sha.as_str(), c.lead_time()))
+        .collect();
+    for (sha, t) in &commits[52..] {
+        assert_eq!(lead.get(sha.as_str()), Some(&(deployed - t)), "{sha}");
+    }
+    assert_eq!(
+        changes.iter().map(|c| u64::from(c.unlisted)).sum::<u64>(),
+        52
+    );
+    // The small deliveries counted too.
+    assert_eq!(
+        counted(&store, Some(vec!["small".into()]), first, deployed + 1).await,
+        3
+    );
 }

@@ -47,20 +47,24 @@ async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut server = Server::start(None, &data, secrets());
+    // A generous bound only so that a hung server fails the test instead of hanging it: a loaded machine
+    // may answer slowly, and a slow answer is not the kill.
     let client = common::client_builder()
-        .timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(120))
         .build()
         .expect("client");
 
     let answered: Arc<Mutex<Vec<u64>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let (client, base, answered, next) = (
+        let (client, base, answered, next, killed) = (
             client.clone(),
             server.base.clone(),
             answered.clone(),
             next.clone(),
+            killed.clone(),
         );
         posters.spawn(async move {
             loop {
@@ -72,7 +76,8 @@ async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
                     Ok((202, _)) => answered.lock().expect("lock").push(i),
                     Ok((status, body)) => panic!("delivery {i}: {status} {body}"),
                     // The server is gone: nothing more can be answered.
-                    Err(_) => return,
+                    Err(_) if killed.load(Ordering::SeqCst) => return,
+                    Err(e) => panic!("delivery {i} failed while the server was up: {e}"),
                 }
             }
         });
@@ -88,8 +93,11 @@ async fn kill_9_loses_no_answered_delivery_and_counts_each_once() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    killed.store(true, Ordering::SeqCst);
     server.kill();
-    while posters.join_next().await.is_some() {}
+    while let Some(r) = posters.join_next().await {
+        r.expect("a poster failed");
+    }
     let answered = answered.lock().expect("lock").clone();
     assert!(answered.len() >= 400);
 

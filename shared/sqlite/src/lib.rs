@@ -22,7 +22,7 @@ use em_core::rows::{Linked, Observations};
 
 mod delivery;
 mod links;
-use em_core::time::{now_millis, Millis};
+use em_core::time::Millis;
 
 pub const DB_FILE: &str = "em-agent.sqlite3";
 
@@ -36,6 +36,8 @@ pub struct Options {
     pub max_batch: usize,
     /// How long delivery markers (de-duplication) and dead letters are kept, as DynamoDB's TTL keeps them.
     pub retention: Duration,
+    /// What the queue's visibility timeouts and dead letters are timed by (a test's own clock).
+    pub clock: em_core::time::Clock,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             max_receives: 5,
             max_batch: 2048,
             retention: Duration::from_secs(30 * 86_400),
+            clock: em_core::time::Clock::system(),
         }
     }
 }
@@ -465,7 +468,8 @@ impl Queue for EmbeddedStore {
 
     async fn receive(&self, max: usize) -> Result<Vec<Received>, PortError> {
         // Retention, as DynamoDB's TTL and S3's lifecycle keep it on AWS: pruned at most hourly.
-        let now = now_millis();
+        let clock = self.inner.options.clock.clone();
+        let now = clock.now();
         let last = self
             .inner
             .pruned_at
@@ -486,7 +490,7 @@ impl Queue for EmbeddedStore {
         let vt = self.inner.options.visibility_timeout.as_millis() as i64;
         let max_receives = self.inner.options.max_receives as i64;
         self.write(move |c| {
-            let now = now_millis();
+            let now = clock.now();
             // Messages that timed out too often are poison: keep them aside for a replay.
             let poison: Vec<i64> = c
                 .prepare_cached(
@@ -552,9 +556,10 @@ impl Queue for EmbeddedStore {
     }
 
     async fn dead_letter(&self, receipt: String, reason: String) -> Result<(), PortError> {
+        let clock = self.inner.options.clock.clone();
         self.write(move |c| {
             let seq: i64 = receipt.parse().unwrap_or(-1);
-            move_to_dead_letters(c, seq, Some(&reason), now_millis())
+            move_to_dead_letters(c, seq, Some(&reason), clock.now())
         })
         .await
     }

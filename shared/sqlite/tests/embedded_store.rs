@@ -13,33 +13,61 @@ use em_core::ports::{
 use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked, DAY};
 use em_sqlite::{EmbeddedStore, Options};
 
-/// Long enough that two receives in a row fall within it on a loaded machine; the tests wait for it to pass
-/// by polling, never by sleeping a fixed time.
-const VISIBILITY: Duration = Duration::from_secs(2);
+/// The queue's visibility timeout. The queue tests move the store's clock past it by hand: nothing waits,
+/// and no receive can see a message reappear because the machine was slow.
+const VISIBILITY: Duration = Duration::from_secs(30);
 
-/// Receives until a hidden message's timeout has passed and something is handed over.
-async fn receive_when_visible(q: &EmbeddedStore) -> Vec<em_core::ports::Received> {
-    let deadline = std::time::Instant::now() + VISIBILITY * 15;
-    loop {
-        let got = q.receive(10).await.unwrap();
-        if !got.is_empty() {
-            return got;
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing came back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A store whose clock stands still until the test moves it.
+struct Timed {
+    q: EmbeddedStore,
+    now: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
-/// Receives (handing nothing over) until the timed-out messages have moved to the dead letters.
-async fn until_dead_lettered(q: &EmbeddedStore, dead_letters: u64) {
-    let deadline = std::time::Instant::now() + VISIBILITY * 15;
-    loop {
-        assert!(q.receive(10).await.unwrap().is_empty());
-        if q.stats().await.unwrap().dead_letters == dead_letters {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "never dead-lettered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Timed {
+    fn open(dir: &std::path::Path) -> Timed {
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            em_core::time::now_millis(),
+        ));
+        let read = now.clone();
+        let q = EmbeddedStore::open(
+            dir,
+            Options {
+                visibility_timeout: VISIBILITY,
+                max_receives: 2,
+                clock: em_core::time::Clock::from_fn(move || {
+                    read.load(std::sync::atomic::Ordering::SeqCst)
+                }),
+                ..Options::default()
+            },
+        )
+        .expect("store opens");
+        Timed { q, now }
+    }
+
+    /// Moves the clock past the visibility timeout: every received message is visible again.
+    fn pass_visibility(&self) {
+        self.now.fetch_add(
+            VISIBILITY.as_millis() as i64 + 1,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Receives once the hidden messages' timeout has passed.
+    async fn receive_when_visible(&self) -> Vec<em_core::ports::Received> {
+        assert!(
+            self.q.receive(10).await.unwrap().is_empty(),
+            "visible before the timeout"
+        );
+        self.pass_visibility();
+        self.q.receive(10).await.unwrap()
+    }
+
+    /// Lets the received messages time out once more: past their receives, the next receive dead-letters
+    /// them instead of handing them over.
+    async fn until_dead_lettered(&self, dead_letters: u64) {
+        self.pass_visibility();
+        assert!(self.q.receive(10).await.unwrap().is_empty());
+        assert_eq!(self.q.stats().await.unwrap().dead_letters, dead_letters);
     }
 }
 
@@ -103,7 +131,8 @@ async fn enqueue_is_deduplicated_per_provider_and_survives_a_reopen() {
 #[tokio::test]
 async fn received_messages_hide_until_the_timeout_then_dead_letter_after_max_receives() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let q = open(dir.path());
+    let t = Timed::open(dir.path());
+    let q = &t.q;
     for id in ["m-1", "m-2", "m-3"] {
         q.enqueue(envelope("github", id, &own_body(id)))
             .await
@@ -128,13 +157,13 @@ async fn received_messages_hide_until_the_timeout_then_dead_letter_after_max_rec
         .await
         .unwrap();
     // m-2 was never acknowledged: it comes back, received a second time.
-    let again = receive_when_visible(&q).await;
+    let again = t.receive_when_visible().await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].envelope.delivery_id, "m-2");
     assert_eq!(again[0].receive_count, 2);
 
     // Two receives without an ack is the limit: it moves to the dead letters instead of coming back.
-    until_dead_lettered(&q, 2).await;
+    t.until_dead_lettered(2).await;
     let s = q.stats().await.unwrap();
     assert_eq!((s.deliveries, s.queued, s.dead_letters), (3, 0, 2));
     let state = |id: &str| q.delivery_state("github".into(), id.into());
@@ -147,13 +176,14 @@ async fn received_messages_hide_until_the_timeout_then_dead_letter_after_max_rec
 #[tokio::test]
 async fn redrive_puts_a_dead_letter_back_as_a_fresh_message() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let q = open(dir.path());
+    let t = Timed::open(dir.path());
+    let q = &t.q;
     let original = envelope("github", "r-1", r#"{"ref":"refs/heads/main"}"#);
     q.enqueue(original.clone()).await.unwrap();
     // Received max_receives (2) times without an ack: the next receive dead-letters it.
     assert_eq!(q.receive(10).await.unwrap().len(), 1);
-    assert_eq!(receive_when_visible(&q).await.len(), 1);
-    until_dead_lettered(&q, 1).await;
+    assert_eq!(t.receive_when_visible().await.len(), 1);
+    t.until_dead_lettered(1).await;
     assert_eq!(q.dead_letter_count().await.unwrap(), 1);
     assert_eq!(
         q.delivery_state("github".into(), "r-1".into())

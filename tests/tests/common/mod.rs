@@ -105,6 +105,31 @@ pub fn client() -> reqwest::Client {
     client_builder().build().expect("an HTTP client")
 }
 
+/// The address a server started on port 0 listens on, from the line its log writes once it listens
+/// (`em-agent listening addr=127.0.0.1:41234 ...`), written after `from` in `log`.
+fn listening_addr(child: &mut Child, log: &Path, from: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains("em-agent listening")) {
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+            return addr.to_string();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("em-agent exited ({status}) before listening: {text}");
+        }
+        assert!(Instant::now() < deadline, "em-agent did not start: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port free now, for a program that cannot take port 0 and say which it got (`cargo lambda watch`,
+/// chromedriver): another process may take it before the program binds it, which those tests survive by
+/// failing loudly, never by answering for the wrong server.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -151,13 +176,14 @@ impl Server {
         env: &[(&str, &str)],
         file_size_kib: Option<u64>,
     ) -> Server {
-        let port = free_port();
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("log file");
+        // A restart appends to the same log: its address is in what comes after.
+        let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut cmd = match file_size_kib {
             None => Command::new(binary()),
             Some(kib) => {
@@ -171,9 +197,11 @@ impl Server {
                 c
             }
         };
+        // Port 0: the server takes a free port itself and says which in its log, so no other process can
+        // take it between a test choosing it and the server binding it.
         cmd.arg("serve")
             .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::null())
@@ -200,29 +228,14 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("em-agent starts");
-        let server = Server {
+        let mut child = cmd.spawn().expect("em-agent starts");
+        let addr = listening_addr(&mut child, &log, log_start);
+        Server {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{addr}"),
             data_dir: data_dir.to_path_buf(),
             log,
-        };
-        server.wait_healthy();
-        server
-    }
-
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "em-agent did not start: {}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -409,7 +422,9 @@ pub fn assert_adds_up(window: &Value, parts: &Value, what: &str) {
     }
 }
 
-/// Integers must match exactly; other numbers within 1 % relative; everything else exactly.
+/// Integers must match exactly; other numbers within 1e-9 relative (the rounding of a float printed and
+/// read back, no more: a rank off by one in a percentile or a window an hour short fails); everything else
+/// exactly.
 pub fn assert_matches(got: &Value, want: &Value, path: &str) {
     match (got, want) {
         (Value::Object(g), Value::Object(w)) => {
@@ -427,13 +442,15 @@ pub fn assert_matches(got: &Value, want: &Value, path: &str) {
                 g.as_f64().unwrap_or(f64::NAN),
                 w.as_f64().unwrap_or(f64::NAN),
             );
-            assert!(
-                (g - w).abs() <= 0.01 * w.abs() + 1e-9,
-                "{path}: got {g}, want {w}"
-            );
+            assert!(close(g, w), "{path}: got {g}, want {w}");
         }
         _ => assert_eq!(got, want, "at {path}"),
     }
+}
+
+/// Equal within 1e-9 of the larger magnitude (exactly, for zero).
+pub fn close(got: f64, want: f64) -> bool {
+    got == want || (got - want).abs() <= 1e-9 * got.abs().max(want.abs())
 }
 
 /// A small deterministic shuffle (xorshift), so a failing order can be replayed.

@@ -87,6 +87,10 @@ enum Command {
         /// DynamoDB, S3; names below).
         #[arg(long, value_enum, default_value = "embedded", env = "EM_AGENT_BACKEND")]
         backend: ServeBackend,
+        /// Serve /v1/* without a token on an address other than the loopback, to anyone who reaches it.
+        /// Without it, such an address needs EM_AGENT_API_TOKEN.
+        #[arg(long)]
+        open_api: bool,
         #[command(flatten)]
         aws: aws::AwsArgs,
     },
@@ -208,9 +212,12 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // A log line that cannot be written (stderr on a full disk) is lost, not reported with `eprintln!`,
     // which would panic whichever request or task logged it.
+    // Colours only for a person at a terminal: a log file or a collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -244,8 +251,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             body_timeout,
             max_connections,
             backend,
+            open_api,
             aws,
         } => {
+            if !addr.ip().is_loopback() && !open_api && server::api_tokens_from_env().is_none() {
+                return Err(format!(
+                    "refusing to serve the metrics API on {addr} without a token: anyone who reaches \
+                     that address could read it. Set EM_AGENT_API_TOKEN, or pass --open-api to serve \
+                     it open on purpose"
+                ));
+            }
             init_logging(log_format, "info");
             let config = load_config(&config)?;
             let opts = server::ServeOptions {

@@ -141,15 +141,16 @@ pub fn api_tokens_from_env() -> Option<em_core::secrets::EnvSecrets> {
     set.then(|| em_core::secrets::EnvSecrets::from_env([(em_api::API_TOKEN, vars)]))
 }
 
-/// Requires the bearer token on `/v1/*` when one is configured.
-async fn authorized<Q, S, T>(
-    state: &AppState<Q, S, T>,
-    headers: &http::HeaderMap,
-) -> Result<(), ErrorResponse> {
-    match &state.api_tokens {
-        Some(tokens) => Ok(em_api::authenticate(tokens, headers).await?),
-        None => Ok(()),
+/// The layer of every `/v1` route: the bearer token when one is configured, before any handler runs.
+async fn require_token<Q, S, T>(
+    State(state): State<Arc<AppState<Q, S, T>>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ErrorResponse> {
+    if let Some(tokens) = &state.api_tokens {
+        em_api::authenticate(tokens, request.headers()).await?;
     }
+    Ok(next.run(request).await)
 }
 
 /// Held by the aggregator task: clears the flag when the task ends.
@@ -187,13 +188,17 @@ async fn webhook<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
 ) -> Result<Response, ErrorResponse> {
     let limit = state.webhook.max_body;
     let (parts, body) = request.into_parts();
+    // Unknown, switched off, or a token provider without its token: answered before the body is read.
+    state
+        .webhook
+        .precheck(&provider, &parts.headers, now_millis())
+        .await?;
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // Only the known providers' limits apply; an unknown provider is a 404 whatever its size.
-    if em_providers::by_name(&provider).is_some() && declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         let _ = tokio::time::timeout(state.body_timeout, discard(body, limit)).await;
         return Err(ApiError::PayloadTooLarge { limit }.into());
     }
@@ -232,14 +237,12 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
     }
 }
 
-/// A metrics endpoint: the API's own dispatch, behind the server's token check.
+/// A metrics endpoint: the API's own dispatch (behind the token layer of every `/v1` route).
 async fn metrics<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     state: Arc<AppState<Q, S, T>>,
-    headers: http::HeaderMap,
     raw: Option<String>,
     route: Route,
 ) -> Result<Response, ErrorResponse> {
-    authorized(&state, &headers).await?;
     let answer = em_api::answer(
         &state.store,
         &state.config,
@@ -253,19 +256,15 @@ async fn metrics<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
 
 async fn stats<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
-    headers: http::HeaderMap,
 ) -> Result<Response, ErrorResponse> {
-    authorized(&state, &headers).await?;
     let s = state.webhook.queue.stats().await.map_err(ApiError::from)?;
     Ok(Json(s).into_response())
 }
 
 async fn delivery<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     State(state): State<Arc<AppState<Q, S, T>>>,
-    headers: http::HeaderMap,
     Path((provider, id)): Path<(String, String)>,
 ) -> Result<Response, ErrorResponse> {
-    authorized(&state, &headers).await?;
     match state
         .webhook
         .queue
@@ -298,11 +297,27 @@ async fn healthz<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
         .into_response()
 }
 
+/// The routes the server answers, as `METHOD path`: the 404's list, and what the route tests iterate.
+fn route_list() -> Vec<String> {
+    let mut routes = vec!["POST /webhooks/{provider}".to_string()];
+    routes.extend(em_api::ROUTES.iter().map(|(p, _)| format!("GET {p}")));
+    routes.extend(LOCAL_API.iter().map(|p| format!("GET {p}")));
+    routes.push("GET /healthz".into());
+    routes
+}
+
+/// The `/v1` routes only the local server has, beside the metrics API's.
+const LOCAL_API: [&str; 2] = ["/v1/stats", "/v1/deliveries/{provider}/{id}"];
+
+/// A 404 that names the routes there are, as a sentence and as data (the route tests iterate the list).
 async fn not_found() -> Response {
-    ErrorResponse(ApiError::NotFound(
-        "no such route: POST /webhooks/{provider}, GET /v1/metrics/dora, GET /v1/metrics/dora/series, GET /v1/metrics/delivery, GET /v1/metrics/delivery/series, GET /healthz".into(),
-    ))
-    .into_response()
+    let routes = route_list();
+    let error = format!("no such route: {}", routes.join(", "));
+    (
+        http::StatusCode::NOT_FOUND,
+        Json(json!({"error": error, "routes": routes})),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed() -> Response {
@@ -314,32 +329,31 @@ fn metrics_route<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     route: Route,
 ) -> axum::routing::MethodRouter<Arc<AppState<Q, S, T>>> {
     get(
-        move |State(state): State<Arc<AppState<Q, S, T>>>,
-              headers: http::HeaderMap,
-              RawQuery(q): RawQuery| metrics(state, headers, q, route),
+        move |State(state): State<Arc<AppState<Q, S, T>>>, RawQuery(q): RawQuery| {
+            metrics(state, q, route)
+        },
     )
 }
 
 fn router<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
     state: Arc<AppState<Q, S, T>>,
 ) -> Router {
+    // Every `/v1` route sits behind one token layer: a route added here cannot miss it.
+    let mut api = Router::new();
+    for (path, route) in em_api::ROUTES {
+        api = api.route(path, metrics_route::<Q, S, T>(*route));
+    }
+    let [stats_path, delivery_path] = LOCAL_API;
+    let api = api
+        .route(stats_path, get(stats::<Q, S, T>))
+        .route(delivery_path, get(delivery::<Q, S, T>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token::<Q, S, T>,
+        ));
     Router::new()
         .route("/webhooks/{provider}", post(webhook::<Q, S, T>))
-        .route("/v1/metrics/dora", metrics_route::<Q, S, T>(Route::Dora))
-        .route(
-            "/v1/metrics/dora/series",
-            metrics_route::<Q, S, T>(Route::DoraSeries),
-        )
-        .route(
-            "/v1/metrics/delivery",
-            metrics_route::<Q, S, T>(Route::Delivery),
-        )
-        .route(
-            "/v1/metrics/delivery/series",
-            metrics_route::<Q, S, T>(Route::DeliverySeries),
-        )
-        .route("/v1/stats", get(stats::<Q, S, T>))
-        .route("/v1/deliveries/{provider}/{id}", get(delivery::<Q, S, T>))
+        .merge(api)
         .route("/healthz", get(healthz::<Q, S, T>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

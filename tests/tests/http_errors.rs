@@ -20,6 +20,13 @@ fn push_delivery(id: &str, body: &str) -> Delivery {
     }
 }
 
+/// The status and the error message, or an empty message for a success.
+async fn error_of_or_ok(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.expect("answers are JSON");
+    (status, v["error"].as_str().unwrap_or_default().to_string())
+}
+
 async fn error_of(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let v: Value = resp.json().await.expect("errors are JSON");
@@ -201,11 +208,40 @@ async fn the_local_api_wants_its_token_when_one_is_set() {
         &[("EM_AGENT_API_TOKEN", token)],
     );
     let client = common::client();
-    for path in [
-        "/v1/metrics/dora",
-        "/v1/metrics/dora/series?interval=week",
-        "/v1/stats",
-    ] {
+    // The server's own list of its routes, from its 404: every route but the webhooks' and the health
+    // check wants the token, so a route added without the token layer fails here.
+    let r = client
+        .get(server.url("/no/such/route"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let listed: Value = r.json().await.expect("json");
+    let routes: Vec<String> = listed["routes"]
+        .as_array()
+        .expect("the 404 lists the routes")
+        .iter()
+        .map(|r| r.as_str().expect("a route").to_string())
+        .collect();
+    assert!(routes.len() >= 8, "{routes:?}");
+    let mut checked = 0;
+    for route in &routes {
+        let (method, path) = route.split_once(' ').expect("METHOD path");
+        if ["/webhooks/{provider}", "/healthz"].contains(&path) {
+            continue;
+        }
+        assert_eq!(method, "GET", "{route}");
+        checked += 1;
+        // Path parameters filled in; the series want their interval.
+        let path = path
+            .replace("{provider}", "github")
+            .replace("{id}", "no-such-delivery");
+        let path = if path.ends_with("/series") {
+            format!("{path}?interval=week")
+        } else {
+            path
+        };
+        let path = path.as_str();
         let r = client.get(server.url(path)).send().await.expect("get");
         let (status, message) = error_of(r).await;
         assert_eq!(status, 401, "{path}: {message}");
@@ -222,8 +258,15 @@ async fn the_local_api_wants_its_token_when_one_is_set() {
             .send()
             .await
             .expect("get");
-        assert_eq!(r.status(), 200, "{path}");
+        // Past the token: answered (the unknown delivery is a 404 of its own, with its own message).
+        let status = r.status().as_u16();
+        let (_, message) = error_of_or_ok(r).await;
+        assert!(
+            status == 200 || (status == 404 && message.contains("no-such-delivery")),
+            "{path}: {status} {message}"
+        );
     }
+    assert_eq!(checked, routes.len() - 2);
     let r = client
         .get(server.url("/healthz"))
         .send()
@@ -324,4 +367,94 @@ async fn slow_clients_are_cut_off_at_the_deadlines() {
         .await
         .expect("get");
     assert_eq!(r.status(), 200);
+}
+
+/// A signed deployment whose repository name is longer than a stored text may be, with a multi-byte
+/// character across the old cut at byte 65,535: it is stored cut to its bound, and the day it falls on
+/// still answers, organisation-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_field_does_not_break_its_day() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(None, &dir.path().join("data"), &[("github", SECRET)]);
+    let client = common::client();
+    let fixture = common::workspace()
+        .join("shared/providers/tests/fixtures/github/deployment_status-success.json");
+    let mut body: Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+    let long = format!("acme/{}{}", "a".repeat(65_529), "€".repeat(2_000));
+    body["repository"]["full_name"] = Value::from(long.clone());
+    let d = Delivery {
+        name: "long".into(),
+        provider: "github".into(),
+        headers: vec![
+            ("X-GitHub-Event".into(), "deployment_status".into()),
+            ("X-GitHub-Delivery".into(), "long-1".into()),
+        ],
+        body: body.to_string(),
+    };
+    let (status, answer) = post_signed_with(&client, &server.base, &d).await;
+    assert_eq!(status, 202, "{answer}");
+    server.wait_drained(&client).await;
+    let r = client
+        .get(server.url("/v1/metrics/dora"))
+        .query(&[("from", "2019-05-15"), ("to", "2019-05-16")])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["deployment_frequency"]["deployments"], 1, "{v}");
+}
+
+/// A provider whose credential is a header (GitLab's token) is checked before its body is read: a sender
+/// without the token gets its 401 while the 10 MiB it announced has not been sent, where reading first
+/// would wait for the body and end in a 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_provider_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        None,
+        &dir.path().join("data"),
+        &[("gitlab", "gitlab-token")],
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token: not-the-token\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"a\":",
+        10 * 1024 * 1024 - 1
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
+/// On an address others can reach, the API is never open by accident: without a token `serve` refuses to
+/// start and says how to choose.
+#[test]
+fn serve_refuses_an_open_api_beyond_the_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(common::binary())
+        .args(["serve", "--addr", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("EM_AGENT_API_TOKEN")
+        .env_remove("EM_AGENT_API_TOKEN_PREVIOUS")
+        .output()
+        .expect("em-agent serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("EM_AGENT_API_TOKEN") && err.contains("--open-api"),
+        "{err}"
+    );
 }

@@ -519,16 +519,22 @@ pub enum Route {
     DeliverySeries,
 }
 
+/// The metrics API's routes, each `GET`: what both front doors serve, and all that they serve of it.
+pub const ROUTES: &[(&str, Route)] = &[
+    ("/v1/metrics/dora", Route::Dora),
+    ("/v1/metrics/dora/series", Route::DoraSeries),
+    ("/v1/metrics/delivery", Route::Delivery),
+    ("/v1/metrics/delivery/series", Route::DeliverySeries),
+];
+
 impl Route {
-    /// The endpoint a request path names: `/v1/metrics/delivery...` or the DORA one, `.../series` or not.
-    pub fn of_path(path: &str) -> Route {
-        let path = path.trim_end_matches('/');
-        match (path.ends_with("/series"), path.contains("/delivery")) {
-            (false, false) => Route::Dora,
-            (true, false) => Route::DoraSeries,
-            (false, true) => Route::Delivery,
-            (true, true) => Route::DeliverySeries,
-        }
+    /// The endpoint a request path names exactly (a trailing `/` aside); any other path names none.
+    pub fn of_path(path: &str) -> Option<Route> {
+        let path = match path.trim_end_matches('/') {
+            "" => "/",
+            p => p,
+        };
+        ROUTES.iter().find(|(p, _)| *p == path).map(|(_, r)| *r)
     }
 }
 
@@ -580,7 +586,10 @@ pub mod lambda {
             if let Some(t) = tokens {
                 authenticate(t, req.headers()).await?;
             }
-            let route = Route::of_path(req.uri().path());
+            let route = Route::of_path(req.uri().path()).ok_or_else(|| {
+                let known: Vec<&str> = ROUTES.iter().map(|(p, _)| *p).collect();
+                ApiError::NotFound(format!("no such route: GET {}", known.join(", GET ")))
+            })?;
             answer(store, config, route, req.uri().query(), now).await
         }
         .await;

@@ -77,3 +77,48 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
             .contains("token"));
     }
 }
+
+/// Every route of the API's own list wants the token, and answers with it; a path not on the list is a 404,
+/// not DORA figures.
+#[tokio::test]
+async fn every_route_wants_the_token_and_an_unknown_path_is_not_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
+    let config = Config::default();
+    let tokens = EnvSecrets::default().with(em_api::API_TOKEN, "em-agent-test-token");
+    let path = format!("{}/../../events/api-dora.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("event");
+    let at = |path: &str, token: bool| {
+        let mut event: serde_json::Value = serde_json::from_str(&text).expect("json");
+        event["rawPath"] = path.into();
+        event["rawQueryString"] = if path.ends_with("/series") {
+            "from=2025-03-03&to=2025-03-10&interval=week"
+        } else {
+            "from=2025-03-03&to=2025-03-10"
+        }
+        .into();
+        event["requestContext"]["http"]["path"] = path.into();
+        if !token {
+            event["headers"]
+                .as_object_mut()
+                .expect("headers")
+                .retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+        }
+        lambda_http::request::from_str(&event.to_string()).expect("event")
+    };
+    assert_eq!(em_api::ROUTES.len(), 4);
+    for (path, _) in em_api::ROUTES {
+        let r = lambda::handle(&store, &config, Some(&tokens), at(path, false), 0).await;
+        assert_eq!(r.status(), 401, "{path}");
+        let r = lambda::handle(&store, &config, Some(&tokens), at(path, true), 0).await;
+        assert_eq!(r.status(), 200, "{path}: {:?}", json(&r));
+    }
+    for path in ["/v1/metrics/doraX", "/v1/metrics/delivery/x/series", "/"] {
+        let r = lambda::handle(&store, &config, Some(&tokens), at(path, true), 0).await;
+        assert_eq!(r.status(), 404, "{path}");
+        assert!(json(&r)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/v1/metrics/dora"));
+    }
+}

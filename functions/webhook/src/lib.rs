@@ -48,16 +48,13 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
         self
     }
 
-    pub async fn handle(
+    /// The provider and its secrets; fail closed: no secret means the provider is off, never open.
+    async fn provider_secrets(
         &self,
         provider: &str,
-        headers: &HeaderMap,
-        body: Bytes,
-        received_at: Millis,
-    ) -> Result<Reply, ApiError> {
+    ) -> Result<(&'static em_providers::Provider, Vec<Vec<u8>>), ApiError> {
         let p = em_providers::by_name(provider)
             .ok_or_else(|| ApiError::UnknownProvider(provider.to_string()))?;
-        // Fail closed: no secret means the provider is off, never open.
         let secrets = self
             .secrets
             .secrets(p.name)
@@ -67,6 +64,38 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
                 provider: p.name.to_string(),
                 hint: self.secrets.enable_hint(p.name),
             })?;
+        Ok((p, secrets))
+    }
+
+    /// What can be checked before the body is read: the provider is known and on, and, for a provider
+    /// whose credentials are a header (a token, a password) rather than a signature of the body, that
+    /// header. A server that reads bodies itself calls this first, so a sender without credentials cannot
+    /// make it read 10 MiB.
+    pub async fn precheck(
+        &self,
+        provider: &str,
+        headers: &HeaderMap,
+        received_at: Millis,
+    ) -> Result<(), ApiError> {
+        let (p, secrets) = self.provider_secrets(provider).await?;
+        if !p.auth.covers_body() {
+            let clock = Clock {
+                now: received_at,
+                replay_window: self.replay_window,
+            };
+            p.authenticate(headers, b"", &secrets, clock)?;
+        }
+        Ok(())
+    }
+
+    pub async fn handle(
+        &self,
+        provider: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        received_at: Millis,
+    ) -> Result<Reply, ApiError> {
+        let (p, secrets) = self.provider_secrets(provider).await?;
         if body.len() > self.max_body {
             return Err(ApiError::PayloadTooLarge {
                 limit: self.max_body,

@@ -459,6 +459,66 @@ mod tests {
         }
     }
 
+    /// Who may do what, read off the generated template: only the webhooks, the account's own rule and the
+    /// replay role send to the queue; the rule takes this account's events alone; each webhook writes only
+    /// its own provider's markers; email goes out only as `DigestFrom`, SNS only to the listed topics; the
+    /// throttle sits above what a provider that never retries could reach.
+    #[test]
+    fn each_policy_grants_only_what_its_function_needs() {
+        let text = std::fs::read_to_string(repository().join(TEMPLATE)).expect("the template");
+        let blocks = blocks(&text);
+        let block = |name: &str| -> &str {
+            &blocks
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+                .1
+        };
+        let queue = block("DeliveryQueuePolicy");
+        let deny = &queue[queue
+            .find("Effect: Deny\n            Principal: \"*\"\n            Action: sqs:SendMessage")
+            .expect("a deny of sending")..];
+        assert!(deny.contains("aws:SourceArn: !GetAtt DeploymentEventsRule.Arn"));
+        for p in em_providers::all() {
+            assert!(
+                deny.contains(&format!("- !GetAtt {}WebhookRole.Arn", p.title)),
+                "{}",
+                p.title
+            );
+            let role = block(&format!("{}WebhookRole", p.title));
+            assert!(
+                role.contains(&format!("dynamodb:LeadingKeys: [\"{}#*\"]", p.name)),
+                "{role}"
+            );
+        }
+        assert!(deny.contains("- !GetAtt ReplayRole.Arn"));
+        assert!(block("DeploymentEventsRule").contains("account: [!Ref AWS::AccountId]"));
+        for role in ["AggregatorRole", "DigestRole"] {
+            let body = block(role);
+            assert_eq!(body.matches("ses:SendEmail").count(), 1, "{role}");
+            assert!(body.contains("ses:FromAddress: !Ref DigestFrom"), "{role}");
+            assert!(
+                body.contains(
+                    "Action: sns:Publish\n                  Resource: !Ref DigestTopicArns"
+                ),
+                "{role}"
+            );
+            assert!(
+                !body.contains(":sns:${AWS::Region}:${AWS::AccountId}:*"),
+                "{role}"
+            );
+        }
+        let default_of = |param: &str| -> u64 {
+            let b = block(param);
+            b.lines()
+                .find_map(|l| l.trim().strip_prefix("Default: "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{param} has a number default"))
+        };
+        assert!(default_of("ApiThrottlingBurstLimit") >= 1000);
+        assert!(default_of("ApiThrottlingRateLimit") >= 1000);
+    }
+
     #[test]
     fn blocks_repeat_per_provider_and_placeholders_must_be_known() {
         let two = [&ALPHA, &BETA];

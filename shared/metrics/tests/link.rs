@@ -373,3 +373,55 @@ async fn a_redeployed_earlier_version_is_a_rollback_and_an_incidents_rework_is_n
         rows
     );
 }
+
+/// The two-provider rule's edge: another provider's report of the same sha and environment exactly 10
+/// minutes after the one kept is the same deployment; a millisecond later it is a deployment of its own.
+/// Both the whole re-link, the reference and the incremental linker agree.
+#[tokio::test]
+async fn another_providers_report_joins_at_exactly_ten_minutes_and_not_a_millisecond_later() {
+    use em_metrics::link::SAME_DEPLOYMENT_WINDOW;
+    assert_eq!(SAME_DEPLOYMENT_WINDOW, 600_000);
+    let config = config();
+    let a = commits(&["a1", "a2"], T0);
+    let by = |provider: &str, id: &str, sha: &str, time: Millis| match deployment(
+        id,
+        sha,
+        time,
+        "production",
+    ) {
+        Fact::Deployment(mut d) => {
+            d.provider = provider.into();
+            Fact::Deployment(d)
+        }
+        other => other,
+    };
+    let facts = vec![
+        push(NULL_SHA, &a),
+        by("github", "g1", "a1", T0 + 10 * H),
+        // Exactly 10 minutes later: the same deployment.
+        by("circleci", "c1", "a1", T0 + 10 * H + 600_000),
+        by("github", "g2", "a2", T0 + 20 * H),
+        // 10 minutes and 1 ms later: a deployment of its own (a redeploy of a2).
+        by("circleci", "c2", "a2", T0 + 20 * H + 600_001),
+    ];
+    let rows = whole(&config, &facts).await;
+    let kept: Vec<String> = rows.deployments.iter().map(|d| d.key.clone()).collect();
+    assert_eq!(
+        kept,
+        [
+            "github/acme/shop/g1",
+            "github/acme/shop/g2",
+            "circleci/acme/shop/c2"
+        ],
+        "{rows:?}"
+    );
+    assert_matches_reference(&config, &facts, &rows, 0);
+    assert_eq!(
+        incrementally(
+            &config,
+            &facts.iter().map(|f| vec![f.clone()]).collect::<Vec<_>>()
+        )
+        .await,
+        rows
+    );
+}

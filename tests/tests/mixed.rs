@@ -649,3 +649,95 @@ async fn services_seen_through_several_providers_give_the_hand_worked_figures_in
         }
     }
 }
+
+/// The rollback reports of ArgoCD, Kubernetes and Jenkins (their fixtures) after a deployment of another
+/// commit: each is rework and fails the deployment it rolls back — ArgoCD's by the sha rule (its template
+/// carries no mark), Kubernetes' and Jenkins' by their `rollback` mark, whatever the shas.
+#[test]
+fn rollback_reports_of_argocd_kubernetes_and_jenkins_fail_what_they_roll_back() {
+    use em_core::domain::Fact;
+    use em_core::ports::StoredFacts;
+    use em_metrics::derive::{derive, ServiceFacts};
+    let fixtures = common::workspace().join("shared/providers/tests/fixtures");
+    let facts_of = |provider: &str, body: &Value| -> Vec<Fact> {
+        em_providers::by_name(provider)
+            .expect("a provider")
+            .parse(None, body.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{provider}: {e}"))
+    };
+    let fixture = |provider: &str, case: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(fixtures.join(provider).join(format!("{case}.json"))).expect("fixture"),
+        )
+        .expect("json")
+    };
+    // (provider, the first deployment's fixture, what the second changes in it, the rollback's fixture)
+    let cases = [
+        (
+            "argocd",
+            "sync-rollback",
+            json!({"id": "guestbook.2024-03-12T09:50:00Z", "time": "2024-03-12T09:50:00Z"}),
+            "sync-succeeded",
+            "sync-rollback",
+        ),
+        (
+            "kubernetes",
+            "rollout-complete",
+            json!({"id": "prod-eu1.shop.checkout-api.8", "deployment_id": "prod-eu1.shop.checkout-api.8",
+                   "sha": "5e6f708192a3b4c5d6e7f8091a2b3c4d1a2b3c4d", "time": "2025-04-03T15:20:02Z"}),
+            "rollout-complete",
+            "rollout-undo",
+        ),
+        (
+            "jenkins",
+            "deployment-report",
+            json!({"id": "jenkins-checkout-deploy-58", "sha": "a71e3c90b4d25f8e6c1b0a9d7e4f3c2b1a0d9e8f",
+                   "time": "2025-05-12T14:03:05Z"}),
+            "deployment-report",
+            "deployment-report-rollback",
+        ),
+    ];
+    let config =
+        em_core::config::Config::parse("production_environments = [\"production\", \"default\"]\n")
+            .expect("config");
+    for (provider, first_case, change, second_case, rollback_case) in cases {
+        // ArgoCD's first sync is the rollback's revision, earlier; the others' first deployment is their
+        // fixture, and the second another commit, later.
+        let (first, second) = if provider == "argocd" {
+            let mut first = fixture(provider, first_case);
+            for (k, v) in change.as_object().expect("fields") {
+                first[k] = v.clone();
+            }
+            (first, fixture(provider, second_case))
+        } else {
+            let mut second = fixture(provider, second_case);
+            for (k, v) in change.as_object().expect("fields") {
+                second[k] = v.clone();
+            }
+            (fixture(provider, first_case), second)
+        };
+        let mut stored = StoredFacts::default();
+        for body in [&first, &second, &fixture(provider, rollback_case)] {
+            for f in facts_of(provider, body) {
+                if let Fact::Deployment(d) = f {
+                    stored.deployments.push(d);
+                }
+            }
+        }
+        assert_eq!(stored.deployments.len(), 3, "{provider}");
+        let derived = derive(
+            &ServiceFacts::from_stored(&config, stored),
+            config.attribution_window(),
+        );
+        let flags: Vec<(bool, bool)> = derived
+            .deployments
+            .iter()
+            .map(|d| (d.failed, d.rework))
+            .collect();
+        assert_eq!(
+            flags,
+            [(false, false), (true, false), (false, true)],
+            "{provider}: {derived:?}"
+        );
+    }
+}

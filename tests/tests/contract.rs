@@ -1570,3 +1570,135 @@ async fn delivery_facts_are_read_by_window_with_each_pull_requests_stages() {
     })
     .await;
 }
+
+// ---- unmapped services ----
+
+/// 10,000 repositories no service maps: the hourly publication is one metric line per configured service
+/// and one for all the others; a breakdown by service shows the configured ones and the most active
+/// `max_unmapped_services` others, the rest as `unmapped`, adding up to the whole; `/v1/services` lists the
+/// unmapped names so that they can be mapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_unmapped_repositories_stay_a_bounded_list() {
+    use std::sync::Arc;
+    const N: usize = 10_000;
+    let config = Arc::new(
+        em_core::config::Config::parse(
+            r#"
+max_unmapped_services = 50
+[[services]]
+name = "shop"
+repositories = ["acme/shop"]
+"#,
+        )
+        .expect("config"),
+    );
+    let (_dir, store) = embedded(5, Duration::from_secs(30));
+    let aggregator = em_aggregator::Aggregator::new(store.clone(), config.clone());
+    let deployment = |repo: String, id: usize, time: i64| {
+        Fact::Deployment(Deployment {
+            provider: "github".into(),
+            repo,
+            deployment_id: id.to_string(),
+            environment: "production".into(),
+            production: None,
+            sha: format!("{id:040x}"),
+            time,
+            outcome: DeploymentOutcome::Success,
+            rollback: false,
+            rework: false,
+        })
+    };
+    let mut facts: Vec<Fact> = (0..N)
+        .map(|i| deployment(format!("org/repo-{i:05}"), i, T0 + (i as i64) * 1000))
+        .collect();
+    // The first 60 repositories deploy twice: the most active.
+    facts.extend((0..60).map(|i| deployment(format!("org/repo-{i:05}"), N + i, T0 + DAY)));
+    facts.push(deployment("acme/shop".into(), 2 * N, T0 + DAY));
+    for chunk in facts.chunks(1000) {
+        let (results, _) = aggregator
+            .process_facts(
+                chunk.iter().map(|f| vec![f.clone()]).collect(),
+                vec![Ok(()); chunk.len()],
+            )
+            .await;
+        assert!(results.iter().all(|r| r.is_ok()));
+    }
+
+    let services = aggregator.services().await.expect("services");
+    assert_eq!(services.len(), N + 1);
+    let lines = aggregator.figure_lines(services, T0 + 2 * DAY).await;
+    let named: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("an EMF line");
+            v["Service"].as_str().expect("a service").to_string()
+        })
+        .collect();
+    assert_eq!(named, ["shop", "unmapped"]);
+    let unmapped: serde_json::Value = serde_json::from_str(&lines[1]).expect("json");
+    // The 30 days before T0 + 2 days hold every deployment: 10,060 of the unmapped over 30 days.
+    assert!(
+        em_agent_tests_close(
+            unmapped["DeploymentsPerDay"].as_f64().expect("a rate"),
+            (N + 60) as f64 / 30.0
+        ),
+        "{unmapped}"
+    );
+
+    let answer = |path: &'static str, query: &'static str| {
+        let route = em_api::Route::of_path(path).expect("a route");
+        em_api::answer(
+            &store,
+            &config,
+            route,
+            Some(query).filter(|q| !q.is_empty()),
+            T0 + 2 * DAY,
+        )
+    };
+    let listed = answer("/v1/services", "").await.expect("services");
+    assert_eq!(listed["services"][0]["name"], "shop");
+    assert_eq!(listed["unmapped"]["count"], N);
+    assert_eq!(listed["unmapped"]["shown_on_their_own"], 50);
+    assert_eq!(
+        listed["unmapped"]["repositories"]
+            .as_array()
+            .expect("names")
+            .len(),
+        em_api::UNMAPPED_LIST_LIMIT
+    );
+    assert_eq!(listed["unmapped"]["repositories"][0], "org/repo-00000");
+    assert_eq!(listed["unmapped"]["truncated"], true);
+
+    let by_service = answer(
+        "/v1/metrics/dora",
+        "from=2025-03-01&to=2025-03-03&group_by=service",
+    )
+    .await
+    .expect("a breakdown");
+    let groups = by_service["groups"].as_array().expect("groups");
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g["group"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names.len(), 1 + 50 + 1, "{names:?}");
+    assert!(names.contains(&"shop") && names.contains(&"unmapped"));
+    // The 50 shown are among the 60 that deployed twice, the most active; the rest add up.
+    assert!(names
+        .iter()
+        .filter(|n| n.starts_with("org/"))
+        .all(|n| n < &"org/repo-00060"));
+    let deployments = |g: &serde_json::Value| {
+        g["deployment_frequency"]["deployments"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        groups.iter().map(deployments).sum::<u64>(),
+        deployments(&by_service)
+    );
+    assert_eq!(deployments(&by_service), (N + 60 + 1) as u64);
+}
+
+fn em_agent_tests_close(got: f64, want: f64) -> bool {
+    (got - want).abs() <= 1e-9 * got.abs().max(want.abs())
+}

@@ -565,6 +565,20 @@ impl<S: Store + MetricsReader> Aggregator<S> {
         days: i64,
         now: Millis,
     ) -> Result<DoraReport, PortError> {
+        self.figures_of(vec![service.to_string()], days, now).await
+    }
+
+    /// The figures of `services` together over the `days` before `now`.
+    async fn figures_of(
+        &self,
+        services: Vec<String>,
+        days: i64,
+        now: Millis,
+    ) -> Result<DoraReport, PortError> {
+        let service = match services.as_slice() {
+            [one] => one.clone(),
+            _ => em_core::config::UNMAPPED.to_string(),
+        };
         let window = Window {
             from: now - days * 86_400_000,
             to: now,
@@ -573,11 +587,11 @@ impl<S: Store + MetricsReader> Aggregator<S> {
         };
         let obs = self
             .store
-            .observations(Some(vec![service.to_string()]), window.from, window.to)
+            .observations(Some(services), window.from, window.to)
             .await?;
         Ok(compute(
             Scope {
-                service: Some(service.to_string()),
+                service: Some(service),
                 team: None,
             },
             &window,
@@ -585,15 +599,50 @@ impl<S: Store + MetricsReader> Aggregator<S> {
         ))
     }
 
-    /// Publishes the 30-day figures of `services` as EMF lines; a service that cannot be read is logged and
-    /// skipped, since figures are published again on the next batch or schedule.
+    /// Publishes the 30-day figures of the configured services among `services` as EMF lines (after a
+    /// batch); a service that cannot be read is logged and skipped, since figures are published again on the
+    /// next batch or schedule. Services no entry names get no metric of their own: each would be a custom
+    /// metric to pay for (see [`Aggregator::figure_lines`]).
     pub async fn publish_figures(&self, services: impl IntoIterator<Item = String>, now: Millis) {
-        for service in services {
-            match self.figures(&service, FIGURES_DAYS, now).await {
-                Ok(report) => emf::emit(dora_line(now, &service, &report)),
-                Err(e) => tracing::warn!(%service, error = %e, "figures not published"),
-            }
+        let configured: Vec<String> = services
+            .into_iter()
+            .filter(|s| self.config.is_configured(s))
+            .collect();
+        for line in self.figure_lines(configured, now).await {
+            emf::emit(line);
         }
+    }
+
+    /// The EMF lines of the hourly publication: one per configured service among `services`, and one,
+    /// named `unmapped`, for all the others together, so the metrics' dimensions stay the configured
+    /// services plus one whatever repositories arrive.
+    pub async fn figure_lines(
+        &self,
+        services: impl IntoIterator<Item = String>,
+        now: Millis,
+    ) -> Vec<String> {
+        let (configured, unmapped): (Vec<String>, Vec<String>) = services
+            .into_iter()
+            .partition(|s| self.config.is_configured(s));
+        let mut lines = Vec::with_capacity(configured.len() + 1);
+        let mut publish = |name: &str, report: Result<DoraReport, PortError>| match report {
+            Ok(report) => lines.push(dora_line(now, name, &report)),
+            Err(e) => tracing::warn!(service = name, error = %e, "figures not published"),
+        };
+        for service in configured {
+            publish(
+                &service,
+                self.figures_of(vec![service.clone()], FIGURES_DAYS, now)
+                    .await,
+            );
+        }
+        if !unmapped.is_empty() {
+            publish(
+                em_core::config::UNMAPPED,
+                self.figures_of(unmapped, FIGURES_DAYS, now).await,
+            );
+        }
+        lines
     }
 }
 
@@ -848,8 +897,11 @@ pub mod lambda {
                     && started.elapsed() < std::time::Duration::from_secs(20)
                 {}
                 let services = aggregator.services().await?;
-                let n = services.len();
-                aggregator.publish_figures(services, now).await;
+                let lines = aggregator.figure_lines(services, now).await;
+                let n = lines.len();
+                for line in lines {
+                    emf::emit(line);
+                }
                 Ok(serde_json::json!({ "published": n }))
             }
         }

@@ -183,6 +183,98 @@ async fn configuration<R: MetricsReader>(
     Ok(config.status(reflected.as_deref(), rebuild.as_deref()))
 }
 
+/// A breakdown by service lists every configured service and at most `max_unmapped_services` others; the
+/// rest are one group, `unmapped`.
+fn cap_unmapped_services(
+    obs: &mut em_core::rows::Observations,
+    config: &Config,
+    group_by: Option<GroupBy>,
+) {
+    if group_by == Some(GroupBy::Service) {
+        em_metrics::query::cap_unmapped(
+            obs,
+            |s| config.is_configured(s),
+            config.max_unmapped_services(),
+        );
+    }
+}
+
+/// The answer of `GET /v1/services`: the configured services, and the names facts came from that no service
+/// maps (each counted as a service of its own, up to `max_unmapped_services`), so that a user can map them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServicesAnswer {
+    pub services: Vec<ConfiguredService>,
+    pub unmapped: Unmapped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfiguredService {
+    pub name: String,
+    pub team: Option<String>,
+    pub repositories: Vec<String>,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unmapped {
+    /// How many names no service maps.
+    pub count: usize,
+    /// Shown on their own beyond this many they count together as `unmapped`.
+    pub shown_on_their_own: usize,
+    /// The repositories no service maps, in name order (at most `limit`).
+    pub repositories: Vec<String>,
+    /// The incident services no service maps, in name order (at most `limit`).
+    pub incident_services: Vec<String>,
+    /// Whether a list was cut at `limit`.
+    pub truncated: bool,
+}
+
+/// The most names `/v1/services` lists of each kind.
+pub const UNMAPPED_LIST_LIMIT: usize = 1000;
+
+pub async fn services<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+) -> Result<ServicesAnswer, ApiError> {
+    let sources = reader.sources().await?;
+    let unmapped = |names: Vec<String>, service_of: &dyn Fn(&str) -> String| -> Vec<String> {
+        let mut out: Vec<String> = names
+            .into_iter()
+            .filter(|n| !config.is_configured(&service_of(n)))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let repositories = unmapped(sources.repositories, &|r| config.service_for_repo(r));
+    let incident_services = unmapped(sources.incident_services, &|n| config.service_for_alias(n));
+    let count = repositories.len() + incident_services.len();
+    let truncated = repositories.len().max(incident_services.len()) > UNMAPPED_LIST_LIMIT;
+    let cut = |mut v: Vec<String>| {
+        v.truncate(UNMAPPED_LIST_LIMIT);
+        v
+    };
+    Ok(ServicesAnswer {
+        services: config
+            .services()
+            .iter()
+            .map(|s| ConfiguredService {
+                name: s.name.clone(),
+                team: s.team.clone(),
+                repositories: s.repositories.clone(),
+                aliases: s.aliases.clone(),
+            })
+            .collect(),
+        unmapped: Unmapped {
+            count,
+            shown_on_their_own: config.max_unmapped_services(),
+            repositories: cut(repositories),
+            incident_services: cut(incident_services),
+            truncated,
+        },
+    })
+}
+
 fn group_by(q: &DoraQuery) -> Result<Option<GroupBy>, ApiError> {
     match &q.group_by {
         None => Ok(None),
@@ -243,9 +335,10 @@ pub async fn dora<R: MetricsReader>(
     let window = window(&q, now)?;
     let group_by = group_by(&q)?;
     let services = services_in_scope(config, &q)?;
-    let obs = reader
+    let mut obs = reader
         .observations(services, window.from, window.to)
         .await?;
+    cap_unmapped_services(&mut obs, config, group_by);
     let groups = group_by.map(|by| groups(&obs, window.days(), by));
     let report = compute(
         Scope {
@@ -322,7 +415,7 @@ pub async fn delivery<R: MetricsReader>(
     let window = window(&q, now)?;
     let group_by = group_by(&q)?;
     let services = services_in_scope(config, &q)?;
-    let obs = em_metrics::delivery::with_day_observations(
+    let mut obs = em_metrics::delivery::with_day_observations(
         reader,
         config,
         services,
@@ -330,6 +423,7 @@ pub async fn delivery<R: MetricsReader>(
         window.to,
     )
     .await?;
+    cap_unmapped_services(&mut obs, config, group_by);
     Ok(DeliveryAnswer {
         figures: em_metrics::delivery::figures(&obs, window.days()),
         groups: group_by
@@ -513,6 +607,7 @@ pub async fn authenticate<T: SecretSource>(
 /// A metrics endpoint: the same four behind the local server and the Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    Services,
     Dora,
     DoraSeries,
     Delivery,
@@ -521,6 +616,7 @@ pub enum Route {
 
 /// The metrics API's routes, each `GET`: what both front doors serve, and all that they serve of it.
 pub const ROUTES: &[(&str, Route)] = &[
+    ("/v1/services", Route::Services),
     ("/v1/metrics/dora", Route::Dora),
     ("/v1/metrics/dora/series", Route::DoraSeries),
     ("/v1/metrics/delivery", Route::Delivery),
@@ -547,6 +643,15 @@ pub async fn answer<R: MetricsReader>(
     now: Millis,
 ) -> Result<serde_json::Value, ApiError> {
     let value = match route {
+        Route::Services => {
+            if raw.is_some_and(|q| !q.is_empty()) {
+                return Err(ApiError::bad_parameter(
+                    "query",
+                    "/v1/services takes no parameters",
+                ));
+            }
+            serde_json::to_value(services(reader, config).await?)
+        }
         Route::Dora => {
             serde_json::to_value(dora(reader, config, DoraQuery::parse(raw)?, now).await?)
         }

@@ -52,6 +52,9 @@ const WRITE_CONCURRENCY: usize = 16;
 /// Services whose observations one query reads at once.
 const READ_CONCURRENCY: usize = 16;
 
+/// The most fact sources a process remembers having registered.
+const SOURCES_SEEN_MAX: usize = 10_000;
+
 #[derive(Clone)]
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
@@ -1170,6 +1173,11 @@ impl Store for DynamoStore {
         }
         self.run_puts(puts).await?;
         if let Ok(mut seen) = self.sources_seen.lock() {
+            // A warm function's memory stays bounded however many names arrive: past the bound the set
+            // starts again, costing one conditional write per name it sees again.
+            if seen.len() + sources.len() > SOURCES_SEEN_MAX {
+                seen.clear();
+            }
             seen.extend(sources.into_iter().map(|(sk, _)| sk));
         }
         Ok(())
@@ -1411,6 +1419,10 @@ impl Store for DynamoStore {
 }
 
 impl MetricsReader for DynamoStore {
+    async fn sources(&self) -> Result<FactSources, PortError> {
+        Store::fact_sources(self).await
+    }
+
     async fn observations(
         &self,
         services: Option<Vec<String>>,

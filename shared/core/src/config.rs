@@ -74,6 +74,8 @@ struct RawConfig {
     teams: Vec<TeamConfig>,
     #[serde(default)]
     links: Links,
+    #[serde(default)]
+    max_unmapped_services: Option<usize>,
 }
 
 /// Where a digest links a commit or an incident: URL templates. `{repo}`, `{sha}` and `{id}` are replaced.
@@ -248,7 +250,14 @@ pub struct Config {
     by_repo: HashMap<String, String>,
     by_alias: HashMap<String, String>,
     links: Links,
+    max_unmapped_services: usize,
 }
+
+/// Where the figures of services no `[[services]]` entry names are counted together once there are more than
+/// `max_unmapped_services` of them (docs/metrics.md): a name no configured service may take.
+pub const UNMAPPED: &str = "unmapped";
+/// How many unmapped services (repositories and incident services no entry names) are shown on their own.
+pub const DEFAULT_MAX_UNMAPPED_SERVICES: usize = 500;
 
 impl Default for Config {
     fn default() -> Self {
@@ -304,7 +313,20 @@ impl Config {
             raw.teams,
         )?;
         config.links = raw.links;
+        config.max_unmapped_services = raw
+            .max_unmapped_services
+            .unwrap_or(DEFAULT_MAX_UNMAPPED_SERVICES);
         Ok(config)
+    }
+
+    /// Whether `service` is one of the configuration's `[[services]]`.
+    pub fn is_configured(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s.name == service)
+    }
+
+    /// How many unmapped services are shown on their own; the others count together as [`UNMAPPED`].
+    pub fn max_unmapped_services(&self) -> usize {
+        self.max_unmapped_services
     }
 
     /// Where digests link commits and incidents.
@@ -352,6 +374,11 @@ impl Config {
         for s in &services {
             if s.name.is_empty() {
                 return Err(ConfigError::Invalid("a service has an empty name".into()));
+            }
+            if s.name == UNMAPPED {
+                return Err(ConfigError::Invalid(format!(
+                    "a service may not be named {UNMAPPED:?}: that name counts the services no entry names"
+                )));
             }
             if !names.insert(s.name.clone()) {
                 return Err(ConfigError::Invalid(format!(
@@ -416,6 +443,7 @@ impl Config {
             by_repo,
             by_alias,
             links: Links::default(),
+            max_unmapped_services: DEFAULT_MAX_UNMAPPED_SERVICES,
         })
     }
 

@@ -616,6 +616,9 @@ pub struct DeliveryFacts {
 
 /// What the API reads: observations, never the link state behind them.
 pub trait MetricsReader: Send + Sync + 'static {
+    /// The repositories and incident services facts have come from: what `/v1/services` lists.
+    fn sources(&self) -> impl Future<Output = Result<FactSources, PortError>> + Send;
+
     /// The observations of `services` (every service when `None`) in `[from, to)`.
     fn observations(
         &self,

@@ -185,6 +185,48 @@ pub fn groups_of<F>(
         .collect()
 }
 
+/// The observations with the services no `[[services]]` entry names, beyond the `keep` most active in them
+/// (by rows, then by name), counted together as [`em_core::config::UNMAPPED`]: a breakdown by service stays a
+/// bounded list whatever repositories arrive, and the figures of the whole stay the same.
+pub fn cap_unmapped(obs: &mut Observations, is_configured: impl Fn(&str) -> bool, keep: usize) {
+    let mut rows = vec![0usize; obs.origins.len()];
+    let origins = obs
+        .deployments
+        .iter()
+        .map(|d| d.origin)
+        .chain(obs.changes.iter().map(|c| c.origin))
+        .chain(obs.incidents.iter().map(|i| i.origin))
+        .chain(obs.attempts.iter().map(|a| a.origin))
+        .chain(obs.builds.iter().map(|b| b.origin))
+        .chain(obs.pull_requests.iter().map(|p| p.origin));
+    for o in origins {
+        if let Some(n) = rows.get_mut(o as usize) {
+            *n += 1;
+        }
+    }
+    let mut activity: BTreeMap<&str, usize> = BTreeMap::new();
+    for (o, n) in obs.origins.iter().zip(&rows) {
+        if !is_configured(&o.service) {
+            *activity.entry(o.service.as_str()).or_default() += n;
+        }
+    }
+    if activity.len() <= keep {
+        return;
+    }
+    let mut ranked: Vec<(&str, usize)> = activity.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let shown: std::collections::BTreeSet<String> = ranked
+        .into_iter()
+        .take(keep)
+        .map(|(s, _)| s.to_string())
+        .collect();
+    for o in &mut obs.origins {
+        if !is_configured(&o.service) && !shown.contains(&o.service) {
+            o.service = em_core::config::UNMAPPED.to_string();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1063,6 +1063,10 @@ impl Outbox for EmbeddedStore {
 }
 
 impl MetricsReader for EmbeddedStore {
+    async fn sources(&self) -> Result<FactSources, PortError> {
+        Store::fact_sources(self).await
+    }
+
     async fn observations(
         &self,
         services: Option<Vec<String>>,

@@ -33,6 +33,7 @@ use em_api::DoraQuery;
 use em_aws::secrets::Layout;
 use em_aws::{DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
 use em_core::config::Config;
+use em_core::domain::Fact;
 use em_core::ports::{DeadLetters, Envelope, Message, MetricsReader, SecretSource, Store};
 use em_core::time::now_millis;
 use em_webhook::WebhookHandler;
@@ -102,6 +103,8 @@ mod proxy {
         trigger: Mutex<Option<Trigger>>,
         /// Operations forwarded, in order (for failure messages).
         forwarded: Mutex<Vec<String>>,
+        /// The bodies of the requests forwarded, in the same order (what the requests cost).
+        bodies: Mutex<Vec<Vec<u8>>>,
         held_requests: AtomicUsize,
         held_connections: AtomicUsize,
         cuts: AtomicUsize,
@@ -130,6 +133,7 @@ mod proxy {
                 cut: watch::channel(false).0,
                 trigger: Mutex::new(None),
                 forwarded: Mutex::new(Vec::new()),
+                bodies: Mutex::new(Vec::new()),
                 held_requests: AtomicUsize::new(0),
                 held_connections: AtomicUsize::new(0),
                 cuts: AtomicUsize::new(0),
@@ -182,6 +186,13 @@ mod proxy {
             self.shared.forwarded.lock().expect("log lock").clone()
         }
 
+        /// The operations forwarded so far with their bodies, in order.
+        pub fn forwarded_bodies(&self) -> Vec<(String, Vec<u8>)> {
+            let ops = self.forwarded();
+            let bodies = self.shared.bodies.lock().expect("log lock").clone();
+            ops.into_iter().zip(bodies).collect()
+        }
+
         /// Requests that arrived while the cable was cut (never forwarded).
         pub fn held_requests(&self) -> usize {
             self.shared.held_requests.load(Ordering::SeqCst)
@@ -227,6 +238,10 @@ mod proxy {
                 .lock()
                 .expect("log lock")
                 .push(req.operation.to_string());
+            self.bodies
+                .lock()
+                .expect("log lock")
+                .push(req.body.to_vec());
             true
         }
     }
@@ -1415,3 +1430,337 @@ repositories = ["big-org/small"]
         3
     );
 }
+
+// ---- requests per delivery ----
+
+/// What a kind of delivery costs in AWS requests: the webhook's and the aggregator's, by operation and the
+/// kind of item it reads or writes (the sort key's prefix: `c` a commit, `p` a push, ...), and in DynamoDB
+/// request units, counted as on-demand bills them for items under 1 KB (writes) and 4 KB (reads): one per
+/// item a request writes or reads.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Requests {
+    by_operation: BTreeMap<String, usize>,
+    write_units: usize,
+    read_units: usize,
+    other: usize,
+}
+
+impl Requests {
+    fn of(requests: &[(String, Vec<u8>)]) -> Requests {
+        let mut out = Requests::default();
+        for (op, body) in requests {
+            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let prefix = |sk: Option<&str>| -> String {
+                let sk = sk.unwrap_or("?");
+                sk.split('#').next().unwrap_or(sk).to_string()
+            };
+            let label = match op.as_str() {
+                "" => "S3".to_string(),
+                "PutItem" => format!("PutItem {}", prefix(body["Item"]["sk"]["S"].as_str())),
+                "GetItem" | "UpdateItem" | "DeleteItem" => {
+                    format!("{op} {}", prefix(body["Key"]["sk"]["S"].as_str()))
+                }
+                "Query" => {
+                    let values = body["ExpressionAttributeValues"]
+                        .as_object()
+                        .map(|m| {
+                            m.values()
+                                .filter_map(|v| v["S"].as_str())
+                                .map(|v| prefix(Some(v)))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    format!("Query {values}")
+                }
+                other => other.to_string(),
+            };
+            *out.by_operation.entry(label).or_default() += 1;
+            let items_in = |tables: &Value, kind: &str| -> usize {
+                tables
+                    .as_object()
+                    .map(|t| {
+                        t.values()
+                            .map(|v| match kind {
+                                "write" => v.as_array().map_or(0, Vec::len),
+                                _ => v["Keys"].as_array().map_or(0, Vec::len),
+                            })
+                            .sum()
+                    })
+                    .unwrap_or(0)
+            };
+            match op.as_str() {
+                "PutItem" | "UpdateItem" | "DeleteItem" => out.write_units += 1,
+                "BatchWriteItem" => out.write_units += items_in(&body["RequestItems"], "write"),
+                "GetItem" | "Query" => out.read_units += 1,
+                "BatchGetItem" => out.read_units += items_in(&body["RequestItems"], "read"),
+                _ => out.other += 1,
+            }
+        }
+        out
+    }
+
+    fn total(&self) -> usize {
+        self.by_operation.values().sum()
+    }
+}
+
+/// Bodies of one kind of delivery for service `shop` (repository `cost-org/shop`, PagerDuty service `Shop`),
+/// `n` of them from `at`, continuing the repository's chain from `head`.
+struct CostBodies {
+    github_push: Value,
+    github_pr: Value,
+    pagerduty: Value,
+    deployment: Value,
+    head: String,
+    counter: u64,
+}
+
+impl CostBodies {
+    fn new() -> CostBodies {
+        let read = |path: &str| -> Value {
+            serde_json::from_slice(
+                &std::fs::read(
+                    common::workspace()
+                        .join("shared/providers/tests/fixtures")
+                        .join(path),
+                )
+                .expect("fixture"),
+            )
+            .expect("json")
+        };
+        CostBodies {
+            github_push: read("github/push-branch.json"),
+            github_pr: read("github/pull_request-opened.json"),
+            pagerduty: read("pagerduty/incident.triggered.json"),
+            deployment: read("github/deployment_status-success.json"),
+            head: em_core::domain::NULL_SHA.to_string(),
+            counter: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    fn sha(&mut self) -> String {
+        let n = self.next();
+        hex::encode(Sha256::digest(format!("cost-{n}")))[..40].to_string()
+    }
+
+    /// (event header, provider, body) of one delivery of `kind` at `at`.
+    fn delivery(&mut self, kind: &str, at: i64) -> (&'static str, &'static str, String) {
+        let time = em_core::time::rfc3339::format(at);
+        match kind {
+            "push" => {
+                let mut b = self.github_push.clone();
+                let (one, two) = (self.sha(), self.sha());
+                b["before"] = json!(self.head);
+                b["after"] = json!(two);
+                b["repository"]["full_name"] = json!("cost-org/shop");
+                b["repository"]["default_branch"] = json!("main");
+                b["ref"] = json!("refs/heads/main");
+                b["commits"] = json!([
+                    {"id": one, "message": "a change", "timestamp": em_core::time::rfc3339::format(at - 600_000)},
+                    {"id": two, "message": "another", "timestamp": time},
+                ]);
+                b["head_commit"] = b["commits"][1].clone();
+                self.head = two;
+                ("push", "github", b.to_string())
+            }
+            "deployment" => {
+                let mut b = self.deployment.clone();
+                let id = 9_000_000 + self.next();
+                b["deployment"]["id"] = json!(id);
+                b["deployment"]["sha"] = json!(self.head);
+                b["deployment"]["environment"] = json!("production");
+                b["deployment_status"]["id"] = json!(id * 10);
+                b["deployment_status"]["state"] = json!("success");
+                b["deployment_status"]["environment"] = json!("production");
+                b["deployment_status"]["created_at"] = json!(time);
+                b["deployment_status"]["updated_at"] = json!(time);
+                b["repository"]["full_name"] = json!("cost-org/shop");
+                ("deployment_status", "github", b.to_string())
+            }
+            "pull_request" => {
+                let mut b = self.github_pr.clone();
+                let n = self.next();
+                b["number"] = json!(n);
+                b["pull_request"]["number"] = json!(n);
+                b["pull_request"]["created_at"] = json!(time);
+                b["repository"]["full_name"] = json!("cost-org/shop");
+                ("pull_request", "github", b.to_string())
+            }
+            _ => {
+                let mut b = self.pagerduty.clone();
+                let n = self.next();
+                b["event"]["id"] = json!(format!("cost-event-{n}"));
+                b["event"]["occurred_at"] = json!(time);
+                b["event"]["data"]["id"] = json!(format!("COST{n}"));
+                b["event"]["data"]["service"]["summary"] = json!("Shop");
+                ("incident.triggered", "pagerduty", b.to_string())
+            }
+        }
+    }
+}
+
+/// Sends `n` deliveries of `kind` through the webhook function and then the aggregator, each talking to
+/// AWS through a counting proxy, the aggregator taking them as one SQS batch; what each side asked for.
+#[allow(clippy::too_many_arguments)]
+async fn requests_of(
+    sdk: &SdkConfig,
+    names: &em_aws::AwsNames,
+    config: &Arc<Config>,
+    secret_id: &str,
+    bodies: &mut CostBodies,
+    kind: &str,
+    n: usize,
+    at: i64,
+) -> (Requests, Requests) {
+    let webhook_proxy = Proxy::start(upstream()).await;
+    let webhook_sdk = through(&webhook_proxy).await;
+    let queue = SqsQueue::connect(&webhook_sdk, names).await.expect("queue");
+    let webhook = WebhookHandler::new(
+        queue.clone(),
+        SecretsManagerSecrets::new(sdk, secret_id.to_string(), Layout::PerProvider),
+    );
+    // The secret is read once per instance and cached: not a per-delivery request.
+    let before = webhook_proxy.forwarded().len();
+    let mut sent = 0;
+    for i in 0..n {
+        let (event, provider, body) = bodies.delivery(kind, at + i as i64 * 60_000);
+        let id = format!("cost-{kind}-{}", bodies.next());
+        let secret = if provider == "github" {
+            SECRET
+        } else {
+            COST_PAGERDUTY_SECRET
+        };
+        let req = webhook_request(
+            provider,
+            &[("x-github-delivery", &id), ("x-github-event", event)],
+            &body,
+            secret,
+        );
+        let resp = em_webhook::lambda::handle(&webhook, Some(provider), req, now_millis()).await;
+        assert_eq!(resp.status(), 202, "{kind}: {}", body_text(resp.body()));
+        sent += 1;
+    }
+    let webhook_ops = webhook_proxy.forwarded_bodies()[before..].to_vec();
+
+    let plain_queue = SqsQueue::connect(sdk, names).await.expect("queue");
+    let messages =
+        receive_messages(sdk, plain_queue.queue_url(), sent, Duration::from_secs(5)).await;
+    assert_eq!(messages.len(), sent);
+    let arn = queue_arn(sdk, plain_queue.queue_url()).await;
+    let aggregator_proxy = Proxy::start(upstream()).await;
+    let store = DynamoStore::new(&through(&aggregator_proxy).await, names.table.clone());
+    let aggregator = Aggregator::new(store, config.clone());
+    let payloads = S3Payloads::new(sdk, names.bucket.clone());
+    let response = em_aggregator::lambda::handle(
+        &aggregator,
+        &payloads,
+        sqs_event(&messages, &arn),
+        now_millis(),
+    )
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{kind}: {:?}",
+        response.batch_item_failures
+    );
+    let receipts: Vec<String> = messages
+        .iter()
+        .map(|m| m.receipt_handle().unwrap_or_default().to_string())
+        .collect();
+    delete_messages(sdk, plain_queue.queue_url(), &receipts).await;
+    (
+        Requests::of(&webhook_ops),
+        Requests::of(&aggregator_proxy.forwarded_bodies()),
+    )
+}
+
+const COST_PAGERDUTY_SECRET: &str = "aws-fault-pagerduty-secret";
+
+/// The AWS requests of each kind of delivery, by operation, for a service with no history and for the same
+/// service holding a year of it (a push a day, a deployment a day, an incident every ten days): the
+/// aggregator's per-delivery requests must not grow with the history (the incremental engine's promise,
+/// and the cost model's: docs/deploy.md). Prints the table the cost model is computed from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_delivery_do_not_grow_with_a_year_of_history() {
+    const N: usize = 10;
+    let sdk = sdk().await;
+    let names = fresh_names_with(&sdk, "cost", 3, 30).await;
+    let config = Arc::new(
+        Config::parse(
+            "production_environments = [\"production\"]\n[[services]]\nname = \"shop\"\nrepositories = [\"cost-org/shop\"]\naliases = [\"Shop\"]\n",
+        )
+        .expect("config"),
+    );
+    let secret_id = put_webhook_secret(
+        &sdk,
+        &unique_name("cost-webhook"),
+        json!({ "github": SECRET, "pagerduty": COST_PAGERDUTY_SECRET }),
+    )
+    .await;
+    let kinds = ["push", "deployment", "pull_request", "incident"];
+    let mut bodies = CostBodies::new();
+    let start = millis("2025-01-01T00:00:00Z");
+    let mut empty = Vec::new();
+    for (k, kind) in kinds.iter().enumerate() {
+        let at = start + k as i64 * DAY_MS;
+        empty.push(requests_of(&sdk, &names, &config, &secret_id, &mut bodies, kind, N, at).await);
+    }
+
+    // A year of the same service's history, stored directly (not counted).
+    let reference = Aggregator::new(DynamoStore::new(&sdk, names.table.clone()), config.clone());
+    let mut history: Vec<Vec<Fact>> = Vec::new();
+    let github = em_providers::by_name("github").expect("github");
+    let pagerduty = em_providers::by_name("pagerduty").expect("pagerduty");
+    for day in 5..365 {
+        let at = start + day * DAY_MS;
+        for kind in ["push", "deployment"] {
+            let (event, _, body) = bodies.delivery(kind, at + 3_600_000);
+            history.push(github.parse(Some(event), body.as_bytes()).expect("parses"));
+        }
+        if day % 10 == 0 {
+            let (_, _, body) = bodies.delivery("incident", at + 7_200_000);
+            history.push(pagerduty.parse(None, body.as_bytes()).expect("parses"));
+        }
+    }
+    let stored = history.len();
+    for chunk in history.chunks(100) {
+        let (results, _) = reference
+            .process_facts(chunk.to_vec(), vec![Ok(()); chunk.len()])
+            .await;
+        assert!(results.iter().all(|r| r.is_ok()));
+    }
+
+    let mut year = Vec::new();
+    for (k, kind) in kinds.iter().enumerate() {
+        let at = start + (366 + k as i64) * DAY_MS;
+        year.push(requests_of(&sdk, &names, &config, &secret_id, &mut bodies, kind, N, at).await);
+    }
+
+    println!("requests per {N} deliveries of each kind (webhook; aggregator), no history / a year ({stored} deliveries) stored");
+    for ((kind, (wh0, ag0)), (wh1, ag1)) in kinds.iter().zip(&empty).zip(&year) {
+        for (who, r) in [
+            ("webhook", wh0),
+            ("aggregator, no history", ag0),
+            ("aggregator, a year", ag1),
+        ] {
+            println!(
+                "{kind:>12}  {who:<24} WRU {:>4} RRU {:>4} other {:>3}  {:?}",
+                r.write_units, r.read_units, r.other, r.by_operation
+            );
+        }
+        // The webhook never reads history; the aggregator's requests stay those of a small store.
+        assert_eq!(wh0.total(), wh1.total(), "{kind}: {wh0:?} then {wh1:?}");
+        assert!(
+            ag1.total() <= ag0.total() + 2 * N,
+            "{kind}: the aggregator's requests grew with the history: {ag0:?} then {ag1:?}"
+        );
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;

@@ -1,8 +1,9 @@
--- wrk script used by scripts/load.sh: posts one signed GitHub push body again and again, each request with
--- its own X-GitHub-Delivery, so that every request is a new delivery the server must store.
+-- wrk script used by scripts/load.sh: posts signed GitHub push bodies, each request a body of its own (the
+-- push with a unique top-level `em_load_id`) under its own X-GitHub-Delivery, signed per request with
+-- HMAC-SHA256 through libcrypto (LuaJIT's ffi), so that every request is a new delivery the server must
+-- authenticate and store: the same bytes again would be answered as a duplicate.
 --
--- Arguments (after `--`): <body file> <X-Hub-Signature-256 value> <seconds to send for> <run id>
---   <connections per thread>
+-- Arguments (after `--`): <body file> <webhook secret> <seconds to send for> <run id> <connections per thread>
 --
 -- After the sending time each connection, once its last answer is in, is parked (delay() returns a very long
 -- delay) instead of sending again; when all of a thread's connections are parked the thread stops. So no
@@ -14,6 +15,35 @@ ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } em_load_timespec;
 int clock_gettime(int clk_id, em_load_timespec *tp);
 ]]
+ffi.cdef [[
+typedef struct em_load_evp_md EVP_MD;
+const EVP_MD *EVP_sha256(void);
+unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d, size_t n,
+                    unsigned char *md, unsigned int *md_len);
+]]
+local function load_crypto()
+  for _, name in ipairs({ "crypto", "libcrypto.so.3", "libcrypto.so.1.1" }) do
+    local ok, lib = pcall(ffi.load, name)
+    if ok then
+      return lib
+    end
+  end
+  error("libcrypto not found")
+end
+local crypto = load_crypto()
+local digest = ffi.new("unsigned char[32]")
+local digest_len = ffi.new("unsigned int[1]")
+
+-- `sha256=<hex HMAC-SHA256 of body under key>`, as GitHub signs a delivery.
+local function sign(key, body)
+  crypto.HMAC(crypto.EVP_sha256(), key, #key, body, #body, digest, digest_len)
+  local hex = {}
+  for i = 0, digest_len[0] - 1 do
+    hex[#hex + 1] = string.format("%02x", digest[i])
+  end
+  return "sha256=" .. table.concat(hex)
+end
+
 local CLOCK_MONOTONIC = 1
 local ts = ffi.new("em_load_timespec")
 local function now()
@@ -32,8 +62,7 @@ function setup(thread)
 end
 
 -- Thread state.
-local PLACEHOLDER = "@@DELIVERY@@"
-local head, tail
+local secret, rest
 local run_id, deadline, connections
 local PARK_MS = 3600 * 1000
 sent, accepted, duplicates, other_2xx, non_2xx, parked = 0, 0, 0, 0, 0, 0
@@ -43,20 +72,12 @@ function init(args)
   local f = assert(io.open(args[1], "rb"), "cannot open the body file")
   local body = f:read("*a")
   f:close()
-  local signature = args[2]
+  -- Everything after the body's opening brace: each request puts its own id before it.
+  rest = assert(string.match(body, "^%s*{(.*)$"), "the body is not a JSON object")
+  secret = args[2]
   local seconds = tonumber(args[3])
   run_id = args[4]
   connections = tonumber(args[5])
-  local req = wrk.format("POST", "/webhooks/github", {
-    ["Content-Type"] = "application/json",
-    ["User-Agent"] = "GitHub-Hookshot/load",
-    ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = PLACEHOLDER,
-    ["X-Hub-Signature-256"] = signature,
-  }, body)
-  local i = assert(string.find(req, PLACEHOLDER, 1, true))
-  head = string.sub(req, 1, i - 1)
-  tail = string.sub(req, i + #PLACEHOLDER)
   started = now()
   deadline = started + seconds
 end
@@ -76,7 +97,15 @@ end
 
 function request()
   sent = sent + 1
-  return head .. run_id .. "-" .. tostring(tid) .. "-" .. tostring(sent) .. tail
+  local id = run_id .. "-" .. tostring(tid) .. "-" .. tostring(sent)
+  local body = '{"em_load_id":"' .. id .. '",' .. rest
+  return wrk.format("POST", "/webhooks/github", {
+    ["Content-Type"] = "application/json",
+    ["User-Agent"] = "GitHub-Hookshot/load",
+    ["X-GitHub-Event"] = "push",
+    ["X-GitHub-Delivery"] = id,
+    ["X-Hub-Signature-256"] = sign(secret, body),
+  }, body)
 end
 
 function response(status, headers, body)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test of `em-agent serve`: signed GitHub push deliveries, each with a unique X-GitHub-Delivery, posted
+# Load test of `em-agent serve`: GitHub push deliveries, each a body of its own signed per request, posted
 # with wrk to a fresh server on 127.0.0.1. Reports req/s, latency percentiles, the server's peak RSS and CPU
 # time, waits for the aggregator to drain the queue, and fails unless the server stored exactly as many
 # deliveries as it answered with 202.
@@ -122,7 +122,7 @@ client=(wrk)
 [[ -n "${WRK_CPUS:-}" ]] && client=(taskset -c "$WRK_CPUS" wrk)
 "${client[@]}" -t "$THREADS" -c "$CONNECTIONS" -d "$((DURATION + GRACE))s" --timeout 10s \
   -s "$ROOT/scripts/load.lua" "$BASE/webhooks/github" \
-  -- "$BODY" "$SIGNATURE" "$DURATION" "$RUN_ID" "$((CONNECTIONS / THREADS))" \
+  -- "$BODY" "$SECRET" "$DURATION" "$RUN_ID" "$((CONNECTIONS / THREADS))" \
   >"$WORK/wrk.out" 2>&1 || { cat "$WORK/wrk.out" >&2; die "wrk failed"; }
 cpu_load="$(cpu_seconds)"
 hwm_load="$(vm VmHWM)"

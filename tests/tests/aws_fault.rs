@@ -1742,6 +1742,32 @@ async fn requests_per_delivery_do_not_grow_with_a_year_of_history() {
         year.push(requests_of(&sdk, &names, &config, &secret_id, &mut bodies, kind, N, at).await);
     }
 
+    // Queries: the API function's requests for one service's figures over 30 and 365 days.
+    let mut queries = Vec::new();
+    for days in [30, 365] {
+        let proxy = Proxy::start(upstream()).await;
+        let store = DynamoStore::new(&through(&proxy).await, names.table.clone());
+        let to = start + 366 * DAY_MS;
+        let query = format!(
+            "service=shop&from={}&to={}",
+            em_core::time::rfc3339::format(to - days * DAY_MS),
+            em_core::time::rfc3339::format(to)
+        );
+        let answer = em_api::answer(&store, &config, em_api::Route::Dora, Some(&query), to)
+            .await
+            .expect("a DORA answer");
+        assert!(answer["deployment_frequency"]["deployments"].as_u64() > Some(0));
+        queries.push((days, Requests::of(&proxy.forwarded_bodies())));
+    }
+    for (days, r) in &queries {
+        println!(
+            "query of {days:>3} days  RRU {:>4}  {:?}",
+            r.read_units, r.by_operation
+        );
+    }
+    // A year's query reads at most one item per day it covers, and a few more (head, configuration).
+    assert!(queries[1].1.read_units <= 365 + 10, "{:?}", queries[1].1);
+
     println!("requests per {N} deliveries of each kind (webhook; aggregator), no history / a year ({stored} deliveries) stored");
     for ((kind, (wh0, ag0)), (wh1, ag1)) in kinds.iter().zip(&empty).zip(&year) {
         for (who, r) in [

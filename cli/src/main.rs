@@ -83,6 +83,10 @@ enum Command {
         /// Connections served at once; more wait to be accepted.
         #[arg(long, env = "EM_AGENT_MAX_CONNECTIONS", default_value_t = 256)]
         max_connections: usize,
+        /// Webhook bodies held in memory at once, in KiB: past it a delivery waits for room (at most twice
+        /// the body timeout), then gets a 503 its provider retries.
+        #[arg(long, env = "EM_AGENT_BODIES_IN_FLIGHT_KIB", default_value_t = 65_536)]
+        bodies_in_flight_kib: usize,
         /// Where deliveries, facts and metric rows live: the SQLite file in --data-dir, or AWS (SQS,
         /// DynamoDB, S3; names below).
         #[arg(long, value_enum, default_value = "embedded", env = "EM_AGENT_BACKEND")]
@@ -250,6 +254,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             header_timeout,
             body_timeout,
             max_connections,
+            bodies_in_flight_kib,
             backend,
             open_api,
             aws,
@@ -272,6 +277,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     header_timeout,
                     body_timeout,
                     max_connections: max_connections.max(1),
+                    bodies_in_flight: bodies_in_flight_kib.max(1).saturating_mul(1024),
                     ..server::Limits::default()
                 },
             };

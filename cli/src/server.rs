@@ -46,6 +46,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long shutdown waits for requests in flight before closing their connections.
     pub shutdown_deadline: Duration,
+    /// Webhook bodies held in memory at once, in bytes (what they declare, up to the body limit): a request
+    /// waits for room, at most twice the body timeout, then gets a 503 the provider retries. Without it,
+    /// `max_connections` bodies of 10 MiB could be read at once.
+    pub bodies_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +59,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             max_connections: 256,
             shutdown_deadline: Duration::from_secs(10),
+            bodies_in_flight: 64 * 1024 * 1024,
         }
     }
 }
@@ -124,6 +129,9 @@ struct AppState<Q, S, T> {
     aggregating: Arc<std::sync::atomic::AtomicBool>,
     /// To read a whole request body.
     body_timeout: Duration,
+    /// Room for the webhook bodies being read, one permit a byte ([`Limits::bodies_in_flight`]).
+    bodies: Arc<tokio::sync::Semaphore>,
+    bodies_total: usize,
     /// The API tokens `/v1/*` requires (`EM_AGENT_API_TOKEN`, and `EM_AGENT_API_TOKEN_PREVIOUS` during a
     /// rotation); `None`: the API is open, as on a developer's machine.
     api_tokens: Option<em_core::secrets::EnvSecrets>,
@@ -202,6 +210,24 @@ async fn webhook<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
         let _ = tokio::time::timeout(state.body_timeout, discard(body, limit)).await;
         return Err(ApiError::PayloadTooLarge { limit }.into());
     }
+    // Room for the body before it is read: what it declares (the limit when it declares nothing), never
+    // more than there is in all.
+    let room = declared
+        .map_or(limit, |n| n as usize)
+        .clamp(1, limit.max(1))
+        .min(state.bodies_total);
+    let wait = state.body_timeout.saturating_mul(2);
+    let permits = u32::try_from(room).unwrap_or(u32::MAX);
+    let _room =
+        match tokio::time::timeout(wait, state.bodies.clone().acquire_many_owned(permits)).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(ApiError::Unavailable(PortError::transient(
+                    "too many deliveries are being read at once",
+                ))
+                .into())
+            }
+        };
     let read = axum::body::to_bytes(body, limit.saturating_add(1));
     let body: Bytes = match tokio::time::timeout(state.body_timeout, read).await {
         Ok(Ok(b)) => b,
@@ -470,6 +496,10 @@ pub async fn serve<
         queued: Notify::new(),
         aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         body_timeout: opts.limits.body_timeout,
+        bodies: Arc::new(tokio::sync::Semaphore::new(
+            opts.limits.bodies_in_flight.max(1),
+        )),
+        bodies_total: opts.limits.bodies_in_flight.max(1),
         api_tokens: api_tokens_from_env(),
     });
     tokio::spawn(aggregate_forever(
@@ -593,6 +623,8 @@ mod tests {
             queued: Notify::new(),
             aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             body_timeout: Duration::from_secs(30),
+            bodies: Arc::new(tokio::sync::Semaphore::new(1024)),
+            bodies_total: 1024,
             api_tokens: None,
         });
         let running = Running(state.aggregating.clone());

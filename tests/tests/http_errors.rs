@@ -458,3 +458,54 @@ fn serve_refuses_an_open_api_beyond_the_loopback() {
         "{err}"
     );
 }
+
+/// Bodies held in memory are bounded: while one delivery holds all the room (it declared 1 KiB and sends
+/// nothing), another waits; it is stored once the first is cut off at its body deadline (2 s), never before
+/// (a lower bound on the time, which a slow machine can only lengthen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_flight_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        None,
+        &dir.path().join("data"),
+        &[("github", SECRET)],
+        &["--body-timeout", "2s", "--bodies-in-flight-kib", "1"],
+        &[],
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut holder = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    holder
+        .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\n")
+        .await
+        .expect("write");
+    let held = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match holder.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    let client = common::client();
+    let push = std::fs::read_to_string(
+        common::workspace().join("tests/data/scenarios/basic/deliveries/00006.json"),
+    )
+    .expect("a push");
+    let push: Value = serde_json::from_str(&push).expect("json");
+    let d = push_delivery("bounded-1", push["body"].as_str().expect("body"));
+    let (status, answer) = post_signed_with(&client, &server.base, &d).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the second delivery was read while the first held all the room"
+    );
+    let holder_answer = held.await.expect("the holder's answer");
+    assert!(holder_answer.starts_with("HTTP/1.1 408"), "{holder_answer}");
+}

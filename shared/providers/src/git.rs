@@ -71,6 +71,13 @@ pub(crate) fn repo_of_url(url: &str) -> Option<String> {
     path.contains('/').then(|| path.to_string())
 }
 
+/// Whether `s` can name a git commit: hexadecimal, from the shortest abbreviation git accepts to a full
+/// SHA-256 object name.
+pub(crate) fn is_sha(s: &str) -> bool {
+    (em_core::domain::MIN_SHA_LEN..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::repo_of_url;
@@ -94,11 +101,4 @@ mod tests {
             assert_eq!(repo_of_url(url).as_deref(), want, "{url}");
         }
     }
-}
-
-/// Whether `s` can name a git commit: hexadecimal, from the shortest abbreviation git accepts to a full
-/// SHA-256 object name.
-pub(crate) fn is_sha(s: &str) -> bool {
-    (em_core::domain::MIN_SHA_LEN..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -853,23 +853,14 @@ async fn run(cut_at: CutAt) {
         "the redriven messages are not the failed ones"
     );
     if !redriven.is_empty() {
-        let response = em_aggregator::lambda::handle(
+        aggregate_all(
             &aggregator,
             &payloads,
-            sqs_event(&redriven, &arn),
-            now_millis(),
+            &redriven,
+            queue.queue_url(),
+            "the redriven batch, with the connection back",
         )
         .await;
-        assert!(
-            response.batch_item_failures.is_empty(),
-            "the redriven batch failed with the connection back: {:?}",
-            response.batch_item_failures
-        );
-        let receipts: Vec<String> = redriven
-            .iter()
-            .map(|m| m.receipt_handle().unwrap_or_default().to_string())
-            .collect();
-        delete_messages(&sdk, queue.queue_url(), &receipts).await;
     }
     assert!(
         proxy.forwarded().len() > forwarded_before,
@@ -961,6 +952,36 @@ async fn cut_between_services_acknowledges_only_what_is_stored_and_the_redrive_c
 }
 
 /// The upstream server's socket address, which the proxy forwards to.
+/// Hands `messages` to the aggregator's SQS handler as one batch, expects no failure, and deletes them as
+/// the event source does after a batch that reported none.
+async fn aggregate_all<S: Store + MetricsReader>(
+    aggregator: &Aggregator<S>,
+    payloads: &S3Payloads,
+    messages: &[aws_sdk_sqs::types::Message],
+    queue_url: &str,
+    what: &str,
+) {
+    let sdk = sdk().await;
+    let arn = queue_arn(&sdk, queue_url).await;
+    let response = em_aggregator::lambda::handle(
+        aggregator,
+        payloads,
+        sqs_event(messages, &arn),
+        now_millis(),
+    )
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{what}: {:?}",
+        response.batch_item_failures
+    );
+    let receipts: Vec<String> = messages
+        .iter()
+        .map(|m| m.receipt_handle().unwrap_or_default().to_string())
+        .collect();
+    delete_messages(&sdk, queue_url, &receipts).await;
+}
+
 fn upstream() -> std::net::SocketAddr {
     let endpoint = common::aws::endpoint();
     endpoint
@@ -1375,18 +1396,14 @@ repositories = ["big-org/small"]
         .expect("visibility");
     let again = receive_messages(&sdk, queue.queue_url(), 1, Duration::from_secs(5)).await;
     assert_eq!(again.len(), 1);
-    let response = em_aggregator::lambda::handle(
+    aggregate_all(
         &aggregator,
         &payloads,
-        sqs_event(&again, &arn),
-        now_millis(),
+        &again,
+        queue.queue_url(),
+        "the push that waited",
     )
     .await;
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "{:?}",
-        response.batch_item_failures
-    );
 
     // Both pushes are read back whole: 2,048 commits each, 52 unlisted.
     let facts = store
@@ -1652,28 +1669,18 @@ async fn requests_of(
     let messages =
         receive_messages(sdk, plain_queue.queue_url(), sent, Duration::from_secs(5)).await;
     assert_eq!(messages.len(), sent);
-    let arn = queue_arn(sdk, plain_queue.queue_url()).await;
     let aggregator_proxy = Proxy::start(upstream()).await;
     let store = DynamoStore::new(&through(&aggregator_proxy).await, names.table.clone());
     let aggregator = Aggregator::new(store, config.clone());
     let payloads = S3Payloads::new(sdk, names.bucket.clone());
-    let response = em_aggregator::lambda::handle(
+    aggregate_all(
         &aggregator,
         &payloads,
-        sqs_event(&messages, &arn),
-        now_millis(),
+        &messages,
+        plain_queue.queue_url(),
+        kind,
     )
     .await;
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "{kind}: {:?}",
-        response.batch_item_failures
-    );
-    let receipts: Vec<String> = messages
-        .iter()
-        .map(|m| m.receipt_handle().unwrap_or_default().to_string())
-        .collect();
-    delete_messages(sdk, plain_queue.queue_url(), &receipts).await;
     (
         Requests::of(&webhook_ops),
         Requests::of(&aggregator_proxy.forwarded_bodies()),

@@ -2,12 +2,12 @@
 //! its hook sends each new production deployment, rollback and attributed incident to a team's Slack and
 //! Teams webhooks (a receiver on the loopback), once, however often the facts come again.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::hooks::receiver;
+use crate::common::hooks::receiver;
 use em_aggregator::Aggregator;
 use em_core::config::Config;
 use em_core::domain::{Fact, IncidentEventKind, NULL_SHA};

@@ -6,9 +6,9 @@
 //! The DORA and delivery figures are worked out by hand below, and must come out the same whatever order
 //! the deliveries arrive in and however often.
 
-mod common;
+use crate::common;
 
-use common::{post_signed, secrets, Delivery, Server};
+use crate::common::{post_signed, secrets, Delivery, Server};
 use serde_json::{json, Value};
 
 const REPO: &str = "acme/shop";

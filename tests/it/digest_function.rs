@@ -3,12 +3,12 @@
 //! email) and a Slack webhook on the loopback: a schedule that fires twice sends once, nothing goes out
 //! before the team's local hour, and a failed channel goes out on the next run without resending the rest.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::hooks::{receiver, Receiver};
+use crate::common::hooks::{receiver, Receiver};
 use em_aws::secrets::Layout;
 use em_aws::{DynamoStore, SecretsManagerSecrets};
 use em_core::config::Config;

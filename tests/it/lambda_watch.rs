@@ -10,7 +10,7 @@
 //! the webhook's secret (`EM_AGENT_SECRET_ID`, no `EM_AGENT_PROVIDER`: the path parameter names the
 //! provider), the API token's secret, and the sample scenario's configuration.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::aws::{
+use crate::common::aws::{
     delete_messages, fresh_names, put_secret, put_webhook_secret, queue_arn, receive_messages, sdk,
     server_log_hint, sqs_event_json, unique_name,
 };

@@ -2,13 +2,13 @@
 //! server; replay puts it back on the queue, and the next server processes it again (and, as it still cannot
 //! be parsed, dead-letters it again). Replay also works while the server runs on the same directory.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{post_signed, secrets, Delivery, Server};
+use crate::common::{post_signed, secrets, Delivery, Server};
 use em_sqlite::{EmbeddedStore, Options};
 use serde_json::{json, Value};
 

@@ -2,11 +2,11 @@
 //! runs the whole path on SQS, DynamoDB and S3 — signed deliveries in over HTTP, duplicates answered as
 //! such, figures out of the API — and `em-agent replay --backend aws` finds the dead-letter queue.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{load_deliveries, post_signed, scenario_dir, secrets, Server};
+use crate::common::{load_deliveries, post_signed, scenario_dir, secrets, Server};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! `em-agent providers` and `em-agent parse` as a user runs them: the real binary, its output and exit codes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

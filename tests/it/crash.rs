@@ -1,13 +1,13 @@
 //! `kill -9` while deliveries are being posted, and a disk that fills up: after a restart, every delivery
 //! that was answered 2xx is there and counted exactly once.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{post_signed, secrets, Delivery, Server};
+use crate::common::{post_signed, secrets, Delivery, Server};
 use serde_json::json;
 
 const REPO: &str = "crash/test-service";

@@ -2,7 +2,7 @@
 //! the server (subject, its text and HTML parts, the chart) and the SNS message from a queue subscribed to
 //! the topic.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Digests going out to Slack and Teams webhooks, against a real HTTP receiver on the loopback that answers
 //! as told: accepted, refused, failing, or failing a few times first.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use em_core::config::Channel;
 use em_notify::send::{Policy, SendError, Sender};
 use serde_json::json;
 
-use common::hooks::receiver;
+use crate::common::hooks::receiver;
 
 /// Quick retries, so a test of four attempts takes milliseconds.
 fn quick(attempts: u32, breaker_failures: u32) -> Sender {

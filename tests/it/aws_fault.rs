@@ -15,7 +15,7 @@
 //! The webhook's side of the same fault: when SQS cannot be reached the provider gets a 503 (it retries),
 //! never a 2xx, and its retry once SQS is back is accepted — not taken for a duplicate — and counted once.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use common::aws::{
+use crate::common::aws::{
     delete_messages, fresh_names_with, put_webhook_secret, queue_arn, queue_depth,
     receive_messages, sdk, server_log_hint, sqs_event, unique_name, webhook_request,
 };

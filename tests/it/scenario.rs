@@ -1,9 +1,9 @@
 //! The basic scenario end to end: signed deliveries over HTTP into `em-agent serve`, and every query of
 //! `expected.json` answered exactly, whatever the delivery order.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     assert_adds_up, assert_matches, figures_of, load_deliveries, post_signed, scenario_dir,
     secrets, shuffle, Delivery, Server,
 };

@@ -1,8 +1,8 @@
 //! Bad input over real HTTP: each mistake gets its own 4xx with a JSON `{"error": ...}`, never a 5xx.
 
-mod common;
+use crate::common;
 
-use common::{Delivery, Server};
+use crate::common::{Delivery, Server};
 use serde_json::Value;
 use std::time::Duration;
 

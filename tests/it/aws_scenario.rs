@@ -4,13 +4,13 @@
 //! the AWS-compatible server over real HTTP. Every query of `expected.json` must match, in two delivery
 //! orders.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use common::{
+use crate::common::{
     assert_adds_up, assert_matches, figures_of, load_deliveries, scenario_dir, secret_of, shuffle,
     Delivery,
 };

@@ -5,25 +5,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use std::future::Future;
 
 use em_aggregator::{drain_once, Aggregator};
-use em_api::Route;
+use em_api::Api;
 use em_aws::SqsQueue;
 use em_core::config::Config;
 use em_core::error::ApiError;
 use em_core::ports::{DeadLetters, MetricsReader, PortError, Queue, SecretSource, Store};
 use em_core::secrets::EnvSecrets;
-use em_core::time::now_millis;
 use em_sqlite::{EmbeddedStore, Options};
-use em_webhook::{Reply, WebhookHandler};
+use em_webhook::{BodyLimits, WebhookHandler, Webhooks};
 use serde_json::json;
-use tokio::sync::Notify;
 
 pub struct ServeOptions {
     pub addr: SocketAddr,
@@ -119,22 +116,11 @@ impl Inspect for SqsQueue {
     }
 }
 
-struct AppState<Q, S, T> {
-    webhook: WebhookHandler<Q, T>,
-    store: S,
-    config: Arc<Config>,
-    /// Wakes the aggregator as soon as a delivery is queued.
-    queued: Notify,
+/// What the local routes (`/v1/stats`, `/v1/deliveries/...`, `/healthz`) and the consumer share.
+struct Local<Q, T> {
+    webhooks: Arc<Webhooks<Q, T>>,
     /// Cleared when the aggregator task ends, however it ends (its guard drops on a panic too).
     aggregating: Arc<std::sync::atomic::AtomicBool>,
-    /// To read a whole request body.
-    body_timeout: Duration,
-    /// Room for the webhook bodies being read, one permit a byte ([`Limits::bodies_in_flight`]).
-    bodies: Arc<tokio::sync::Semaphore>,
-    bodies_total: usize,
-    /// The API tokens `/v1/*` requires (`EM_AGENT_API_TOKEN`, and `EM_AGENT_API_TOKEN_PREVIOUS` during a
-    /// rotation); `None`: the API is open, as on a developer's machine.
-    api_tokens: Option<em_core::secrets::EnvSecrets>,
 }
 
 /// The API tokens from the environment, if any is set.
@@ -147,18 +133,6 @@ pub fn api_tokens_from_env() -> Option<em_core::secrets::EnvSecrets> {
         .iter()
         .any(|v| std::env::var(v).is_ok_and(|t| !t.is_empty()));
     set.then(|| em_core::secrets::EnvSecrets::from_env([(em_api::API_TOKEN, vars)]))
-}
-
-/// The layer of every `/v1` route: the bearer token when one is configured, before any handler runs.
-async fn require_token<Q, S, T>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> Result<Response, ErrorResponse> {
-    if let Some(tokens) = &state.api_tokens {
-        em_api::authenticate(tokens, request.headers()).await?;
-    }
-    Ok(next.run(request).await)
 }
 
 /// Held by the aggregator task: clears the flag when the task ends.
@@ -185,114 +159,26 @@ impl From<ApiError> for ErrorResponse {
     }
 }
 
-fn reply(r: Reply) -> Response {
-    r.response().map(axum::body::Body::from)
-}
-
-async fn webhook<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
-    Path(provider): Path<String>,
-    request: Request,
+async fn stats<Q: Queue + Inspect, T: SecretSource>(
+    State(state): State<Arc<Local<Q, T>>>,
 ) -> Result<Response, ErrorResponse> {
-    let limit = state.webhook.max_body;
-    let (parts, body) = request.into_parts();
-    // Unknown, switched off, or a token provider without its token: answered before the body is read.
-    state
-        .webhook
-        .precheck(&provider, &parts.headers, now_millis())
-        .await?;
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        let _ = tokio::time::timeout(state.body_timeout, discard(body, limit)).await;
-        return Err(ApiError::PayloadTooLarge { limit }.into());
-    }
-    // Room for the body before it is read: what it declares (the limit when it declares nothing), never
-    // more than there is in all.
-    let room = declared
-        .map_or(limit, |n| n as usize)
-        .clamp(1, limit.max(1))
-        .min(state.bodies_total);
-    let wait = state.body_timeout.saturating_mul(2);
-    let permits = u32::try_from(room).unwrap_or(u32::MAX);
-    let _room =
-        match tokio::time::timeout(wait, state.bodies.clone().acquire_many_owned(permits)).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(ApiError::Unavailable(PortError::transient(
-                    "too many deliveries are being read at once",
-                ))
-                .into())
-            }
-        };
-    let read = axum::body::to_bytes(body, limit.saturating_add(1));
-    let body: Bytes = match tokio::time::timeout(state.body_timeout, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return Err(ApiError::PayloadTooLarge { limit }.into()),
-        Err(_) => {
-            return Err(ApiError::BodyTimeout {
-                seconds: state.body_timeout.as_secs(),
-            }
-            .into())
-        }
-    };
-    let r = state
-        .webhook
-        .handle(&provider, &parts.headers, body, now_millis())
-        .await?;
-    if r.status == 202 {
-        state.queued.notify_one();
-    }
-    Ok(reply(r))
-}
-
-/// Reads and drops an oversized body (up to a few times the limit) so that the client, still sending, gets
-/// to read the 413 instead of a broken connection.
-async fn discard(mut body: axum::body::Body, limit: usize) {
-    use http_body_util::BodyExt;
-    let mut left = limit.saturating_mul(4);
-    while let Some(Ok(frame)) = body.frame().await {
-        let n = frame.data_ref().map_or(0, |d| d.len());
-        if n >= left {
-            break;
-        }
-        left -= n;
-    }
-}
-
-/// A metrics endpoint: the API's own dispatch (behind the token layer of every `/v1` route).
-async fn metrics<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    state: Arc<AppState<Q, S, T>>,
-    raw: Option<String>,
-    route: Route,
-) -> Result<Response, ErrorResponse> {
-    let answer = em_api::answer(
-        &state.store,
-        &state.config,
-        route,
-        raw.as_deref(),
-        now_millis(),
-    )
-    .await?;
-    Ok(Json(answer).into_response())
-}
-
-async fn stats<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
-) -> Result<Response, ErrorResponse> {
-    let s = state.webhook.queue.stats().await.map_err(ApiError::from)?;
+    let s = state
+        .webhooks
+        .handler
+        .queue
+        .stats()
+        .await
+        .map_err(ApiError::from)?;
     Ok(Json(s).into_response())
 }
 
-async fn delivery<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
+async fn delivery<Q: Queue + Inspect, T: SecretSource>(
+    State(state): State<Arc<Local<Q, T>>>,
     Path((provider, id)): Path<(String, String)>,
 ) -> Result<Response, ErrorResponse> {
     match state
-        .webhook
+        .webhooks
+        .handler
         .queue
         .delivery_state(provider.clone(), id.clone())
         .await
@@ -307,10 +193,10 @@ async fn delivery<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>
 
 /// Liveness: 200 while the webhook can queue and the aggregator drains; otherwise 503 naming what died
 /// (a supervisor should restart the process).
-async fn healthz<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    State(state): State<Arc<AppState<Q, S, T>>>,
+async fn healthz<Q: Queue + Inspect, T: SecretSource>(
+    State(state): State<Arc<Local<Q, T>>>,
 ) -> Response {
-    let store = state.webhook.queue.alive();
+    let store = state.webhooks.handler.queue.alive();
     let aggregator = state.aggregating.load(std::sync::atomic::Ordering::SeqCst);
     if store && aggregator {
         return Json(json!({"status": "ok"})).into_response();
@@ -325,8 +211,8 @@ async fn healthz<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
 
 /// The routes the server answers, as `METHOD path`: the 404's list, and what the route tests iterate.
 fn route_list() -> Vec<String> {
-    let mut routes = vec!["POST /webhooks/{provider}".to_string()];
-    routes.extend(em_api::ROUTES.iter().map(|(p, _)| format!("GET {p}")));
+    let mut routes = em_webhook::router::routes();
+    routes.extend(em_api::routes());
     routes.extend(LOCAL_API.iter().map(|p| format!("GET {p}")));
     routes.push("GET /healthz".into());
     routes
@@ -335,73 +221,44 @@ fn route_list() -> Vec<String> {
 /// The `/v1` routes only the local server has, beside the metrics API's.
 const LOCAL_API: [&str; 2] = ["/v1/stats", "/v1/deliveries/{provider}/{id}"];
 
-/// A 404 that names the routes there are, as a sentence and as data (the route tests iterate the list).
-async fn not_found() -> Response {
-    let routes = route_list();
-    let error = format!("no such route: {}", routes.join(", "));
-    (
-        http::StatusCode::NOT_FOUND,
-        Json(json!({"error": error, "routes": routes})),
-    )
-        .into_response()
-}
-
-async fn method_not_allowed() -> Response {
-    ErrorResponse(ApiError::MethodNotAllowed).into_response()
-}
-
-/// `GET` of one metrics endpoint.
-fn metrics_route<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    route: Route,
-) -> axum::routing::MethodRouter<Arc<AppState<Q, S, T>>> {
-    get(
-        move |State(state): State<Arc<AppState<Q, S, T>>>, RawQuery(q): RawQuery| {
-            metrics(state, q, route)
-        },
-    )
-}
-
-fn router<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    state: Arc<AppState<Q, S, T>>,
+/// The webhook's and the API's routers, as the functions serve them, with the local routes beside them;
+/// the local `/v1` routes sit behind the API's token layer.
+fn router<Q: Queue + Inspect, S: MetricsReader, T: SecretSource>(
+    api: Arc<Api<S, EnvSecrets>>,
+    local: Arc<Local<Q, T>>,
 ) -> Router {
-    // Every `/v1` route sits behind one token layer: a route added here cannot miss it.
-    let mut api = Router::new();
-    for (path, route) in em_api::ROUTES {
-        api = api.route(path, metrics_route::<Q, S, T>(*route));
-    }
     let [stats_path, delivery_path] = LOCAL_API;
-    let api = api
-        .route(stats_path, get(stats::<Q, S, T>))
-        .route(delivery_path, get(delivery::<Q, S, T>))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token::<Q, S, T>,
-        ));
-    Router::new()
-        .route("/webhooks/{provider}", post(webhook::<Q, S, T>))
-        .merge(api)
-        .route("/healthz", get(healthz::<Q, S, T>))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // The webhook route reads its body itself, with its own limit and a JSON 413.
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+    let local_api = Router::new()
+        .route(stats_path, get(stats::<Q, T>))
+        .route(delivery_path, get(delivery::<Q, T>))
+        .with_state(local.clone());
+    let health = Router::new()
+        .route("/healthz", get(healthz::<Q, T>))
+        .with_state(local.clone());
+    let tokens = api.tokens.clone();
+    let app = Router::new()
+        .merge(em_webhook::router(local.webhooks.clone()))
+        .merge(em_api::router(api))
+        .merge(em_api::protect(local_api, tokens))
+        .merge(health);
+    em_webhook::router::with_fallbacks(app, route_list())
 }
 
 /// The local consumer: drains the queue, then sleeps until a delivery arrives (or a second passes, to pick
 /// up messages whose visibility timeout expired).
 async fn aggregate_forever<Q: Queue + Inspect, S: Store + MetricsReader, T: SecretSource>(
-    state: Arc<AppState<Q, S, T>>,
+    state: Arc<Local<Q, T>>,
     aggregator: Aggregator<S>,
     batch: usize,
 ) {
     let _running = Running(state.aggregating.clone());
+    let queued = state.webhooks.accepted();
     loop {
-        match drain_once(&state.webhook.queue, &aggregator, batch).await {
+        match drain_once(&state.webhooks.handler.queue, &aggregator, batch).await {
             // Idle: take a step of a pending configuration change, if there is one.
             Ok(0) if pending_rebuild(&aggregator).await => {}
             Ok(0) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), state.queued.notified()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), queued.notified()).await;
             }
             // A part batch under load: let more arrive, so each pass's writes and recompute serve many.
             Ok(n) if n < batch => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -486,21 +343,23 @@ pub async fn serve<
     }
     // One step before listening: on a new or unchanged store that is all there is to do.
     pending_rebuild(&aggregator).await;
-    let state = Arc::new(AppState {
-        webhook: match opts.replay_window {
-            Some(w) => WebhookHandler::new(queue, secrets).with_replay_window(w),
-            None => WebhookHandler::new(queue, secrets),
-        },
-        store,
-        config,
-        queued: Notify::new(),
-        aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    let handler = match opts.replay_window {
+        Some(w) => WebhookHandler::new(queue, secrets).with_replay_window(w),
+        None => WebhookHandler::new(queue, secrets),
+    };
+    let webhooks = Webhooks::new(handler).with_limits(BodyLimits {
         body_timeout: opts.limits.body_timeout,
-        bodies: Arc::new(tokio::sync::Semaphore::new(
-            opts.limits.bodies_in_flight.max(1),
-        )),
-        bodies_total: opts.limits.bodies_in_flight.max(1),
-        api_tokens: api_tokens_from_env(),
+        bodies_in_flight: opts.limits.bodies_in_flight,
+    });
+    let state = Arc::new(Local {
+        webhooks: Arc::new(webhooks),
+        aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    });
+    let api = Arc::new(Api {
+        reader: store,
+        config,
+        tokens: api_tokens_from_env().map(Arc::new),
+        clock: em_core::time::Clock::system(),
     });
     tokio::spawn(aggregate_forever(
         state.clone(),
@@ -519,7 +378,7 @@ pub async fn serve<
         let vars: Vec<String> = em_providers::all().iter().map(|p| p.secret_var()).collect();
         tracing::warn!("no provider is enabled: set one of {}", vars.join(", "));
     }
-    serve_connections(listener, router(state), opts.limits, shutdown_signal()).await;
+    serve_connections(listener, router(api, state), opts.limits, shutdown_signal()).await;
     Ok(())
 }
 
@@ -616,16 +475,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path(), em_sqlite::Options::default()).expect("store");
         let secrets = em_core::secrets::EnvSecrets::from_env(std::iter::empty());
-        let state = Arc::new(AppState {
-            webhook: WebhookHandler::new(store.clone(), secrets),
-            store,
-            config: Arc::new(Config::default()),
-            queued: Notify::new(),
+        let state = Arc::new(Local {
+            webhooks: Arc::new(Webhooks::new(WebhookHandler::new(store, secrets))),
             aggregating: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            body_timeout: Duration::from_secs(30),
-            bodies: Arc::new(tokio::sync::Semaphore::new(1024)),
-            bodies_total: 1024,
-            api_tokens: None,
         });
         let running = Running(state.aggregating.clone());
         assert_eq!(healthz(State(state.clone())).await.status(), 200);

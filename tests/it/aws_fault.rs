@@ -21,13 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::aws::{
+    delete_messages, fresh_names_with, put_webhook_secret, queue_arn, queue_depth,
+    receive_messages, sdk, server_log_hint, sqs_event, unique_name, webhook_app, webhook_request,
+};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use crate::common::aws::{
-    delete_messages, fresh_names_with, put_webhook_secret, queue_arn, queue_depth,
-    receive_messages, sdk, server_log_hint, sqs_event, unique_name, webhook_request,
-};
 use em_aggregator::Aggregator;
 use em_api::DoraQuery;
 use em_aws::secrets::Layout;
@@ -599,9 +599,12 @@ async fn run(cut_at: CutAt) {
     let queue = SqsQueue::connect(&sdk, &names)
         .await
         .unwrap_or_else(|e| panic!("connecting to the queue: {e}{}", server_log_hint()));
-    let webhook = WebhookHandler::new(
-        queue.clone(),
-        SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+    let webhook = webhook_app(
+        WebhookHandler::new(
+            queue.clone(),
+            SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+        ),
+        None,
     );
     let deploys = deployments();
     let n = deploys.len();
@@ -615,7 +618,7 @@ async fn run(cut_at: CutAt) {
             &d.body,
             SECRET,
         );
-        let resp = em_webhook::lambda::handle(&webhook, Some("github"), req, now_millis()).await;
+        let resp = common::aws::invoke(&webhook, req).await;
         assert_eq!(
             resp.status(),
             202,
@@ -951,7 +954,6 @@ async fn cut_between_services_acknowledges_only_what_is_stored_and_the_redrive_c
     run(CutAt::SecondService).await;
 }
 
-/// The upstream server's socket address, which the proxy forwards to.
 /// Hands `messages` to the aggregator's SQS handler as one batch, expects no failure, and deletes them as
 /// the event source does after a batch that reported none.
 async fn aggregate_all<S: Store + MetricsReader>(
@@ -982,6 +984,7 @@ async fn aggregate_all<S: Store + MetricsReader>(
     delete_messages(&sdk, queue_url, &receipts).await;
 }
 
+/// The upstream server's socket address, which the proxy forwards to.
 fn upstream() -> std::net::SocketAddr {
     let endpoint = common::aws::endpoint();
     endpoint
@@ -1056,19 +1059,16 @@ async fn sqs_out_of_reach_gives_503_and_the_providers_retry_is_accepted_and_coun
         l.local_addr().expect("its address")
     };
     let down = short_timeouts(format!("http://{closed}")).await;
-    let unreachable = WebhookHandler::new(
-        SqsQueue::connect(&down, &names)
-            .await
-            .unwrap_or_else(|e| panic!("queue URLs need no request: {e}")),
-        SecretsManagerSecrets::new(&sdk, secret_id.clone(), Layout::PerProvider),
+    let unreachable = webhook_app(
+        WebhookHandler::new(
+            SqsQueue::connect(&down, &names)
+                .await
+                .unwrap_or_else(|e| panic!("queue URLs need no request: {e}")),
+            SecretsManagerSecrets::new(&sdk, secret_id.clone(), Layout::PerProvider),
+        ),
+        None,
     );
-    let resp = em_webhook::lambda::handle(
-        &unreachable,
-        Some("github"),
-        deployment_request(d),
-        now_millis(),
-    )
-    .await;
+    let resp = common::aws::invoke(&unreachable, deployment_request(d)).await;
     assert_unavailable(&resp, "AWS down");
 
     // SQS (and only SQS) out of reach: the delivery's marker is written, SendMessage never arrives.
@@ -1076,18 +1076,15 @@ async fn sqs_out_of_reach_gives_503_and_the_providers_retry_is_accepted_and_coun
     let queue = SqsQueue::connect(&through(&proxy).await, &names)
         .await
         .unwrap_or_else(|e| panic!("connecting to the queue: {e}{}", server_log_hint()));
-    let webhook = WebhookHandler::new(
-        queue.clone(),
-        SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+    let webhook = webhook_app(
+        WebhookHandler::new(
+            queue.clone(),
+            SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+        ),
+        None,
     );
     proxy.cut_at(|r| r.operation == "SendMessage");
-    let resp = em_webhook::lambda::handle(
-        &webhook,
-        Some("github"),
-        deployment_request(d),
-        now_millis(),
-    )
-    .await;
+    let resp = common::aws::invoke(&webhook, deployment_request(d)).await;
     assert!(
         proxy.cuts() == 1 && proxy.held_requests() >= 1,
         "the cut was not at SendMessage; forwarded: {:?}",
@@ -1114,13 +1111,7 @@ async fn sqs_out_of_reach_gives_503_and_the_providers_retry_is_accepted_and_coun
         .into_iter()
         .enumerate()
     {
-        let resp = em_webhook::lambda::handle(
-            &webhook,
-            Some("github"),
-            deployment_request(d),
-            now_millis(),
-        )
-        .await;
+        let resp = common::aws::invoke(&webhook, deployment_request(d)).await;
         assert_eq!(
             (resp.status().as_u16(), json_of(&resp)["status"].clone()),
             (expected.0, json!(expected.1)),
@@ -1293,9 +1284,12 @@ repositories = ["big-org/small"]
     )
     .await;
     let queue = SqsQueue::connect(&sdk, &names).await.expect("queue");
-    let webhook = WebhookHandler::new(
-        queue.clone(),
-        SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+    let webhook = webhook_app(
+        WebhookHandler::new(
+            queue.clone(),
+            SecretsManagerSecrets::new(&sdk, secret_id, Layout::PerProvider),
+        ),
+        None,
     );
     let first = millis("2025-04-01T00:00:00Z");
     let deployed = millis("2025-04-03T00:00:00Z");
@@ -1331,7 +1325,7 @@ repositories = ["big-org/small"]
             body,
             SECRET,
         );
-        let resp = em_webhook::lambda::handle(&webhook, Some("github"), req, now_millis()).await;
+        let resp = common::aws::invoke(&webhook, req).await;
         assert_eq!(resp.status(), 202, "{id}: {}", body_text(resp.body()));
     }
 
@@ -1638,9 +1632,12 @@ async fn requests_of(
     let webhook_proxy = Proxy::start(upstream()).await;
     let webhook_sdk = through(&webhook_proxy).await;
     let queue = SqsQueue::connect(&webhook_sdk, names).await.expect("queue");
-    let webhook = WebhookHandler::new(
-        queue.clone(),
-        SecretsManagerSecrets::new(sdk, secret_id.to_string(), Layout::PerProvider),
+    let webhook = webhook_app(
+        WebhookHandler::new(
+            queue.clone(),
+            SecretsManagerSecrets::new(sdk, secret_id.to_string(), Layout::PerProvider),
+        ),
+        None,
     );
     // The secret is read once per instance and cached: not a per-delivery request.
     let before = webhook_proxy.forwarded().len();
@@ -1659,7 +1656,7 @@ async fn requests_of(
             &body,
             secret,
         );
-        let resp = em_webhook::lambda::handle(&webhook, Some(provider), req, now_millis()).await;
+        let resp = common::aws::invoke(&webhook, req).await;
         assert_eq!(resp.status(), 202, "{kind}: {}", body_text(resp.body()));
         sent += 1;
     }

@@ -9,11 +9,11 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use crate::common::{
     assert_adds_up, assert_matches, figures_of, load_deliveries, scenario_dir, secret_of, shuffle,
     Delivery,
 };
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use em_aggregator::Aggregator;
 use em_aws::secrets::Layout;
 use em_aws::{sdk_config, DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
@@ -87,9 +87,12 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
         .await
         .expect("queue")
         .with_wait_seconds(0);
-    let webhook = WebhookHandler::new(
-        queue.clone(),
-        SecretsManagerSecrets::new(&sdk, &secret_id, Layout::PerProvider),
+    let webhook = common::aws::webhook_app(
+        WebhookHandler::new(
+            queue.clone(),
+            SecretsManagerSecrets::new(&sdk, &secret_id, Layout::PerProvider),
+        ),
+        Some(0),
     );
     let total = deliveries.len();
     let mut accepted = 0;
@@ -101,7 +104,7 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
             &signed_headers(d),
             Some(&d.body),
         );
-        let r = em_webhook::lambda::handle(&webhook, Some(&d.provider), req, 0).await;
+        let r = common::aws::invoke(&webhook, req).await;
         let status = r.status().as_u16();
         let v = body_json(&r);
         assert!(
@@ -182,6 +185,12 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
     let token_id = format!("{}-api-token", names.table);
     common::aws::put_secret(&sdk, &token_id, "scenario-token").await;
     let tokens = SecretsManagerSecrets::new(&sdk, &token_id, Layout::Single(em_api::API_TOKEN));
+    let api = em_api::app(Arc::new(em_api::Api {
+        reader: store.clone(),
+        config: Arc::new(config.clone()),
+        tokens: Some(Arc::new(tokens)),
+        clock: em_core::time::Clock::from_fn(|| 0),
+    }));
     let expected: Value = serde_json::from_slice(
         &std::fs::read(scenario_dir().join("expected.json")).expect("expected.json"),
     )
@@ -199,7 +208,7 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
         }
         let query = q.finish();
         let req = apigw_event("GET", "/v1/metrics/dora", &query, &auth, None);
-        let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+        let r = common::aws::invoke(&api, req).await;
         assert_eq!(r.status(), 200, "{query}: {}", body_json(&r));
         let window = body_json(&r);
         assert_matches(&figures_of(&window), &case["expect"], &query);
@@ -211,14 +220,14 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
         ] {
             let q = format!("{query}&{extra}");
             let req = apigw_event("GET", path, &q, &auth, None);
-            let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+            let r = common::aws::invoke(&api, req).await;
             assert_eq!(r.status(), 200, "{path}?{q}: {}", body_json(&r));
             assert_adds_up(&window, &body_json(&r)[list], &format!("{path}?{q}"));
         }
         // The delivery metrics of the same scope: its successful attempts are the window's deployments,
         // and the weekly buckets' counts add up to the window's.
         let req = apigw_event("GET", "/v1/metrics/delivery", &query, &auth, None);
-        let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+        let r = common::aws::invoke(&api, req).await;
         assert_eq!(r.status(), 200, "delivery?{query}: {}", body_json(&r));
         let delivery = body_json(&r);
         assert_eq!(
@@ -228,7 +237,7 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
         );
         let q = format!("{query}&interval=week");
         let req = apigw_event("GET", "/v1/metrics/delivery/series", &q, &auth, None);
-        let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+        let r = common::aws::invoke(&api, req).await;
         assert_eq!(r.status(), 200, "delivery/series?{q}: {}", body_json(&r));
         let buckets = body_json(&r)["buckets"]
             .as_array()
@@ -253,7 +262,7 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
         }
     }
     let req = apigw_event("GET", "/v1/metrics/dora", "", &[], None);
-    let r = em_api::lambda::handle(&store, &config, Some(&tokens), req, 0).await;
+    let r = common::aws::invoke(&api, req).await;
     assert_eq!(r.status(), 401, "never public");
 }
 

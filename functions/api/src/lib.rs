@@ -623,17 +623,6 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("/v1/metrics/delivery/series", Route::DeliverySeries),
 ];
 
-impl Route {
-    /// The endpoint a request path names exactly (a trailing `/` aside); any other path names none.
-    pub fn of_path(path: &str) -> Option<Route> {
-        let path = match path.trim_end_matches('/') {
-            "" => "/",
-            p => p,
-        };
-        ROUTES.iter().find(|(p, _)| *p == path).map(|(_, r)| *r)
-    }
-}
-
 /// The answer of `route` to the raw query string `raw`, as JSON: the one dispatch of both front doors.
 pub async fn answer<R: MetricsReader>(
     reader: &R,
@@ -673,36 +662,5 @@ pub async fn answer<R: MetricsReader>(
 /// The name the API token goes by in a [`SecretSource`].
 pub const API_TOKEN: &str = "api";
 
-/// The Lambda side: `GET /v1/metrics/dora` through API Gateway.
-pub mod lambda {
-    use super::*;
-    use lambda_http::{Body, Request, Response};
-
-    /// `tokens`: where the accepted API tokens are; `None` only where the network already restricts
-    /// callers (an IAM-authorised route).
-    pub async fn handle<S: MetricsReader, T: SecretSource>(
-        store: &S,
-        config: &Config,
-        tokens: Option<&T>,
-        req: Request,
-        now: Millis,
-    ) -> Response<Body> {
-        let result = async {
-            if let Some(t) = tokens {
-                authenticate(t, req.headers()).await?;
-            }
-            let route = Route::of_path(req.uri().path()).ok_or_else(|| {
-                let known: Vec<&str> = ROUTES.iter().map(|(p, _)| *p).collect();
-                ApiError::NotFound(format!("no such route: GET {}", known.join(", GET ")))
-            })?;
-            answer(store, config, route, req.uri().query(), now).await
-        }
-        .await;
-        let response = match result {
-            Ok(report) => em_core::http::json_response(200, &report),
-            // A 5xx is logged, with its request id, by the response itself.
-            Err(e) => e.response(),
-        };
-        response.map(Body::from)
-    }
-}
+pub mod router;
+pub use router::{app, protect, router, routes, Api};

@@ -1,11 +1,13 @@
-//! The metrics API Lambda function: wiring only; the logic is in the library.
+//! The metrics API Lambda function: wiring only; the routes are in the library.
 
-use em_api::{lambda, API_TOKEN};
+use std::sync::Arc;
+
+use em_api::{Api, API_TOKEN};
 use em_aws::secrets::Layout;
 use em_aws::{sdk_config, AwsNames, DynamoStore, SecretsManagerSecrets};
 use em_core::config::Config;
-use em_core::time::now_millis;
-use lambda_http::{run, service_fn, Error, Request};
+use em_core::time::Clock;
+use lambda_http::{run, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,11 +19,15 @@ async fn main() -> Result<(), Error> {
     })?;
     let sdk = sdk_config().await;
     let names = AwsNames::from_env(&["EM_AGENT_TABLE"])?;
-    let store = DynamoStore::new(&sdk, names.table);
-    let tokens = SecretsManagerSecrets::new(&sdk, token_secret, Layout::Single(API_TOKEN));
-    let (store, config, tokens) = (&store, &config, &tokens);
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(lambda::handle(store, config, Some(tokens), req, now_millis()).await)
-    }))
-    .await
+    let api = Api {
+        reader: DynamoStore::new(&sdk, names.table),
+        config: Arc::new(config),
+        tokens: Some(Arc::new(SecretsManagerSecrets::new(
+            &sdk,
+            token_secret,
+            Layout::Single(API_TOKEN),
+        ))),
+        clock: Clock::system(),
+    };
+    run(em_api::app(Arc::new(api))).await
 }

@@ -1,6 +1,7 @@
 //! The sample API Gateway request in `events/` through the API's Lambda handler.
 
-use em_api::lambda;
+use std::sync::Arc;
+
 use em_core::config::Config;
 use em_core::secrets::EnvSecrets;
 use em_sqlite::{EmbeddedStore, Options};
@@ -12,6 +13,35 @@ fn json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
     }
 }
 
+/// Answers one API Gateway request through the function's router as the Lambda runtime does, the JSON
+/// body coming back as text.
+async fn invoke(
+    app: &axum::Router,
+    req: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    use tower::ServiceExt;
+    let response = match app.clone().oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("a body");
+    let text = String::from_utf8(bytes.to_vec()).expect("a text body");
+    lambda_http::Response::from_parts(parts, lambda_http::Body::Text(text))
+}
+
+/// The API function as deployed over `store`, its clock at 0.
+fn api(store: &EmbeddedStore, config: &Config, tokens: &EnvSecrets) -> axum::Router {
+    em_api::app(Arc::new(em_api::Api {
+        reader: store.clone(),
+        config: Arc::new(config.clone()),
+        tokens: Some(Arc::new(tokens.clone())),
+        clock: em_core::time::Clock::from_fn(|| 0),
+    }))
+}
+
 #[tokio::test]
 async fn answers_the_sample_query_and_rejects_a_bad_one() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -21,12 +51,9 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
     let tokens = EnvSecrets::default().with(em_api::API_TOKEN, "em-agent-test-token");
     let path = format!("{}/../../events/api-dora.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("event");
-    let r = lambda::handle(
-        &store,
-        &config,
-        Some(&tokens),
+    let r = invoke(
+        &api(&store, &config, &tokens),
         lambda_http::request::from_str(&text).expect("event"),
-        0,
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -38,12 +65,9 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
     assert!(v["lead_time"]["level"].is_null());
 
     let bad = text.replace("service=checkout", "servise=checkout");
-    let r = lambda::handle(
-        &store,
-        &config,
-        Some(&tokens),
+    let r = invoke(
+        &api(&store, &config, &tokens),
         lambda_http::request::from_str(&bad).expect("event"),
-        0,
     )
     .await;
     assert_eq!(r.status(), 400);
@@ -61,12 +85,9 @@ async fn answers_the_sample_query_and_rejects_a_bad_one() {
         (text.replace("em-agent-test-token", "guess"), tokens.clone()),
         (text.clone(), EnvSecrets::default()),
     ] {
-        let r = lambda::handle(
-            &store,
-            &config,
-            Some(&tokens),
+        let r = invoke(
+            &api(&store, &config, &tokens),
             lambda_http::request::from_str(&event).expect("event"),
-            0,
         )
         .await;
         assert_eq!(r.status(), 401);
@@ -110,17 +131,32 @@ async fn every_route_wants_the_token_and_an_unknown_path_is_not_found() {
     };
     assert_eq!(em_api::ROUTES.len(), 5);
     for (path, _) in em_api::ROUTES {
-        let r = lambda::handle(&store, &config, Some(&tokens), at(path, false), 0).await;
+        let r = invoke(&api(&store, &config, &tokens), at(path, false)).await;
         assert_eq!(r.status(), 401, "{path}");
-        let r = lambda::handle(&store, &config, Some(&tokens), at(path, true), 0).await;
+        let r = invoke(&api(&store, &config, &tokens), at(path, true)).await;
         assert_eq!(r.status(), 200, "{path}: {:?}", json(&r));
     }
     for path in ["/v1/metrics/doraX", "/v1/metrics/delivery/x/series", "/"] {
-        let r = lambda::handle(&store, &config, Some(&tokens), at(path, true), 0).await;
+        let r = invoke(&api(&store, &config, &tokens), at(path, true)).await;
         assert_eq!(r.status(), 404, "{path}");
         assert!(json(&r)["error"]
             .as_str()
             .unwrap_or_default()
             .contains("/v1/metrics/dora"));
+        // The same list, as data, as the local server's 404 gives.
+        assert_eq!(
+            json(&r)["routes"].as_array().map(Vec::len),
+            Some(5),
+            "{path}"
+        );
     }
+    // A method the API does not serve.
+    let mut event: serde_json::Value = serde_json::from_str(&text).expect("json");
+    event["requestContext"]["http"]["method"] = "POST".into();
+    let r = invoke(
+        &api(&store, &config, &tokens),
+        lambda_http::request::from_str(&event.to_string()).expect("event"),
+    )
+    .await;
+    assert_eq!(r.status(), 405);
 }

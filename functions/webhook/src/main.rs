@@ -4,9 +4,9 @@
 use em_aws::secrets::Layout;
 use em_aws::{sdk_config, AwsNames, SecretsManagerSecrets, SqsQueue};
 use em_core::config::duration_from_env;
-use em_core::time::now_millis;
-use em_webhook::{lambda, WebhookHandler};
-use lambda_http::{run, service_fn, Error, Request};
+use em_webhook::{WebhookHandler, Webhooks};
+use lambda_http::{run, Error};
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -32,9 +32,6 @@ async fn main() -> Result<(), Error> {
     if let Some(window) = duration_from_env("EM_AGENT_REPLAY_WINDOW")? {
         handler = handler.with_replay_window(window);
     }
-    let (handler, provider) = (&handler, provider.as_deref());
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(lambda::handle(handler, provider, req, now_millis()).await)
-    }))
-    .await
+    let webhooks = Webhooks::new(handler).pinned_to(provider).with_metrics();
+    run(em_webhook::app(Arc::new(webhooks))).await
 }

@@ -3,7 +3,12 @@
 
 use em_core::secrets::EnvSecrets;
 use em_sqlite::{EmbeddedStore, Options};
-use em_webhook::{lambda, WebhookHandler};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use em_core::ports::{Queue, SecretSource};
+use em_core::time::Clock;
+use em_webhook::{WebhookHandler, Webhooks};
 
 /// The secret the sample events are signed with (events/README.md).
 const TEST_SECRET: &str = "em-agent-test-secret";
@@ -25,6 +30,59 @@ fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value 
     }
 }
 
+/// Answers one API Gateway request through the function's router as the Lambda runtime does, the JSON
+/// body coming back as text.
+async fn invoke(
+    app: &axum::Router,
+    req: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    use tower::ServiceExt;
+    let response = match app.clone().oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("a body");
+    let text = String::from_utf8(bytes.to_vec()).expect("a text body");
+    lambda_http::Response::from_parts(parts, lambda_http::Body::Text(text))
+}
+
+/// The webhook function as deployed, its clock set before each request.
+struct Function {
+    app: axum::Router,
+    now: Arc<AtomicI64>,
+}
+
+impl Function {
+    /// Over `handler`, pinned to `provider` when given.
+    fn new<Q: Queue, S: SecretSource>(
+        handler: WebhookHandler<Q, S>,
+        provider: Option<&str>,
+    ) -> Self {
+        let now = Arc::new(AtomicI64::new(0));
+        let read = now.clone();
+        let webhooks = Webhooks::new(handler)
+            .pinned_to(provider.map(str::to_string))
+            .with_clock(Clock::from_fn(move || read.load(Ordering::SeqCst)));
+        Function {
+            app: em_webhook::app(Arc::new(webhooks)),
+            now,
+        }
+    }
+
+    /// Answers `req` as received at `at`.
+    async fn handle(
+        &self,
+        req: lambda_http::Request,
+        at: i64,
+    ) -> lambda_http::Response<lambda_http::Body> {
+        self.now.store(at, Ordering::SeqCst);
+        invoke(&self.app, req).await
+    }
+}
+
 fn request(text: &str) -> lambda_http::Request {
     lambda_http::request::from_str(text).expect("an API Gateway v2 event")
 }
@@ -36,13 +94,13 @@ async fn every_sample_event_is_accepted_once_then_a_duplicate() {
     let secrets = em_providers::all()
         .iter()
         .fold(EnvSecrets::default(), |s, p| s.with(p.name, TEST_SECRET));
-    let handler = WebhookHandler::new(store.clone(), secrets);
+    let handler = Function::new(WebhookHandler::new(store.clone(), secrets), None);
     for p in em_providers::all() {
         let text = event(p.name);
-        let r = lambda::handle(&handler, None, request(&text), RECEIVED_AT).await;
+        let r = handler.handle(request(&text), RECEIVED_AT).await;
         assert_eq!(r.status(), 202, "{}: {:?}", p.name, body_json(&r));
         assert_eq!(body_json(&r)["status"], "accepted");
-        let r = lambda::handle(&handler, None, request(&text), RECEIVED_AT + 1).await;
+        let r = handler.handle(request(&text), RECEIVED_AT + 1).await;
         assert_eq!(r.status(), 200, "{}", p.name);
         assert_eq!(body_json(&r)["status"], "duplicate");
     }
@@ -58,12 +116,12 @@ async fn a_tampered_or_unconfigured_event_is_refused() {
     let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
     for p in em_providers::all() {
         let configured = EnvSecrets::default().with(p.name, TEST_SECRET);
-        let handler = WebhookHandler::new(store.clone(), configured);
+        let handler = Function::new(WebhookHandler::new(store.clone(), configured), None);
         // One byte of the body changed: a scheme that signs the body refuses it.
         let mut v: serde_json::Value = serde_json::from_str(&event(p.name)).expect("JSON");
         let body = v["body"].as_str().expect("a body").to_string();
         v["body"] = serde_json::Value::from(format!("{body} "));
-        let r = lambda::handle(&handler, None, request(&v.to_string()), RECEIVED_AT).await;
+        let r = handler.handle(request(&v.to_string()), RECEIVED_AT).await;
         if p.auth.covers_body() {
             assert_eq!(r.status(), 401, "{}: {:?}", p.name, body_json(&r));
             assert!(body_json(&r)["error"]
@@ -73,11 +131,14 @@ async fn a_tampered_or_unconfigured_event_is_refused() {
         }
 
         // A function pinned to a provider that has no secret is off.
-        let handler = WebhookHandler::new(
-            store.clone(),
-            EnvSecrets::from_lookup(em_providers::secret_vars(), |_| None),
+        let handler = Function::new(
+            WebhookHandler::new(
+                store.clone(),
+                EnvSecrets::from_lookup(em_providers::secret_vars(), |_| None),
+            ),
+            Some(p.name),
         );
-        let r = lambda::handle(&handler, Some(p.name), request(&event(p.name)), RECEIVED_AT).await;
+        let r = handler.handle(request(&event(p.name)), RECEIVED_AT).await;
         assert_eq!(r.status(), 404, "{}", p.name);
         let error = body_json(&r)["error"]
             .as_str()
@@ -93,4 +154,39 @@ async fn a_tampered_or_unconfigured_event_is_refused() {
         store.stats().await.expect("stats").deliveries,
         unsigned_bodies as u64
     );
+}
+
+/// The function answers its one route: another path is a 404 that lists it, another method a 405, and
+/// neither reaches the queue.
+#[tokio::test]
+async fn an_unknown_path_or_method_is_refused_before_the_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
+    let secrets = EnvSecrets::default().with("github", TEST_SECRET);
+    let handler = Function::new(WebhookHandler::new(store.clone(), secrets), None);
+    let sample: serde_json::Value = serde_json::from_str(&event("github")).expect("JSON");
+    for (method, path, status) in [
+        ("POST", "/webhooks/github/extra", 404),
+        ("POST", "/v1/metrics/dora", 404),
+        ("POST", "/", 404),
+        ("GET", "/webhooks/github", 405),
+    ] {
+        let mut v = sample.clone();
+        v["rawPath"] = path.into();
+        v["requestContext"]["http"]["path"] = path.into();
+        v["requestContext"]["http"]["method"] = method.into();
+        let r = handler.handle(request(&v.to_string()), RECEIVED_AT).await;
+        assert_eq!(r.status(), status, "{method} {path}: {:?}", body_json(&r));
+        if status == 404 {
+            assert_eq!(
+                body_json(&r)["routes"],
+                serde_json::json!(["POST /webhooks/{provider}"]),
+                "{path}"
+            );
+        }
+    }
+    assert_eq!(store.stats().await.expect("stats").deliveries, 0);
+    // The sample itself, at its own path, is accepted.
+    let r = handler.handle(request(&event("github")), RECEIVED_AT).await;
+    assert_eq!(r.status(), 202, "{:?}", body_json(&r));
 }

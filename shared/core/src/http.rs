@@ -12,3 +12,15 @@ pub fn json_response(status: u16, body: &serde_json::Value) -> http::Response<St
     );
     r
 }
+
+/// The 404 of every front door: the routes it does answer, as a sentence and as data (`routes`), each
+/// `METHOD path`.
+pub fn not_found(routes: &[String]) -> http::Response<String> {
+    json_response(
+        404,
+        &serde_json::json!({
+            "error": format!("no such route: {}", routes.join(", ")),
+            "routes": routes,
+        }),
+    )
+}

@@ -675,7 +675,8 @@ async fn run(cut_at: CutAt) {
     }
     let response =
         em_aggregator::lambda::handle(&aggregator, &payloads, first_event.clone(), now_millis())
-            .await;
+            .await
+            .expect("the batch is handled");
     assert!(
         proxy.is_cut() && proxy.cuts() == 1,
         "the cable was never cut: the aggregator's requests were {:?}",
@@ -922,8 +923,9 @@ async fn run(cut_at: CutAt) {
     );
 
     // Processing the same batch again changes nothing.
-    let again =
-        em_aggregator::lambda::handle(&aggregator, &payloads, first_event, now_millis()).await;
+    let again = em_aggregator::lambda::handle(&aggregator, &payloads, first_event, now_millis())
+        .await
+        .expect("the batch is handled");
     assert!(
         again.batch_item_failures.is_empty(),
         "processing the batch again failed: {:?}",
@@ -971,7 +973,8 @@ async fn aggregate_all<S: Store + MetricsReader>(
         sqs_event(messages, &arn),
         now_millis(),
     )
-    .await;
+    .await
+    .expect("the batch is handled");
     assert!(
         response.batch_item_failures.is_empty(),
         "{what}: {:?}",
@@ -1136,7 +1139,9 @@ async fn sqs_out_of_reach_gives_503_and_the_providers_retry_is_accepted_and_coun
     let store = DynamoStore::new(&sdk, names.table.clone());
     let aggregator = Aggregator::new(store.clone(), Arc::new(config));
     let payloads = S3Payloads::new(&sdk, names.bucket.clone());
-    let out = em_aggregator::lambda::handle(&aggregator, &payloads, event, now_millis()).await;
+    let out = em_aggregator::lambda::handle(&aggregator, &payloads, event, now_millis())
+        .await
+        .expect("the batch is handled");
     assert!(
         out.batch_item_failures.is_empty(),
         "{:?}",
@@ -1360,7 +1365,8 @@ repositories = ["big-org/small"]
         sqs_event(&messages, &arn),
         now_millis(),
     )
-    .await;
+    .await
+    .expect("the batch is handled");
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
@@ -1794,3 +1800,91 @@ async fn requests_per_delivery_do_not_grow_with_a_year_of_history() {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// A table that does not exist is a permanent error, classified once in the AWS adapter: the webhook answers
+/// 500 (an operator has to look) rather than the 503 of a server out of reach, and the aggregator's
+/// invocation fails at once as `StoreRefused` rather than reporting the message for a quiet retry until the
+/// dead-letter queue. Neither is retried by the SDK: each operation went out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_table_is_refused_at_once_and_not_retried() {
+    let sdk = sdk().await;
+    let proxy = Proxy::start(upstream()).await;
+    let via = through(&proxy).await;
+    let missing = unique_name("fault-missing");
+    let names = em_aws::AwsNames {
+        table: missing.clone(),
+        deliveries_table: format!("{missing}-deliveries"),
+        // A URL: connecting asks nothing of the server.
+        queue: format!("{}/123456789012/{missing}", common::aws::endpoint()),
+        dead_letter_queue: None,
+        bucket: missing.clone(),
+        retention_days: 30,
+    };
+    let secret_id = put_webhook_secret(&sdk, &missing, json!({ "github": SECRET })).await;
+    let deploys = deployments();
+    let d = &deploys[0];
+
+    let webhook = webhook_app(
+        WebhookHandler::new(
+            SqsQueue::connect(&via, &names)
+                .await
+                .unwrap_or_else(|e| panic!("queue URLs need no request: {e}")),
+            SecretsManagerSecrets::new(&via, secret_id, Layout::PerProvider),
+        ),
+        None,
+    );
+    let before = proxy.forwarded().len();
+    let resp = common::aws::invoke(&webhook, deployment_request(d)).await;
+    assert_eq!(resp.status(), 500, "{}", body_text(resp.body()));
+    let text = body_text(resp.body());
+    assert!(
+        !text.contains(&missing) && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+    let ops = proxy.forwarded()[before..].to_vec();
+    assert_eq!(
+        ops.iter().filter(|o| o.as_str() == "PutItem").count(),
+        1,
+        "the marker's write is not retried: {ops:?}"
+    );
+    assert!(!ops.iter().any(|o| o == "SendMessage"), "{ops:?}");
+
+    let aggregator = Aggregator::new(
+        DynamoStore::new(&via, missing.clone()),
+        Arc::new(Config::parse(CONFIG).expect("the test configuration")),
+    );
+    let envelope = Envelope {
+        provider: "github".into(),
+        delivery_id: d.delivery_id.clone(),
+        event: Some("deployment_status".into()),
+        received_at: now_millis(),
+        body: bytes::Bytes::from(d.body.clone()),
+    };
+    let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(json!({
+        "Records": [{ "messageId": "m-1", "body": envelope.to_json() }]
+    }))
+    .expect("an SQS event");
+    let before = proxy.forwarded().len();
+    let payloads = S3Payloads::new(&via, missing.clone());
+    match em_aggregator::lambda::handle(&aggregator, &payloads, event, now_millis()).await {
+        Ok(r) => panic!(
+            "a missing table must fail the invocation, not report {:?} for a retry",
+            r.batch_item_failures
+        ),
+        Err(e) => {
+            let d = lambda_runtime::Diagnostic::from(e);
+            assert_eq!(d.error_type, "StoreRefused", "{}", d.error_message);
+        }
+    }
+    // The batch's write is tried once whole and once for its one message (to find a message at fault);
+    // an SDK retry would send each three times.
+    let ops = proxy.forwarded()[before..].to_vec();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in &ops {
+        *counts.entry(o.as_str()).or_default() += 1;
+    }
+    assert!(
+        !ops.is_empty() && counts.values().all(|&n| n <= 2),
+        "an operation was retried: {ops:?}"
+    );
+}

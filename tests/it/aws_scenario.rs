@@ -156,7 +156,9 @@ async fn run(deliveries: Vec<Delivery>, tag: &str) {
             );
             event.records.push(record);
         }
-        let response = em_aggregator::lambda::handle(&aggregator, &payloads, event, 0).await;
+        let response = em_aggregator::lambda::handle(&aggregator, &payloads, event, 0)
+            .await
+            .expect("the batch is handled");
         assert!(
             response.batch_item_failures.is_empty(),
             "no message of the scenario fails: {:?}",
@@ -361,7 +363,9 @@ assert out["FailedEntryCount"] == 0, out
     let payloads = S3Payloads::new(&sdk, names.bucket.clone());
     for _ in 0..2 {
         // SQS delivers at least once: a batch handled twice counts once.
-        let out = em_aggregator::lambda::handle(&aggregator, &payloads, event.clone(), 0).await;
+        let out = em_aggregator::lambda::handle(&aggregator, &payloads, event.clone(), 0)
+            .await
+            .expect("the batch is handled");
         assert!(
             out.batch_item_failures.is_empty(),
             "{:?}",

@@ -29,6 +29,20 @@ pub enum Failure {
     Retry(String),
     /// The message can never succeed as it is (unknown provider, malformed payload): dead-letter it.
     Poison(String),
+    /// The store refuses for good (a missing table, access denied): the deployment is at fault, not the
+    /// message. The invocation fails at once, loudly, rather than the message being retried quietly.
+    Refused(String),
+}
+
+impl Failure {
+    /// A store error as the failure of the messages it touched: [`Failure::Refused`] when it is permanent.
+    pub fn of_store(e: &PortError) -> Failure {
+        if e.is_permanent() {
+            Failure::Refused(e.to_string())
+        } else {
+            Failure::Retry(e.to_string())
+        }
+    }
 }
 
 pub struct Aggregator<S> {
@@ -346,7 +360,7 @@ impl<S: Store> Aggregator<S> {
                 Err(e) => {
                     tracing::warn!(%service, error = %e, "link state not readable");
                     for i in messages {
-                        results[i] = Err(Failure::Retry(e.to_string()));
+                        results[i] = Err(Failure::of_store(&e));
                     }
                 }
             }
@@ -364,7 +378,7 @@ impl<S: Store> Aggregator<S> {
             for (i, facts) in parsed.iter().enumerate() {
                 if results[i].is_ok() {
                     if let Err(e) = self.store.put_facts(facts.clone()).await {
-                        results[i] = Err(Failure::Retry(e.to_string()));
+                        results[i] = Err(Failure::of_store(&e));
                     }
                 }
             }
@@ -394,7 +408,7 @@ impl<S: Store> Aggregator<S> {
                 Err(e) => {
                     tracing::warn!(%service, error = %e, "re-link failed");
                     for i in messages {
-                        results[i] = Err(Failure::Retry(e.to_string()));
+                        results[i] = Err(Failure::of_store(&e));
                     }
                 }
             }
@@ -416,7 +430,7 @@ impl<S: Store> Aggregator<S> {
                 Err(e) => {
                     tracing::warn!(%service, error = %e, "re-link failed");
                     for i in messages {
-                        results[i] = Err(Failure::Retry(e.to_string()));
+                        results[i] = Err(Failure::of_store(&e));
                     }
                 }
             }
@@ -702,6 +716,9 @@ pub async fn drain_once<Q: Queue, S: Store + MetricsReader>(
             Err(Failure::Retry(reason)) => {
                 tracing::warn!(delivery_id = %r.envelope.delivery_id, %reason, "will retry")
             }
+            Err(Failure::Refused(reason)) => {
+                tracing::error!(delivery_id = %r.envelope.delivery_id, %reason, "the store refuses: fix it, the message waits")
+            }
         }
     }
     queue.ack(done).await?;
@@ -745,7 +762,7 @@ pub mod lambda {
         payloads: &P,
         event: SqsEvent,
         now: Millis,
-    ) -> SqsBatchResponse {
+    ) -> Result<SqsBatchResponse, InvokeError> {
         let mut failures = Vec::new();
         let mut messages = Vec::new();
         for record in event.records {
@@ -790,6 +807,15 @@ pub mod lambda {
             }
         }
         let (results, rebuilt) = aggregator.process_batch_touching(&batch).await;
+        // A store that refuses for good fails the invocation at once: an alarm on the function's errors
+        // fires on the first batch, rather than a dead-letter alarm after every retry.
+        if let Some(Err(Failure::Refused(reason))) = results
+            .iter()
+            .find(|r| matches!(r, Err(Failure::Refused(_))))
+        {
+            tracing::error!(%reason, "the store refuses: the batch goes back to the queue");
+            return Err(InvokeError::Refused(reason.clone()));
+        }
         let mut counts: BTreeMap<(&str, bool), u32> = BTreeMap::new();
         for ((id, result), e) in ids.into_iter().zip(results).zip(&batch) {
             *counts
@@ -826,7 +852,7 @@ pub mod lambda {
                 f
             })
             .collect();
-        response
+        Ok(response)
     }
 
     /// Why an invocation failed as a whole; Lambda reports it with its type, and SQS retries the batch.
@@ -836,6 +862,8 @@ pub mod lambda {
         UnknownEvent(String),
         #[error("{0}")]
         Store(#[from] PortError),
+        #[error("the store refuses: {0}")]
+        Refused(String),
         #[error("cannot encode the answer: {0}")]
         Encode(#[from] serde_json::Error),
     }
@@ -844,7 +872,9 @@ pub mod lambda {
         fn from(e: InvokeError) -> Self {
             let error_type = match &e {
                 InvokeError::UnknownEvent(_) => "UnknownEvent",
+                InvokeError::Store(e) if e.is_permanent() => "StoreRefused",
                 InvokeError::Store(_) => "StoreUnavailable",
+                InvokeError::Refused(_) => "StoreRefused",
                 InvokeError::Encode(_) => "EncodeFailed",
             };
             lambda_runtime::Diagnostic {
@@ -888,7 +918,7 @@ pub mod lambda {
     ) -> Result<serde_json::Value, InvokeError> {
         match Invocation::from_json(event)? {
             Invocation::Batch(e) => Ok(serde_json::to_value(
-                handle(aggregator, payloads, e, now).await,
+                handle(aggregator, payloads, e, now).await?,
             )?),
             Invocation::Scheduled => {
                 // A configuration change is applied in steps, as many as a third of the timeout allows.

@@ -49,7 +49,9 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
     )
     .expect("valid config");
     let aggregator = Aggregator::new(store.clone(), Arc::new(config));
-    let response = lambda::handle(&aggregator, &NoPayloads, event.clone(), 0).await;
+    let response = lambda::handle(&aggregator, &NoPayloads, event.clone(), 0)
+        .await
+        .expect("the batch is handled");
     let mut failed: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -76,7 +78,9 @@ async fn a_batch_is_stored_and_only_the_bad_message_fails() {
 
     // The same batch again (SQS delivers at least once) changes nothing: the same two messages fail (they
     // can never succeed), every other one succeeds again, and the rows stay as they were.
-    let again = lambda::handle(&aggregator, &NoPayloads, event, 0).await;
+    let again = lambda::handle(&aggregator, &NoPayloads, event, 0)
+        .await
+        .expect("the batch is handled");
     let mut failed_again: Vec<String> = again
         .batch_item_failures
         .iter()
@@ -123,7 +127,9 @@ async fn account_events_sent_straight_to_the_queue_are_read_as_the_aws_providers
     let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
     let config = Config::parse("production_environments = [\"default\"]").expect("config");
     let aggregator = Aggregator::new(store.clone(), Arc::new(config));
-    let response = lambda::handle(&aggregator, &NoPayloads, event.clone(), 0).await;
+    let response = lambda::handle(&aggregator, &NoPayloads, event.clone(), 0)
+        .await
+        .expect("the batch is handled");
     let failed: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -141,7 +147,9 @@ async fn account_events_sent_straight_to_the_queue_are_read_as_the_aws_providers
     );
 
     // Delivered again (EventBridge and SQS both deliver at least once): still one.
-    let again = lambda::handle(&aggregator, &NoPayloads, event, 0).await;
+    let again = lambda::handle(&aggregator, &NoPayloads, event, 0)
+        .await
+        .expect("the batch is handled");
     assert_eq!(again.batch_item_failures.len(), 1);
     assert_eq!(deployment_times(&store, service, day).await.len(), 1);
 }

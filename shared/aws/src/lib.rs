@@ -25,7 +25,10 @@ pub use secrets::SecretsManagerSecrets;
 pub use setup::create_resources;
 pub use sqs::SqsQueue;
 
-use em_core::ports::PortError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use em_core::ports::{PortError, PortErrorKind};
 
 /// Where the deployment's resources are, by name (or URL, for queues).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,16 +102,66 @@ pub async fn sdk_config() -> SdkConfig {
         .await
 }
 
-/// A port error from an SDK error, with the service's own message (the SDK's `Display` is terse).
-pub(crate) fn sdk_error<E, R>(what: &str, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> PortError
+/// A port error from an SDK error: its kind from [`classify`], the service's own message (the SDK's
+/// `Display` is terse), and the SDK error as its source. A permanent one is logged at error level here, once,
+/// since no retry will clear it.
+pub(crate) fn sdk_error<E>(what: &str, e: SdkError<E, HttpResponse>) -> PortError
 where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    PortError::transient(format!(
-        "{what}: {}",
-        aws_smithy_types::error::display::DisplayErrorContext(&e)
-    ))
+    let kind = classify(&e);
+    let message = format!("{what}: {}", DisplayErrorContext(&e));
+    if kind == PortErrorKind::Invalid {
+        tracing::error!(error = %message, "AWS refused the request: fix the deployment (not retried)");
+    }
+    PortError::of(kind, message).with_source(e)
+}
+
+/// Error codes AWS answers with a 4xx that clear by themselves: throttling, an expired session, a
+/// transaction that met another, a resource still being created.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "TransactionCanceledException",
+    "ResourceInUseException",
+    "KMSThrottlingException",
+    "AWS.SimpleQueueService.RequestThrottled",
+];
+
+/// The one place an AWS error gets its kind: what did not arrive or came back late or 5xx, and throttling,
+/// is transient; any other answer of the service (validation, not found, access denied) is permanent.
+pub fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> PortErrorKind {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            PortErrorKind::Transient
+        }
+        SdkError::ConstructionFailure(_) => PortErrorKind::Invalid,
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let code = s.err().code().unwrap_or_default();
+            if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code) {
+                PortErrorKind::Transient
+            } else {
+                PortErrorKind::Invalid
+            }
+        }
+        // A kind of failure this SDK does not name yet: assume it may pass.
+        _ => PortErrorKind::Transient,
+    }
 }
 
 /// Seconds since the epoch, for DynamoDB TTL attributes.
@@ -118,4 +171,54 @@ pub(crate) fn epoch_seconds_in(days: u32) -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     now + i64::from(days) * 86_400
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    use aws_smithy_types::body::SdkBody;
+
+    fn answered(status: u16, code: &str) -> SdkError<PutItemError, HttpResponse> {
+        let err = PutItemError::generic(ErrorMetadata::builder().code(code).build());
+        let raw = HttpResponse::new(status.try_into().expect("a status"), SdkBody::empty());
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn throttling_timeouts_and_5xx_are_transient_the_rest_permanent() {
+        use PortErrorKind::*;
+        for (status, code, kind) in [
+            (400, "ThrottlingException", Transient),
+            (400, "ProvisionedThroughputExceededException", Transient),
+            (400, "TransactionConflictException", Transient),
+            (429, "SomethingNew", Transient),
+            (500, "InternalServerError", Transient),
+            (503, "ServiceUnavailable", Transient),
+            (400, "ResourceNotFoundException", Invalid),
+            (400, "AccessDeniedException", Invalid),
+            (400, "ValidationException", Invalid),
+            (403, "UnrecognizedClientException", Invalid),
+        ] {
+            assert_eq!(classify(&answered(status, code)), kind, "{status} {code}");
+        }
+        let timeout: SdkError<PutItemError, HttpResponse> = SdkError::timeout_error("slow");
+        assert_eq!(classify(&timeout), Transient);
+        let unbuilt: SdkError<PutItemError, HttpResponse> = SdkError::construction_failure("bad");
+        assert_eq!(classify(&unbuilt), Invalid);
+    }
+
+    #[test]
+    fn the_sdk_error_is_kept_as_the_source() {
+        let e = sdk_error("dynamodb put", answered(400, "ResourceNotFoundException"));
+        assert!(e.is_permanent());
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            DisplayErrorContext(source)
+                .to_string()
+                .contains("ResourceNotFoundException"),
+            "{source}"
+        );
+    }
 }

@@ -21,16 +21,20 @@ pub enum PortErrorKind {
     /// A concurrent writer won (a conditional write failed): start over from fresh state.
     Conflict,
     /// What the port was given or found is wrong (a malformed secret, an unreadable stored row, a
-    /// reference to a body nobody stored): retrying does not help, an operator has to look.
+    /// reference to a body nobody stored), or the infrastructure refuses it for good (a missing table,
+    /// access denied, a request it calls invalid): retrying does not help, an operator has to look.
     Invalid,
 }
 
-/// A failure of the infrastructure behind a port.
+/// A failure of the infrastructure behind a port: its kind (decided once, by the adapter's `classify`), what
+/// was being done, and the error it came from.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct PortError {
     pub kind: PortErrorKind,
     pub message: String,
+    #[source]
+    pub source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl PortError {
@@ -50,7 +54,19 @@ impl PortError {
         PortError {
             kind,
             message: e.to_string(),
+            source: None,
         }
+    }
+
+    /// Keeps the error this one came from, for whoever walks the chain.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// Whether an operator has to act: retrying the same request will fail the same way.
+    pub fn is_permanent(&self) -> bool {
+        self.kind == PortErrorKind::Invalid
     }
 
     /// Whether trying again later may succeed.

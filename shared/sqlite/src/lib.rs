@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use em_core::domain::{Commit, Fact, Push};
 use em_core::ports::{
     Cut, DeadLetters, DeliveryFacts, EnqueueOutcome, Envelope, FactSources, MetricsReader, Outbox,
-    PortError, Queue, Received, RowsReplacement, RowsState, Store, StoredFacts,
+    PortError, PortErrorKind, Queue, Received, RowsReplacement, RowsState, Store, StoredFacts,
 };
 use em_core::rows::{Linked, Observations};
 
@@ -190,8 +190,37 @@ pub struct EmbeddedStore {
     inner: Arc<Inner>,
 }
 
+/// A failure of the store's own machinery (its writer thread, a lock): the process may recover.
 fn err(e: impl std::fmt::Display) -> PortError {
     PortError::transient(e)
+}
+
+/// The one place a SQLite error gets its kind: a busy or locked database, a full disk, an I/O error or
+/// memory running out may clear (503, and the provider retries); anything else (a read-only or corrupt
+/// file, a constraint, a row that does not decode) fails the same way again, and an operator has to look.
+pub(crate) fn classify(e: rusqlite::Error) -> PortError {
+    use rusqlite::ErrorCode::*;
+    let transient = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => matches!(
+            f.code,
+            DatabaseBusy
+                | DatabaseLocked
+                | DiskFull
+                | SystemIoFailure
+                | OutOfMemory
+                | CannotOpen
+                | FileLockingProtocolFailed
+                | OperationInterrupted
+        ),
+        _ => false,
+    };
+    let kind = if transient {
+        PortErrorKind::Transient
+    } else {
+        tracing::error!(error = %e, "the embedded store refused a request: not retried");
+        PortErrorKind::Invalid
+    };
+    PortError::of(kind, format!("sqlite: {e}")).with_source(e)
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -212,27 +241,27 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| err(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
-        let writer = open_connection(&path).map_err(err)?;
-        writer.execute_batch(SCHEMA).map_err(err)?;
-        add_columns(&writer).map_err(err)?;
-        backfill_commits(&writer).map_err(err)?;
+        let writer = open_connection(&path).map_err(classify)?;
+        writer.execute_batch(SCHEMA).map_err(classify)?;
+        add_columns(&writer).map_err(classify)?;
+        backfill_commits(&writer).map_err(classify)?;
         let readers = (0..2)
             .map(|_| open_connection(&path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(err)?;
+            .map_err(classify)?;
         // The writer checkpoints the WAL itself (SQLite's default, every 1000 pages): a checkpointer on
         // another connection can never catch up with a busy writer, and the WAL then grows without bound.
         // The size limit truncates the file after each checkpoint.
         writer
             .execute_batch("PRAGMA journal_size_limit = 67108864;")
-            .map_err(err)?;
+            .map_err(classify)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let max_batch = options.max_batch.max(1);
         let writer = std::thread::Builder::new()
             .name("em-agent-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(err)?;
-        let linkers = Mutex::new(vec![open_connection(&path).map_err(err)?]);
+        let linkers = Mutex::new(vec![open_connection(&path).map_err(classify)?]);
         let inner = Arc::new(Inner {
             linkers,
             jobs: Mutex::new(tx),
@@ -293,7 +322,7 @@ impl EmbeddedStore {
                 let _ = tx.send(
                     commit
                         .map_err(PortError::transient)
-                        .and_then(|()| result.map_err(err)),
+                        .and_then(|()| result.map_err(classify)),
                 );
             })
         });
@@ -322,7 +351,7 @@ impl EmbeddedStore {
                 .map(Ok)
                 .unwrap_or_else(|| inner.readers[0].lock())
                 .map_err(|_| err("reader lock poisoned"))?;
-            f(&guard).map_err(err)
+            f(&guard).map_err(classify)
         })
         .await
         .map_err(err)?
@@ -1122,5 +1151,29 @@ impl MetricsReader for EmbeddedStore {
     ) -> Result<Vec<(String, Millis)>, PortError> {
         self.read(move |c| delivery::shipped(c, &service, &shas))
             .await
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+    use rusqlite::ffi;
+
+    #[test]
+    fn a_full_disk_or_a_busy_file_may_clear_a_read_only_or_corrupt_one_does_not() {
+        let failure = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        for (code, kind) in [
+            (ffi::SQLITE_FULL, PortErrorKind::Transient),
+            (ffi::SQLITE_BUSY, PortErrorKind::Transient),
+            (ffi::SQLITE_IOERR, PortErrorKind::Transient),
+            (ffi::SQLITE_READONLY, PortErrorKind::Invalid),
+            (ffi::SQLITE_CORRUPT, PortErrorKind::Invalid),
+            (ffi::SQLITE_CONSTRAINT, PortErrorKind::Invalid),
+        ] {
+            let e = classify(failure(code));
+            assert_eq!(e.kind, kind, "{code}: {e}");
+            assert!(std::error::Error::source(&e).is_some());
+        }
+        assert!(classify(rusqlite::Error::QueryReturnedNoRows).is_permanent());
     }
 }

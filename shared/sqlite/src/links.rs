@@ -34,9 +34,9 @@ impl<'a> SqliteLinks<'a> {
             .pop();
         let conn = match pooled {
             Some(c) => c,
-            None => crate::open_connection(&store.inner.path).map_err(PortError::transient)?,
+            None => crate::open_connection(&store.inner.path).map_err(crate::classify)?,
         };
-        conn.execute_batch("BEGIN").map_err(PortError::transient)?;
+        conn.execute_batch("BEGIN").map_err(crate::classify)?;
         Ok(SqliteLinks {
             store,
             conn: Mutex::new(Some(conn)),
@@ -51,7 +51,7 @@ impl<'a> SqliteLinks<'a> {
         let conn = guard
             .as_ref()
             .ok_or_else(|| PortError::transient("linker connection gone"))?;
-        f(conn).map_err(PortError::transient)
+        f(conn).map_err(crate::classify)
     }
 }
 

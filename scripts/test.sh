@@ -49,7 +49,9 @@ if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-# One AWS-compatible server for the whole run: every test creates resources under names of its own.
+# Two AWS-compatible servers for the whole run: every test creates resources under names of its own. One
+# moto process serves requests on one core; the heaviest tests (the scenario through the Lambda handlers)
+# get the second server, so the other core is not idle while everything queues behind the first.
 free_port() {
     python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -59,46 +61,56 @@ moto_answers() {
 urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/moto-api/reset", method="POST"), timeout=2)' \
         "http://127.0.0.1:$1" >/dev/null 2>&1
 }
-moto_port="$(free_port)"
-moto_log="$(mktemp -t em-agent-moto.XXXXXX)"
 log="$(mktemp)"
-moto_pid=""
+moto_pids=()
+moto_logs=()
 cleanup() {
     local code=$?
-    if [ -n "$moto_pid" ]; then
-        kill "$moto_pid" 2>/dev/null || true
-        wait "$moto_pid" 2>/dev/null || true
-    fi
+    for pid in "${moto_pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -f "$log"
     if [ "$code" -eq 0 ]; then
-        rm -f "$moto_log"
+        rm -f "${moto_logs[@]}"
     else
-        echo "moto server log: $moto_log" >&2
+        echo "moto server logs: ${moto_logs[*]}" >&2
     fi
     exit "$code"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-# moto with Query narrowed to the partition, as DynamoDB does (see the script).
-python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 1 300); do
-    if moto_answers "$moto_port"; then
-        break
-    fi
-    if ! kill -0 "$moto_pid" 2>/dev/null; then
-        echo "moto_server exited:" >&2
-        cat "$moto_log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if ! moto_answers "$moto_port"; then
+# Starts moto (with Query narrowed to the partition, as DynamoDB does: see the script) on a free port and
+# waits until it answers; sets moto_port and moto_log.
+start_moto() {
+    moto_port="$(free_port)"
+    moto_log="$(mktemp -t em-agent-moto.XXXXXX)"
+    moto_logs+=("$moto_log")
+    python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+    local pid=$!
+    moto_pids+=("$pid")
+    for _ in $(seq 1 300); do
+        if moto_answers "$moto_port"; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "moto_server exited:" >&2
+            cat "$moto_log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
     echo "moto_server did not answer on port $moto_port within 30 s:" >&2
     cat "$moto_log" >&2
     exit 1
-fi
+}
+start_moto
+first_port="$moto_port" first_log="$moto_log"
+start_moto
+export EM_AGENT_TEST_AWS_ENDPOINT_2="http://127.0.0.1:$moto_port"
+export EM_AGENT_TEST_MOTO_LOG_2="$moto_log"
+moto_port="$first_port" moto_log="$first_log"
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1

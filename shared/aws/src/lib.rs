@@ -85,21 +85,24 @@ impl AwsNames {
 /// fails the request (and so the message or the delivery) instead of hanging until the function's own
 /// timeout.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_loader().load().await
+}
+
+/// [`sdk_config`]'s loader, for a caller that sets more before loading (an endpoint of its own, which then
+/// wins over `AWS_ENDPOINT_URL` for every client built from it).
+pub fn sdk_loader() -> aws_config::ConfigLoader {
     let attempt = std::env::var("EM_AGENT_AWS_ATTEMPT_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(5));
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(attempt)
-                .operation_timeout(attempt * 3)
-                .build(),
-        )
-        .load()
-        .await
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 3)
+            .build(),
+    )
 }
 
 /// A port error from an SDK error: its kind from [`classify`], the service's own message (the SDK's

@@ -74,6 +74,19 @@ pub async fn sdk() -> SdkConfig {
     em_aws::sdk_config().await
 }
 
+/// The same configuration for the heaviest tests, pointed at the second AWS-compatible server when the run
+/// has one (`EM_AGENT_TEST_AWS_ENDPOINT_2`, which `scripts/test.sh` starts), so that they do not queue behind
+/// the others on one server; at the first one otherwise.
+pub async fn sdk_apart() -> SdkConfig {
+    endpoint();
+    match std::env::var("EM_AGENT_TEST_AWS_ENDPOINT_2") {
+        Ok(url) if !url.trim().is_empty() => {
+            em_aws::sdk_loader().endpoint_url(url.trim()).load().await
+        }
+        _ => em_aws::sdk_config().await,
+    }
+}
+
 /// A name no other test uses: `em-<tag>-<12 hex digits>`, valid for tables, queues and buckets (the tag is
 /// lower-cased and cut to 20 characters of letters, digits and hyphens).
 pub fn unique_name(tag: &str) -> String {

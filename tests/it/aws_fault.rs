@@ -34,7 +34,7 @@ use em_aws::secrets::Layout;
 use em_aws::{DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
 use em_core::config::Config;
 use em_core::domain::Fact;
-use em_core::ports::{DeadLetters, Envelope, Message, MetricsReader, SecretSource, Store};
+use em_core::ports::{DeadLetters, Envelope, MetricsReader, QueueMessage, SecretSource, Store};
 use em_core::time::now_millis;
 use em_webhook::WebhookHandler;
 use serde_json::{json, Value};
@@ -641,8 +641,8 @@ async fn run(cut_at: CutAt) {
         "the queue did not hand over every delivery"
     );
     let delivery_of = |m: &aws_sdk_sqs::types::Message| -> String {
-        match Message::from_json(m.body().unwrap_or_default()) {
-            Ok(Message::Inline(e)) => e.delivery_id,
+        match QueueMessage::from_json(m.body().unwrap_or_default()) {
+            Ok(QueueMessage::Inline(e)) => e.delivery_id,
             other => panic!("a queued delivery is not an inline message: {other:?}"),
         }
     };
@@ -1345,8 +1345,8 @@ repositories = ["big-org/small"]
     assert_eq!(messages.len(), deliveries.len());
     let offloaded = |m: &aws_sdk_sqs::types::Message| {
         matches!(
-            Message::from_json(m.body().unwrap_or_default()),
-            Ok(Message::Offloaded { .. })
+            QueueMessage::from_json(m.body().unwrap_or_default()),
+            Ok(QueueMessage::Offloaded { .. })
         )
     };
     assert_eq!(

@@ -8,13 +8,13 @@ use em_core::config::{Config, Rebuild, FIGURES_CONFIG_KEY, REBUILD_KEY};
 use em_core::domain::{BuildOutcome, Deployment, DeploymentOutcome, Fact};
 use em_core::emf;
 use em_core::ports::{
-    Cut, Envelope, Message, MetricsReader, Payloads, PortError, PortErrorKind, Queue,
+    Cut, Envelope, MetricsReader, Payloads, PortError, PortErrorKind, Queue, QueueMessage,
     RowsReplacement, RowsState, Store,
 };
 use em_core::rows::Linked;
 use em_core::time::{format_millis, Millis};
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
-use em_metrics::link::{cut_for, relink, Facts, Service, Work};
+use em_metrics::link::{cut_for, relink, Service, Stored, Work};
 
 /// The window of the figures published as metrics, as the API's default window.
 pub const FIGURES_DAYS: i64 = 30;
@@ -195,19 +195,22 @@ async fn work_for<S: Store>(
     config: &Config,
     service: &str,
     facts: &[&Fact],
-    stored: Facts,
-) -> Result<Worked, PortError> {
+    stored: Stored,
+) -> Result<LinkPlan, PortError> {
     let svc = Service::of(config, service);
     let state = settled_state(store, service).await?;
     if !store.incremental() {
-        return Ok((Some(Work::all(&svc, facts)), state.version));
+        return Ok(LinkPlan {
+            work: Some(Work::all(&svc, facts)),
+            version: state.version,
+        });
     }
     let links = store.links(svc.repos.clone(), svc.aliases.clone()).await?;
     let work = cut_for(&links, &svc, facts, stored).await?;
-    Ok((
-        Work::widened(work, state.unsettled, &svc, facts),
-        state.version,
-    ))
+    Ok(LinkPlan {
+        work: Work::widened(work, state.unsettled, &svc, facts),
+        version: state.version,
+    })
 }
 
 /// Re-links one service from `work.cut` on rows at version `expected`. Without work the rows stay as they
@@ -244,7 +247,13 @@ async fn relink_rows<S: Store>(
 }
 
 /// A service's work, and the version of the rows it was worked out on.
-type Worked = (Option<Work>, u64);
+/// What re-linking one service takes: where to start (`None`: the facts change no row) and the version of
+/// the rows it was worked out on, which the write must still find.
+#[derive(Debug, Clone)]
+struct LinkPlan {
+    work: Option<Work>,
+    version: u64,
+}
 
 /// What a re-link after a lost race is for.
 enum Plan<'a> {
@@ -338,14 +347,14 @@ impl<S: Store> Aggregator<S> {
         // the commits known before it).
         type Planned = (Option<Work>, u64, Vec<Fact>, Vec<usize>);
         let mut work: BTreeMap<String, Planned> = BTreeMap::new();
-        let mut jobs: Vec<Job<Result<Worked, PortError>>> = Vec::new();
+        let mut jobs: Vec<Job<Result<LinkPlan, PortError>>> = Vec::new();
         for (service, (facts, _)) in &touched {
             let facts: Vec<Fact> = facts.iter().map(|f| (*f).clone()).collect();
             let (store, config, service) =
                 (self.store.clone(), self.config.clone(), service.clone());
             jobs.push(Box::pin(async move {
                 let refs: Vec<&Fact> = facts.iter().collect();
-                work_for(&store, &config, &service, &refs, Facts::New).await
+                work_for(&store, &config, &service, &refs, Stored::NotYet).await
             }));
         }
         let cuts = concurrently(jobs).await;
@@ -353,7 +362,7 @@ impl<S: Store> Aggregator<S> {
             let (service, messages) = (service.clone(), messages.clone());
             let w = cut.unwrap_or_else(|| Err(PortError::transient("linking task failed")));
             match w {
-                Ok((w, version)) => {
+                Ok(LinkPlan { work: w, version }) => {
                     let facts = facts.iter().map(|f| (*f).clone()).collect();
                     work.insert(service, (w, version, facts, messages));
                 }
@@ -454,14 +463,17 @@ impl<S: Store> Aggregator<S> {
     async fn relink(&self, service: &str, plan: Plan<'_>) -> Result<(), PortError> {
         let svc = Service::of(&self.config, service);
         for attempt in 0..ATTEMPTS {
-            let (work, expected) = match plan {
-                Plan::Whole => (
-                    Some(Work::all(&svc, &[])),
-                    settled_state(&self.store, service).await?.version,
-                ),
+            let LinkPlan {
+                work,
+                version: expected,
+            } = match plan {
+                Plan::Whole => LinkPlan {
+                    work: Some(Work::all(&svc, &[])),
+                    version: settled_state(&self.store, service).await?.version,
+                },
                 Plan::Facts(facts) => {
                     let refs: Vec<&Fact> = facts.iter().collect();
-                    work_for(&self.store, &self.config, service, &refs, Facts::Stored).await?
+                    work_for(&self.store, &self.config, service, &refs, Stored::Already).await?
                 }
             };
             let r = relink_rows(&self.store, &self.config, service, work.as_ref(), expected);
@@ -768,11 +780,11 @@ pub mod lambda {
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
             let body = record.body.as_deref();
-            let message = match body.map(Message::from_json) {
+            let message = match body.map(QueueMessage::from_json) {
                 Some(Ok(m)) => m,
                 // Not one of ours: an event an EventBridge rule of the account sent straight here.
                 other => match body.and_then(|b| account_event(b, now)) {
-                    Some(e) => Message::Inline(e),
+                    Some(e) => QueueMessage::Inline(e),
                     None => {
                         tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable queue message");
                         failures.push(id);
@@ -786,10 +798,11 @@ pub mod lambda {
         // budget: one huge delivery neither runs the function out of memory or time nor makes the
         // deliveries beside it fail (and so count towards the dead-letter queue); those left over go back
         // to the queue for the next batch.
-        messages.sort_by_key(|(_, m)| matches!(m, Message::Offloaded { .. }));
+        messages.sort_by_key(|(_, m)| matches!(m, QueueMessage::Offloaded { .. }));
         let (mut batch, mut ids, mut bytes) = (Vec::new(), Vec::new(), 0usize);
         for (id, message) in messages {
-            if matches!(message, Message::Offloaded { .. }) && bytes >= aggregator.batch_bytes {
+            if matches!(message, QueueMessage::Offloaded { .. }) && bytes >= aggregator.batch_bytes
+            {
                 tracing::info!(message_id = %id, bytes, "batch byte budget reached: left for the next batch");
                 failures.push(id);
                 continue;

@@ -141,7 +141,7 @@ pub struct Outbound {
 pub const FROM_VAR: &str = "EM_AGENT_DIGEST_FROM";
 
 /// A message in each channel's form: a digest, or a real-time notice.
-pub trait Message: Sync {
+pub trait ChannelMessage: Sync {
     /// Block Kit for a Slack incoming webhook.
     fn slack(&self) -> serde_json::Value;
     /// An Adaptive Card message for a Teams webhook.
@@ -160,7 +160,7 @@ pub struct DigestMessage<'a> {
     pub digest: &'a Digest,
 }
 
-impl Message for DigestMessage<'_> {
+impl ChannelMessage for DigestMessage<'_> {
     fn slack(&self) -> serde_json::Value {
         em_notify::slack(self.digest, self.who)
     }
@@ -178,7 +178,7 @@ impl Message for DigestMessage<'_> {
     }
 }
 
-impl Message for em_notify::Notice {
+impl ChannelMessage for em_notify::Notice {
     fn slack(&self) -> serde_json::Value {
         em_notify::notice_slack(self)
     }
@@ -201,7 +201,7 @@ pub async fn send_one(
     out: &Outbound,
     channel: Channel,
     addresses: &[String],
-    message: &impl Message,
+    message: &impl ChannelMessage,
 ) -> Result<(), String> {
     let first = addresses.first().map(String::as_str).unwrap_or_default();
     match channel {

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::{epoch_seconds_in, s3::S3Payloads, sdk_error, AwsNames};
 use em_core::ports::{
-    DeadLetters, EnqueueOutcome, Envelope, Message, Payloads, PortError, Queue, Received,
+    DeadLetters, EnqueueOutcome, Envelope, Payloads, PortError, Queue, QueueMessage, Received,
 };
 
 /// SQS takes messages up to 256 KiB; keep room for the envelope's attributes.
@@ -225,10 +225,11 @@ impl SqsQueue {
     }
 
     async fn decode(&self, text: &str) -> Result<Envelope, String> {
-        let message = Message::from_json(text).map_err(|e| format!("unreadable message: {e}"))?;
+        let message =
+            QueueMessage::from_json(text).map_err(|e| format!("unreadable message: {e}"))?;
         match message {
-            Message::Inline(e) => Ok(e),
-            Message::Offloaded { envelope, body_ref } => {
+            QueueMessage::Inline(e) => Ok(e),
+            QueueMessage::Offloaded { envelope, body_ref } => {
                 let mut e = envelope;
                 e.body = self
                     .payloads

@@ -114,7 +114,7 @@ struct WireEnvelope<'a> {
 /// A queue message as read: the envelope itself, or an envelope whose body must be fetched from
 /// [`Payloads`] under `body_ref`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
+pub enum QueueMessage {
     Inline(Envelope),
     Offloaded {
         envelope: Envelope,
@@ -122,8 +122,8 @@ pub enum Message {
     },
 }
 
-impl Message {
-    pub fn from_json(text: &str) -> Result<Message, serde_json::Error> {
+impl QueueMessage {
+    pub fn from_json(text: &str) -> Result<QueueMessage, serde_json::Error> {
         let w: WireEnvelope = serde_json::from_str(text)?;
         let envelope = Envelope {
             provider: w.provider.into_owned(),
@@ -133,19 +133,19 @@ impl Message {
             body: Bytes::from(w.body.into_owned()),
         };
         Ok(match w.body_ref {
-            Some(r) => Message::Offloaded {
+            Some(r) => QueueMessage::Offloaded {
                 envelope,
                 body_ref: r.into_owned(),
             },
-            None => Message::Inline(envelope),
+            None => QueueMessage::Inline(envelope),
         })
     }
 
     /// The envelope with its body, fetching an offloaded body from `payloads`.
     pub async fn resolve<P: Payloads>(self, payloads: &P) -> Result<Envelope, PortError> {
         match self {
-            Message::Inline(e) => Ok(e),
-            Message::Offloaded {
+            QueueMessage::Inline(e) => Ok(e),
+            QueueMessage::Offloaded {
                 mut envelope,
                 body_ref,
             } => {
@@ -187,12 +187,12 @@ impl Envelope {
         serde_json::to_string(&w).unwrap_or_default()
     }
 
-    /// An inline message's envelope; an offloaded message is an error here (use [`Message::from_json`]).
+    /// An inline message's envelope; an offloaded message is an error here (use [`QueueMessage::from_json`]).
     pub fn from_json(text: &str) -> Result<Envelope, serde_json::Error> {
-        match Message::from_json(text)? {
-            Message::Inline(e) => Ok(e),
-            Message::Offloaded { .. } => Err(<serde_json::Error as serde::de::Error>::custom(
-                "the message's body is offloaded: resolve it with Message::resolve",
+        match QueueMessage::from_json(text)? {
+            QueueMessage::Inline(e) => Ok(e),
+            QueueMessage::Offloaded { .. } => Err(<serde_json::Error as serde::de::Error>::custom(
+                "the message's body is offloaded: resolve it with QueueMessage::resolve",
             )),
         }
     }
@@ -704,8 +704,8 @@ mod tests {
         let text = e.to_json_offloaded("github/d-2");
         assert!(!text.contains("{}\""));
         assert!(Envelope::from_json(&text).is_err());
-        match Message::from_json(&text).unwrap() {
-            Message::Offloaded { envelope, body_ref } => {
+        match QueueMessage::from_json(&text).unwrap() {
+            QueueMessage::Offloaded { envelope, body_ref } => {
                 assert_eq!(body_ref, "github/d-2");
                 assert!(envelope.body.is_empty());
             }

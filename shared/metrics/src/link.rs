@@ -66,12 +66,12 @@ pub struct Work {
 
 /// Whether the facts a cut is worked out for are stored yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Facts {
+pub enum Stored {
     /// Not yet: a push's commits are compared with those known before it.
-    New,
+    NotYet,
     /// Already (a write that lost a race, re-linking from state another writer changed): every pushed
     /// commit is taken to be new or re-parented, which can only widen the cut.
-    Stored,
+    Already,
 }
 
 /// Where re-linking must start for `facts`; `None` when they change no row.
@@ -79,7 +79,7 @@ pub async fn cut_for<L: Links>(
     links: &L,
     service: &Service<'_>,
     facts: &[&Fact],
-    stored: Facts,
+    stored: Stored,
 ) -> Result<Option<Work>, PortError> {
     if !links.keeps_rows() {
         return Ok(Some(Work::all(service, facts)));
@@ -136,13 +136,13 @@ pub async fn cut_for<L: Links>(
         // Commits that are new, or that a push gives another parent, change what reaches them.
         let shas: Vec<String> = commits.iter().map(|(sha, _)| sha.to_string()).collect();
         let known: BTreeMap<String, String> = match stored {
-            Facts::New => links
+            Stored::NotYet => links
                 .commits(repo, &shas)
                 .await?
                 .into_iter()
                 .map(|c| (c.sha, c.parent))
                 .collect(),
-            Facts::Stored => BTreeMap::new(),
+            Stored::Already => BTreeMap::new(),
         };
         let changed: Vec<String> = commits
             .iter()
@@ -156,8 +156,8 @@ pub async fn cut_for<L: Links>(
         }
         for (sha, parent) in commits {
             let reparented = match stored {
-                Facts::New => known.get(sha).is_some_and(|p| p != parent),
-                Facts::Stored => true,
+                Stored::NotYet => known.get(sha).is_some_and(|p| p != parent),
+                Stored::Already => true,
             };
             if reparented {
                 if let Some(t) = links.shipped_at(service.name, sha).await? {

@@ -8,7 +8,7 @@ use em_core::rows::Linked;
 use em_core::time::Millis;
 use em_metrics::derive::{derive, ServiceFacts};
 use em_metrics::history::{config, deployment, history, incident, push};
-use em_metrics::link::{cut_for, relink, Facts, Service};
+use em_metrics::link::{cut_for, relink, Service, Stored};
 use em_metrics::memory::MemoryLinks;
 
 use em_metrics::history::{H, T0};
@@ -18,7 +18,7 @@ async fn whole(config: &Config, facts: &[Fact]) -> Linked {
     links.put(facts.iter().cloned());
     let service = Service::of(config, "shop");
     let refs: Vec<&Fact> = facts.iter().collect();
-    let work = cut_for(&MemoryLinks::whole(), &service, &refs, Facts::New)
+    let work = cut_for(&MemoryLinks::whole(), &service, &refs, Stored::NotYet)
         .await
         .unwrap()
         .unwrap();
@@ -32,7 +32,9 @@ async fn incrementally(config: &Config, batches: &[Vec<Fact>]) -> Linked {
     let service = Service::of(config, "shop");
     for batch in batches {
         let refs: Vec<&Fact> = batch.iter().collect();
-        let work = cut_for(&links, &service, &refs, Facts::New).await.unwrap();
+        let work = cut_for(&links, &service, &refs, Stored::NotYet)
+            .await
+            .unwrap();
         links.put(batch.iter().cloned());
         if let Some(work) = work {
             let rows = relink(&links, &service, &work).await.unwrap();
@@ -186,14 +188,16 @@ async fn a_writer_that_lost_a_race_relinks_from_stored_facts_to_the_whole_relink
         let mut links = MemoryLinks::incremental();
         for pair in batches.chunks(2) {
             let a: Vec<&Fact> = pair[0].iter().collect();
-            let first = cut_for(&links, &service, &a, Facts::New).await.unwrap();
+            let first = cut_for(&links, &service, &a, Stored::NotYet).await.unwrap();
             let stored_first = rng.bool();
             if stored_first {
                 links.put(pair[0].iter().cloned());
             }
             if let Some(b) = pair.get(1) {
                 let refs: Vec<&Fact> = b.iter().collect();
-                let work = cut_for(&links, &service, &refs, Facts::New).await.unwrap();
+                let work = cut_for(&links, &service, &refs, Stored::NotYet)
+                    .await
+                    .unwrap();
                 links.put(b.iter().cloned());
                 link(&mut links, &service, work).await;
             }
@@ -202,7 +206,9 @@ async fn a_writer_that_lost_a_race_relinks_from_stored_facts_to_the_whole_relink
             }
             // A's first cut was worked out on rows B has changed since: it is not used.
             drop(first);
-            let again = cut_for(&links, &service, &a, Facts::Stored).await.unwrap();
+            let again = cut_for(&links, &service, &a, Stored::Already)
+                .await
+                .unwrap();
             link(&mut links, &service, again).await;
         }
         assert_eq!(links.rows("shop"), want, "seed {seed}");
@@ -228,7 +234,9 @@ async fn in_time_order_each_delivery_relinks_only_recent_rows() {
     let mut links = MemoryLinks::incremental();
     let service = Service::of(&config, "shop");
     for f in &ordered {
-        let work = cut_for(&links, &service, &[f], Facts::New).await.unwrap();
+        let work = cut_for(&links, &service, &[f], Stored::NotYet)
+            .await
+            .unwrap();
         if let (Fact::Deployment(d), Some(w)) = (f, &work) {
             // The earlier of the repository's previous deployment (a rollback compares deployments of one
             // repository) and the service's (which may lose incidents to this one).

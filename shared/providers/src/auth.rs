@@ -93,7 +93,7 @@ impl Encoding {
 
 /// What the MAC is computed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message {
+pub enum SignedContent {
     /// The raw body.
     Body,
     /// `{before}{timestamp}{between}{body}`: Slack's `v0:{ts}:{body}`, Stripe's `{ts}.{body}`.
@@ -134,7 +134,7 @@ pub struct Hmac {
     /// Set when the header may list several signatures (`v1=a,v1=b`); items without the prefix are other
     /// schemes' and are skipped.
     pub separator: Option<char>,
-    pub message: Message,
+    pub message: SignedContent,
     /// Set for schemes with a replay window.
     pub timestamp: Option<Timestamp>,
 }
@@ -153,7 +153,7 @@ impl Hmac {
             encoding: Encoding::Hex,
             prefix,
             separator,
-            message: Message::Body,
+            message: SignedContent::Body,
             timestamp: None,
         }
     }
@@ -326,11 +326,11 @@ impl Auth {
                     ""
                 };
                 let over = match (h.message, h.timestamp) {
-                    (Message::Body, None) => "the raw body".to_string(),
-                    (Message::Body, Some(t)) => {
+                    (SignedContent::Body, None) => "the raw body".to_string(),
+                    (SignedContent::Body, Some(t)) => {
                         format!("the raw body, timestamp in {}", t.source.describe())
                     }
-                    (Message::TimestampAndBody { before, between }, t) => format!(
+                    (SignedContent::TimestampAndBody { before, between }, t) => format!(
                         "\"{before}{{timestamp}}{between}{{body}}\", timestamp in {}",
                         t.map(|t| t.source.describe()).unwrap_or_default()
                     ),
@@ -453,8 +453,8 @@ impl Hmac {
 
     fn mac(&self, secret: &[u8], body: &[u8], timestamp: Option<&str>) -> Vec<u8> {
         match self.message {
-            Message::Body => self.algorithm.mac(secret, &[body]),
-            Message::TimestampAndBody { before, between } => self.algorithm.mac(
+            SignedContent::Body => self.algorithm.mac(secret, &[body]),
+            SignedContent::TimestampAndBody { before, between } => self.algorithm.mac(
                 secret,
                 &[
                     before.as_bytes(),
@@ -554,7 +554,7 @@ mod tests {
         encoding: Encoding::Hex,
         prefix: "v1=",
         separator: Some(','),
-        message: Message::Body,
+        message: SignedContent::Body,
         timestamp: None,
     };
 

@@ -6,7 +6,7 @@ use em_core::domain::{Deployment, DeploymentOutcome, Fact};
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
 
-use crate::auth::{Algorithm, Auth, Encoding, Hmac, Message};
+use crate::auth::{Algorithm, Auth, Encoding, Hmac, SignedContent};
 use crate::{parse_error, IdSource, ParseError, Provider};
 
 const NAME: &str = "heroku";
@@ -20,7 +20,7 @@ pub const PROVIDER: Provider = Provider {
         encoding: Encoding::Base64,
         prefix: "",
         separator: None,
-        message: Message::Body,
+        message: SignedContent::Body,
         timestamp: None,
     }),
     delivery_id: &[

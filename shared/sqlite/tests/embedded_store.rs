@@ -547,7 +547,7 @@ async fn commits_keep_the_parent_of_the_first_push_in_key_order() {
 async fn incremental_links_on_sqlite_give_the_whole_relink() {
     use em_core::rows::{days_of, Observations};
     use em_metrics::history::{config, flat, history};
-    use em_metrics::link::{cut_for, relink, Facts, Service, Work};
+    use em_metrics::link::{cut_for, relink, Service, Stored, Work};
     use em_metrics::memory::MemoryLinks;
 
     let config = config();
@@ -574,7 +574,9 @@ async fn incremental_links_on_sqlite_give_the_whole_relink() {
             let refs: Vec<&Fact> = batch.iter().collect();
             let work = {
                 let links = s.links(vec![], vec![]).await.unwrap();
-                cut_for(&links, &service, &refs, Facts::New).await.unwrap()
+                cut_for(&links, &service, &refs, Stored::NotYet)
+                    .await
+                    .unwrap()
             };
             s.put_facts(batch.to_vec()).await.unwrap();
             if let Some(work) = work {

@@ -6,7 +6,7 @@
 
 use em_core::error::AuthError;
 use em_providers::auth::{
-    Algorithm, Auth, Clock, Encoding, Hmac, Message, TimeUnit, Timestamp, TimestampSource,
+    Algorithm, Auth, Clock, Encoding, Hmac, SignedContent, TimeUnit, Timestamp, TimestampSource,
     DEFAULT_REPLAY_WINDOW,
 };
 use serde_json::Value;
@@ -39,7 +39,7 @@ const HEX_BODY: Hmac = Hmac {
     encoding: Encoding::Hex,
     prefix: "sha256=",
     separator: None,
-    message: Message::Body,
+    message: SignedContent::Body,
     timestamp: None,
 };
 
@@ -120,7 +120,7 @@ const SLACK: Hmac = Hmac {
     encoding: Encoding::Hex,
     prefix: "v0=",
     separator: None,
-    message: Message::TimestampAndBody {
+    message: SignedContent::TimestampAndBody {
         before: "v0:",
         between: ":",
     },

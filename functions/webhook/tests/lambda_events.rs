@@ -6,6 +6,7 @@ use em_sqlite::{EmbeddedStore, Options};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use em_agent_tests::invoke;
 use em_core::ports::{Queue, SecretSource};
 use em_core::time::Clock;
 use em_webhook::{WebhookHandler, Webhooks};
@@ -28,25 +29,6 @@ fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value 
         lambda_http::Body::Text(t) => serde_json::from_str(t).expect("json"),
         other => panic!("unexpected body {other:?}"),
     }
-}
-
-/// Answers one API Gateway request through the function's router as the Lambda runtime does, the JSON
-/// body coming back as text.
-async fn invoke(
-    app: &axum::Router,
-    req: lambda_http::Request,
-) -> lambda_http::Response<lambda_http::Body> {
-    use tower::ServiceExt;
-    let response = match app.clone().oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .expect("a body");
-    let text = String::from_utf8(bytes.to_vec()).expect("a text body");
-    lambda_http::Response::from_parts(parts, lambda_http::Body::Text(text))
 }
 
 /// The webhook function as deployed, its clock set before each request.

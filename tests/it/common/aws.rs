@@ -435,24 +435,7 @@ pub async fn emails_from(from: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Answers one API Gateway request through a function's router as the Lambda runtime does, the JSON body
-/// coming back as text.
-pub async fn invoke(
-    app: &axum::Router,
-    req: lambda_http::Request,
-) -> lambda_http::Response<lambda_http::Body> {
-    use tower::ServiceExt;
-    let response = match app.clone().oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .expect("a response body");
-    let text = String::from_utf8(bytes.to_vec()).expect("a text body");
-    lambda_http::Response::from_parts(parts, lambda_http::Body::Text(text))
-}
+pub use em_agent_tests::invoke;
 
 /// The webhook function as deployed, over `handler`, its clock at `now` (`None`: the system's).
 pub fn webhook_app<Q: em_core::ports::Queue, S: em_core::ports::SecretSource>(

@@ -4,11 +4,11 @@
 
 use std::future::Future;
 
+pub mod channels;
 pub mod notices;
 
 use em_core::calendar::{self, Period};
 use em_core::config::{Channel, Config, TeamConfig, ORGANISATION};
-use em_core::emf;
 use em_core::ports::{MetricsReader, Outbox, PortError, SecretSource};
 use em_core::time::{format_millis, parse_timestamp, Millis};
 use em_metrics::digest::{self, Digest, PERIODS_READ};
@@ -139,114 +139,6 @@ pub struct Outbound {
 
 /// The environment variable (or, in the function, the setting) naming the email sender.
 pub const FROM_VAR: &str = "EM_AGENT_DIGEST_FROM";
-
-/// A message in each channel's form: a digest, or a real-time notice.
-pub trait ChannelMessage: Sync {
-    /// Block Kit for a Slack incoming webhook.
-    fn slack(&self) -> serde_json::Value;
-    /// An Adaptive Card message for a Teams webhook.
-    fn teams(&self) -> serde_json::Value;
-    /// The whole email, from `from` to `to`.
-    fn email(&self, from: &str, to: &[String]) -> Result<Vec<u8>, String>;
-    /// The email's subject and SNS's.
-    fn subject(&self) -> String;
-    /// The plain text SNS publishes.
-    fn text(&self) -> String;
-}
-
-/// A digest as the audience it is for reads it.
-pub struct DigestMessage<'a> {
-    pub who: &'a Audience,
-    pub digest: &'a Digest,
-}
-
-impl ChannelMessage for DigestMessage<'_> {
-    fn slack(&self) -> serde_json::Value {
-        em_notify::slack(self.digest, self.who)
-    }
-    fn teams(&self) -> serde_json::Value {
-        em_notify::teams(self.digest, self.who)
-    }
-    fn email(&self, from: &str, to: &[String]) -> Result<Vec<u8>, String> {
-        em_notify::email::message(self.digest, self.who, from, to).map_err(|e| e.to_string())
-    }
-    fn subject(&self) -> String {
-        em_notify::title(self.digest, self.who)
-    }
-    fn text(&self) -> String {
-        em_notify::text(self.digest, self.who)
-    }
-}
-
-impl ChannelMessage for em_notify::Notice {
-    fn slack(&self) -> serde_json::Value {
-        em_notify::notice_slack(self)
-    }
-    fn teams(&self) -> serde_json::Value {
-        em_notify::notice_teams(self)
-    }
-    fn email(&self, from: &str, to: &[String]) -> Result<Vec<u8>, String> {
-        em_notify::email::notice_message(self, from, to).map_err(|e| e.to_string())
-    }
-    fn subject(&self) -> String {
-        self.title.clone()
-    }
-    fn text(&self) -> String {
-        em_notify::notice_text(self)
-    }
-}
-
-/// Sends one message through `channel` to `addresses` (a webhook URL, email addresses, a topic ARN).
-pub async fn send_one(
-    out: &Outbound,
-    channel: Channel,
-    addresses: &[String],
-    message: &impl ChannelMessage,
-) -> Result<(), String> {
-    let first = addresses.first().map(String::as_str).unwrap_or_default();
-    match channel {
-        Channel::Slack | Channel::Teams => {
-            let body = match channel {
-                Channel::Slack => message.slack(),
-                _ => message.teams(),
-            };
-            out.web
-                .post_json(channel, first, &body)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        Channel::Email | Channel::Sns => {
-            let sent = match channel {
-                Channel::Email => {
-                    let from = out
-                        .from
-                        .clone()
-                        .filter(|f| !f.is_empty())
-                        .ok_or_else(|| format!("email needs a sender: set {FROM_VAR}"))?;
-                    let raw = message.email(&from, addresses)?;
-                    em_aws::notify::SesMailer::new(&out.aws, from)
-                        .send_raw(addresses, raw)
-                        .await
-                }
-                _ => {
-                    em_aws::notify::SnsPublisher::new(&out.aws)
-                        .publish(first, &message.subject(), &message.text())
-                        .await
-                }
-            };
-            // The webhooks count their own (em_notify::send); SES and SNS are counted here.
-            let outcome = if sent.is_ok() { "sent" } else { "failed" };
-            emf::emit(emf::line(
-                em_core::time::now_millis(),
-                &[("Channel", channel.as_str()), ("Outcome", outcome)],
-                &[("Notifications", 1.0, emf::Unit::Count)],
-            ));
-            sent.map(|_| ())
-                .map_err(|e| format!("{}: {e}", channel.as_str()))
-        }
-    }
-}
 
 /// What became of one channel's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -387,7 +279,13 @@ async fn send_through<A: SecretSource>(
     d: &Digest,
 ) -> Result<(), String> {
     let list = addresses_of(addresses, team, channel).await?;
-    send_one(out, channel, &list, &DigestMessage { who, digest: d }).await
+    channels::send(
+        out,
+        channel,
+        &list,
+        channels::Content::Digest { who, digest: d },
+    )
+    .await
 }
 
 /// What a scheduled run at `now` sends: for each `[[teams]]` entry with channels and each of its periods,

@@ -12,7 +12,8 @@ use em_core::time::{format_millis, Millis};
 use em_metrics::link::provider_of;
 use em_notify::{short_sha, Notice};
 
-use crate::{addresses_of, send_one, DigestStore, Outbound, Outcome, LEASE};
+use crate::channels::{self, Content};
+use crate::{addresses_of, DigestStore, Outbound, Outcome, LEASE};
 
 /// Only what happened this recently is news: a re-link of older history (a configuration change, a late
 /// push) sends nothing.
@@ -171,7 +172,10 @@ pub async fn send_notices<S: DigestStore, A: SecretSource>(
                         false => Outcome::AlreadyClaimed,
                         true => {
                             let sent = match addresses_of(addresses, &team.name, channel).await {
-                                Ok(list) => send_one(out, channel, &list, &notice).await,
+                                Ok(list) => {
+                                    channels::send(out, channel, &list, Content::Notice(&notice))
+                                        .await
+                                }
                                 Err(e) => Err(e),
                             };
                             store.settle(claim, owner.clone(), sent.is_ok()).await?;

@@ -1,0 +1,34 @@
+//! Slack: Block Kit posted to the team's incoming webhook.
+
+use em_core::config::Channel;
+
+use super::{Content, Notifier, Sending};
+use crate::Outbound;
+
+pub struct Slack;
+
+impl Notifier for Slack {
+    fn channel(&self) -> Channel {
+        Channel::Slack
+    }
+
+    fn send<'a>(
+        &'a self,
+        out: &'a Outbound,
+        addresses: &'a [String],
+        content: Content<'a>,
+    ) -> Sending<'a> {
+        Box::pin(async move {
+            let body = match content {
+                Content::Digest { who, digest } => em_notify::slack(digest, who),
+                Content::Notice(n) => em_notify::notice_slack(n),
+            };
+            let url = addresses.first().map(String::as_str).unwrap_or_default();
+            out.web
+                .post_json(Channel::Slack, url, &body)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}

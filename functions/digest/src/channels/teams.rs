@@ -1,0 +1,34 @@
+//! Microsoft Teams: an Adaptive Card posted to the team's webhook.
+
+use em_core::config::Channel;
+
+use super::{Content, Notifier, Sending};
+use crate::Outbound;
+
+pub struct Teams;
+
+impl Notifier for Teams {
+    fn channel(&self) -> Channel {
+        Channel::Teams
+    }
+
+    fn send<'a>(
+        &'a self,
+        out: &'a Outbound,
+        addresses: &'a [String],
+        content: Content<'a>,
+    ) -> Sending<'a> {
+        Box::pin(async move {
+            let body = match content {
+                Content::Digest { who, digest } => em_notify::teams(digest, who),
+                Content::Notice(n) => em_notify::notice_teams(n),
+            };
+            let url = addresses.first().map(String::as_str).unwrap_or_default();
+            out.web
+                .post_json(Channel::Teams, url, &body)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}

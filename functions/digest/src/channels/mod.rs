@@ -82,6 +82,21 @@ pub async fn send(
     notifier.send(out, addresses, content).await
 }
 
+/// Posts a webhook channel's JSON to the first address (the team's webhook URL).
+async fn post(
+    out: &Outbound,
+    channel: Channel,
+    addresses: &[String],
+    body: &serde_json::Value,
+) -> Result<(), String> {
+    let url = addresses.first().map(String::as_str).unwrap_or_default();
+    out.web
+        .post_json(channel, url, body)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Counts a send through AWS (`Notifications` by channel and outcome); the webhooks count their own
 /// (`em_notify::send`).
 fn count(channel: Channel, sent: bool) {

@@ -23,12 +23,7 @@ impl Notifier for Slack {
                 Content::Digest { who, digest } => em_notify::slack(digest, who),
                 Content::Notice(n) => em_notify::notice_slack(n),
             };
-            let url = addresses.first().map(String::as_str).unwrap_or_default();
-            out.web
-                .post_json(Channel::Slack, url, &body)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            super::post(out, Channel::Slack, addresses, &body).await
         })
     }
 }

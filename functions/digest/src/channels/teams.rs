@@ -23,12 +23,7 @@ impl Notifier for Teams {
                 Content::Digest { who, digest } => em_notify::teams(digest, who),
                 Content::Notice(n) => em_notify::notice_teams(n),
             };
-            let url = addresses.first().map(String::as_str).unwrap_or_default();
-            out.web
-                .post_json(Channel::Teams, url, &body)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            super::post(out, Channel::Teams, addresses, &body).await
         })
     }
 }

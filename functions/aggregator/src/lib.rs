@@ -675,30 +675,25 @@ impl<S: Store + MetricsReader> Aggregator<S> {
 /// The DORA figures of one service as an EMF line; figures without a value (no changes, no incidents) are
 /// left out rather than published as zero.
 pub fn dora_line(timestamp: Millis, service: &str, r: &DoraReport) -> String {
+    use em_metrics::figures::{Unit as Shown, FIGURES};
     use emf::{line, Unit};
-    let mut metrics = vec![
-        (
-            "DeploymentsPerDay",
-            r.deployment_frequency.per_day,
-            Unit::None,
-        ),
-        (
-            "Deployments",
-            r.deployment_frequency.deployments as f64,
-            Unit::Count,
-        ),
-    ];
-    if let Some(v) = r.lead_time.median_seconds {
-        metrics.push(("LeadTimeMedianSeconds", v, Unit::Seconds));
-    }
-    if let Some(v) = r.change_failure_rate.ratio {
-        metrics.push(("ChangeFailureRate", v, Unit::None));
-    }
-    if let Some(v) = r.recovery_time.median_seconds {
-        metrics.push(("RecoveryMedianSeconds", v, Unit::Seconds));
-    }
-    if let Some(v) = r.rework_rate.ratio {
-        metrics.push(("ReworkRate", v, Unit::None));
+    let mut metrics = Vec::new();
+    for fig in &FIGURES {
+        if let Some(v) = (fig.value)(&r.figures) {
+            let unit = match fig.unit {
+                Shown::Seconds => Unit::Seconds,
+                Shown::PerDay | Shown::Ratio => Unit::None,
+            };
+            metrics.push((fig.metric, v, unit));
+        }
+        // The deployments themselves, beside their rate.
+        if fig.unit == Shown::PerDay {
+            metrics.push((
+                "Deployments",
+                r.deployment_frequency.deployments as f64,
+                Unit::Count,
+            ));
+        }
     }
     line(timestamp, &[("Service", service)], &metrics)
 }

@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod derive;
 pub mod digest;
 pub mod dora;
+pub mod figures;
 pub mod history;
 pub mod levels;
 pub mod link;

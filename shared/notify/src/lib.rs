@@ -8,6 +8,7 @@ pub mod send;
 use em_core::calendar;
 use em_core::time::rfc3339::format as format_millis;
 use em_metrics::digest::{Anomaly, Digest, Period, Trend};
+use em_metrics::figures::{Unit, FIGURES};
 use em_metrics::levels::Level;
 use serde_json::{json, Value};
 
@@ -73,53 +74,26 @@ fn versus(t: &Trend, show: impl Fn(f64) -> String) -> String {
 
 /// One line per figure: name, value with its level, and the change against the period before.
 pub fn figure_lines(d: &Digest) -> Vec<(String, String, String)> {
-    let f = &d.figures;
-    let t = &d.trends;
-    let per_day = |v: f64| format!("{v:.2}/day");
-    let opt = |v: Option<f64>, show: &dyn Fn(f64) -> String| v.map_or("n/a".into(), show);
-    vec![
-        (
-            "Deployment frequency".into(),
-            format!(
-                "{} ({})",
-                per_day(f.deployment_frequency.per_day),
-                f.deployment_frequency.level.as_str()
-            ),
-            versus(&t.deployments_per_day, per_day),
-        ),
-        (
-            "Lead time (median)".into(),
-            format!(
-                "{} ({})",
-                opt(f.lead_time.median_seconds, &duration),
-                level(f.lead_time.level)
-            ),
-            versus(&t.lead_time_median_seconds, duration),
-        ),
-        (
-            "Change failure rate".into(),
-            format!(
-                "{} ({})",
-                opt(f.change_failure_rate.ratio, &percent),
-                level(f.change_failure_rate.level)
-            ),
-            versus(&t.change_failure_rate, percent),
-        ),
-        (
-            "Time to restore (median)".into(),
-            format!(
-                "{} ({})",
-                opt(f.recovery_time.median_seconds, &duration),
-                level(f.recovery_time.level)
-            ),
-            versus(&t.recovery_time_median_seconds, duration),
-        ),
-        (
-            "Rework rate".into(),
-            opt(f.rework_rate.ratio, &percent),
-            versus(&t.rework_rate, percent),
-        ),
-    ]
+    FIGURES
+        .iter()
+        .map(|fig| {
+            let show = |v: f64| match fig.unit {
+                Unit::PerDay => format!("{v:.2}/day"),
+                Unit::Seconds => duration(v),
+                Unit::Ratio => percent(v),
+            };
+            let value = (fig.value)(&d.figures).map_or("n/a".into(), show);
+            let shown = match fig.level {
+                Some(level_of) => format!("{value} ({})", level(level_of(&d.figures))),
+                None => value,
+            };
+            (
+                fig.headline.into(),
+                shown,
+                versus((fig.trend)(&d.trends), show),
+            )
+        })
+        .collect()
 }
 
 /// The counts as two lines: deployments, then incidents.

@@ -8,7 +8,7 @@ use em_core::ports::{DeliveryFacts, MergedPullRequest};
 use em_core::time::Millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::links::{bad_text, build_row, deployment_fact};
+use crate::codec::{bad_text, build_row, deployment_fact};
 
 /// Runs `sql` (whose `{repo}` is a repository condition on `?1`, and `?2`, `?3` the window) for each of
 /// `repos`, or once over every repository, collecting the rows `map` reads.

@@ -4,17 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use em_core::domain::{same_sha, Deployment, DeploymentOutcome, IncidentEvent, IncidentEventKind};
+use em_core::domain::{same_sha, Deployment, IncidentEvent};
 use em_core::ports::{CommitRow, Cut, Links, PortError};
 use em_core::rows::{
-    blob, day_of, days_of, earliest_waiting, Attribution, ChangeRow, DeploymentRow, IncidentRow,
-    Linked, Observations, DAY,
+    blob, day_of, days_of, earliest_waiting, ChangeRow, DeploymentRow, IncidentRow, Linked, DAY,
 };
 use em_core::time::Millis;
 
-use crate::EmbeddedStore;
+use crate::codec::{
+    change_row, commit_row, deployment_row, frontier7, incident_event, incident_row,
+    successful_deployment, CHANGE_COLUMNS, DEPLOYMENT_COLUMNS, INCIDENT_COLUMNS,
+};
+use crate::schema::open_connection;
+use crate::store::{classify, EmbeddedStore};
 
 /// Linking's view of the embedded store: one connection of its own, in one read transaction (a consistent
 /// snapshot, and one lock taken rather than one per lookup). Its lookups are short indexed queries run inline
@@ -34,9 +38,9 @@ impl<'a> SqliteLinks<'a> {
             .pop();
         let conn = match pooled {
             Some(c) => c,
-            None => crate::open_connection(&store.inner.path).map_err(crate::classify)?,
+            None => open_connection(&store.inner.path).map_err(classify)?,
         };
-        conn.execute_batch("BEGIN").map_err(crate::classify)?;
+        conn.execute_batch("BEGIN").map_err(classify)?;
         Ok(SqliteLinks {
             store,
             conn: Mutex::new(Some(conn)),
@@ -51,7 +55,7 @@ impl<'a> SqliteLinks<'a> {
         let conn = guard
             .as_ref()
             .ok_or_else(|| PortError::transient("linker connection gone"))?;
-        f(conn).map_err(crate::classify)
+        f(conn).map_err(classify)
     }
 }
 
@@ -67,218 +71,6 @@ impl Drop for SqliteLinks<'_> {
             }
         }
     }
-}
-
-/// A row of `provider, repo, deployment_id, environment, production, sha, time, rollback, rework` of a
-/// success.
-pub(crate) fn successful_deployment(r: &Row) -> rusqlite::Result<Deployment> {
-    deployment_fact(r, DeploymentOutcome::Success)
-}
-
-/// A row of `provider, repo, deployment_id, environment, production, sha, time, rollback, rework` of
-/// `outcome`.
-pub(crate) fn deployment_fact(r: &Row, outcome: DeploymentOutcome) -> rusqlite::Result<Deployment> {
-    Ok(Deployment {
-        provider: r.get(0)?,
-        repo: r.get(1)?,
-        deployment_id: r.get(2)?,
-        environment: r.get(3)?,
-        production: r.get(4)?,
-        sha: r.get(5)?,
-        time: r.get(6)?,
-        outcome,
-        rollback: r.get(7)?,
-        rework: r.get(8)?,
-    })
-}
-
-pub(crate) fn bad_text(column: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        what.to_string().into(),
-    )
-}
-
-/// A row of `provider, repo, run_id, attempt, name, sha, branch, outcome, started, finished`.
-pub(crate) fn build_row(r: &Row) -> rusqlite::Result<em_core::domain::Build> {
-    let outcome: String = r.get(7)?;
-    Ok(em_core::domain::Build {
-        provider: r.get(0)?,
-        repo: r.get(1)?,
-        run_id: r.get(2)?,
-        attempt: r.get(3)?,
-        name: r.get(4)?,
-        sha: r.get(5)?,
-        branch: r.get(6)?,
-        outcome: em_core::domain::BuildOutcome::parse(&outcome)
-            .ok_or_else(|| bad_text(7, "unknown build outcome"))?,
-        started: r.get(8)?,
-        finished: r.get(9)?,
-    })
-}
-
-/// A repository's pull request events, builds and work items, into `out`.
-pub(crate) fn other_facts(
-    c: &Connection,
-    repo: &str,
-    out: &mut em_core::ports::StoredFacts,
-) -> rusqlite::Result<()> {
-    use em_core::domain::{PullRequestEvent, PullRequestEventKind, WorkItem, WorkItemAction};
-    let mut s = c.prepare_cached(
-        "SELECT provider, repo, number, kind, time, title, sha FROM pull_requests WHERE repo = ?1",
-    )?;
-    for p in s.query_map([repo], |r| {
-        let kind: String = r.get(3)?;
-        let kind = PullRequestEventKind::parse(&kind)
-            .ok_or_else(|| bad_text(3, "unknown pull request event kind"))?;
-        Ok(PullRequestEvent {
-            provider: r.get(0)?,
-            repo: r.get(1)?,
-            number: r.get::<_, i64>(2)? as u64,
-            kind,
-            time: r.get(4)?,
-            title: r.get(5)?,
-            sha: r.get(6)?,
-        })
-    })? {
-        out.pull_requests.push(p?);
-    }
-    let mut s = c.prepare_cached(
-        "SELECT provider, repo, run_id, attempt, name, sha, branch, outcome, started, finished
-         FROM builds WHERE repo = ?1",
-    )?;
-    for b in s.query_map([repo], build_row)? {
-        out.builds.push(b?);
-    }
-    let mut s = c.prepare_cached(
-        "SELECT provider, repo, number, action, time, title FROM work_items WHERE repo = ?1",
-    )?;
-    for w in s.query_map([repo], |r| {
-        let action: String = r.get(3)?;
-        Ok(WorkItem {
-            provider: r.get(0)?,
-            repo: r.get(1)?,
-            number: r.get::<_, i64>(2)? as u64,
-            action: WorkItemAction::parse(&action)
-                .ok_or_else(|| bad_text(3, "unknown work item action"))?,
-            time: r.get(4)?,
-            title: r.get(5)?,
-        })
-    })? {
-        out.work_items.push(w?);
-    }
-    let mut s = c.prepare_cached(
-        "SELECT provider, repo, analysis_id, sha, branch, time, passed, coverage_bp, new_issues
-         FROM quality_reports WHERE repo = ?1",
-    )?;
-    for q in s.query_map([repo], |r| {
-        Ok(em_core::domain::QualityReport {
-            provider: r.get(0)?,
-            repo: r.get(1)?,
-            analysis_id: r.get(2)?,
-            sha: r.get(3)?,
-            branch: r.get(4)?,
-            time: r.get(5)?,
-            passed: r.get(6)?,
-            coverage_bp: r.get(7)?,
-            new_issues: r.get::<_, Option<i64>>(8)?.map(|n| n as u64),
-        })
-    })? {
-        out.quality_reports.push(q?);
-    }
-    Ok(())
-}
-
-/// A row of `provider, incident_id, event_id, kind, time, service_name, title`.
-pub(crate) fn incident_event(r: &Row) -> rusqlite::Result<IncidentEvent> {
-    let kind: String = r.get(3)?;
-    let kind = IncidentEventKind::parse(&kind).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            3,
-            rusqlite::types::Type::Text,
-            format!("unknown incident event kind {kind:?}").into(),
-        )
-    })?;
-    Ok(IncidentEvent {
-        provider: r.get(0)?,
-        incident_id: r.get(1)?,
-        event_id: r.get(2)?,
-        kind,
-        time: r.get(4)?,
-        service_name: r.get(5)?,
-        title: r.get(6)?,
-    })
-}
-
-fn deployment_row(r: &Row) -> rusqlite::Result<DeploymentRow> {
-    Ok(DeploymentRow {
-        key: r.get("key")?,
-        repo: r.get("repo")?,
-        environment: r.get("environment")?,
-        time: r.get("time")?,
-        sha: r.get("sha")?,
-        frontier: r.get("frontier")?,
-        failed: r.get("failed")?,
-        rework: r.get("rework")?,
-        rollback: r.get("rollback")?,
-    })
-}
-
-/// A row of `sha, parent, time, message, unlisted` from `commits`.
-fn commit_row(r: &Row) -> rusqlite::Result<CommitRow> {
-    Ok(CommitRow {
-        sha: r.get(0)?,
-        parent: r.get(1)?,
-        time: r.get(2)?,
-        message: r.get(3)?,
-        unlisted: r.get(4)?,
-    })
-}
-
-fn change_row(r: &Row) -> rusqlite::Result<ChangeRow> {
-    Ok(ChangeRow {
-        sha: r.get("sha")?,
-        repo: r.get("repo")?,
-        environment: r.get("environment")?,
-        deployment_key: r.get("deployment_key")?,
-        deployment_time: r.get("deployment_time")?,
-        commit_time: r.get("commit_time")?,
-        unlisted: r.get("unlisted")?,
-    })
-}
-
-fn incident_row(r: &Row) -> rusqlite::Result<IncidentRow> {
-    let key: Option<String> = r.get("attributed_key")?;
-    Ok(IncidentRow {
-        id: r.get("id")?,
-        opened: r.get("opened")?,
-        acknowledged: r.get("acknowledged")?,
-        resolved: r.get("resolved")?,
-        attributed_to: match key {
-            Some(deployment_key) => Some(Attribution {
-                deployment_key,
-                repo: r
-                    .get::<_, Option<String>>("attributed_repo")?
-                    .unwrap_or_default(),
-                environment: r
-                    .get::<_, Option<String>>("attributed_environment")?
-                    .unwrap_or_default(),
-            }),
-            None => None,
-        },
-    })
-}
-
-const DEPLOYMENT_COLUMNS: &str =
-    "key, repo, environment, time, sha, frontier, failed, rework, rollback";
-const CHANGE_COLUMNS: &str =
-    "sha, repo, environment, deployment_key, deployment_time, commit_time, unlisted";
-const INCIDENT_COLUMNS: &str =
-    "id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment";
-
-fn frontier7(f: &str) -> String {
-    f.chars().take(7).collect()
 }
 
 impl Links for SqliteLinks<'_> {
@@ -746,55 +538,4 @@ pub(crate) fn replace_rows(
     c.prepare_cached("INSERT OR REPLACE INTO o_versions (service, version) VALUES (?1, ?2)")?
         .execute(params![service, current as i64 + 1])?;
     Ok(true)
-}
-
-/// The observations of `services` (all when `None`) in `[from, to)`: one blob per service-day.
-pub(crate) fn observations(
-    c: &Connection,
-    services: Option<&[String]>,
-    from: Millis,
-    to: Millis,
-) -> rusqlite::Result<Observations> {
-    let mut out = Observations::default();
-    if from >= to {
-        return Ok(out);
-    }
-    let (first, last) = (day_of(from), day_of(to - 1));
-    let mut add = |service: String, day: i64, bytes: Vec<u8>| -> rusqlite::Result<()> {
-        if let Some(obs) = blob::decode_stored(&bytes, &service, &day.to_string()) {
-            out.extend_within(obs, from, to);
-        }
-        Ok(())
-    };
-    match services {
-        Some(list) => {
-            let mut s = c.prepare_cached(
-                "SELECT day, rows FROM o_days WHERE service = ?1 AND day >= ?2 AND day <= ?3",
-            )?;
-            for service in list {
-                let blobs: Vec<(i64, Vec<u8>)> = s
-                    .query_map(params![service, first, last], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                for (day, b) in blobs {
-                    add(service.clone(), day, b)?;
-                }
-            }
-        }
-        None => {
-            let rows: Vec<(String, i64, Vec<u8>)> = c
-                .prepare_cached(
-                    "SELECT service, day, rows FROM o_days WHERE day >= ?1 AND day <= ?2",
-                )?
-                .query_map(params_from_iter([first, last]), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            for (service, day, b) in rows {
-                add(service, day, b)?;
-            }
-        }
-    }
-    Ok(out)
 }

@@ -9,7 +9,7 @@ use em_core::config::{Channel, Config, Links, ORGANISATION};
 use em_core::ports::{AfterLinking, PortError, SecretSource};
 use em_core::rows::Linked;
 use em_core::time::{format_millis, Millis};
-use em_metrics::link::provider_of;
+use em_metrics::rules::provider_of;
 use em_notify::{short_sha, Notice};
 
 use crate::channels::{self, Content};

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 
-use crate::link::{provider_of, SAME_DEPLOYMENT_WINDOW};
+use crate::rules::{self, is_rework_message, Report};
 use em_core::domain::{same_sha, IncidentEventKind, IncidentSpan, Push};
 
 /// A deployment as the reference linking derives it.
@@ -168,13 +168,6 @@ impl<'a> Chain<'a> {
     }
 }
 
-pub(crate) fn is_rework_message(message: &str) -> bool {
-    let m = message.trim_start();
-    let starts =
-        |p: &str| m.len() >= p.len() && m.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes());
-    starts("revert \"") || starts("hotfix")
-}
-
 /// Links one service's facts. `attribution_window` is the longest time from a deployment to an incident it
 /// can be blamed for.
 pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
@@ -194,17 +187,15 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
     deps.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
     // Another provider's report of the deployment kept just before it in its repository (same sha and
     // environment, within the window) is the same deployment: the first report stands.
-    let mut kept: HashMap<String, &DeploymentFact> = HashMap::new();
+    let mut kept: HashMap<String, Report> = HashMap::new();
     deps.retain(|d| {
         let repo = d.repo.to_lowercase();
-        let duplicate = kept.get(&repo).is_some_and(|k| {
-            provider_of(&k.key) != provider_of(&d.key)
-                && same_sha(&k.sha, &d.sha)
-                && k.environment.eq_ignore_ascii_case(&d.environment)
-                && d.time - k.time <= SAME_DEPLOYMENT_WINDOW
-        });
+        let report = Report::of(&d.key, &d.sha, &d.environment, d.time);
+        let duplicate = kept
+            .get(&repo)
+            .is_some_and(|k| rules::is_another_report(k, &report));
         if !duplicate {
-            kept.insert(repo, d);
+            kept.insert(repo, report);
         }
         !duplicate
     });
@@ -259,16 +250,16 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
             }
             earlier.insert(before_previous);
             let sha = resolved_shas[i].as_str();
-            if same_sha(sha, &resolved_shas[previous]) {
+            if !rules::may_roll_back(sha, &resolved_shas[previous]) {
                 continue;
             }
-            let seen = earlier.contains(sha)
+            let deployed_before = earlier.contains(sha)
                 || if sha.len() < 40 {
                     earlier.iter().any(|s| same_sha(s, sha))
                 } else {
                     earlier_short.iter().any(|s| same_sha(s, sha))
                 };
-            if seen {
+            if rules::is_rollback(false, deployed_before) {
                 rollback[i] = true;
                 rolled_back[previous] = true;
             }
@@ -276,7 +267,7 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
         // A provider-signalled rollback, whatever the shas: rework, and the repository's previous
         // deployment failed.
         for (n, &i) in order.iter().enumerate() {
-            if deps[i].rollback {
+            if rules::is_rollback(deps[i].rollback, false) {
                 rollback[i] = true;
                 if let Some(&previous) = n.checked_sub(1).and_then(|p| order.get(p)) {
                     rolled_back[previous] = true;
@@ -290,10 +281,9 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
     let mut has_incident = vec![false; deps.len()];
     for inc in &incidents {
         // The latest deployment at or before the incident opened, within the window.
-        let n = deps.partition_point(|d| d.time <= inc.opened);
-        let hit = n
-            .checked_sub(1)
-            .filter(|&j| inc.opened - deps[j].time <= attribution_window);
+        let hit =
+            rules::attributed_to(|j| deps[j].time, deps.len(), inc.opened, attribution_window)
+                .unwrap_or(None);
         if let Some(j) = hit {
             has_incident[j] = true;
         }
@@ -305,16 +295,14 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
         .enumerate()
         .map(|(i, d)| {
             let open_incident = incidents.iter().zip(&attributed_to).any(|(inc, at)| {
-                at.is_some_and(|j| j < i)
-                    && inc.opened <= d.time
-                    && inc.resolved.is_none_or(|r| d.time < r)
+                at.is_some_and(|j| j < i) && rules::open_at(inc.opened, inc.resolved, d.time)
             });
             DerivedDeployment {
                 key: d.key.clone(),
                 time: d.time,
                 sha: resolved_shas[i].clone(),
-                failed: has_incident[i] || rolled_back[i],
-                rework: rollback[i] || open_incident || reverts[i] || d.rework,
+                failed: rules::failed(has_incident[i], rolled_back[i]),
+                rework: rules::is_rework(rollback[i], open_incident, reverts[i], d.rework),
             }
         })
         .collect();

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::dora::{figures, Figures};
-use crate::link::provider_of;
+use crate::rules::provider_of;
 use em_core::calendar::{boundaries, UTC};
 use em_core::config::Links;
 use em_core::rows::{Linked, Observations, DAY};

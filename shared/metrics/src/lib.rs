@@ -11,3 +11,4 @@ pub mod levels;
 pub mod link;
 pub mod memory;
 pub mod query;
+pub mod rules;

@@ -2,7 +2,7 @@
 //! to, which deployments failed, were rolled back or were rework — re-done only from the earliest point a
 //! batch of facts can change, with the rows before that point as the link state.
 //!
-//! The rules (the same as [`crate::derive`], the reference):
+//! The rules ([`crate::rules`], shared with [`crate::derive`], the reference):
 //! - a deployment ships every commit reachable from its sha through the pushes' parent links that no earlier
 //!   deployment shipped;
 //! - a deployment of a sha deployed before the immediately previous deployment (and different from the
@@ -26,7 +26,7 @@ use em_core::ports::{CommitRow, Cut, Links, PortError};
 use em_core::rows::{Attribution, ChangeRow, DeploymentRow, IncidentRow, Linked};
 use em_core::time::Millis;
 
-use crate::derive::is_rework_message;
+use crate::rules::{self, Report};
 use em_core::domain::same_sha;
 
 /// One service and where its facts come from.
@@ -262,97 +262,77 @@ struct Dep {
     rework: bool,
 }
 
-/// How close two providers' reports of one deployment are (a CircleCI deploy job that also creates a
-/// GitHub deployment): same repository, sha and environment, other providers, at most this far apart.
-pub const SAME_DEPLOYMENT_WINDOW: Millis = 10 * 60 * 1000;
+/// One re-linked deployment's state, which each phase of [`relink`] adds to.
+struct Linking {
+    dep: Dep,
+    /// The commit its sha names (a short sha resolved to a known commit), else the sha as reported.
+    sha: String,
+    /// The commit its change walk stopped at because it is not known yet: a push to come may extend it.
+    frontier: Option<String>,
+    /// It ships a revert or a hotfix ([`rules::is_rework_message`]).
+    ships_rework: bool,
+    /// It is a rollback ([`rules::is_rollback`]).
+    rollback: bool,
+    /// A later deployment of its repository rolled it back.
+    rolled_back: bool,
+    /// An incident is attributed to it.
+    has_incident: bool,
+}
 
-/// The provider of a deployment row or fact key (`provider/repo/deployment id`).
-pub fn provider_of(key: &str) -> &str {
-    key.split('/').next().unwrap_or_default()
+impl Linking {
+    fn of(dep: Dep) -> Linking {
+        Linking {
+            sha: dep.sha.clone(),
+            dep,
+            frontier: None,
+            ships_rework: false,
+            rollback: false,
+            rolled_back: false,
+            has_incident: false,
+        }
+    }
+}
+
+/// An incident open across the re-linked deployments, and the deployment it is attributed to: a re-linked
+/// one (its index) or, `None`, one before the cut.
+struct OpenIncident {
+    attributed: Option<usize>,
+    opened: Millis,
+    resolved: Option<Millis>,
 }
 
 /// Each repository's deployment row just before the cut, read once per re-link (by lower-cased
 /// repository): the duplicate rule and the rollback rule both start from it.
 type RowsBeforeCut = HashMap<String, Option<DeploymentRow>>;
 
-/// `deps` (in time order) without the deployments that are another provider's report of the one kept
-/// just before them in their repository: same sha and environment, within [`SAME_DEPLOYMENT_WINDOW`].
-/// The first report stands; the repository's deployment before the cut (a row) counts as kept. Also
-/// gives the rows before the cut it read.
-async fn without_reports_of_one_deployment<L: Links>(
-    links: &L,
-    service: &Service<'_>,
-    from: Option<Millis>,
-    deps: impl Iterator<Item = Dep>,
-) -> Result<(Vec<Dep>, RowsBeforeCut), PortError> {
-    // Per repository: the last kept deployment's provider, sha, environment and time.
-    let mut kept: HashMap<String, Option<(String, String, String, Millis)>> = HashMap::new();
-    let mut before_cut = RowsBeforeCut::new();
-    let mut out = Vec::new();
-    for d in deps {
-        let repo = d.repo.to_lowercase();
-        if !kept.contains_key(&repo) {
-            let row = match from {
-                Some(f) => links
-                    .deployment_rows_before(service.name, Some(&d.repo), f, "", 1)
-                    .await?
-                    .into_iter()
-                    .next(),
-                None => None,
-            };
-            let before = row.as_ref().map(|r| {
-                (
-                    provider_of(&r.key).to_string(),
-                    r.sha.clone(),
-                    r.environment.clone(),
-                    r.time,
-                )
-            });
-            before_cut.insert(repo.clone(), row);
-            kept.insert(repo.clone(), before);
-        }
-        let last = kept.get(&repo).cloned().flatten();
-        let duplicate = last.is_some_and(|(provider, sha, environment, time)| {
-            provider != provider_of(&d.key)
-                && same_sha(&sha, &d.sha)
-                && environment.eq_ignore_ascii_case(&d.environment)
-                && d.time - time <= SAME_DEPLOYMENT_WINDOW
-        });
-        if !duplicate {
-            kept.insert(
-                repo,
-                Some((
-                    provider_of(&d.key).to_string(),
-                    d.sha.clone(),
-                    d.environment.clone(),
-                    d.time,
-                )),
-            );
-            out.push(d);
-        }
-    }
-    Ok((out, before_cut))
-}
-
 /// Re-links one service from `work.cut`: the rows at or after it, for [`em_core::ports::Store::replace_rows`].
+/// Linking runs in phases over one state per deployment, each phase one rule of [`crate::rules`].
 pub async fn relink<L: Links>(
     links: &L,
     service: &Service<'_>,
     work: &Work,
 ) -> Result<Linked, PortError> {
     let from = work.cut.from();
-    let window = service.config.attribution_window();
-    // The two deployments before the cut (latest first): the previous one of the first re-linked
-    // deployment, and the one an incident just after the cut may be attributed to.
-    let prior = match from {
-        Some(t) => {
-            links
-                .deployment_rows_before(service.name, None, t, "", 2)
-                .await?
-        }
-        None => Vec::new(),
-    };
+    let deps = production_deployments(links, service, from).await?;
+    let (deps, before_cut) = without_reports_of_one_deployment(links, service, from, deps).await?;
+    let mut linking: Vec<Linking> = deps.into_iter().map(Linking::of).collect();
+    let changes = ship_changes(links, service, from, &mut linking).await?;
+    mark_rollbacks(links, service, from, &before_cut, &mut linking).await?;
+    let (incidents, open) = attribute_incidents(links, service, work, &mut linking).await?;
+    Ok(Linked {
+        deployments: deployment_rows(linking, &open),
+        changes,
+        incidents,
+    }
+    .sorted())
+}
 
+/// Phase 1: the service's production deployments at or after the cut, in time order, each key once.
+async fn production_deployments<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    from: Option<Millis>,
+) -> Result<Vec<Dep>, PortError> {
     let mut deps: BTreeMap<(Millis, String), Dep> = BTreeMap::new();
     let mut keys = HashSet::new();
     for d in links.deployments_since(&service.repos, from).await? {
@@ -376,30 +356,75 @@ pub async fn relink<L: Links>(
             },
         );
     }
-    let (deps, before_cut) =
-        without_reports_of_one_deployment(links, service, from, deps.into_values()).await?;
+    Ok(deps.into_values().collect())
+}
 
-    // Changes, in deployment order: each commit goes to the first deployment that reaches it.
+/// Phase 2: `deps` (in time order) without the deployments that are another provider's report of the one
+/// kept just before them in their repository ([`rules::is_another_report`]). The first report stands; the
+/// repository's deployment before the cut (a row) counts as kept. Also gives the rows before the cut it
+/// read.
+async fn without_reports_of_one_deployment<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    from: Option<Millis>,
+    deps: Vec<Dep>,
+) -> Result<(Vec<Dep>, RowsBeforeCut), PortError> {
+    // Per repository: the last kept deployment.
+    let mut kept: HashMap<String, Option<Report>> = HashMap::new();
+    let mut before_cut = RowsBeforeCut::new();
+    let mut out = Vec::new();
+    for d in deps {
+        let repo = d.repo.to_lowercase();
+        if !kept.contains_key(&repo) {
+            let row = match from {
+                Some(f) => links
+                    .deployment_rows_before(service.name, Some(&d.repo), f, "", 1)
+                    .await?
+                    .into_iter()
+                    .next(),
+                None => None,
+            };
+            let before = row
+                .as_ref()
+                .map(|r| Report::of(&r.key, &r.sha, &r.environment, r.time));
+            before_cut.insert(repo.clone(), row);
+            kept.insert(repo.clone(), before);
+        }
+        let report = Report::of(&d.key, &d.sha, &d.environment, d.time);
+        let duplicate = kept
+            .get(&repo)
+            .and_then(Option::as_ref)
+            .is_some_and(|last| rules::is_another_report(last, &report));
+        if !duplicate {
+            kept.insert(repo, Some(report));
+            out.push(d);
+        }
+    }
+    Ok((out, before_cut))
+}
+
+/// Phase 3, what each deployment ships: in deployment order, each commit goes to the first deployment that
+/// reaches it through the pushes' parent links. Sets each deployment's resolved sha, frontier and
+/// whether it ships rework.
+async fn ship_changes<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    from: Option<Millis>,
+    linking: &mut [Linking],
+) -> Result<Vec<ChangeRow>, PortError> {
     let mut shipped: HashSet<String> = HashSet::new();
     let mut changes = Vec::new();
-    let mut resolved = Vec::with_capacity(deps.len());
-    let mut frontiers = Vec::with_capacity(deps.len());
-    let mut reverts = vec![false; deps.len()];
-    for (i, d) in deps.iter().enumerate() {
+    for l in linking.iter_mut() {
+        let d = &l.dep;
         let start = resolve(links, &d.repo, &d.sha).await?;
-        resolved.push(
-            start
-                .as_ref()
-                .map_or_else(|| d.sha.clone(), |c| c.sha.clone()),
-        );
         let Some(start) = start else {
-            frontiers.push(Some(d.sha.clone()).filter(|s| !s.is_empty()));
+            l.frontier = Some(d.sha.clone()).filter(|s| !s.is_empty());
             continue;
         };
+        l.sha = start.sha.clone();
         let mut cur = start.sha.clone();
         // The deployed commit is already read; the walk reads each earlier one.
         let mut read = Some(start);
-        let mut frontier = None;
         loop {
             if shipped.contains(&cur) {
                 break;
@@ -427,11 +452,11 @@ pub async fn relink<L: Links>(
             let node = node?;
             let Some(node) = node else {
                 if !cur.is_empty() && cur != NULL_SHA {
-                    frontier = Some(cur);
+                    l.frontier = Some(cur);
                 }
                 break;
             };
-            reverts[i] |= is_rework_message(&node.message);
+            l.ships_rework |= rules::is_rework_message(&node.message);
             changes.push(ChangeRow {
                 sha: node.sha.clone(),
                 repo: d.repo.clone(),
@@ -444,62 +469,61 @@ pub async fn relink<L: Links>(
             shipped.insert(cur);
             cur = node.parent;
         }
-        frontiers.push(frontier);
     }
+    Ok(changes)
+}
 
-    // Rollbacks, within each repository: a sha the repository deployed before its immediately previous
-    // deployment, and not the previous one's.
-    let mut rollback = vec![false; deps.len()];
-    let mut rolled_back = vec![false; deps.len()];
+/// Phase 4, rollbacks within each repository ([`rules::is_rollback`]): a sha the repository deployed before
+/// its immediately previous deployment, and not the previous one's, or one its provider signals. The
+/// previous deployment, re-linked or before the cut, is compared through the rows before the cut.
+async fn mark_rollbacks<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    from: Option<Millis>,
+    before_cut: &RowsBeforeCut,
+    linking: &mut [Linking],
+) -> Result<(), PortError> {
     // Each repository's re-linked deployments so far, in order.
     let mut in_repo: HashMap<String, Vec<usize>> = HashMap::new();
-    for i in 0..deps.len() {
-        let repo = deps[i].repo.to_lowercase();
-        let earlier = in_repo.entry(repo).or_default();
-        let sha = resolved[i].as_str();
-        // A provider-signalled rollback needs no sha: it is one whatever they say.
-        let seen = deps[i].rollback
-            || match earlier.split_last() {
-                // The previous deployment is re-linked too: compare with those before it, then the rows before
-                // the cut.
+    for i in 0..linking.len() {
+        let earlier = in_repo
+            .entry(linking[i].dep.repo.to_lowercase())
+            .or_default();
+        let (d, sha) = (&linking[i].dep, linking[i].sha.as_str());
+        // A provider-signalled rollback needs no sha and no read.
+        let by_sha = !d.rollback
+            && match earlier.split_last() {
+                // The previous deployment is re-linked too: compare with those before it, then the rows
+                // before the cut.
                 Some((&j, before)) => {
-                    if same_sha(sha, &resolved[j]) {
-                        false
-                    } else if before.iter().any(|&k| same_sha(&resolved[k], sha)) {
-                        true
-                    } else {
-                        match from {
-                            Some(f) => {
-                                links
-                                    .deployed_before(service.name, &deps[i].repo, sha, f, "")
-                                    .await?
-                            }
-                            None => false,
-                        }
-                    }
+                    rules::may_roll_back(sha, &linking[j].sha)
+                        && (before.iter().any(|&k| same_sha(&linking[k].sha, sha))
+                            || match from {
+                                Some(f) => {
+                                    links
+                                        .deployed_before(service.name, &d.repo, sha, f, "")
+                                        .await?
+                                }
+                                None => false,
+                            })
                 }
-                // The previous deployment is before the cut (its rolled-back flag was set when this one was
-                // first linked): compare with the rows before it.
+                // The previous deployment is before the cut (its rolled-back flag was set when this one
+                // was first linked): compare with the rows before it.
                 None => match from {
                     Some(f) => {
                         // Read once already, by the duplicate rule.
-                        let prev: Vec<DeploymentRow> =
-                            match before_cut.get(&deps[i].repo.to_lowercase()) {
-                                Some(row) => row.iter().cloned().collect(),
-                                None => {
-                                    links
-                                        .deployment_rows_before(
-                                            service.name,
-                                            Some(&deps[i].repo),
-                                            f,
-                                            "",
-                                            1,
-                                        )
-                                        .await?
-                                }
-                            };
-                        match prev.first() {
-                            Some(p) if !same_sha(sha, &p.sha) => {
+                        let previous: Vec<DeploymentRow> = match before_cut
+                            .get(&d.repo.to_lowercase())
+                        {
+                            Some(row) => row.iter().cloned().collect(),
+                            None => {
+                                links
+                                    .deployment_rows_before(service.name, Some(&d.repo), f, "", 1)
+                                    .await?
+                            }
+                        };
+                        match previous.first() {
+                            Some(p) if rules::may_roll_back(sha, &p.sha) => {
                                 links
                                     .deployed_before(service.name, &p.repo, sha, p.time, &p.key)
                                     .await?
@@ -510,17 +534,37 @@ pub async fn relink<L: Links>(
                     None => false,
                 },
             };
-        if seen {
-            rollback[i] = true;
+        if rules::is_rollback(d.rollback, by_sha) {
+            linking[i].rollback = true;
             if let Some(&j) = earlier.last() {
-                rolled_back[j] = true;
+                linking[j].rolled_back = true;
             }
         }
         earlier.push(i);
     }
+    Ok(())
+}
 
-    // Incidents opened at or after the cut: folded from all their events, attributed to the latest
-    // deployment at or before their opening (the one before the cut included) within the window.
+/// Phase 5, incidents opened at or after the cut: folded from all their events, attributed
+/// ([`rules::attributed_to`]) to the latest deployment at or before their opening (the one before the cut
+/// included) within the window. Also gives every incident open across the re-linked deployments.
+async fn attribute_incidents<L: Links>(
+    links: &L,
+    service: &Service<'_>,
+    work: &Work,
+    linking: &mut [Linking],
+) -> Result<(Vec<IncidentRow>, Vec<OpenIncident>), PortError> {
+    let from = work.cut.from();
+    let window = service.config.attribution_window();
+    // The deployment before the cut an incident just after it may be attributed to.
+    let prior = match from {
+        Some(t) => {
+            links
+                .deployment_rows_before(service.name, None, t, "", 1)
+                .await?
+        }
+        None => Vec::new(),
+    };
     let mut ids: Vec<String> = links
         .incident_ids_since(&service.aliases, from)
         .await?
@@ -541,33 +585,39 @@ pub async fn relink<L: Links>(
             .or_default()
             .push((e.kind, e.time));
     }
-    let mut has_incident = vec![false; deps.len()];
     let mut incidents = Vec::new();
-    // (attributed deployment index, None for the one before the cut; opened; resolved)
-    let mut spans: Vec<(Option<usize>, Millis, Option<Millis>)> = Vec::new();
+    let mut open = Vec::new();
     for (id, events) in by_incident {
         let span = IncidentSpan::fold(events);
-        let (acknowledged, resolved_at) = (span.acknowledged, span.resolved);
+        let (acknowledged, resolved) = (span.acknowledged, span.resolved);
         let Some(opened) = span.opened else { continue };
         if from.is_some_and(|f| opened < f) {
             continue;
         }
-        let n = deps.partition_point(|d| d.time <= opened);
-        let attributed = match n.checked_sub(1) {
-            Some(j) if opened - deps[j].time <= window => {
-                has_incident[j] = true;
-                spans.push((Some(j), opened, resolved_at));
-                let d = &deps[j];
+        let to = rules::attributed_to(|j| linking[j].dep.time, linking.len(), opened, window);
+        let attributed = match to {
+            Ok(Some(j)) => {
+                linking[j].has_incident = true;
+                open.push(OpenIncident {
+                    attributed: Some(j),
+                    opened,
+                    resolved,
+                });
+                let d = &linking[j].dep;
                 Some(Attribution {
                     deployment_key: d.key.clone(),
                     repo: d.repo.clone(),
                     environment: d.environment.clone(),
                 })
             }
-            Some(_) => None,
-            None => match prior.first() {
-                Some(p) if opened - p.time <= window => {
-                    spans.push((None, opened, resolved_at));
+            Ok(None) => None,
+            Err(()) => match prior.first() {
+                Some(p) if rules::within_window(p.time, opened, window) => {
+                    open.push(OpenIncident {
+                        attributed: None,
+                        opened,
+                        resolved,
+                    });
                     Some(Attribution {
                         deployment_key: p.key.clone(),
                         repo: p.repo.clone(),
@@ -581,42 +631,46 @@ pub async fn relink<L: Links>(
             id,
             opened,
             acknowledged,
-            resolved: resolved_at,
+            resolved,
             attributed_to: attributed,
         });
     }
     if let Some(f) = from {
         for r in links.incidents_open_at(service.name, f).await? {
-            spans.push((None, r.opened, r.resolved));
+            open.push(OpenIncident {
+                attributed: None,
+                opened: r.opened,
+                resolved: r.resolved,
+            });
         }
     }
+    Ok((incidents, open))
+}
 
-    let deployments = deps
-        .iter()
+/// Phase 6, each deployment's row: failed ([`rules::failed`]) and rework ([`rules::is_rework`]), with an
+/// incident attributed to an earlier deployment open at its time counting as rework.
+fn deployment_rows(linking: Vec<Linking>, open: &[OpenIncident]) -> Vec<DeploymentRow> {
+    linking
+        .into_iter()
         .enumerate()
-        .map(|(i, d)| {
-            let open_incident = spans.iter().any(|(at, opened, resolved)| {
-                at.is_none_or(|j| j < i) && *opened <= d.time && resolved.is_none_or(|r| d.time < r)
+        .map(|(i, l)| {
+            let during_incident = open.iter().any(|o| {
+                o.attributed.is_none_or(|j| j < i)
+                    && rules::open_at(o.opened, o.resolved, l.dep.time)
             });
             DeploymentRow {
-                key: d.key.clone(),
-                repo: d.repo.clone(),
-                environment: d.environment.clone(),
-                time: d.time,
-                sha: resolved[i].clone(),
-                frontier: frontiers[i].clone(),
-                failed: has_incident[i] || rolled_back[i],
-                rework: rollback[i] || open_incident || reverts[i] || d.rework,
-                rollback: rollback[i] || d.rework,
+                failed: rules::failed(l.has_incident, l.rolled_back),
+                rework: rules::is_rework(l.rollback, during_incident, l.ships_rework, l.dep.rework),
+                rollback: l.rollback || l.dep.rework,
+                frontier: l.frontier,
+                sha: l.sha,
+                key: l.dep.key,
+                repo: l.dep.repo,
+                environment: l.dep.environment,
+                time: l.dep.time,
             }
         })
-        .collect();
-    Ok(Linked {
-        deployments,
-        changes,
-        incidents,
-    }
-    .sorted())
+        .collect()
 }
 
 /// The commit a deployment names: its sha when known, or the one known commit it is a prefix of.

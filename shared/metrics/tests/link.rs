@@ -387,7 +387,7 @@ async fn a_redeployed_earlier_version_is_a_rollback_and_an_incidents_rework_is_n
 /// Both the whole re-link, the reference and the incremental linker agree.
 #[tokio::test]
 async fn another_providers_report_joins_at_exactly_ten_minutes_and_not_a_millisecond_later() {
-    use em_metrics::link::SAME_DEPLOYMENT_WINDOW;
+    use em_metrics::rules::SAME_DEPLOYMENT_WINDOW;
     assert_eq!(SAME_DEPLOYMENT_WINDOW, 600_000);
     let config = config();
     let a = commits(&["a1", "a2"], T0);

@@ -1,0 +1,208 @@
+//! The rule book: the linking rules docs/metrics.md states, each in one place, for both the reference
+//! ([`crate::derive`]) and incremental linking ([`crate::link`]). Each rule names the section of
+//! docs/metrics.md it implements; a change to a rule is a change to that section.
+
+use em_core::domain::same_sha;
+use em_core::time::Millis;
+
+/// **Rework message** (docs/metrics.md, *Metrics*, `rework_rate`): a change whose message starts with
+/// `Revert "` or `hotfix` (letter case aside, leading blanks ignored) makes the deployment shipping it
+/// rework.
+pub fn is_rework_message(message: &str) -> bool {
+    let m = message.trim_start();
+    let starts =
+        |p: &str| m.len() >= p.len() && m.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+    starts("revert \"") || starts("hotfix")
+}
+
+/// **One deployment, two providers** (docs/metrics.md, *Links*): how close two providers' reports of one
+/// deployment are (a CircleCI deploy job that also creates a GitHub deployment).
+pub const SAME_DEPLOYMENT_WINDOW: Millis = 10 * 60 * 1000;
+
+/// The provider of a deployment row or fact key (`provider/repo/deployment id`).
+pub fn provider_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or_default()
+}
+
+/// What the duplicate rule compares of a deployment: its key's provider, sha, environment and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub provider: String,
+    pub sha: String,
+    pub environment: String,
+    pub time: Millis,
+}
+
+impl Report {
+    pub fn of(key: &str, sha: &str, environment: &str, time: Millis) -> Report {
+        Report {
+            provider: provider_of(key).to_string(),
+            sha: sha.to_string(),
+            environment: environment.to_string(),
+            time,
+        }
+    }
+}
+
+/// **One deployment, two providers** (docs/metrics.md, *Links*): `later` is another provider's report of
+/// `kept`, the deployment kept just before it in its repository, when its sha is the same (by the short-sha
+/// rule), its environment the same (letter case aside), and it came at most [`SAME_DEPLOYMENT_WINDOW`]
+/// later. One provider's own reports are never merged.
+pub fn is_another_report(kept: &Report, later: &Report) -> bool {
+    kept.provider != later.provider
+        && same_sha(&kept.sha, &later.sha)
+        && kept.environment.eq_ignore_ascii_case(&later.environment)
+        && later.time - kept.time <= SAME_DEPLOYMENT_WINDOW
+}
+
+/// **Rollback** (docs/metrics.md, *Links*), the part that needs no history: a deployment of the same sha as
+/// its repository's previous deployment is a redeploy, never a rollback. Only a sha that differs from the
+/// previous one's is looked up among the shas deployed before the previous deployment
+/// ([`is_rollback`]).
+pub fn may_roll_back(sha: &str, previous_sha: &str) -> bool {
+    !same_sha(sha, previous_sha)
+}
+
+/// **Rollback** and **Provider-signalled rollback** (docs/metrics.md, *Links*): a deployment is a rollback
+/// when its provider says so, or `by_sha`: its sha differs from its repository's previous deployment's
+/// ([`may_roll_back`]) and that repository deployed it before the previous deployment. The previous
+/// deployment is then rolled back.
+pub fn is_rollback(signalled: bool, by_sha: bool) -> bool {
+    signalled || by_sha
+}
+
+/// **Incident attribution** (docs/metrics.md, *Links*): the index of the deployment an incident opened at
+/// `opened` belongs to, among deployments in time order (`times`): the latest at or before the opening,
+/// if the opening is at most `window` after it. `Err(())` when there is no deployment at or before the
+/// opening among them (the one before, if any, is elsewhere: before a re-link's cut).
+#[allow(clippy::result_unit_err)]
+pub fn attributed_to(
+    times: impl Fn(usize) -> Millis,
+    count: usize,
+    opened: Millis,
+    window: Millis,
+) -> Result<Option<usize>, ()> {
+    let n = partition_point(count, |i| times(i) <= opened);
+    match n.checked_sub(1) {
+        Some(j) => Ok(within_window(times(j), opened, window).then_some(j)),
+        None => Err(()),
+    }
+}
+
+/// **Incident attribution**: an incident opened at `opened` can be blamed on a deployment at `deployed`.
+pub fn within_window(deployed: Millis, opened: Millis, window: Millis) -> bool {
+    deployed <= opened && opened - deployed <= window
+}
+
+/// **Rework** (docs/metrics.md, *Metrics*, `rework_rate`): an incident attributed to an earlier
+/// deployment makes a deployment at `t` rework when it is open at `t`: opened at or before, not resolved
+/// by then.
+pub fn open_at(opened: Millis, resolved: Option<Millis>, t: Millis) -> bool {
+    opened <= t && resolved.is_none_or(|r| t < r)
+}
+
+/// **Change failure** (docs/metrics.md, *Metrics*, `change_failure_rate`): a deployment failed when an
+/// incident is attributed to it or a later deployment rolled it back.
+pub fn failed(has_incident: bool, rolled_back: bool) -> bool {
+    has_incident || rolled_back
+}
+
+/// **Rework** (docs/metrics.md, *Metrics*, `rework_rate`): a rollback, a deployment made while an
+/// incident attributed to an earlier one is open, one shipping a revert or hotfix, or one its provider
+/// marks as restoring an earlier version (a circuit breaker's).
+pub fn is_rework(rollback: bool, during_incident: bool, ships_rework: bool, marked: bool) -> bool {
+    rollback || during_incident || ships_rework || marked
+}
+
+/// The first index in `0..count` where `pred` is false (`pred` true then false over the range).
+fn partition_point(count: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverts_and_hotfixes_are_rework_messages_and_other_mentions_are_not() {
+        assert!(is_rework_message("Revert \"add cache\""));
+        assert!(is_rework_message("  HOTFIX: null check"));
+        assert!(is_rework_message("hotfix"));
+        assert!(!is_rework_message("Reverted the cache"));
+        assert!(!is_rework_message("fix a hotfix"));
+        assert!(!is_rework_message("hot"));
+    }
+
+    #[test]
+    fn another_providers_report_of_the_same_sha_within_ten_minutes_is_the_same_deployment() {
+        let kept = Report::of("circleci/acme/web/1", "abcdef1234", "Production", 0);
+        let at = |provider: &str, sha: &str, env: &str, time: Millis| {
+            Report::of(&format!("{provider}/acme/web/2"), sha, env, time)
+        };
+        assert!(is_another_report(
+            &kept,
+            &at("github", "abcdef12", "production", SAME_DEPLOYMENT_WINDOW)
+        ));
+        assert!(!is_another_report(
+            &kept,
+            &at(
+                "github",
+                "abcdef12",
+                "production",
+                SAME_DEPLOYMENT_WINDOW + 1
+            )
+        ));
+        assert!(!is_another_report(
+            &kept,
+            &at("circleci", "abcdef12", "production", 1)
+        ));
+        assert!(!is_another_report(
+            &kept,
+            &at("github", "abcdef99", "production", 1)
+        ));
+        assert!(!is_another_report(
+            &kept,
+            &at("github", "abcdef12", "staging", 1)
+        ));
+    }
+
+    #[test]
+    fn a_rollback_is_signalled_or_an_earlier_sha_unlike_the_previous_one() {
+        assert!(!may_roll_back("abcdef12", "abcdef1234567"));
+        assert!(may_roll_back("abcdef12", "0123456"));
+        assert!(is_rollback(true, false));
+        assert!(is_rollback(false, true));
+        assert!(!is_rollback(false, false));
+    }
+
+    #[test]
+    fn an_incident_goes_to_the_latest_deployment_at_or_before_it_within_the_window() {
+        let times = [10, 20, 20, 40];
+        let at = |opened, window| attributed_to(|i| times[i], times.len(), opened, window);
+        assert_eq!(at(5, 100), Err(()));
+        assert_eq!(at(20, 100), Ok(Some(2)));
+        assert_eq!(at(39, 100), Ok(Some(2)));
+        assert_eq!(at(39, 19), Ok(Some(2)));
+        assert_eq!(at(39, 18), Ok(None));
+        assert_eq!(at(1_000, 10_000), Ok(Some(3)));
+    }
+
+    #[test]
+    fn an_incident_is_open_from_its_opening_until_its_resolution() {
+        assert!(open_at(10, None, 10));
+        assert!(open_at(10, Some(20), 19));
+        assert!(!open_at(10, Some(20), 20));
+        assert!(!open_at(10, None, 9));
+        assert!(failed(true, false) && failed(false, true) && !failed(false, false));
+        assert!(is_rework(false, false, false, true) && !is_rework(false, false, false, false));
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use em_core::config::{Config, Rebuild, FIGURES_CONFIG_KEY, REBUILD_KEY};
-use em_core::domain::{BuildOutcome, Deployment, DeploymentOutcome, Fact};
+use em_core::domain::Fact;
 use em_core::emf;
 use em_core::ports::{
     Cut, Envelope, MetricsReader, Payloads, PortError, PortErrorKind, Queue, QueueMessage,
@@ -13,6 +13,7 @@ use em_core::ports::{
 };
 use em_core::rows::Linked;
 use em_core::time::{format_millis, Millis};
+use em_metrics::batch::{drop_out_of_range, service_of, with_build_deployments};
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
 use em_metrics::link::{cut_for, relink, Service, Stored, Work};
 
@@ -63,17 +64,6 @@ pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Notices' share of the aggregator's 60 s.
 pub const DEFAULT_AFTER_LINKING_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The services a fact's metrics belong to.
-pub fn service_of(config: &Config, fact: &Fact) -> Option<String> {
-    match fact {
-        Fact::Push(p) => Some(config.service_for_repo(&p.repo)),
-        Fact::Deployment(d) => Some(config.service_for_repo(&d.repo)),
-        Fact::Incident(i) => Some(config.service_for_alias(&i.service_name)),
-        // Stored, but no link uses them yet.
-        Fact::PullRequest(_) | Fact::Build(_) | Fact::WorkItem(_) | Fact::QualityReport(_) => None,
-    }
-}
-
 /// Services linked at once: the embedded store's lookups use the CPU, DynamoDB's the network.
 const CONCURRENCY: usize = 4;
 
@@ -101,68 +91,6 @@ async fn concurrently<T: Send + 'static>(jobs: Vec<Job<T>>) -> Vec<Option<T>> {
         keep(r);
     }
     out
-}
-
-/// Each message's facts without those dated outside 1970–2100 (logged and counted, never stored: an
-/// instant like `i64::MAX` from a signed but broken body would overflow the linking arithmetic).
-fn drop_out_of_range(parsed: Vec<Vec<Fact>>) -> Vec<Vec<Fact>> {
-    parsed
-        .into_iter()
-        .map(|facts| {
-            let (kept, dropped): (Vec<Fact>, Vec<Fact>) =
-                facts.into_iter().partition(Fact::dated_in_range);
-            for f in &dropped {
-                tracing::warn!(kind = f.kind(), "fact dated outside 1970-2100 dropped");
-                emf::emit(emf::line(
-                    em_core::time::now_millis(),
-                    &[("Kind", f.kind())],
-                    &[("FactsOutOfRange", 1.0, emf::Unit::Count)],
-                ));
-            }
-            kept
-        })
-        .collect()
-}
-
-/// Each message's facts with a deployment for each finished build a deploy rule names
-/// (`Config::deploy_environment`): a CI workflow or job that deploys. A successful build is a deployment
-/// of its sha, a failed one a failed attempt; cancelled and skipped ones deploy nothing. The deployment's
-/// id is the build's (`build:<run id>:<attempt>`), so a re-delivered build is one deployment.
-fn with_build_deployments(config: &Config, parsed: Vec<Vec<Fact>>) -> Vec<Vec<Fact>> {
-    parsed
-        .into_iter()
-        .map(|mut facts| {
-            let derived: Vec<Fact> = facts
-                .iter()
-                .filter_map(|f| match f {
-                    Fact::Build(b) => {
-                        let outcome = match b.outcome {
-                            BuildOutcome::Success => DeploymentOutcome::Success,
-                            BuildOutcome::Failure => DeploymentOutcome::Failure,
-                            BuildOutcome::Cancelled | BuildOutcome::Skipped => return None,
-                        };
-                        let environment =
-                            config.deploy_environment(&b.provider, &b.repo, &b.name)?;
-                        Some(Fact::Deployment(Deployment {
-                            provider: b.provider.clone(),
-                            repo: b.repo.clone(),
-                            deployment_id: format!("build:{}:{}", b.run_id, b.attempt),
-                            environment: environment.to_string(),
-                            production: None,
-                            sha: b.sha.clone(),
-                            time: b.finished,
-                            outcome,
-                            rollback: false,
-                            rework: false,
-                        }))
-                    }
-                    _ => None,
-                })
-                .collect();
-            facts.extend(derived);
-            facts
-        })
-        .collect()
 }
 
 /// Attempts at a service's re-link when concurrent writers keep changing its rows.
@@ -329,7 +257,17 @@ impl<S: Store> Aggregator<S> {
         parsed: Vec<Vec<Fact>>,
         mut results: Vec<Result<(), Failure>>,
     ) -> (Vec<Result<(), Failure>>, BTreeSet<String>) {
-        let parsed = with_build_deployments(&self.config, drop_out_of_range(parsed));
+        let parsed = with_build_deployments(
+            &self.config,
+            drop_out_of_range(parsed, |f| {
+                tracing::warn!(kind = f.kind(), "fact dated outside 1970-2100 dropped");
+                emf::emit(emf::line(
+                    em_core::time::now_millis(),
+                    &[("Kind", f.kind())],
+                    &[("FactsOutOfRange", 1.0, emf::Unit::Count)],
+                ));
+            }),
+        );
         // Each service's facts, and the messages that carried them.
         let mut touched: BTreeMap<String, (Vec<&Fact>, Vec<usize>)> = BTreeMap::new();
         for (i, facts) in parsed.iter().enumerate() {

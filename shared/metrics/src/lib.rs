@@ -1,6 +1,7 @@
 //! Metrics: linking a service's facts ([`link`], incremental; [`derive`], the reference), the observations
 //! that result, and the figures over them ([`dora`], [`query`]). Pure: stores are reached through ports.
 
+pub mod batch;
 pub mod delivery;
 pub mod derive;
 pub mod digest;

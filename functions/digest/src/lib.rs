@@ -6,6 +6,9 @@ use std::future::Future;
 
 pub mod channels;
 pub mod notices;
+mod outbound;
+
+pub use outbound::{Outbound, FROM_VAR};
 
 use em_core::calendar::{self, Period};
 use em_core::config::{Channel, Config, TeamConfig, ORGANISATION};
@@ -128,17 +131,6 @@ impl SecretSource for EnvAddresses {
         }
     }
 }
-
-/// What sends: webhooks over HTTP, SES and SNS through an AWS configuration, email from `from`.
-pub struct Outbound {
-    pub web: em_notify::send::Sender,
-    pub aws: aws_config::SdkConfig,
-    /// The verified address digests are emailed from.
-    pub from: Option<String>,
-}
-
-/// The environment variable (or, in the function, the setting) naming the email sender.
-pub const FROM_VAR: &str = "EM_AGENT_DIGEST_FROM";
 
 /// What became of one channel's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

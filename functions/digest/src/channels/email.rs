@@ -2,8 +2,8 @@
 
 use em_core::config::Channel;
 
-use super::{count, Content, Notifier, Sending};
-use crate::{Outbound, FROM_VAR};
+use super::notifier::{count, Content, Notifier, Sending};
+use crate::outbound::{Outbound, FROM_VAR};
 
 pub struct Email;
 

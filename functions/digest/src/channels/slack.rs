@@ -2,8 +2,8 @@
 
 use em_core::config::Channel;
 
-use super::{Content, Notifier, Sending};
-use crate::Outbound;
+use super::notifier::{Content, Notifier, Sending};
+use crate::outbound::Outbound;
 
 pub struct Slack;
 
@@ -23,7 +23,7 @@ impl Notifier for Slack {
                 Content::Digest { who, digest } => em_notify::slack(digest, who),
                 Content::Notice(n) => em_notify::notice_slack(n),
             };
-            super::post(out, Channel::Slack, addresses, &body).await
+            super::notifier::post(out, Channel::Slack, addresses, &body).await
         })
     }
 }

@@ -2,8 +2,8 @@
 
 use em_core::config::Channel;
 
-use super::{count, Content, Notifier, Sending};
-use crate::Outbound;
+use super::notifier::{count, Content, Notifier, Sending};
+use crate::outbound::Outbound;
 
 pub struct Sns;
 

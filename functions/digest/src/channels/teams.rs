@@ -2,8 +2,8 @@
 
 use em_core::config::Channel;
 
-use super::{Content, Notifier, Sending};
-use crate::Outbound;
+use super::notifier::{Content, Notifier, Sending};
+use crate::outbound::Outbound;
 
 pub struct Teams;
 
@@ -23,7 +23,7 @@ impl Notifier for Teams {
                 Content::Digest { who, digest } => em_notify::teams(digest, who),
                 Content::Notice(n) => em_notify::notice_teams(n),
             };
-            super::post(out, Channel::Teams, addresses, &body).await
+            super::notifier::post(out, Channel::Teams, addresses, &body).await
         })
     }
 }

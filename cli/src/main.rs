@@ -405,7 +405,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     serde_json::to_string_pretty(&value).unwrap_or_default()
                 );
             } else {
-                print!("{}", report::render(&value));
+                print!("{}", report::render(&value)?);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -624,13 +624,9 @@ pub fn dora_line(timestamp: Millis, service: &str, r: &DoraReport) -> String {
             };
             metrics.push((fig.metric, v, unit));
         }
-        // The deployments themselves, beside their rate.
-        if fig.unit == Shown::PerDay {
-            metrics.push((
-                "Deployments",
-                r.deployment_frequency.deployments as f64,
-                Unit::Count,
-            ));
+        // A count beside the figure (the deployments beside their rate).
+        if let Some((name, count)) = fig.count {
+            metrics.push((name, count(&r.figures) as f64, Unit::Count));
         }
     }
     line(timestamp, &[("Service", service)], &metrics)

@@ -1,7 +1,7 @@
 //! The five DORA figures, each a summary of the observations in scope: a window, a series bucket or a group
 //! is only which observations are given.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::levels::{self, Level};
 use em_core::rows::Observations;
@@ -13,28 +13,28 @@ pub struct Scope {
     pub team: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentFrequency {
     pub deployments: u64,
     pub per_day: f64,
     pub level: Level,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeadTime {
     pub changes: u64,
     pub excluded: u64,
     /// Commits shipped in scope that their pushes did not list (GitLab lists 20 per push): the figure
     /// rests on `changes` of `changes + excluded + unlisted` shipped commits. Only in the answer when
     /// there are some, so the answer's shape stays what clients know.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", default)]
     pub unlisted: u64,
     pub median_seconds: Option<f64>,
     pub p90_seconds: Option<f64>,
     pub level: Option<Level>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeFailureRate {
     pub deployments: u64,
     pub failed: u64,
@@ -42,19 +42,19 @@ pub struct ChangeFailureRate {
     pub level: Option<Level>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryTime {
     pub incidents: u64,
     /// Resolved before they were triggered (clock skew, a provider's mistake): no recovery time. Only
     /// in the answer when there are some, so the answer's shape stays what clients know.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", default)]
     pub excluded: u64,
     pub open: u64,
     pub median_seconds: Option<f64>,
     pub level: Option<Level>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReworkRate {
     pub deployments: u64,
     pub rework: u64,
@@ -66,7 +66,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The five figures of one set of observations.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     pub deployment_frequency: DeploymentFrequency,
     pub lead_time: LeadTime,

@@ -1,6 +1,6 @@
 //! Performance levels: the DORA 2023 bands as the peers use them. Versioned so a change of bands is visible.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The version of the band table below.
 pub const BANDS_VERSION: &str = "dora-2023";
@@ -8,7 +8,7 @@ pub const BANDS_VERSION: &str = "dora-2023";
 const DAY: f64 = 86_400.0;
 const HOUR: f64 = 3_600.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Elite,

@@ -8,7 +8,7 @@ pub mod send;
 use em_core::calendar;
 use em_core::time::rfc3339::format as format_millis;
 use em_metrics::digest::{Anomaly, Digest, Period, Trend};
-use em_metrics::figures::{Unit, FIGURES};
+use em_metrics::figures::FIGURES;
 use em_metrics::levels::Level;
 use serde_json::{json, Value};
 
@@ -37,20 +37,8 @@ impl Audience {
     }
 }
 
-/// A duration for people: `2d 3h`, `4h 5m`, `6m 7s`, `8s`.
-pub fn duration(seconds: f64) -> String {
-    let s = seconds.round() as i64;
-    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {}s", s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
+/// A duration for people (`2d 3h`), as every figure shows one.
+pub use em_metrics::figures::duration;
 
 fn percent(ratio: f64) -> String {
     format!("{:.1}%", ratio * 100.0)
@@ -77,11 +65,7 @@ pub fn figure_lines(d: &Digest) -> Vec<(String, String, String)> {
     FIGURES
         .iter()
         .map(|fig| {
-            let show = |v: f64| match fig.unit {
-                Unit::PerDay => format!("{v:.2}/day"),
-                Unit::Seconds => duration(v),
-                Unit::Ratio => percent(v),
-            };
+            let show = |v: f64| fig.unit.show(v);
             let value = (fig.value)(&d.figures).map_or("n/a".into(), show);
             let shown = match fig.level {
                 Some(level_of) => format!("{value} ({})", level(level_of(&d.figures))),

@@ -70,13 +70,14 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
     /// What can be checked before the body is read: the provider is known and on, and, for a provider
     /// whose credentials are a header (a token, a password) rather than a signature of the body, that
     /// header. A server that reads bodies itself calls this first, so a sender without credentials cannot
-    /// make it read 10 MiB.
+    /// make it read 10 MiB. The secrets it read are the ones [`WebhookHandler::handle`] checks the body
+    /// with: one read per delivery, and a rotation cannot fall between the two checks.
     pub async fn precheck(
         &self,
         provider: &str,
         headers: &HeaderMap,
         received_at: Millis,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Admitted, ApiError> {
         let (p, secrets) = self.provider_secrets(provider).await?;
         if !p.auth.covers_body() {
             let clock = Clock {
@@ -85,17 +86,24 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
             };
             p.authenticate(headers, b"", &secrets, clock)?;
         }
-        Ok(())
+        Ok(Admitted {
+            provider: p,
+            secrets,
+        })
     }
 
+    /// Authenticates the body of a delivery [`WebhookHandler::precheck`] admitted, names it and enqueues it.
     pub async fn handle(
         &self,
-        provider: &str,
+        admitted: Admitted,
         headers: &HeaderMap,
         body: Bytes,
         received_at: Millis,
     ) -> Result<Reply, ApiError> {
-        let (p, secrets) = self.provider_secrets(provider).await?;
+        let Admitted {
+            provider: p,
+            secrets,
+        } = admitted;
         if body.len() > self.max_body {
             return Err(ApiError::PayloadTooLarge {
                 limit: self.max_body,
@@ -129,6 +137,13 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
             },
         })
     }
+}
+
+/// A delivery whose provider is known and on, and whose header credentials (if the provider has no body
+/// signature) passed: its provider and the secrets read for it.
+pub struct Admitted {
+    provider: &'static em_providers::Provider,
+    secrets: Vec<Vec<u8>>,
 }
 
 pub mod router;

@@ -192,7 +192,8 @@ async fn receive<Q: Queue, S: SecretSource>(
     let limit = app.handler.max_body;
     let (parts, body) = request.into_parts();
     // Unknown, switched off, or a token provider without its token: answered before the body is read.
-    app.handler
+    let admitted = app
+        .handler
         .precheck(provider, &parts.headers, received_at)
         .await?;
     let declared = parts
@@ -232,7 +233,7 @@ async fn receive<Q: Queue, S: SecretSource>(
         }
     };
     app.handler
-        .handle(provider, &parts.headers, body, received_at)
+        .handle(admitted, &parts.headers, body, received_at)
         .await
 }
 

@@ -172,3 +172,41 @@ async fn an_unknown_path_or_method_is_refused_before_the_queue() {
     let r = handler.handle(request(&event("github")), RECEIVED_AT).await;
     assert_eq!(r.status(), 202, "{:?}", body_json(&r));
 }
+
+/// Counts each provider's secret reads, over the secrets it wraps.
+struct CountingSecrets {
+    inner: EnvSecrets,
+    reads: Arc<AtomicI64>,
+}
+
+impl SecretSource for CountingSecrets {
+    async fn secrets(
+        &self,
+        provider: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>, em_core::ports::PortError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.secrets(provider).await
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_reads_its_providers_secrets_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
+    let reads = Arc::new(AtomicI64::new(0));
+    let secrets = CountingSecrets {
+        inner: em_providers::all()
+            .iter()
+            .fold(EnvSecrets::default(), |s, p| s.with(p.name, TEST_SECRET)),
+        reads: reads.clone(),
+    };
+    let handler = Function::new(WebhookHandler::new(store, secrets), None);
+    // A provider that signs the body (checked after the body is read) and one whose credentials are a
+    // header (checked before): each is one read of the secrets, whichever checks run.
+    for p in em_providers::all() {
+        let before = reads.load(Ordering::SeqCst);
+        let r = handler.handle(request(&event(p.name)), RECEIVED_AT).await;
+        assert_eq!(r.status(), 202, "{}: {}", p.name, body_json(&r));
+        assert_eq!(reads.load(Ordering::SeqCst) - before, 1, "{}", p.name);
+    }
+}

@@ -2,9 +2,7 @@
 //! The SDK takes its endpoint from `AWS_ENDPOINT_URL` when set, so the same code runs against an
 //! AWS-compatible server on the loopback.
 
-pub mod delivery;
 pub mod dynamodb;
-pub mod linkstate;
 pub mod logging;
 #[cfg(feature = "notify")]
 pub mod notify;

@@ -6,7 +6,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use em_core::ports::{Outbox, PortError};
 use em_core::time::Millis;
 
-use crate::dynamodb::{is_conditional_failure, s, DynamoStore};
+use crate::dynamodb::codec::s;
+use crate::dynamodb::store::{is_conditional_failure, DynamoStore};
 use crate::sdk_error;
 
 /// The partition of the claims: a few items per team and week, well within one partition's throughput.

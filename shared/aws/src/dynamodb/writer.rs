@@ -1,338 +1,38 @@
-//! The store on one DynamoDB table (`pk`, `sk`, both strings). Layout, access patterns and request counts
-//! are in docs/dynamodb.md; in short:
-//!
-//! | item | pk | sk |
-//! |---|---|---|
-//! | push | `r#<repo, lower case>` | `p#<before>#<after>` |
-//! | deployment | `r#<repo, lower case>` | `d#<outcome>#<provider>#<deployment id>` |
-//! | pull request event | `r#<repo, lower case>` | `q#<provider>#<number>#<kind>` |
-//! | incident event | `i#<incident service>` | `e#<provider>#<event id>` |
-//! | fact source | `src` | `r#<repo>` / `i#<incident service>` |
-//! | service registry | `svc` | `<service>` |
-//! | metric head | `m#<service>` | `#head`: version, generation, links, a writer's mark |
-//! | linked rows | `m#<service>` | `D#`, `S#`, `F#`, `C#`, `c#`, `I#`, `O#`, `A#` (see [`crate::linkstate`]) |
-//! | metric day | `m#<service>` | `d#<generation>#<yyyy-mm-dd>#<part>`: that day's rows |
-//! | metadata | `meta` | `<key>` |
-//!
-//! A DORA query reads each service's head and then the day items of the window: reads grow with the days,
-//! not with the events in them.
+//! The writes: facts with their index items, and a service's rows under the writer-mark protocol of its
+//! head; `impl Store`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
-use chrono::{DateTime, Utc};
+use aws_sdk_dynamodb::types::AttributeValue;
 use tokio::task::JoinSet;
 
-use crate::linkstate::{fact_index, incident_attrs, row_items, DynamoLinks, IndexPut};
+use super::codec::{
+    build_item, deployment_item, fact_index, get_n, get_s, incident_attrs, index_item, n,
+    parse_build, parse_deployment, parse_incident_event, parse_pull_request, parse_push,
+    parse_quality_report, parse_work_item, pull_request_item, push_parts, row_items, s, source_of,
+    IndexPut, Item,
+};
+use super::days::{days_of, Changes};
+use super::keys::{
+    incident_pk, metric_pk, push_part_sk, repo_pk, DAYS, HEAD, META, SERVICES, SOURCES,
+};
+use super::links::DynamoLinks;
+use super::store::{is_conditional_failure, DynamoStore};
 use crate::sdk_error;
-use em_core::domain::{
-    Build, BuildOutcome, Commit, Deployment, DeploymentOutcome, Fact, IncidentEvent,
-    IncidentEventKind, PullRequestEvent, PullRequestEventKind, Push, QualityReport, WorkItem,
-    WorkItemAction,
-};
-use em_core::ports::{
-    Cut, DeliveryFacts, FactSources, MetricsReader, PortError, RowsState, Store, StoredFacts,
-};
-use em_core::rows::{blob, Linked, Observations, DAY};
+use em_core::domain::Fact;
+use em_core::ports::{Cut, FactSources, PortError, RowsState, Store, StoredFacts};
+use em_core::rows::{Linked, DAY};
 use em_core::time::{now_millis, Millis};
 
-pub(crate) type Item = HashMap<String, AttributeValue>;
-
-const HEAD: &str = "#head";
-const DAYS: &str = "#days";
-pub(crate) const SOURCES: &str = "src";
-const SERVICES: &str = "svc";
-const META: &str = "meta";
-/// Observations per day item: at most 29 bytes each keeps an item well under DynamoDB's 400 KB.
-const ROWS_PER_PART: usize = 8_000;
 /// Concurrent writes of one batch's facts.
 const WRITE_CONCURRENCY: usize = 16;
-/// Services whose observations one query reads at once.
-const READ_CONCURRENCY: usize = 16;
 
 /// The most fact sources a process remembers having registered.
 const SOURCES_SEEN_MAX: usize = 10_000;
 
-#[derive(Clone)]
-pub struct DynamoStore {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-    /// Fact sources this process has registered: each is written once per process, not once per fact.
-    sources_seen: Arc<std::sync::Mutex<HashSet<String>>>,
-}
-
-pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-pub(crate) fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-/// A push's commits as JSON texts, each well under DynamoDB's 400 KB item size: a push of 2,048 commits
-/// with long messages is several megabytes.
-const PUSH_PART_BYTES: usize = 256 * 1024;
-
-pub(crate) fn push_parts(commits: &[Commit]) -> Result<Vec<String>, PortError> {
-    let mut parts = Vec::new();
-    let mut part: Vec<String> = Vec::new();
-    let mut size = 2;
-    for c in commits {
-        let json = serde_json::to_string(c).map_err(PortError::invalid)?;
-        if !part.is_empty() && size + json.len() + 1 > PUSH_PART_BYTES {
-            parts.push(format!("[{}]", part.join(",")));
-            part.clear();
-            size = 2;
-        }
-        size += json.len() + 1;
-        part.push(json);
-    }
-    parts.push(format!("[{}]", part.join(",")));
-    Ok(parts)
-}
-
-/// The sort key of part `k` (1, 2, ...) of push `before..after`: `pp#` sorts apart from the heads (`p#`),
-/// and the number's width keeps the parts in order.
-pub(crate) fn push_part_sk(before: &str, after: &str, k: usize) -> String {
-    format!("pp#{before}#{after}#{k:05}")
-}
-
-pub(crate) fn get_s(item: &Item, name: &str) -> Result<String, PortError> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .ok_or_else(|| PortError::invalid(format!("item without string {name}")))
-}
-
-/// A count kept only when not zero: absent (or not a count) is zero.
-pub(crate) fn get_count(item: &Item, name: &str) -> u32 {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-pub(crate) fn get_n(item: &Item, name: &str) -> Result<i64, PortError> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| PortError::invalid(format!("item without number {name}")))
-}
-
-/// Sends `pending` with `call` until DynamoDB has processed all of it (a batch request may leave some
-/// unprocessed under load), pausing 25 ms doubling between attempts, at most 10 of them. `call` answers
-/// what it got back (items read) and what DynamoDB left unprocessed.
-pub(crate) async fn until_processed<T, R, F, Fut>(
-    what: &str,
-    mut pending: Vec<T>,
-    mut call: F,
-) -> Result<Vec<R>, PortError>
-where
-    F: FnMut(Vec<T>) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<R>, Vec<T>), PortError>>,
-{
-    let mut out = Vec::new();
-    for attempt in 0..10u32 {
-        let (got, left) = call(pending).await?;
-        out.extend(got);
-        pending = left;
-        if pending.is_empty() {
-            return Ok(out);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
-    }
-    Err(PortError::transient(format!(
-        "dynamodb left {} {what} unprocessed",
-        pending.len()
-    )))
-}
-
-/// A deployment report's attributes added to `item` (its key).
-pub(crate) fn deployment_item(mut item: Item, d: &Deployment) -> Item {
-    item.insert("provider".into(), s(&d.provider));
-    item.insert("repo".into(), s(&d.repo));
-    item.insert("deployment_id".into(), s(&d.deployment_id));
-    item.insert("environment".into(), s(&d.environment));
-    item.insert("sha".into(), s(&d.sha));
-    item.insert("time".into(), n(d.time));
-    item.insert("outcome".into(), s(d.outcome.as_str()));
-    if let Some(p) = d.production {
-        item.insert("production".into(), AttributeValue::Bool(p));
-    }
-    if d.rollback {
-        item.insert("rollback".into(), AttributeValue::Bool(true));
-    }
-    if d.rework {
-        item.insert("rework".into(), AttributeValue::Bool(true));
-    }
-    item
-}
-
-/// A build's attributes added to `item` (its key).
-pub(crate) fn build_item(mut item: Item, b: &Build) -> Item {
-    item.insert("provider".into(), s(&b.provider));
-    item.insert("repo".into(), s(&b.repo));
-    item.insert("run_id".into(), s(&b.run_id));
-    item.insert("attempt".into(), n(i64::from(b.attempt)));
-    item.insert("name".into(), s(&b.name));
-    item.insert("sha".into(), s(&b.sha));
-    item.insert("branch".into(), s(&b.branch));
-    item.insert("outcome".into(), s(b.outcome.as_str()));
-    item.insert("finished".into(), n(b.finished));
-    if let Some(t) = b.started {
-        item.insert("started".into(), n(t));
-    }
-    item
-}
-
-/// A pull request event's attributes added to `item` (its key).
-pub(crate) fn pull_request_item(mut item: Item, p: &PullRequestEvent) -> Item {
-    item.insert("provider".into(), s(&p.provider));
-    item.insert("repo".into(), s(&p.repo));
-    item.insert("number".into(), n(p.number as i64));
-    item.insert("kind".into(), s(p.kind.as_str()));
-    item.insert("time".into(), n(p.time));
-    item.insert("title".into(), s(&p.title));
-    if let Some(sha) = &p.sha {
-        item.insert("sha".into(), s(sha));
-    }
-    item
-}
-
-pub(crate) fn repo_pk(repo: &str) -> String {
-    format!("r#{}", repo.to_lowercase())
-}
-
-pub(crate) fn incident_pk(service_name: &str) -> String {
-    format!("i#{service_name}")
-}
-
-pub(crate) fn metric_pk(service: &str) -> String {
-    format!("m#{service}")
-}
-
-pub(crate) fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
-}
-
-/// The UTC day of an instant, as the sort key writes it.
-fn day_text(t: Millis) -> String {
-    DateTime::<Utc>::from_timestamp_millis(t)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "0000-00-00".into())
-}
-
-/// A service's rows as observation blobs by day, each day split into parts that fit in an item.
-fn days_of(linked: &Linked) -> BTreeMap<String, Vec<Vec<u8>>> {
-    em_core::rows::days_of(linked)
-        .into_iter()
-        .map(|(day, obs)| (day_text(day * em_core::rows::DAY), split(obs)))
-        .collect()
-}
-
-fn split(obs: Observations) -> Vec<Vec<u8>> {
-    let total = obs.deployments.len() + obs.changes.len() + obs.incidents.len();
-    if total <= ROWS_PER_PART {
-        return vec![blob::encode(&obs)];
-    }
-    let mut parts = Vec::new();
-    let empty = || Observations {
-        origins: obs.origins.clone(),
-        ..Default::default()
-    };
-    let mut part = empty();
-    let full = |p: &Observations| {
-        p.deployments.len() + p.changes.len() + p.incidents.len() >= ROWS_PER_PART
-    };
-    for d in &obs.deployments {
-        part.deployments.push(*d);
-        if full(&part) {
-            parts.push(blob::encode(&std::mem::replace(&mut part, empty())));
-        }
-    }
-    for c in &obs.changes {
-        part.changes.push(*c);
-        if full(&part) {
-            parts.push(blob::encode(&std::mem::replace(&mut part, empty())));
-        }
-    }
-    for i in &obs.incidents {
-        part.incidents.push(*i);
-        if full(&part) {
-            parts.push(blob::encode(&std::mem::replace(&mut part, empty())));
-        }
-    }
-    if part.deployments.len() + part.changes.len() + part.incidents.len() > 0 {
-        parts.push(blob::encode(&part));
-    }
-    parts
-}
-
-/// The part count a legacy day digest (`parts:hash`) gives.
-fn part_count(digest: &str) -> usize {
-    digest
-        .split(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
-}
-
-fn day_sk(generation: &str, day: &str, part: usize) -> String {
-    format!("d#{generation}#{day}#{part:02}")
-}
-
-/// What a replacement changes: row items (put, or deleted when `None`) and the day observations before and
-/// after.
-struct Changes {
-    rows: Vec<(String, Option<Item>)>,
-    old_days: BTreeMap<String, Vec<Vec<u8>>>,
-    new_days: BTreeMap<String, Vec<Vec<u8>>>,
-    /// Day items may not match the rows (a dead writer's): write every day.
-    takeover: bool,
-}
-
-impl Changes {
-    /// The day items to put or delete in generation `g`: those of days whose observations changed.
-    fn day_ops(&self, service: &str, g: &str, store: &DynamoStore) -> Vec<(String, Option<Item>)> {
-        let days: BTreeSet<&String> = self.old_days.keys().chain(self.new_days.keys()).collect();
-        let mut out = Vec::new();
-        for day in days {
-            let (old, new) = (self.old_days.get(day), self.new_days.get(day));
-            if old == new && !self.takeover {
-                continue;
-            }
-            let new = new.map_or(&[][..], Vec::as_slice);
-            for (i, rows) in new.iter().enumerate() {
-                out.push((
-                    day_sk(g, day, i),
-                    Some(store.day_item(service, g, day, i, rows)),
-                ));
-            }
-            for i in new.len()..old.map_or(0, Vec::len) {
-                out.push((day_sk(g, day, i), None));
-            }
-        }
-        out
-    }
-
-    fn old_day_keys(&self, g: &str) -> Vec<String> {
-        self.old_days
-            .iter()
-            .flat_map(|(day, parts)| (0..parts.len()).map(move |i| day_sk(g, day, i)))
-            .collect()
-    }
-}
-
-struct Head {
+pub(super) struct Head {
     version: u64,
-    generation: String,
+    pub(super) generation: String,
     /// Whether the service's linked rows are stored (absent from rows written before link state was kept).
     links: bool,
     /// A writer's mark while it writes more than one transaction holds.
@@ -351,78 +51,7 @@ const BUSY_STALE_MS: Millis = 120_000;
 const LARGE_WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl DynamoStore {
-    pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
-        DynamoStore {
-            client: aws_sdk_dynamodb::Client::new(sdk),
-            table: table.into(),
-            sources_seen: Arc::default(),
-        }
-    }
-
-    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn key(&self, pk: impl Into<String>, sk: impl Into<String>) -> Item {
-        HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
-    }
-
-    /// Every item of a partition (or of a sort-key range of it), across pages.
-    async fn query_all(
-        &self,
-        pk: String,
-        between: Option<(String, String)>,
-        consistent: bool,
-    ) -> Result<Vec<Item>, PortError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(consistent)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .set_exclusive_start_key(start.take());
-            q = match &between {
-                Some((a, b)) => q
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-                    .expression_attribute_values(":a", s(a.clone()))
-                    .expression_attribute_values(":b", s(b.clone())),
-                None => q.key_condition_expression("pk = :pk"),
-            };
-            let out = q.send().await.map_err(|e| sdk_error("dynamodb query", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(items),
-            }
-        }
-    }
-
-    pub(crate) async fn get(
-        &self,
-        pk: String,
-        sk: &str,
-        consistent: bool,
-    ) -> Result<Option<Item>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(pk, sk)))
-            .consistent_read(consistent)
-            .send()
-            .await
-            .map_err(|e| sdk_error("dynamodb get", e))?;
-        Ok(out.item)
-    }
-
-    async fn head(&self, service: &str) -> Result<Option<Head>, PortError> {
+    pub(super) async fn head(&self, service: &str) -> Result<Option<Head>, PortError> {
         Ok(match self.get(metric_pk(service), HEAD, true).await? {
             Some(item) => Some(Head {
                 version: get_n(&item, "version")? as u64,
@@ -445,97 +74,6 @@ impl DynamoStore {
             }),
             None => None,
         })
-    }
-
-    async fn day_digests(&self, service: &str) -> Result<BTreeMap<String, String>, PortError> {
-        let Some(item) = self.get(metric_pk(service), DAYS, true).await? else {
-            return Ok(BTreeMap::new());
-        };
-        Ok(item
-            .get("days")
-            .and_then(|v| v.as_m().ok())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// Writes or deletes items 25 at a time, resubmitting what DynamoDB leaves unprocessed.
-    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), PortError> {
-        let (client, table) = (&self.client, &self.table);
-        for chunk in requests.chunks(25) {
-            until_processed::<_, (), _, _>("writes", chunk.to_vec(), |pending| async move {
-                let out = client
-                    .batch_write_item()
-                    .request_items(table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("dynamodb batch write", e))?;
-                let left = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(table))
-                    .unwrap_or_default();
-                Ok((Vec::new(), left))
-            })
-            .await?;
-        }
-        Ok(())
-    }
-
-    fn put_request(item: Item) -> Result<WriteRequest, PortError> {
-        Ok(WriteRequest::builder()
-            .put_request(
-                PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(PortError::invalid)?,
-            )
-            .build())
-    }
-
-    fn delete_request(&self, pk: String, sk: String) -> Result<WriteRequest, PortError> {
-        Ok(WriteRequest::builder()
-            .delete_request(
-                DeleteRequest::builder()
-                    .set_key(Some(self.key(pk, sk)))
-                    .build()
-                    .map_err(PortError::invalid)?,
-            )
-            .build())
-    }
-
-    fn day_item(
-        &self,
-        service: &str,
-        generation: &str,
-        day: &str,
-        part: usize,
-        rows: &[u8],
-    ) -> Item {
-        let mut item = self.key(metric_pk(service), day_sk(generation, day, part));
-        item.insert(
-            "rows".into(),
-            AttributeValue::B(aws_smithy_types::Blob::new(rows.to_vec())),
-        );
-        item
-    }
-
-    /// The keys of every day item a digest map describes.
-    fn day_keys(generation: &str, digests: &BTreeMap<String, String>) -> Vec<String> {
-        digests
-            .iter()
-            .flat_map(|(day, d)| (0..part_count(d)).map(move |p| day_sk(generation, day, p)))
-            .collect()
-    }
-
-    async fn delete_keys(&self, pk: &str, sks: Vec<String>) -> Result<(), PortError> {
-        let requests = sks
-            .into_iter()
-            .map(|sk| self.delete_request(pk.to_string(), sk))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write(requests).await
     }
 
     /// The conditional write of one fact: a fact already stored stands (the earliest report, for
@@ -692,7 +230,7 @@ impl DynamoStore {
             let sources = source
                 .map(|(sk, name)| (sk, name.clone()))
                 .into_iter()
-                .chain(crate::delivery::source_of(f));
+                .chain(source_of(f));
             for (sk, name) in sources {
                 if !seen.contains(&sk) {
                     out.entry(sk).or_insert(name);
@@ -700,186 +238,6 @@ impl DynamoStore {
             }
         }
         out.into_iter().collect()
-    }
-
-    /// A push from its head item, with the commits of its other parts (`parts`, in order) after the head's.
-    pub(crate) fn parse_push(item: &Item, parts: &[&Item]) -> Result<Push, PortError> {
-        let expected = get_count(item, "parts").max(1) as usize;
-        if parts.len() + 1 != expected {
-            // A reader between the writes of a push's parts: the writer's retry completes it.
-            return Err(PortError::transient(format!(
-                "push {} has {} of its {expected} parts",
-                get_s(item, "sk")?,
-                parts.len() + 1
-            )));
-        }
-        let mut commits: Vec<Commit> =
-            serde_json::from_str(&get_s(item, "commits")?).map_err(PortError::invalid)?;
-        for part in parts {
-            let more: Vec<Commit> =
-                serde_json::from_str(&get_s(part, "commits")?).map_err(PortError::invalid)?;
-            commits.extend(more);
-        }
-        Ok(Push {
-            provider: get_s(item, "provider")?,
-            repo: get_s(item, "repo")?,
-            before: get_s(item, "before")?,
-            after: get_s(item, "after")?,
-            commits,
-            unlisted: get_count(item, "unlisted"),
-        })
-    }
-
-    pub(crate) fn parse_deployment(item: &Item) -> Result<Deployment, PortError> {
-        Ok(Deployment {
-            provider: get_s(item, "provider")?,
-            repo: get_s(item, "repo")?,
-            deployment_id: get_s(item, "deployment_id")?,
-            environment: get_s(item, "environment")?,
-            production: item
-                .get("production")
-                .and_then(|v| v.as_bool().ok())
-                .copied(),
-            sha: get_s(item, "sha")?,
-            time: get_n(item, "time")?,
-            outcome: DeploymentOutcome::Success,
-            rollback: item
-                .get("rollback")
-                .and_then(|v| v.as_bool().ok())
-                .is_some_and(|b| *b),
-            rework: item
-                .get("rework")
-                .and_then(|v| v.as_bool().ok())
-                .is_some_and(|b| *b),
-        })
-    }
-
-    pub(crate) fn parse_pull_request(item: &Item) -> Result<PullRequestEvent, PortError> {
-        let kind = get_s(item, "kind")?;
-        Ok(PullRequestEvent {
-            provider: get_s(item, "provider")?,
-            repo: get_s(item, "repo")?,
-            number: get_n(item, "number")? as u64,
-            kind: PullRequestEventKind::parse(&kind).ok_or_else(|| {
-                PortError::invalid(format!("unknown pull request event kind {kind:?}"))
-            })?,
-            time: get_n(item, "time")?,
-            title: get_s(item, "title")?,
-            sha: item.get("sha").and_then(|v| v.as_s().ok()).cloned(),
-        })
-    }
-
-    pub(crate) fn parse_build(item: &Item) -> Result<Build, PortError> {
-        let outcome = get_s(item, "outcome")?;
-        Ok(Build {
-            provider: get_s(item, "provider")?,
-            repo: get_s(item, "repo")?,
-            run_id: get_s(item, "run_id")?,
-            attempt: u32::try_from(get_n(item, "attempt")?).map_err(PortError::invalid)?,
-            name: get_s(item, "name")?,
-            sha: get_s(item, "sha")?,
-            branch: get_s(item, "branch")?,
-            outcome: BuildOutcome::parse(&outcome)
-                .ok_or_else(|| PortError::invalid(format!("unknown build outcome {outcome:?}")))?,
-            started: item
-                .get("started")
-                .map(|_| get_n(item, "started"))
-                .transpose()?,
-            finished: get_n(item, "finished")?,
-        })
-    }
-
-    fn parse_work_item(item: &Item) -> Result<WorkItem, PortError> {
-        let action = get_s(item, "action")?;
-        Ok(WorkItem {
-            provider: get_s(item, "provider")?,
-            repo: get_s(item, "repo")?,
-            number: get_n(item, "number")? as u64,
-            action: WorkItemAction::parse(&action).ok_or_else(|| {
-                PortError::invalid(format!("unknown work item action {action:?}"))
-            })?,
-            time: get_n(item, "time")?,
-            title: get_s(item, "title")?,
-        })
-    }
-
-    fn parse_quality_report(item: &Item) -> Result<QualityReport, PortError> {
-        let opt_n = |name: &str| item.get(name).map(|_| get_n(item, name)).transpose();
-        Ok(QualityReport {
-            provider: get_s(item, "provider")?,
-            repo: get_s(item, "repo")?,
-            analysis_id: get_s(item, "analysis_id")?,
-            sha: get_s(item, "sha")?,
-            branch: get_s(item, "branch")?,
-            time: get_n(item, "time")?,
-            passed: item.get("passed").and_then(|v| v.as_bool().ok()).copied(),
-            coverage_bp: opt_n("coverage_bp")?
-                .map(u32::try_from)
-                .transpose()
-                .map_err(PortError::invalid)?,
-            new_issues: opt_n("new_issues")?.map(|v| v as u64),
-        })
-    }
-
-    pub(crate) fn parse_incident_event(item: &Item) -> Result<IncidentEvent, PortError> {
-        let kind = get_s(item, "kind")?;
-        Ok(IncidentEvent {
-            provider: get_s(item, "provider")?,
-            incident_id: get_s(item, "incident_id")?,
-            event_id: get_s(item, "event_id")?,
-            kind: IncidentEventKind::parse(&kind).ok_or_else(|| {
-                PortError::invalid(format!("unknown incident event kind {kind:?}"))
-            })?,
-            time: get_n(item, "time")?,
-            service_name: get_s(item, "service_name")?,
-            title: get_s(item, "title")?,
-        })
-    }
-
-    /// Every service with metric rows.
-    async fn services(&self) -> Result<Vec<String>, PortError> {
-        self.query_all(SERVICES.into(), None, true)
-            .await?
-            .iter()
-            .map(|i| get_s(i, "sk"))
-            .collect()
-    }
-
-    async fn service_observations(
-        &self,
-        service: String,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Observations, PortError> {
-        let mut out = Observations::default();
-        let Some(head) = self.head(&service).await? else {
-            return Ok(out);
-        };
-        let g = &head.generation;
-        let items = self
-            .query_all(
-                metric_pk(&service),
-                Some((
-                    format!("d#{g}#{}", day_text(from)),
-                    format!("d#{g}#{}#~", day_text(to - 1)),
-                )),
-                true,
-            )
-            .await?;
-        for item in items {
-            let bytes = item
-                .get("rows")
-                .and_then(|v| v.as_b().ok())
-                .ok_or_else(|| PortError::invalid("day item without binary rows"))?;
-            if let Some(obs) = blob::decode_stored(
-                bytes.as_ref(),
-                &service,
-                &get_s(&item, "sk").unwrap_or_default(),
-            ) {
-                out.extend_within(obs, from, to);
-            }
-        }
-        Ok(out)
     }
 
     /// Moves the version of rows that did not change, so that a writer that linked them without this
@@ -977,18 +335,6 @@ impl DynamoStore {
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
-        }
-    }
-
-    /// Sends a conditional update; `false` when its condition failed.
-    async fn conditional(
-        &self,
-        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
-    ) -> Result<bool, PortError> {
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("dynamodb update head", e)),
         }
     }
 
@@ -1156,7 +502,7 @@ impl Store for DynamoStore {
         for f in &facts {
             puts.extend(self.fact_puts(f)?);
             puts.extend(fact_index(f).into_iter().map(|p| self.index_put(p)));
-            if let Some(item) = crate::delivery::index_item(f) {
+            if let Some(item) = index_item(f) {
                 puts.push(self.index_put((item, None)));
             }
         }
@@ -1209,17 +555,17 @@ impl Store for DynamoStore {
                 } else if sk.starts_with("pp#") {
                     parts.insert((get_s(&item, "pk")?, sk), item);
                 } else if sk.starts_with("d#success#") {
-                    out.deployments.push(Self::parse_deployment(&item)?);
+                    out.deployments.push(parse_deployment(&item)?);
                 } else if sk.starts_with("e#") {
-                    out.incident_events.push(Self::parse_incident_event(&item)?);
+                    out.incident_events.push(parse_incident_event(&item)?);
                 } else if sk.starts_with("q#") {
-                    out.pull_requests.push(Self::parse_pull_request(&item)?);
+                    out.pull_requests.push(parse_pull_request(&item)?);
                 } else if sk.starts_with("b#") {
-                    out.builds.push(Self::parse_build(&item)?);
+                    out.builds.push(parse_build(&item)?);
                 } else if sk.starts_with("w#") {
-                    out.work_items.push(Self::parse_work_item(&item)?);
+                    out.work_items.push(parse_work_item(&item)?);
                 } else if sk.starts_with("a#") {
-                    out.quality_reports.push(Self::parse_quality_report(&item)?);
+                    out.quality_reports.push(parse_quality_report(&item)?);
                 }
             }
         }
@@ -1231,7 +577,7 @@ impl Store for DynamoStore {
                 .take_while(|((p, s), _)| *p == pk && s.starts_with(&prefix))
                 .map(|(_, item)| item)
                 .collect();
-            out.pushes.push(Self::parse_push(head, &of_push)?);
+            out.pushes.push(parse_push(head, &of_push)?);
         }
         // Queries finish in any order; derive() is order-independent, but keep results reproducible.
         out.pushes
@@ -1415,135 +761,5 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| sdk_error("dynamodb put meta", e))?;
         Ok(())
-    }
-}
-
-impl MetricsReader for DynamoStore {
-    async fn sources(&self) -> Result<FactSources, PortError> {
-        Store::fact_sources(self).await
-    }
-
-    async fn observations(
-        &self,
-        services: Option<Vec<String>>,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Observations, PortError> {
-        if from >= to {
-            return Ok(Observations::default());
-        }
-        let services = match services {
-            Some(s) => s,
-            None => self.services().await?,
-        };
-        // Services are read a bounded number at a time, however many a team or the whole table has.
-        let mut tasks = JoinSet::new();
-        let mut parts = Vec::new();
-        for (i, service) in services.into_iter().enumerate() {
-            if tasks.len() >= READ_CONCURRENCY {
-                if let Some(r) = tasks.join_next().await {
-                    let (i, rows) = r.map_err(PortError::transient)?;
-                    parts.push((i, rows?));
-                }
-            }
-            let store = self.clone();
-            tasks.spawn(async move { (i, store.service_observations(service, from, to).await) });
-        }
-        while let Some(r) = tasks.join_next().await {
-            let (i, rows) = r.map_err(PortError::transient)?;
-            parts.push((i, rows?));
-        }
-        parts.sort_by_key(|p| p.0);
-        let mut out = Observations::default();
-        for (_, p) in parts {
-            out.extend_within(p, from, to);
-        }
-        Ok(out)
-    }
-
-    async fn read_meta(&self, key: String) -> Result<Option<String>, PortError> {
-        Store::get_meta(self, key).await
-    }
-
-    async fn rows(
-        &self,
-        services: Option<Vec<String>>,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<(String, Linked)>, PortError> {
-        let services = match services {
-            Some(s) => s,
-            None => self.services().await?,
-        };
-        let mut out = Vec::with_capacity(services.len());
-        for service in services {
-            let rows = self.rows_between(&service, from, Some(to)).await?;
-            out.push((service, rows));
-        }
-        Ok(out)
-    }
-
-    async fn delivery(
-        &self,
-        repos: Option<Vec<String>>,
-        from: Millis,
-        to: Millis,
-    ) -> Result<DeliveryFacts, PortError> {
-        self.delivery_facts(repos, from, to).await
-    }
-
-    async fn shipped(
-        &self,
-        service: String,
-        shas: Vec<String>,
-    ) -> Result<Vec<(String, Millis)>, PortError> {
-        self.shipped_shas(&service, shas).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use em_core::rows::{ChangeRow, DeploymentRow, DAY};
-
-    #[test]
-    fn days_split_into_parts_that_fit_an_item() {
-        let change = |i: i64| ChangeRow {
-            sha: format!("{i}"),
-            repo: "r".into(),
-            environment: "production".into(),
-            deployment_key: "k".into(),
-            deployment_time: 2 * DAY + i,
-            commit_time: 2 * DAY,
-            unlisted: 0,
-        };
-        let linked = Linked {
-            deployments: vec![DeploymentRow {
-                key: "k".into(),
-                repo: "r".into(),
-                environment: "production".into(),
-                time: DAY + 5,
-                sha: "a".into(),
-                frontier: None,
-                failed: true,
-                rework: false,
-                rollback: false,
-            }],
-            changes: (0..(ROWS_PER_PART as i64 + 1)).map(change).collect(),
-            incidents: vec![],
-        };
-        let days = days_of(&linked);
-        assert_eq!(
-            days.keys().collect::<Vec<_>>(),
-            ["1970-01-02", "1970-01-03"]
-        );
-        assert_eq!(days["1970-01-03"].len(), 2);
-        assert!(days["1970-01-03"].iter().all(|p| p.len() < 400_000));
-        let back: usize = days["1970-01-03"]
-            .iter()
-            .map(|p| blob::decode(p, "s").unwrap().changes.len())
-            .sum();
-        assert_eq!(back, ROWS_PER_PART + 1);
-        assert_eq!(part_count("2:0a1b"), 2);
     }
 }

@@ -5,66 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use em_core::domain::{DeploymentOutcome, Fact, PullRequestEventKind};
+use em_core::domain::DeploymentOutcome;
 use em_core::ports::{DeliveryFacts, MergedPullRequest, PortError};
 use em_core::time::Millis;
 
-use crate::dynamodb::{
-    build_item, deployment_item, get_n, get_s, metric_pk, pull_request_item, repo_pk, s,
-    DynamoStore, Item, SOURCES,
-};
-use crate::linkstate::{tkey, Range};
-
-/// The time-ordered index item of a fact the delivery metrics read, if it is one.
-pub(crate) fn index_item(fact: &Fact) -> Option<Item> {
-    let key = |repo: &str, sk: String| -> Item {
-        HashMap::from([
-            ("pk".to_string(), s(repo_pk(repo))),
-            ("sk".to_string(), s(sk)),
-        ])
-    };
-    match fact {
-        Fact::Build(b) => Some(build_item(
-            key(
-                &b.repo,
-                format!(
-                    "T#{}#b#{}#{}#{}",
-                    tkey(b.finished),
-                    b.provider,
-                    b.run_id,
-                    b.attempt
-                ),
-            ),
-            b,
-        )),
-        Fact::Deployment(d) if d.outcome == DeploymentOutcome::Failure => Some(deployment_item(
-            key(
-                &d.repo,
-                format!("T#{}#f#{}#{}", tkey(d.time), d.provider, d.deployment_id),
-            ),
-            d,
-        )),
-        Fact::PullRequest(p) if p.kind == PullRequestEventKind::Merged => Some(pull_request_item(
-            key(
-                &p.repo,
-                format!("T#{}#m#{}#{}", tkey(p.time), p.provider, p.number),
-            ),
-            p,
-        )),
-        _ => None,
-    }
-}
-
-/// The sources item naming a repository that has delivery facts.
-pub(crate) fn source_of(fact: &Fact) -> Option<(String, String)> {
-    let repo = match fact {
-        Fact::Build(b) => &b.repo,
-        Fact::Deployment(d) if d.outcome == DeploymentOutcome::Failure => &d.repo,
-        Fact::PullRequest(p) if p.kind == PullRequestEventKind::Merged => &p.repo,
-        _ => return None,
-    };
-    Some((format!("x#{}", repo.to_lowercase()), repo.clone()))
-}
+use super::codec::{get_n, get_s, parse_build, parse_deployment, parse_pull_request, parse_push};
+use super::keys::{metric_pk, repo_pk, tkey, SOURCES};
+use super::store::{DynamoStore, Range};
 
 /// Keeps the earliest of several reports of one fact (index items of reports with different times).
 fn earliest<T>(items: Vec<(String, Millis, T)>) -> Vec<T> {
@@ -121,7 +68,7 @@ impl DynamoStore {
                 let sk = get_s(&item, "sk")?;
                 match sk.split('#').nth(2) {
                     Some("b") => {
-                        let b = DynamoStore::parse_build(&item)?;
+                        let b = parse_build(&item)?;
                         let id = format!(
                             "{}#{}#{}#{}",
                             b.repo.to_lowercase(),
@@ -132,7 +79,7 @@ impl DynamoStore {
                         builds.push((id, b.finished, b));
                     }
                     Some("f") => {
-                        let mut d = DynamoStore::parse_deployment(&item)?;
+                        let mut d = parse_deployment(&item)?;
                         d.outcome = DeploymentOutcome::Failure;
                         let id = format!(
                             "{}#{}#{}",
@@ -143,7 +90,7 @@ impl DynamoStore {
                         failed.push((id, d.time, d));
                     }
                     Some("m") => {
-                        let p = DynamoStore::parse_pull_request(&item)?;
+                        let p = parse_pull_request(&item)?;
                         let id = format!("{}#{}#{}", p.repo.to_lowercase(), p.provider, p.number);
                         merged.push((id, p.time, p));
                     }
@@ -263,11 +210,7 @@ impl DynamoStore {
             // the one item.
             let first = match item.get("first_time") {
                 Some(_) => Some(get_n(&item, "first_time")?),
-                None => DynamoStore::parse_push(&item, &[])?
-                    .commits
-                    .iter()
-                    .map(|c| c.time)
-                    .min(),
+                None => parse_push(&item, &[])?.commits.iter().map(|c| c.time).min(),
             };
             if let Some(t) = first {
                 earliest.insert((get_s(&item, "pk")?, get_s(&item, "sk")?), t);

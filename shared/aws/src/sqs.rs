@@ -224,18 +224,16 @@ impl SqsQueue {
         put_marker(put, "dynamodb put delivery").await
     }
 
-    async fn decode(&self, text: &str) -> Result<Envelope, String> {
-        let message =
-            QueueMessage::from_json(text).map_err(|e| format!("unreadable message: {e}"))?;
+    /// A queue message's envelope, its body fetched when it was put aside. A message that is not one
+    /// of ours can never be read (invalid); a body that cannot be fetched yet keeps the store's kind.
+    async fn decode(&self, text: &str) -> Result<Envelope, PortError> {
+        let message = QueueMessage::from_json(text)
+            .map_err(|e| PortError::invalid(format!("unreadable message: {e}")).with_source(e))?;
         match message {
             QueueMessage::Inline(e) => Ok(e),
             QueueMessage::Offloaded { envelope, body_ref } => {
                 let mut e = envelope;
-                e.body = self
-                    .payloads
-                    .get(body_ref)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                e.body = self.payloads.get(body_ref).await?;
                 Ok(e)
             }
         }
@@ -353,7 +351,7 @@ impl Queue for SqsQueue {
                     envelope,
                 }),
                 // Left on the queue: the redrive policy dead-letters it after its receives.
-                Err(reason) => tracing::warn!(%reason, "queue message not readable"),
+                Err(e) => tracing::warn!(reason = %e, kind = ?e.kind, "queue message not readable"),
             }
         }
         Ok(received)

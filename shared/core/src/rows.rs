@@ -492,48 +492,67 @@ pub mod blob {
         out
     }
 
+    /// Why a day blob does not decode.
+    #[derive(Debug, thiserror::Error)]
+    pub enum BlobError {
+        #[error("truncated observation blob")]
+        Truncated,
+        #[error("observation blob version {0} is not {VERSION}")]
+        Version(u8),
+        #[error("observation blob count exceeds its length")]
+        Count,
+        #[error("observation blob names an origin it lacks")]
+        Origin,
+        #[error("observation blob names a change it lacks")]
+        Change,
+        #[error("trailing bytes after the observation blob")]
+        Trailing,
+        #[error("observation blob text is not UTF-8")]
+        Text(#[source] std::string::FromUtf8Error),
+    }
+
     struct Reader<'a> {
         b: &'a [u8],
     }
 
     impl<'a> Reader<'a> {
-        fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], BlobError> {
             if self.b.len() < n {
-                return Err("truncated observation blob".into());
+                return Err(BlobError::Truncated);
             }
             let (h, t) = self.b.split_at(n);
             self.b = t;
             Ok(h)
         }
-        fn u8(&mut self) -> Result<u8, String> {
+        fn u8(&mut self) -> Result<u8, BlobError> {
             Ok(self.take(1)?[0])
         }
-        fn u16(&mut self) -> Result<u16, String> {
+        fn u16(&mut self) -> Result<u16, BlobError> {
             let b = self.take(2)?;
             Ok(u16::from_le_bytes([b[0], b[1]]))
         }
-        fn u32(&mut self) -> Result<u32, String> {
+        fn u32(&mut self) -> Result<u32, BlobError> {
             let mut a = [0u8; 4];
             a.copy_from_slice(self.take(4)?);
             Ok(u32::from_le_bytes(a))
         }
-        fn i64(&mut self) -> Result<i64, String> {
+        fn i64(&mut self) -> Result<i64, BlobError> {
             let mut a = [0u8; 8];
             a.copy_from_slice(self.take(8)?);
             Ok(i64::from_le_bytes(a))
         }
-        fn opt(&mut self) -> Result<Option<i64>, String> {
+        fn opt(&mut self) -> Result<Option<i64>, BlobError> {
             Ok(Some(self.i64()?).filter(|&v| v != NONE))
         }
-        fn str(&mut self) -> Result<String, String> {
+        fn str(&mut self) -> Result<String, BlobError> {
             let n = self.u16()? as usize;
-            String::from_utf8(self.take(n)?.to_vec()).map_err(|e| e.to_string())
+            String::from_utf8(self.take(n)?.to_vec()).map_err(BlobError::Text)
         }
         /// A count, checked against what is left so a corrupt blob cannot ask for a huge allocation.
-        fn count(&mut self, min_size: usize) -> Result<usize, String> {
+        fn count(&mut self, min_size: usize) -> Result<usize, BlobError> {
             let n = self.u32()? as usize;
             if n.saturating_mul(min_size) > self.b.len() {
-                return Err("observation blob count exceeds its length".into());
+                return Err(BlobError::Count);
             }
             Ok(n)
         }
@@ -558,11 +577,11 @@ pub mod blob {
     }
 
     /// Decodes a blob, naming its origins' service `service`.
-    pub fn decode(bytes: &[u8], service: &str) -> Result<Observations, String> {
+    pub fn decode(bytes: &[u8], service: &str) -> Result<Observations, BlobError> {
         let mut r = Reader { b: bytes };
         let v = r.u8()?;
         if v != VERSION && v != VERSION_1 {
-            return Err(format!("observation blob version {v} is not {VERSION}"));
+            return Err(BlobError::Version(v));
         }
         let mut o = Observations::default();
         for _ in 0..r.count(4)? {
@@ -575,10 +594,10 @@ pub mod blob {
             });
         }
         let n = o.origins.len() as u32;
-        let origin = |r: &mut Reader| -> Result<u32, String> {
+        let origin = |r: &mut Reader| -> Result<u32, BlobError> {
             let i = r.u32()?;
             if i >= n {
-                return Err("observation blob names an origin it lacks".into());
+                return Err(BlobError::Origin);
             }
             Ok(i)
         };
@@ -624,12 +643,12 @@ pub mod blob {
                 let n = r.u32()?;
                 match o.changes.get_mut(i) {
                     Some(c) => c.unlisted = n,
-                    None => return Err("observation blob names a change it lacks".into()),
+                    None => return Err(BlobError::Change),
                 }
             }
         }
         if !r.b.is_empty() {
-            return Err("trailing bytes after the observation blob".into());
+            return Err(BlobError::Trailing);
         }
         Ok(o)
     }

@@ -42,7 +42,8 @@ impl Default for Options {
     }
 }
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// What a job hears of its transaction's commit: the commit's error, classified, is every job's.
+type Completion = Box<dyn FnOnce(Result<(), PortError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 pub(crate) struct Inner {
@@ -180,12 +181,8 @@ impl EmbeddedStore {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = in_savepoint(conn, f);
-            Box::new(move |commit: Result<(), String>| {
-                let _ = tx.send(
-                    commit
-                        .map_err(PortError::transient)
-                        .and_then(|()| result.map_err(classify)),
-                );
+            Box::new(move |commit: Result<(), PortError>| {
+                let _ = tx.send(commit.and_then(|()| result.map_err(classify)));
             })
         });
         self.inner
@@ -310,11 +307,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
         let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
         let commit = conn.execute_batch("COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
-            format!("commit failed: {e}")
+            tracing::error!(error = %e, "sqlite writer: commit failed");
+            classify(e)
         });
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "sqlite writer");
-        }
         for c in completions {
             c(commit.clone());
         }

@@ -427,14 +427,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let at = digest::At::parse(at.as_deref(), now)?;
             let config = load_config(&config)?;
             let outbound = match send {
-                true => Some(em_digest::Outbound {
-                    web: em_notify::send::Sender::new(em_notify::send::Policy::default())
+                true => Some(em_digest::Outbound::on_aws(
+                    em_notify::send::Sender::new(em_notify::send::Policy::default())
                         .map_err(|e| e.to_string())?,
-                    aws: em_aws::sdk_config().await,
-                    from: std::env::var(em_digest::FROM_VAR)
+                    &em_aws::sdk_config().await,
+                    std::env::var(em_digest::FROM_VAR)
                         .ok()
                         .filter(|f| !f.is_empty()),
-                }),
+                )),
                 false => None,
             };
             let outbound = outbound.as_ref();

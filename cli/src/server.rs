@@ -330,13 +330,13 @@ pub async fn serve<
         aggregator = aggregator.with_after_linking(Arc::new(em_digest::notices::Notices {
             store: store.clone(),
             addresses: em_digest::EnvAddresses,
-            out: em_digest::Outbound {
-                web: em_notify::send::Sender::new(em_digest::notices::policy())?,
-                aws: em_aws::sdk_config().await,
-                from: std::env::var(em_digest::FROM_VAR)
+            out: em_digest::Outbound::on_aws(
+                em_notify::send::Sender::new(em_digest::notices::policy())?,
+                &em_aws::sdk_config().await,
+                std::env::var(em_digest::FROM_VAR)
                     .ok()
                     .filter(|f| !f.is_empty()),
-            },
+            ),
             config: config.clone(),
             clock: em_core::time::now_millis,
         }));

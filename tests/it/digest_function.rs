@@ -62,11 +62,7 @@ async fn handler(slack: &str) -> (Handler<DynamoStore, SecretsManagerSecrets>, S
     let h = Handler {
         store: DynamoStore::new(&sdk, names.table),
         addresses: SecretsManagerSecrets::new(&sdk, secret, Layout::PerProvider),
-        out: Outbound {
-            web,
-            aws: sdk,
-            from: Some(from.clone()),
-        },
+        out: Outbound::on_aws(web, &sdk, Some(from.clone())),
         config,
     };
     (h, from)
@@ -175,7 +171,9 @@ async fn a_failed_channel_goes_out_on_the_next_run_and_the_rest_are_not_resent()
     let (slack, url) = slack_hook(&[404]).await;
     let (h, from) = handler(&url).await;
     let first = h.handle(at("2025-04-14T07:00:00Z"), 0).await;
-    let err = first.expect_err("a failed channel fails the invocation, so it is retried");
+    let err = first
+        .expect_err("a failed channel fails the invocation, so it is retried")
+        .to_string();
     assert!(err.contains("1 digest channel(s) failed"), "{err}");
     assert!(!err.contains(&url), "no webhook URL in the answer: {err}");
     assert_eq!(common::aws::emails_from(&from).await.len(), 1);

@@ -83,11 +83,11 @@ channels = ["slack"]
             ("web/teams".to_string(), format!("{base}/web-teams")),
             ("find/slack".to_string(), format!("{base}/find-slack")),
         ])),
-        out: Outbound {
-            web: Sender::new(policy()).expect("sender"),
-            aws: common::aws::sdk().await,
-            from: None,
-        },
+        out: Outbound::on_aws(
+            Sender::new(policy()).expect("sender"),
+            &common::aws::sdk().await,
+            None,
+        ),
         config: config.clone(),
         clock: now,
     };

@@ -34,11 +34,11 @@ async fn main() -> Result<(), Error> {
         aggregator = aggregator.with_after_linking(Arc::new(Notices {
             store,
             addresses: SecretsManagerSecrets::new(&sdk, secret, Layout::PerProvider),
-            out: Outbound {
-                web: Sender::new(notices::policy())?,
-                aws: sdk.clone(),
-                from: std::env::var(FROM_VAR).ok().filter(|f| !f.is_empty()),
-            },
+            out: Outbound::on_aws(
+                Sender::new(notices::policy())?,
+                &sdk,
+                std::env::var(FROM_VAR).ok().filter(|f| !f.is_empty()),
+            ),
             config,
             clock: now_millis,
         }));

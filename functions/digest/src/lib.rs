@@ -5,9 +5,11 @@
 use std::future::Future;
 
 pub mod channels;
+mod error;
 pub mod notices;
 mod outbound;
 
+pub use error::{ChannelsFailed, SendError};
 pub use outbound::{Outbound, FROM_VAR};
 
 use em_core::calendar::{self, Period};
@@ -211,14 +213,14 @@ pub async fn deliver<S: DigestStore, A: SecretSource>(
     if won.is_empty() {
         return reports;
     }
-    let d = match digest_of(store, config, who, period, to).await {
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("reading the digest's figures: {e}")),
-    };
+    let d = digest_of(store, config, who, period, to).await;
     for (channel, key) in won {
         let sent = match &d {
             Ok(d) => send_through(addresses, out, team, channel, who, d).await,
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(SendError::Read {
+                what: "the digest's figures".into(),
+                source: e.clone(),
+            }),
         };
         if let Err(e) = store.settle(key, owner.clone(), sent.is_ok()).await {
             tracing::error!(team, channel = channel.as_str(), error = %e, "digest claim not settled");
@@ -226,8 +228,8 @@ pub async fn deliver<S: DigestStore, A: SecretSource>(
         match sent {
             Ok(()) => reports.push(report(channel, Outcome::Sent)),
             Err(e) => {
-                tracing::warn!(team, channel = channel.as_str(), error = %e, "digest not sent");
-                reports.push(report(channel, Outcome::Failed(e)));
+                e.log(team, channel.as_str(), "digest");
+                reports.push(report(channel, Outcome::Failed(e.to_string())));
             }
         }
     }
@@ -239,12 +241,15 @@ pub(crate) async fn addresses_of<A: SecretSource>(
     addresses: &A,
     team: &str,
     channel: Channel,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, SendError> {
     let key = address_key(team, channel);
     let found = addresses
         .secrets(&key)
         .await
-        .map_err(|e| format!("reading {key}'s address: {e}"))?;
+        .map_err(|source| SendError::Read {
+            what: format!("{key}'s address"),
+            source,
+        })?;
     let list: Vec<String> = found
         .unwrap_or_default()
         .into_iter()
@@ -252,12 +257,11 @@ pub(crate) async fn addresses_of<A: SecretSource>(
         .filter(|a| !a.is_empty())
         .collect();
     if list.is_empty() {
-        return Err(format!(
-            "{} has no address for {}: {}",
-            audience(team).name(),
-            channel.as_str(),
-            addresses.enable_hint(&key)
-        ));
+        return Err(SendError::NoAddress {
+            who: audience(team).name(),
+            channel: channel.as_str(),
+            hint: addresses.enable_hint(&key),
+        });
     }
     Ok(list)
 }
@@ -269,7 +273,7 @@ async fn send_through<A: SecretSource>(
     channel: Channel,
     who: &Audience,
     d: &Digest,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let list = addresses_of(addresses, team, channel).await?;
     channels::send(
         out,
@@ -325,7 +329,7 @@ pub fn now_of(event: &Scheduled, clock: Millis) -> Millis {
 
 /// The function's answer: every channel's report; an error when one failed, so the invocation is retried
 /// (the channels that were sent are not sent again).
-pub fn answer(reports: Vec<Report>) -> Result<serde_json::Value, String> {
+pub fn answer(reports: Vec<Report>) -> Result<serde_json::Value, ChannelsFailed> {
     let failed = reports
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
@@ -333,7 +337,7 @@ pub fn answer(reports: Vec<Report>) -> Result<serde_json::Value, String> {
     let value = serde_json::json!({ "reports": reports });
     match failed {
         0 => Ok(value),
-        n => Err(format!("{n} digest channel(s) failed; see the logs")),
+        n => Err(ChannelsFailed(n)),
     }
 }
 
@@ -350,7 +354,7 @@ impl<S: DigestStore, A: SecretSource> Handler<S, A> {
         &self,
         event: Scheduled,
         clock: Millis,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send + '_ {
+    ) -> impl Future<Output = Result<serde_json::Value, ChannelsFailed>> + Send + '_ {
         let now = now_of(&event, clock);
         async move {
             let reports = run(&self.store, &self.addresses, &self.out, &self.config, now).await;

@@ -22,11 +22,11 @@ async fn main() -> Result<(), Error> {
     let handler = Handler {
         store: DynamoStore::new(&sdk, names.table),
         addresses: SecretsManagerSecrets::new(&sdk, addresses_secret, Layout::PerProvider),
-        out: Outbound {
-            web: Sender::new(Policy::default())?,
-            aws: sdk,
-            from: std::env::var(FROM_VAR).ok().filter(|f| !f.is_empty()),
-        },
+        out: Outbound::on_aws(
+            Sender::new(Policy::default())?,
+            &sdk,
+            std::env::var(FROM_VAR).ok().filter(|f| !f.is_empty()),
+        ),
         config,
     };
     let handler = &handler;

@@ -181,7 +181,10 @@ pub async fn send_notices<S: DigestStore, A: SecretSource>(
                             store.settle(claim, owner.clone(), sent.is_ok()).await?;
                             match sent {
                                 Ok(()) => Outcome::Sent,
-                                Err(e) => Outcome::Failed(e),
+                                Err(e) => {
+                                    e.log(&team.name, channel.as_str(), "notice");
+                                    Outcome::Failed(e.to_string())
+                                }
                             }
                         }
                     };
@@ -228,9 +231,8 @@ impl<S: DigestStore + Clone, A: SecretSource> AfterLinking for Notices<S, A> {
                 Ok(reports) => {
                     for r in reports {
                         match &r.outcome {
-                            Outcome::Failed(e) => {
-                                tracing::warn!(team = %r.team, notice = %r.key, channel = r.channel.as_str(), error = %e, "notice not sent")
-                            }
+                            // Logged where it failed, at the level its kind calls for.
+                            Outcome::Failed(_) => {}
                             Outcome::Sent => {
                                 tracing::info!(team = %r.team, notice = %r.key, channel = r.channel.as_str(), "notice sent")
                             }

@@ -4,7 +4,7 @@
 use aws_config::SdkConfig;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
-use em_core::ports::PortError;
+use em_core::ports::{Mail, PortError, Sending, Topics};
 
 use crate::sdk_error;
 
@@ -12,23 +12,26 @@ use crate::sdk_error;
 pub const SNS_SUBJECT_MAX: usize = 99;
 pub const SNS_MESSAGE_MAX: usize = 256 * 1024;
 
-/// Sends raw MIME messages through SES (API v2) from one verified address.
+/// Sends raw MIME messages through SES (API v2).
 #[derive(Clone)]
 pub struct SesMailer {
     client: aws_sdk_sesv2::Client,
-    from: String,
 }
 
 impl SesMailer {
-    pub fn new(sdk: &SdkConfig, from: impl Into<String>) -> Self {
+    pub fn new(sdk: &SdkConfig) -> Self {
         SesMailer {
             client: aws_sdk_sesv2::Client::new(sdk),
-            from: from.into(),
         }
     }
 
-    /// Sends `raw` (a whole MIME message) to `to`; SES's message id.
-    pub async fn send_raw(&self, to: &[String], raw: Vec<u8>) -> Result<String, PortError> {
+    /// Sends `raw` (a whole MIME message) from the verified address `from` to `to`; SES's message id.
+    pub async fn send_raw(
+        &self,
+        from: &str,
+        to: &[String],
+        raw: Vec<u8>,
+    ) -> Result<String, PortError> {
         let raw = RawMessage::builder()
             .data(Blob::new(raw))
             .build()
@@ -36,7 +39,7 @@ impl SesMailer {
         let out = self
             .client
             .send_email()
-            .from_email_address(&self.from)
+            .from_email_address(from)
             .destination(
                 Destination::builder()
                     .set_to_addresses(Some(to.to_vec()))
@@ -47,6 +50,12 @@ impl SesMailer {
             .await
             .map_err(|e| sdk_error("ses send email", e))?;
         Ok(out.message_id.unwrap_or_default())
+    }
+}
+
+impl Mail for SesMailer {
+    fn send_raw<'a>(&'a self, from: &'a str, to: &'a [String], raw: Vec<u8>) -> Sending<'a> {
+        Box::pin(async move { SesMailer::send_raw(self, from, to, raw).await.map(|_| ()) })
     }
 }
 
@@ -97,6 +106,16 @@ impl SnsPublisher {
             .await
             .map_err(|e| sdk_error("sns publish", e))?;
         Ok(out.message_id.unwrap_or_default())
+    }
+}
+
+impl Topics for SnsPublisher {
+    fn publish<'a>(&'a self, topic: &'a str, subject: &'a str, message: &'a str) -> Sending<'a> {
+        Box::pin(async move {
+            SnsPublisher::publish(self, topic, subject, message)
+                .await
+                .map(|_| ())
+        })
     }
 }
 

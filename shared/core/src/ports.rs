@@ -284,6 +284,20 @@ pub trait SecretSource: Send + Sync + 'static {
     }
 }
 
+/// A send in progress on an outbound port.
+pub type Sending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), PortError>> + Send + 'a>>;
+
+/// Email out: a whole MIME message from a verified sender (SES on AWS). Object-safe, so that the
+/// channels, declared in one registry, share one.
+pub trait Mail: Send + Sync {
+    fn send_raw<'a>(&'a self, from: &'a str, to: &'a [String], raw: Vec<u8>) -> Sending<'a>;
+}
+
+/// Plain-text messages to a topic (SNS on AWS).
+pub trait Topics: Send + Sync {
+    fn publish<'a>(&'a self, topic: &'a str, subject: &'a str, message: &'a str) -> Sending<'a>;
+}
+
 /// What runs after a batch's facts are stored and its services re-linked: real-time notices
 /// (docs/digests.md). Best effort: it reports nothing back, and a batch never fails because of it.
 pub trait AfterLinking: Send + Sync {

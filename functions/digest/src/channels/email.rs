@@ -3,7 +3,8 @@
 use em_core::config::Channel;
 
 use super::notifier::{count, Content, Notifier, Sending};
-use crate::outbound::{Outbound, FROM_VAR};
+use crate::error::SendError;
+use crate::outbound::Outbound;
 
 pub struct Email;
 
@@ -23,19 +24,19 @@ impl Notifier for Email {
                 .from
                 .clone()
                 .filter(|f| !f.is_empty())
-                .ok_or_else(|| format!("email needs a sender: set {FROM_VAR}"))?;
+                .ok_or(SendError::NoSender)?;
             let raw = match content {
                 Content::Digest { who, digest } => {
                     em_notify::email::message(digest, who, &from, addresses)
                 }
                 Content::Notice(n) => em_notify::email::notice_message(n, &from, addresses),
-            }
-            .map_err(|e| e.to_string())?;
-            let sent = em_aws::notify::SesMailer::new(&out.aws, from)
-                .send_raw(addresses, raw)
-                .await;
+            }?;
+            let sent = out.mail.send_raw(&from, addresses, raw).await;
             count(Channel::Email, sent.is_ok());
-            sent.map(|_| ()).map_err(|e| format!("email: {e}"))
+            sent.map_err(|source| SendError::Port {
+                channel: "email",
+                source,
+            })
         })
     }
 }

@@ -13,6 +13,7 @@ pub use notifier::{Content, Notifier, Sending};
 
 use em_core::config::Channel;
 
+use crate::error::SendError;
 use crate::outbound::Outbound;
 
 /// Every channel, in the order `Channel::ALL` lists them.
@@ -29,9 +30,8 @@ pub async fn send(
     channel: Channel,
     addresses: &[String],
     content: Content<'_>,
-) -> Result<(), String> {
-    let notifier =
-        notifier(channel).ok_or_else(|| format!("no notifier sends {}", channel.as_str()))?;
+) -> Result<(), SendError> {
+    let notifier = notifier(channel).ok_or(SendError::NoNotifier(channel.as_str()))?;
     notifier.send(out, addresses, content).await
 }
 

@@ -8,6 +8,7 @@ use em_core::emf;
 use em_metrics::digest::Digest;
 use em_notify::{Audience, Notice};
 
+use crate::error::SendError;
 use crate::outbound::Outbound;
 
 /// What goes out: a digest as the audience it is for reads it, or a real-time notice.
@@ -39,7 +40,7 @@ impl Content<'_> {
 }
 
 /// A send in progress.
-pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
 
 /// One channel: how a message looks there and how it is sent to the addresses a team gave for it (a
 /// webhook URL, email addresses, a topic ARN).
@@ -60,13 +61,10 @@ pub(super) async fn post(
     channel: Channel,
     addresses: &[String],
     body: &serde_json::Value,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let url = addresses.first().map(String::as_str).unwrap_or_default();
-    out.web
-        .post_json(channel, url, body)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    out.web.post_json(channel, url, body).await?;
+    Ok(())
 }
 
 /// Counts a send through AWS (`Notifications` by channel and outcome); the webhooks count their own

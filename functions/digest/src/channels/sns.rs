@@ -3,6 +3,7 @@
 use em_core::config::Channel;
 
 use super::notifier::{count, Content, Notifier, Sending};
+use crate::error::SendError;
 use crate::outbound::Outbound;
 
 pub struct Sns;
@@ -20,11 +21,15 @@ impl Notifier for Sns {
     ) -> Sending<'a> {
         Box::pin(async move {
             let topic = addresses.first().map(String::as_str).unwrap_or_default();
-            let sent = em_aws::notify::SnsPublisher::new(&out.aws)
+            let sent = out
+                .topics
                 .publish(topic, &content.subject(), &content.text())
                 .await;
             count(Channel::Sns, sent.is_ok());
-            sent.map(|_| ()).map_err(|e| format!("sns: {e}"))
+            sent.map_err(|source| SendError::Port {
+                channel: "sns",
+                source,
+            })
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `em-agent digest`: each team's (and the organisation's) digest of the period just ended, rendered as
 //! every channel's message into files (docs/digests.md).
 
+use crate::error::CliError;
 use std::path::Path;
 
 use chrono::NaiveDate;
@@ -12,10 +13,10 @@ use em_digest::{DigestStore, EnvAddresses, Outbound, Outcome};
 use em_notify::Audience;
 
 /// Who gets a digest: `team` alone, or every team of the configuration and the whole organisation.
-fn audiences(config: &Config, team: Option<String>) -> Result<Vec<Audience>, String> {
+fn audiences(config: &Config, team: Option<String>) -> Result<Vec<Audience>, CliError> {
     match team {
         Some(t) if config.has_team(&t) => Ok(vec![Audience::Team(t)]),
-        Some(t) => Err(format!("no service in the configuration has team {t:?}")),
+        Some(t) => Err(format!("no service in the configuration has team {t:?}").into()),
         None => {
             let mut teams: Vec<String> = config
                 .services()
@@ -44,14 +45,14 @@ pub enum At {
 
 impl At {
     /// `--at`: a date (YYYY-MM-DD) or an RFC 3339 instant; without it, the current period's start.
-    pub fn parse(raw: Option<&str>, now: Millis) -> Result<At, String> {
+    pub fn parse(raw: Option<&str>, now: Millis) -> Result<At, CliError> {
         match raw {
             None => Ok(At::Now(now)),
             Some(r) => match NaiveDate::parse_from_str(r, "%Y-%m-%d") {
                 Ok(d) => Ok(At::Date(d)),
                 Err(_) => em_api::parse_instant("at", r)
                     .map(At::Instant)
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| CliError::Invalid(e.to_string())),
             },
         }
     }
@@ -66,8 +67,8 @@ impl At {
     }
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(dir.join(name), bytes).map_err(|e| format!("{}: {e}", dir.join(name).display()))
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), CliError> {
+    std::fs::write(dir.join(name), bytes).map_err(CliError::io(dir.join(name)))
 }
 
 /// Renders each audience's digest into `out` (`out/<team>/` and `out/all/` without `team`), and with
@@ -82,7 +83,7 @@ pub async fn render<R: MetricsReader + DigestStore>(
     out: &Path,
     outbound: Option<&Outbound>,
     now: Millis,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let mut failed = 0;
     let single = team.is_some();
     for who in audiences(config, team)? {
@@ -139,7 +140,7 @@ pub async fn render<R: MetricsReader + DigestStore>(
     }
     match failed {
         0 => Ok(()),
-        n => Err(format!("{n} channel(s) did not get their digest")),
+        n => Err(format!("{n} channel(s) did not get their digest").into()),
     }
 }
 

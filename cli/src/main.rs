@@ -2,6 +2,7 @@
 
 mod aws;
 mod digest;
+mod error;
 mod generate;
 mod parse;
 mod providers;
@@ -22,6 +23,7 @@ use em_core::secrets::EnvSecrets;
 use em_core::time::now_millis;
 use em_providers::secret_env_var;
 use em_sqlite::{EmbeddedStore, Options};
+use error::CliError;
 
 const DEFAULT_CONFIG: &str = "em-agent.toml";
 
@@ -230,17 +232,17 @@ fn init_logging(format: LogFormat, default_level: &str) {
 }
 
 /// The default config file may be absent (every repository is then its own service); a named one may not.
-fn load_config(path: &Path) -> Result<Config, String> {
+fn load_config(path: &Path) -> Result<Config, CliError> {
     if !path.exists() && path == Path::new(DEFAULT_CONFIG) {
         tracing::info!(
             "no {DEFAULT_CONFIG}: every repository and incident service is its own service"
         );
         return Ok(Config::default());
     }
-    Config::load(path).map_err(|e| e.to_string())
+    Config::load(path).map_err(|e| CliError::Invalid(e.to_string()))
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, String> {
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve {
             addr,
@@ -264,7 +266,8 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     "refusing to serve the metrics API on {addr} without a token: anyone who reaches \
                      that address could read it. Set EM_AGENT_API_TOKEN, or pass --open-api to serve \
                      it open on purpose"
-                ));
+                )
+                .into());
             }
             init_logging(log_format, "info");
             let config = load_config(&config)?;
@@ -464,7 +467,7 @@ async fn remote_report(
     url: &str,
     token: Option<&str>,
     q: &DoraQuery,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, CliError> {
     let params: Vec<(&str, &String)> = [
         ("service", &q.service),
         ("team", &q.team),
@@ -486,10 +489,7 @@ async fn remote_report(
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
-        return Err(format!(
-            "{status}: {}",
-            body["error"].as_str().unwrap_or_default()
-        ));
+        return Err(format!("{status}: {}", body["error"].as_str().unwrap_or_default()).into());
     }
     Ok(body)
 }

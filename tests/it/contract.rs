@@ -136,6 +136,12 @@ trait StoreAny {
         from: i64,
         to: i64,
     ) -> Boxed<'_, Vec<(String, Linked)>>;
+    /// The incidents' events as linking reads them (`Links::incident_events`).
+    fn incident_events(
+        &self,
+        aliases: Vec<String>,
+        ids: Vec<String>,
+    ) -> Boxed<'_, Vec<IncidentEvent>>;
 }
 
 /// What a window's observations say, in a shape easy to compare.
@@ -199,6 +205,25 @@ impl<S: Store + MetricsReader> StoreAny for S {
                 .expect("rows");
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             rows
+        })
+    }
+    fn incident_events(
+        &self,
+        aliases: Vec<String>,
+        ids: Vec<String>,
+    ) -> Boxed<'_, Vec<IncidentEvent>> {
+        Box::pin(async move {
+            use em_core::ports::Links;
+            let links = self
+                .links(Vec::new(), aliases.clone())
+                .await
+                .expect("links");
+            let mut events = links
+                .incident_events(&aliases, &ids)
+                .await
+                .expect("incident_events");
+            events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+            events
         })
     }
     fn rows(
@@ -311,6 +336,7 @@ fn incident(service_name: &str, event_id: &str, kind: IncidentEventKind, time: i
         time,
         service_name: service_name.into(),
         title: "down".into(),
+        severity: "critical".into(),
     })
 }
 
@@ -346,6 +372,13 @@ async fn facts_are_idempotent_and_the_earliest_deployment_report_stands() {
             "{name}: incident services match exactly"
         );
         assert_eq!(first.incident_events[0].event_id, "e1");
+        // The alert's severity is kept as sent, for the facts and for linking alike.
+        assert_eq!(first.incident_events[0].severity, "critical", "{name}");
+        let linking = s
+            .incident_events(vec!["Shop API".into()], vec!["P1".into()])
+            .await;
+        assert_eq!(linking.len(), 1, "{name}");
+        assert_eq!(linking[0].severity, "critical", "{name}");
 
         // At-least-once: everything again, then a later and an earlier report of deployment 7.
         s.put(facts).await;

@@ -119,6 +119,7 @@ impl Generator {
                 time: t + after,
                 service_name: format!("Svc {s}"),
                 title: "down".into(),
+                severity: String::new(),
             })
         })
         .collect()

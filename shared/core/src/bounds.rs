@@ -14,6 +14,8 @@ pub const SHA: usize = 128;
 pub const BRANCH: usize = 512;
 /// Titles of incidents, pull requests and work items; build names.
 pub const TITLE: usize = 1024;
+/// An alert's severity or priority as the tool names it.
+pub const SEVERITY: usize = 64;
 /// Commit messages: the rework rules read only their start.
 pub const MESSAGE: usize = 4096;
 /// Commits a push lists (GitHub lists at most 2,048): the newest are kept, the rest count as `unlisted`.
@@ -73,6 +75,7 @@ impl Fact {
                 cut(&mut i.event_id, ID);
                 cut(&mut i.service_name, NAME);
                 cut(&mut i.title, TITLE);
+                cut(&mut i.severity, SEVERITY);
             }
             Fact::PullRequest(p) => {
                 cut(&mut p.provider, NAME);

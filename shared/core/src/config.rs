@@ -76,7 +76,24 @@ struct RawConfig {
     links: Links,
     #[serde(default)]
     max_unmapped_services: Option<usize>,
+    #[serde(default)]
+    incidents: IncidentsConfig,
 }
+
+/// `[incidents]`: which alerts of a monitoring tool are incidents.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsConfig {
+    /// Per provider, the severities that count (compared letter case aside); alerts that carry no severity
+    /// always count. A provider not named here counts its defaults ([`DEFAULT_SEVERITIES`]).
+    #[serde(default)]
+    pub severities: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The severities that count for monitoring tools nobody configured: each tool's highest, so that warnings
+/// do not inflate the change failure rate. An incident tool (PagerDuty) or a provider not listed counts
+/// every severity.
+pub const DEFAULT_SEVERITIES: &[(&str, &[&str])] = &[("alertmanager", &["critical"])];
 
 /// Where a digest links a commit or an incident: URL templates. `{repo}`, `{sha}` and `{id}` are replaced.
 /// Without `commit`, a commit of a repository deployed through GitHub, GitLab or Bitbucket links to that
@@ -251,6 +268,7 @@ pub struct Config {
     by_alias: HashMap<String, String>,
     links: Links,
     max_unmapped_services: usize,
+    incidents: IncidentsConfig,
 }
 
 /// Where the figures of services no `[[services]]` entry names are counted together once there are more than
@@ -313,6 +331,7 @@ impl Config {
             raw.teams,
         )?;
         config.links = raw.links;
+        config.incidents = raw.incidents;
         config.max_unmapped_services = raw
             .max_unmapped_services
             .unwrap_or(DEFAULT_MAX_UNMAPPED_SERVICES);
@@ -444,6 +463,7 @@ impl Config {
             by_alias,
             links: Links::default(),
             max_unmapped_services: DEFAULT_MAX_UNMAPPED_SERVICES,
+            incidents: IncidentsConfig::default(),
         })
     }
 
@@ -553,6 +573,23 @@ impl Config {
         self.attribution_window
     }
 
+    /// Whether an alert of `provider` at `severity` is an incident (docs/metrics.md, *Which alerts are
+    /// incidents*): one without a severity always is; otherwise the severities configured for the provider,
+    /// else its defaults, else every one.
+    pub fn counts_incident(&self, provider: &str, severity: &str) -> bool {
+        if severity.is_empty() {
+            return true;
+        }
+        let matches = |s: &str| s.eq_ignore_ascii_case(severity);
+        match self.incidents.severities.get(provider) {
+            Some(list) => list.iter().any(|s| matches(s)),
+            None => match DEFAULT_SEVERITIES.iter().find(|(p, _)| *p == provider) {
+                Some((_, list)) => list.iter().any(|s| matches(s)),
+                None => true,
+            },
+        }
+    }
+
     /// A stable digest of everything that changes derived figures: when it changes, they are recomputed.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
@@ -574,6 +611,10 @@ impl Config {
             h.update(format!(
                 "ServiceConfig {{ name: {name:?}, team: {team:?}, repositories: {repositories:?}, aliases: {aliases:?} }}|"
             ));
+        }
+        // Only when set, so that a configuration written before it keeps its fingerprint.
+        if !self.incidents.severities.is_empty() {
+            h.update(format!("severities {:?}|", self.incidents.severities));
         }
         hex::encode(h.finalize())
     }

@@ -142,6 +142,11 @@ pub struct IncidentEvent {
     /// The provider's name of the affected service, mapped to a service by `aliases`.
     pub service_name: String,
     pub title: String,
+    /// The tool's severity or priority of the alert, as it says it (`critical`, `P1`), or `""` when it
+    /// gives none. Kept as sent: which severities count is decided when counting
+    /// ([`crate::config::Config::counts_incident`]), so a changed setting needs no re-delivery.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub severity: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,8 @@ pub struct IncidentEventFact {
     pub incident_id: String,
     pub kind: IncidentEventKind,
     pub time: Millis,
+    /// Its severity counts for its tool ([`em_core::config::Config::counts_incident`]).
+    pub counts: bool,
 }
 
 /// Everything known about one service.
@@ -106,6 +108,7 @@ impl ServiceFacts {
                 .incident_events
                 .into_iter()
                 .map(|e| IncidentEventFact {
+                    counts: config.counts_incident(&e.provider, &e.severity),
                     incident_id: e.incident_id,
                     kind: e.kind,
                     time: e.time,
@@ -326,16 +329,15 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
 /// Folds state changes into incidents ([`IncidentSpan::fold`]), so re-deliveries and re-ordering change
 /// nothing. An incident never seen triggered has no opening time and is left out until its trigger arrives.
 fn incidents_of(events: &[IncidentEventFact]) -> Vec<DerivedIncident> {
-    let mut by_id: BTreeMap<&str, Vec<(IncidentEventKind, Millis)>> = BTreeMap::new();
+    let mut by_id: BTreeMap<&str, Vec<&IncidentEventFact>> = BTreeMap::new();
     for e in events {
-        by_id
-            .entry(e.incident_id.as_str())
-            .or_default()
-            .push((e.kind, e.time));
+        by_id.entry(e.incident_id.as_str()).or_default().push(e);
     }
     by_id
         .into_iter()
+        .filter(|(_, events)| rules::is_incident(events.iter().map(|e| e.counts)))
         .filter_map(|(id, events)| {
+            let events = events.into_iter().map(|e| (e.kind, e.time));
             let span = IncidentSpan::fold(events);
             Some(DerivedIncident {
                 id: id.to_string(),
@@ -633,6 +635,7 @@ mod tests {
             incident_id: id.into(),
             kind,
             time,
+            counts: true,
         };
         let facts = ServiceFacts {
             pushes: vec![push(

@@ -75,14 +75,27 @@ pub fn deployment_to(repo: &str, id: &str, sha: &str, time: Millis, environment:
 }
 
 pub fn incident(id: &str, event: &str, kind: IncidentEventKind, time: Millis) -> Fact {
+    alert(id, event, kind, time, "pagerduty", "")
+}
+
+/// An incident event of `provider` at `severity` (`""`: none).
+pub fn alert(
+    id: &str,
+    event: &str,
+    kind: IncidentEventKind,
+    time: Millis,
+    provider: &str,
+    severity: &str,
+) -> Fact {
     Fact::Incident(IncidentEvent {
-        provider: "pagerduty".into(),
+        provider: provider.into(),
         incident_id: id.into(),
         event_id: event.into(),
         kind,
         time,
         service_name: "Shop".into(),
         title: "down".into(),
+        severity: severity.into(),
     })
 }
 
@@ -157,8 +170,19 @@ pub fn history(seed: u64) -> Vec<Fact> {
         }
         facts.push(f);
     }
+    let mut alerts = fastrand::Rng::with_seed(seed ^ 0x5e7e);
     for i in 0..rng.usize(0..7) {
         let id = format!("P{i}");
+        // Whose alert it is: an incident tool's, or a monitoring tool's at a severity that counts by default
+        // or does not (drawn apart, so the histories are otherwise those of every seed before).
+        let (provider, severity) = match alerts.u8(0..4) {
+            0 => ("pagerduty", ""),
+            1 => ("alertmanager", "critical"),
+            2 => ("alertmanager", "warning"),
+            _ => ("alertmanager", ""),
+        };
+        let incident =
+            |id: &str, event: &str, kind, time| alert(id, event, kind, time, provider, severity);
         let opened = T0 + rng.i64(0..(n as Millis + 12) * H);
         if rng.u8(0..5) != 0 {
             facts.push(incident(

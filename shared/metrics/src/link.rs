@@ -578,16 +578,21 @@ async fn attribute_incidents<L: Links>(
     } else {
         links.incident_events(&service.aliases, &ids).await?
     };
-    let mut by_incident: BTreeMap<String, Vec<(IncidentEventKind, Millis)>> = BTreeMap::new();
+    // Each incident's events, and whether any is at a severity that counts.
+    let mut by_incident: BTreeMap<String, (Vec<(IncidentEventKind, Millis)>, bool)> =
+        BTreeMap::new();
     for e in events {
-        by_incident
-            .entry(e.incident_id)
-            .or_default()
-            .push((e.kind, e.time));
+        let counts = service.config.counts_incident(&e.provider, &e.severity);
+        let (events, counted) = by_incident.entry(e.incident_id).or_default();
+        events.push((e.kind, e.time));
+        *counted = rules::is_incident([*counted, counts]);
     }
     let mut incidents = Vec::new();
     let mut open = Vec::new();
-    for (id, events) in by_incident {
+    for (id, (events, counted)) in by_incident {
+        if !counted {
+            continue;
+        }
         let span = IncidentSpan::fold(events);
         let (acknowledged, resolved) = (span.acknowledged, span.resolved);
         let Some(opened) = span.opened else { continue };

@@ -94,6 +94,14 @@ pub fn within_window(deployed: Millis, opened: Millis, window: Millis) -> bool {
     deployed <= opened && opened - deployed <= window
 }
 
+/// **Which alerts are incidents** (docs/metrics.md): an incident counts when any of its events is at a
+/// severity its tool counts ([`em_core::config::Config::counts_incident`]: the configured severities,
+/// else the tool's highest; an event with no severity always counts). One that does not is stored and
+/// linked to nothing.
+pub fn is_incident(events_counted: impl IntoIterator<Item = bool>) -> bool {
+    events_counted.into_iter().any(|counted| counted)
+}
+
 /// **Rework** (docs/metrics.md, *Metrics*, `rework_rate`): an incident attributed to an earlier
 /// deployment makes a deployment at `t` rework when it is open at `t`: opened at or before, not resolved
 /// by then.
@@ -204,5 +212,6 @@ mod tests {
         assert!(!open_at(10, None, 9));
         assert!(failed(true, false) && failed(false, true) && !failed(false, false));
         assert!(is_rework(false, false, false, true) && !is_rework(false, false, false, false));
+        assert!(is_incident([false, true]) && !is_incident([false, false]));
     }
 }

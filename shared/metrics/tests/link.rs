@@ -433,3 +433,71 @@ async fn another_providers_report_joins_at_exactly_ten_minutes_and_not_a_millise
         rows
     );
 }
+
+/// Which alerts are incidents (docs/metrics.md): a monitoring tool's warning fails nothing by default, its
+/// critical alert does, an alert without a severity does, and a configured list decides for its tool.
+#[tokio::test]
+async fn only_alerts_at_a_severity_that_counts_fail_a_deployment() {
+    use em_metrics::history::alert;
+    let a = commits(&["a1"], T0);
+    let facts = |provider: &str, severity: &str| {
+        vec![
+            push(NULL_SHA, &a),
+            deployment("d1", "a1", T0 + 10 * H, "production"),
+            alert(
+                "A1",
+                "e1",
+                IncidentEventKind::Opened,
+                T0 + 11 * H,
+                provider,
+                severity,
+            ),
+        ]
+    };
+    let failed = |linked: Linked| (linked.deployments[0].failed, linked.incidents.len());
+    let default = config();
+    for (provider, severity, counts) in [
+        ("alertmanager", "warning", false),
+        ("alertmanager", "critical", true),
+        ("alertmanager", "CRITICAL", true),
+        ("alertmanager", "", true),
+        ("pagerduty", "low", true),
+    ] {
+        let f = facts(provider, severity);
+        let want = if counts { (true, 1) } else { (false, 0) };
+        assert_eq!(
+            failed(whole(&default, &f).await),
+            want,
+            "{provider} {severity:?}"
+        );
+        assert_eq!(
+            failed(incrementally(&default, std::slice::from_ref(&f)).await),
+            want,
+            "{provider} {severity:?}"
+        );
+        assert_matches_reference(&default, &f, &whole(&default, &f).await, 0);
+    }
+    let configured = Config::parse(
+        r#"
+incident_attribution_window = "6h"
+[[services]]
+name = "shop"
+repositories = ["acme/shop"]
+aliases = ["Shop"]
+[incidents.severities]
+alertmanager = ["warning"]
+"#,
+    )
+    .unwrap();
+    assert_ne!(configured.fingerprint(), default.fingerprint());
+    let warning = facts("alertmanager", "warning");
+    assert_eq!(failed(whole(&configured, &warning).await), (true, 1));
+    let critical = facts("alertmanager", "critical");
+    assert_eq!(failed(whole(&configured, &critical).await), (false, 0));
+    assert_matches_reference(
+        &configured,
+        &critical,
+        &whole(&configured, &critical).await,
+        0,
+    );
+}

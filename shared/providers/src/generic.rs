@@ -96,6 +96,9 @@ struct Incident {
     time: Millis,
     #[serde(default)]
     title: String,
+    /// The alert's severity or priority, as the sending tool names it.
+    #[serde(default)]
+    severity: String,
 }
 
 fn non_empty(provider: &'static str, what: &str, v: &str) -> Result<(), ParseError> {
@@ -224,6 +227,7 @@ pub(crate) fn parse_as(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>,
                 time: i.time,
                 service_name: i.service,
                 title: i.title,
+                severity: i.severity,
             })]
         }
     })

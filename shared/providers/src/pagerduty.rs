@@ -93,5 +93,7 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         time: e.occurred_at.0,
         service_name: e.data.service.summary,
         title: e.data.title.unwrap_or_default(),
+        // An incident tool: every incident counts, whatever its urgency.
+        severity: String::new(),
     })])
 }

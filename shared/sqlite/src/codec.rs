@@ -194,6 +194,7 @@ pub(crate) fn incident_event(r: &Row) -> rusqlite::Result<IncidentEvent> {
         time: r.get(4)?,
         service_name: r.get(5)?,
         title: r.get(6)?,
+        severity: r.get(7)?,
     })
 }
 

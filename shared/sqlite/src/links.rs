@@ -173,7 +173,7 @@ impl Links for SqliteLinks<'_> {
         self.with(|c| {
             let mut out = Vec::new();
             let mut s = c.prepare_cached(
-                "SELECT provider, incident_id, event_id, kind, time, service_name, title
+                "SELECT provider, incident_id, event_id, kind, time, service_name, title, severity
                  FROM incident_events WHERE service_name = ?1 AND incident_id = ?2",
             )?;
             for a in aliases {

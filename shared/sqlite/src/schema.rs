@@ -50,6 +50,7 @@ CREATE INDEX IF NOT EXISTS deployments_repo ON deployments (repo, outcome);
 CREATE TABLE IF NOT EXISTS incident_events (
     provider TEXT NOT NULL, event_id TEXT NOT NULL, incident_id TEXT NOT NULL, kind TEXT NOT NULL,
     time INTEGER NOT NULL, service_name TEXT NOT NULL, title TEXT NOT NULL,
+    severity TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (provider, event_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS incident_events_service ON incident_events (service_name);
 CREATE TABLE IF NOT EXISTS pull_requests (
@@ -140,7 +141,7 @@ pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 
 /// Columns added after their tables: a store written before them gets them, with their defaults.
 pub(crate) fn add_columns(c: &Connection) -> rusqlite::Result<()> {
-    const ADDED: [(&str, &str, &str); 7] = [
+    const ADDED: [(&str, &str, &str); 8] = [
         ("deployments", "rework", "INTEGER NOT NULL DEFAULT 0"),
         ("pull_requests", "sha", "TEXT"),
         ("deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
@@ -148,6 +149,7 @@ pub(crate) fn add_columns(c: &Connection) -> rusqlite::Result<()> {
         ("commits", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
         ("o_changes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
         ("o_deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
+        ("incident_events", "severity", "TEXT NOT NULL DEFAULT ''"),
     ];
     for (table, column, decl) in ADDED {
         let present = c

@@ -50,8 +50,8 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
         }
         Fact::Incident(i) => {
             c.prepare_cached(
-                "INSERT OR IGNORE INTO incident_events (provider, event_id, incident_id, kind, time, service_name, title)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO incident_events (provider, event_id, incident_id, kind, time, service_name, title, severity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 i.provider,
@@ -60,7 +60,8 @@ fn put_fact(c: &Connection, fact: &Fact) -> rusqlite::Result<()> {
                 i.kind.as_str(),
                 i.time,
                 i.service_name,
-                i.title
+                i.title,
+                i.severity
             ])?;
         }
         Fact::Build(b) => {
@@ -176,7 +177,7 @@ impl Store for EmbeddedStore {
             }
             for name in &incident_services {
                 let mut s = c.prepare_cached(
-                    "SELECT provider, incident_id, event_id, kind, time, service_name, title
+                    "SELECT provider, incident_id, event_id, kind, time, service_name, title, severity
                      FROM incident_events WHERE service_name = ?1",
                 )?;
                 let rows = s.query_map([name], codec::incident_event)?;

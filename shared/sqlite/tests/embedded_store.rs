@@ -290,6 +290,7 @@ fn incident_event(event_id: &str, kind: IncidentEventKind, time: i64) -> Fact {
         time,
         service_name: "App".into(),
         title: "down".into(),
+        severity: "critical".into(),
     })
 }
 

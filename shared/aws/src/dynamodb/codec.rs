@@ -219,7 +219,7 @@ pub(crate) fn fact_index(fact: &Fact) -> Vec<IndexPut> {
 
 /// The attributes of an incident event (the fact item and its copy by incident).
 pub(crate) fn incident_attrs(i: &IncidentEvent) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("provider".to_string(), s(&i.provider)),
         ("incident_id".to_string(), s(&i.incident_id)),
         ("event_id".to_string(), s(&i.event_id)),
@@ -227,7 +227,12 @@ pub(crate) fn incident_attrs(i: &IncidentEvent) -> Item {
         ("time".to_string(), n(i.time)),
         ("service_name".to_string(), s(&i.service_name)),
         ("title".to_string(), s(&i.title)),
-    ])
+    ]);
+    // Only when the tool gave one: most incidents carry none, and an absent attribute costs nothing.
+    if !i.severity.is_empty() {
+        item.insert("sev".to_string(), s(&i.severity));
+    }
+    item
 }
 
 /// The time-ordered index item of a fact the delivery metrics read, if it is one.
@@ -558,6 +563,8 @@ pub(crate) fn parse_incident_event(item: &Item) -> Result<IncidentEvent, PortErr
         time: get_n(item, "time")?,
         service_name: get_s(item, "service_name")?,
         title: get_s(item, "title")?,
+        // Absent from events stored before severities were kept, and when the tool gave none.
+        severity: get_opt_s(item, "sev").unwrap_or_default(),
     })
 }
 

@@ -178,6 +178,9 @@ pub enum Auth {
     TokenOrBasic {
         header: &'static str,
     },
+    /// `Authorization: Bearer <secret>`, else `Authorization: Basic` whose password is the secret (any user
+    /// name): for a sender whose configuration offers both (Alertmanager's `http_config`).
+    BearerOrBasic,
 }
 
 /// What a check needs besides the delivery: the time now and how far a signed timestamp may be from it.
@@ -248,6 +251,11 @@ impl Auth {
                 Some(token) => (token.as_bytes().into(), header),
                 None => (password(basic(headers)?)?.into(), "Authorization"),
             },
+            // The scheme the header names decides; anything but Bearer is read as Basic.
+            Auth::BearerOrBasic => match authorization(headers, "bearer") {
+                Ok(token) => (token.as_bytes().into(), "Authorization"),
+                Err(_) => (password(basic(headers)?)?.into(), "Authorization"),
+            },
         };
         if matches_any(&secrets, &given) {
             Ok(())
@@ -264,7 +272,8 @@ impl Auth {
                 header.to_string(),
                 String::from_utf8_lossy(secret).into_owned(),
             )],
-            Auth::Bearer => vec![(
+            // A bearer token is what Alertmanager's `http_config.authorization` sends by default.
+            Auth::Bearer | Auth::BearerOrBasic => vec![(
                 "Authorization".into(),
                 format!("Bearer {}", String::from_utf8_lossy(secret)),
             )],
@@ -311,7 +320,7 @@ impl Auth {
                 v
             }
             Auth::Token { header } => vec![header],
-            Auth::Bearer | Auth::Basic => vec!["authorization"],
+            Auth::Bearer | Auth::Basic | Auth::BearerOrBasic => vec!["authorization"],
             Auth::TokenOrBasic { header } => vec![header, "authorization"],
         }
     }
@@ -349,6 +358,9 @@ impl Auth {
             Auth::TokenOrBasic { header } => {
                 format!("shared token in {header}, or HTTP basic auth (secret is the password, any user)")
             }
+            Auth::BearerOrBasic => {
+                "bearer token (Authorization: Bearer <secret>), or HTTP basic auth (secret is the password, any user)".into()
+            }
         }
     }
 
@@ -363,6 +375,7 @@ impl Auth {
             Auth::Bearer => "bearer",
             Auth::Basic => "basic",
             Auth::TokenOrBasic { .. } => "token-or-basic",
+            Auth::BearerOrBasic => "bearer-or-basic",
         }
     }
 }

@@ -83,6 +83,15 @@ fn every_provider_withstands_the_attack_matrix() {
             let name = format!("{} ({header})", p.name);
             withstands(p, &name, &|secret, body, at| token.sign(secret, body, at));
         }
+        if let Auth::BearerOrBasic = p.auth {
+            // Basic with the secret as the password, under a user name of the sender's choosing.
+            let name = format!("{} (basic)", p.name);
+            withstands(p, &name, &|secret, body, at| {
+                let mut credentials = b"alertmanager:".to_vec();
+                credentials.extend_from_slice(secret);
+                Auth::Basic.sign(&credentials, body, at)
+            });
+        }
     }
 }
 

@@ -414,3 +414,54 @@ fn token_or_basic_rfc7617_and_a_shared_token_header() {
     );
     assert_eq!(accepts(&[]), Err(AuthError::Missing("Authorization")));
 }
+
+#[test]
+fn bearer_or_basic_takes_the_secret_as_a_bearer_token_or_as_a_basic_password() {
+    let secret = b"open sesame".to_vec();
+    let accepts = |pairs: &[(&str, &str)]| {
+        Auth::BearerOrBasic.verify(
+            &headers(pairs),
+            b"{}",
+            std::slice::from_ref(&secret),
+            Clock::at(0),
+        )
+    };
+    // RFC 6750's scheme, matched letter case aside, and RFC 7617's example credentials (user "Aladdin").
+    assert_eq!(accepts(&[("Authorization", "Bearer open sesame")]), Ok(()));
+    assert_eq!(accepts(&[("Authorization", "bearer open sesame")]), Ok(()));
+    assert_eq!(
+        accepts(&[("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")]),
+        Ok(())
+    );
+    assert_eq!(
+        accepts(&[("Authorization", "Bearer open sesamf")]),
+        Err(AuthError::Mismatch("Authorization"))
+    );
+    // "Aladdin:open sesamf".
+    assert_eq!(
+        accepts(&[("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZg==")]),
+        Err(AuthError::Mismatch("Authorization"))
+    );
+    // Neither scheme: not a credential at all.
+    assert_eq!(
+        accepts(&[("Authorization", "Token open sesame")]),
+        Err(AuthError::Malformed("Authorization"))
+    );
+    assert_eq!(accepts(&[]), Err(AuthError::Missing("Authorization")));
+    assert_eq!(
+        Auth::BearerOrBasic.verify(
+            &headers(&[("Authorization", "Bearer open sesame")]),
+            b"{}",
+            &[Vec::new()],
+            Clock::at(0)
+        ),
+        Err(AuthError::NoSecret)
+    );
+    assert_eq!(
+        sign_one(&Auth::BearerOrBasic, &secret, b"{}", 0),
+        vec![(
+            "Authorization".to_string(),
+            "Bearer open sesame".to_string()
+        )]
+    );
+}

@@ -36,6 +36,8 @@ registry! {
     kubernetes,
     aws,
     jenkins,
+    alertmanager,
+    opsgenie,
 }
 
 /// Every provider this build knows, in registry order.

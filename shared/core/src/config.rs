@@ -573,21 +573,21 @@ impl Config {
         self.attribution_window
     }
 
-    /// Whether an alert of `provider` at `severity` is an incident (docs/metrics.md, *Which alerts are
-    /// incidents*): one without a severity always is; otherwise the severities configured for the provider,
-    /// else its defaults, else every one.
-    pub fn counts_incident(&self, provider: &str, severity: &str) -> bool {
+    /// Whether an alert event of `provider` at `severity` makes its incident count (docs/metrics.md, *Which
+    /// alerts are incidents*): the severities configured for the provider, else its defaults, else every
+    /// one. `None` for an event without a severity: it has no say (a recovery often carries none).
+    pub fn counts_incident(&self, provider: &str, severity: &str) -> Option<bool> {
         if severity.is_empty() {
-            return true;
+            return None;
         }
         let matches = |s: &str| s.eq_ignore_ascii_case(severity);
-        match self.incidents.severities.get(provider) {
+        Some(match self.incidents.severities.get(provider) {
             Some(list) => list.iter().any(|s| matches(s)),
             None => match DEFAULT_SEVERITIES.iter().find(|(p, _)| *p == provider) {
                 Some((_, list)) => list.iter().any(|s| matches(s)),
                 None => true,
             },
-        }
+        })
     }
 
     /// A stable digest of everything that changes derived figures: when it changes, they are recomputed.

@@ -70,8 +70,9 @@ pub struct IncidentEventFact {
     pub incident_id: String,
     pub kind: IncidentEventKind,
     pub time: Millis,
-    /// Its severity counts for its tool ([`em_core::config::Config::counts_incident`]).
-    pub counts: bool,
+    /// Whether its severity counts for its tool; `None` without one
+    /// ([`em_core::config::Config::counts_incident`]).
+    pub counts: Option<bool>,
 }
 
 /// Everything known about one service.
@@ -635,7 +636,7 @@ mod tests {
             incident_id: id.into(),
             kind,
             time,
-            counts: true,
+            counts: None,
         };
         let facts = ServiceFacts {
             pushes: vec![push(

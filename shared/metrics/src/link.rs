@@ -578,19 +578,19 @@ async fn attribute_incidents<L: Links>(
     } else {
         links.incident_events(&service.aliases, &ids).await?
     };
-    // Each incident's events, and whether any is at a severity that counts.
-    let mut by_incident: BTreeMap<String, (Vec<(IncidentEventKind, Millis)>, bool)> =
-        BTreeMap::new();
+    // Each incident's events, and what each one's severity says of whether it counts.
+    type Events = (Vec<(IncidentEventKind, Millis)>, Vec<Option<bool>>);
+    let mut by_incident: BTreeMap<String, Events> = BTreeMap::new();
     for e in events {
         let counts = service.config.counts_incident(&e.provider, &e.severity);
-        let (events, counted) = by_incident.entry(e.incident_id).or_default();
+        let (events, said) = by_incident.entry(e.incident_id).or_default();
         events.push((e.kind, e.time));
-        *counted = rules::is_incident([*counted, counts]);
+        said.push(counts);
     }
     let mut incidents = Vec::new();
     let mut open = Vec::new();
-    for (id, (events, counted)) in by_incident {
-        if !counted {
+    for (id, (events, said)) in by_incident {
+        if !rules::is_incident(said) {
             continue;
         }
         let span = IncidentSpan::fold(events);

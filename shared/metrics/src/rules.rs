@@ -96,10 +96,18 @@ pub fn within_window(deployed: Millis, opened: Millis, window: Millis) -> bool {
 
 /// **Which alerts are incidents** (docs/metrics.md): an incident counts when any of its events is at a
 /// severity its tool counts ([`em_core::config::Config::counts_incident`]: the configured severities,
-/// else the tool's highest; an event with no severity always counts). One that does not is stored and
-/// linked to nothing.
-pub fn is_incident(events_counted: impl IntoIterator<Item = bool>) -> bool {
-    events_counted.into_iter().any(|counted| counted)
+/// else the tool's highest), or when none of its events carries a severity (`None`: no say). One that
+/// does not is stored and linked to nothing.
+pub fn is_incident(events_counted: impl IntoIterator<Item = Option<bool>>) -> bool {
+    let mut said = false;
+    for counted in events_counted {
+        match counted {
+            Some(true) => return true,
+            Some(false) => said = true,
+            None => {}
+        }
+    }
+    !said
 }
 
 /// **Rework** (docs/metrics.md, *Metrics*, `rework_rate`): an incident attributed to an earlier
@@ -212,6 +220,7 @@ mod tests {
         assert!(!open_at(10, None, 9));
         assert!(failed(true, false) && failed(false, true) && !failed(false, false));
         assert!(is_rework(false, false, false, true) && !is_rework(false, false, false, false));
-        assert!(is_incident([false, true]) && !is_incident([false, false]));
+        assert!(is_incident([Some(false), Some(true)]) && !is_incident([Some(false), None]));
+        assert!(is_incident([None, None]) && is_incident([]));
     }
 }

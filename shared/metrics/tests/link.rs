@@ -477,6 +477,27 @@ async fn only_alerts_at_a_severity_that_counts_fail_a_deployment() {
         );
         assert_matches_reference(&default, &f, &whole(&default, &f).await, 0);
     }
+    // A recovery carries no severity of its own: it has no say, so a warning's incident still does not count.
+    let mut resolved_warning = facts("alertmanager", "warning");
+    resolved_warning.push(alert(
+        "A1",
+        "e2",
+        IncidentEventKind::Resolved,
+        T0 + 12 * H,
+        "alertmanager",
+        "",
+    ));
+    assert_eq!(failed(whole(&default, &resolved_warning).await), (false, 0));
+    assert_eq!(
+        failed(incrementally(&default, std::slice::from_ref(&resolved_warning)).await),
+        (false, 0)
+    );
+    assert_matches_reference(
+        &default,
+        &resolved_warning,
+        &whole(&default, &resolved_warning).await,
+        0,
+    );
     let configured = Config::parse(
         r#"
 incident_attribution_window = "6h"

@@ -38,6 +38,7 @@ registry! {
     jenkins,
     alertmanager,
     opsgenie,
+    datadog,
 }
 
 /// Every provider this build knows, in registry order.

@@ -2,6 +2,7 @@
 
 use em_metrics::dora::Figures;
 use em_metrics::figures::FIGURES;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::CliError;
@@ -9,7 +10,7 @@ use crate::error::CliError;
 /// Renders a report (as JSON, so it works for a local or a remote API alike); an answer without the
 /// figures is an error that says so.
 pub fn render(r: &Value) -> Result<String, CliError> {
-    let figures: Figures = serde_json::from_value(r.clone())
+    let figures = Figures::deserialize(r)
         .map_err(|e| CliError::Invalid(format!("the answer holds no DORA figures: {e}")))?;
     let scope = match (r["scope"]["service"].as_str(), r["scope"]["team"].as_str()) {
         (Some(s), _) => format!("service {s}"),

@@ -286,8 +286,7 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
     for inc in &incidents {
         // The latest deployment at or before the incident opened, within the window.
         let hit =
-            rules::attributed_to(|j| deps[j].time, deps.len(), inc.opened, attribution_window)
-                .unwrap_or(None);
+            rules::attributed_to(&deps, |d| d.time, inc.opened, attribution_window).unwrap_or(None);
         if let Some(j) = hit {
             has_incident[j] = true;
         }

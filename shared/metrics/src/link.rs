@@ -599,7 +599,7 @@ async fn attribute_incidents<L: Links>(
         if from.is_some_and(|f| opened < f) {
             continue;
         }
-        let to = rules::attributed_to(|j| linking[j].dep.time, linking.len(), opened, window);
+        let to = rules::attributed_to(linking, |l| l.dep.time, opened, window);
         let attributed = match to {
             Ok(Some(j)) => {
                 linking[j].has_incident = true;

@@ -72,19 +72,19 @@ pub fn is_rollback(signalled: bool, by_sha: bool) -> bool {
 }
 
 /// **Incident attribution** (docs/metrics.md, *Links*): the index of the deployment an incident opened at
-/// `opened` belongs to, among deployments in time order (`times`): the latest at or before the opening,
-/// if the opening is at most `window` after it. `Err(())` when there is no deployment at or before the
-/// opening among them (the one before, if any, is elsewhere: before a re-link's cut).
+/// `opened` belongs to, among `deployments` in time order (`time` of each): the latest at or before the
+/// opening, if the opening is at most `window` after it. `Err(())` when there is no deployment at or before
+/// the opening among them (the one before, if any, is elsewhere: before a re-link's cut).
 #[allow(clippy::result_unit_err)]
-pub fn attributed_to(
-    times: impl Fn(usize) -> Millis,
-    count: usize,
+pub fn attributed_to<T>(
+    deployments: &[T],
+    time: impl Fn(&T) -> Millis,
     opened: Millis,
     window: Millis,
 ) -> Result<Option<usize>, ()> {
-    let n = partition_point(count, |i| times(i) <= opened);
+    let n = deployments.partition_point(|d| time(d) <= opened);
     match n.checked_sub(1) {
-        Some(j) => Ok(within_window(times(j), opened, window).then_some(j)),
+        Some(j) => Ok(within_window(time(&deployments[j]), opened, window).then_some(j)),
         None => Err(()),
     }
 }
@@ -128,20 +128,6 @@ pub fn failed(has_incident: bool, rolled_back: bool) -> bool {
 /// marks as restoring an earlier version (a circuit breaker's).
 pub fn is_rework(rollback: bool, during_incident: bool, ships_rework: bool, marked: bool) -> bool {
     rollback || during_incident || ships_rework || marked
-}
-
-/// The first index in `0..count` where `pred` is false (`pred` true then false over the range).
-fn partition_point(count: usize, pred: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, count);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if pred(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
 }
 
 #[cfg(test)]
@@ -203,7 +189,7 @@ mod tests {
     #[test]
     fn an_incident_goes_to_the_latest_deployment_at_or_before_it_within_the_window() {
         let times = [10, 20, 20, 40];
-        let at = |opened, window| attributed_to(|i| times[i], times.len(), opened, window);
+        let at = |opened, window| attributed_to(&times, |t| *t, opened, window);
         assert_eq!(at(5, 100), Err(()));
         assert_eq!(at(20, 100), Ok(Some(2)));
         assert_eq!(at(39, 100), Ok(Some(2)));

@@ -8,7 +8,7 @@ pub mod send;
 use em_core::calendar;
 use em_core::time::rfc3339::format as format_millis;
 use em_metrics::digest::{Anomaly, Digest, Period, Trend};
-use em_metrics::figures::FIGURES;
+use em_metrics::figures::{Unit, FIGURES};
 use em_metrics::levels::Level;
 use serde_json::{json, Value};
 
@@ -39,10 +39,6 @@ impl Audience {
 
 /// A duration for people (`2d 3h`), as every figure shows one.
 pub use em_metrics::figures::duration;
-
-fn percent(ratio: f64) -> String {
-    format!("{:.1}%", ratio * 100.0)
-}
 
 fn level(l: Option<Level>) -> String {
     l.map_or_else(|| "no level".into(), |l| l.as_str().to_string())
@@ -237,8 +233,8 @@ pub fn anomaly_line(a: &Anomaly, period: Period) -> String {
             ..
         } => format!(
             "Change failure rate {} against a usual {} ({})",
-            percent(*current),
-            percent(*baseline_mean),
+            Unit::Ratio.show(*current),
+            Unit::Ratio.show(*baseline_mean),
             how_far(*sigmas)
         ),
         Anomaly::IncidentsUp {

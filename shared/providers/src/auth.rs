@@ -101,6 +101,31 @@ pub enum SignedContent {
         before: &'static str,
         between: &'static str,
     },
+    /// `{id}.{timestamp}.{body}`, the id being the delivery's own from `id_header`: the Standard Webhooks
+    /// (Svix) scheme incident.io signs with.
+    IdTimestampAndBody { id_header: &'static str },
+}
+
+/// How the configured secret becomes the HMAC key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// The secret's bytes as they stand.
+    Raw,
+    /// Standard Webhooks: a secret written `whsec_<base64>` (the prefix optional, as Svix's libraries take
+    /// it) keys the HMAC with the decoded bytes. One that is not base64 is used as it stands: no sender
+    /// signs with it, so it still fails closed.
+    WhsecBase64,
+}
+
+impl Key {
+    fn of<'a>(self, secret: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match self {
+            Key::Raw => secret.into(),
+            Key::WhsecBase64 => base64::engine::general_purpose::STANDARD
+                .decode(secret.strip_prefix(b"whsec_").unwrap_or(secret))
+                .map_or(secret.into(), Into::into),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +162,7 @@ pub struct Hmac {
     pub message: SignedContent,
     /// Set for schemes with a replay window.
     pub timestamp: Option<Timestamp>,
+    pub key: Key,
 }
 
 impl Hmac {
@@ -155,6 +181,7 @@ impl Hmac {
             separator,
             message: SignedContent::Body,
             timestamp: None,
+            key: Key::Raw,
         }
     }
 }
@@ -310,6 +337,9 @@ impl Auth {
         match self {
             Auth::Hmac(h) => {
                 let mut v = vec![h.header];
+                if let SignedContent::IdTimestampAndBody { id_header } = h.message {
+                    v.push(id_header);
+                }
                 if let Some(Timestamp {
                     source: TimestampSource::Header(t),
                     ..
@@ -343,9 +373,17 @@ impl Auth {
                         "\"{before}{{timestamp}}{between}{{body}}\", timestamp in {}",
                         t.map(|t| t.source.describe()).unwrap_or_default()
                     ),
+                    (SignedContent::IdTimestampAndBody { id_header }, t) => format!(
+                        "\"{{id}}.{{timestamp}}.{{body}}\", id in {id_header}, timestamp in {}",
+                        t.map(|t| t.source.describe()).unwrap_or_default()
+                    ),
+                };
+                let key = match h.key {
+                    Key::Raw => "",
+                    Key::WhsecBase64 => ", keyed by the secret's whsec_<base64>",
                 };
                 format!(
-                    "{} ({}) of {over} in {}: {}<signature>{list}",
+                    "{} ({}) of {over} in {}: {}<signature>{list}{key}",
                     h.algorithm.name(),
                     h.encoding.name(),
                     h.header,
@@ -434,6 +472,7 @@ impl Hmac {
             None => None,
             Some(t) => Some(t.check(headers, body, clock)?),
         };
+        let id = self.signed_id(headers)?;
         let items: Vec<&str> = match self.separator {
             Some(sep) => value.split(sep).map(str::trim).collect(),
             None => vec![value.trim()],
@@ -450,9 +489,17 @@ impl Hmac {
             return Err(AuthError::Malformed(self.header));
         }
         // Each secret's MAC once, compared with every signature given.
+        let keys: Vec<_> = secrets
+            .iter()
+            .map(|s| self.key.of(s))
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.is_empty() {
+            return Err(AuthError::NoSecret);
+        }
         let mut ok = subtle::Choice::from(0u8);
-        for secret in secrets {
-            let mac = self.mac(secret, body, timestamp.as_deref());
+        for key in &keys {
+            let mac = self.mac(key, body, id, timestamp.as_deref());
             for g in &given {
                 ok |= digest_eq(&mac, g);
             }
@@ -464,15 +511,36 @@ impl Hmac {
         }
     }
 
-    fn mac(&self, secret: &[u8], body: &[u8], timestamp: Option<&str>) -> Vec<u8> {
+    /// The delivery id the scheme signs, where it signs one.
+    fn signed_id<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, AuthError> {
         match self.message {
-            SignedContent::Body => self.algorithm.mac(secret, &[body]),
+            SignedContent::IdTimestampAndBody { id_header } => header(headers, id_header)
+                .filter(|v| !v.is_empty())
+                .map(Some)
+                .ok_or(AuthError::Missing(id_header)),
+            _ => Ok(None),
+        }
+    }
+
+    fn mac(&self, key: &[u8], body: &[u8], id: Option<&str>, timestamp: Option<&str>) -> Vec<u8> {
+        match self.message {
+            SignedContent::Body => self.algorithm.mac(key, &[body]),
             SignedContent::TimestampAndBody { before, between } => self.algorithm.mac(
-                secret,
+                key,
                 &[
                     before.as_bytes(),
                     timestamp.unwrap_or_default().as_bytes(),
                     between.as_bytes(),
+                    body,
+                ],
+            ),
+            SignedContent::IdTimestampAndBody { .. } => self.algorithm.mac(
+                key,
+                &[
+                    id.unwrap_or_default().as_bytes(),
+                    b".",
+                    timestamp.unwrap_or_default().as_bytes(),
+                    b".",
                     body,
                 ],
             ),
@@ -497,7 +565,22 @@ impl Hmac {
             Some(TimestampSource::Body(path)) => crate::extract::field_at(body, path),
             _ => timestamp,
         };
-        let mac = self.mac(secret, body, signed_ts.as_deref());
+        // A scheme that signs the delivery id names the delivery by its body, as a re-delivery is named
+        // by the id of the first.
+        let id = match self.message {
+            SignedContent::IdTimestampAndBody { id_header } => {
+                let id = format!("msg_{}", &hex::encode(Sha256::digest(body))[..27]);
+                out.push((id_header.to_string(), id.clone()));
+                Some(id)
+            }
+            _ => None,
+        };
+        let mac = self.mac(
+            &self.key.of(secret),
+            body,
+            id.as_deref(),
+            signed_ts.as_deref(),
+        );
         out.push((
             self.header.to_string(),
             format!("{}{}", self.prefix, self.encoding.encode(&mac)),
@@ -569,6 +652,7 @@ mod tests {
         separator: Some(','),
         message: SignedContent::Body,
         timestamp: None,
+        key: Key::Raw,
     };
 
     #[test]

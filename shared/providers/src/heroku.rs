@@ -6,7 +6,7 @@ use em_core::domain::{Deployment, DeploymentOutcome, Fact};
 use em_core::time::{Id, Timestamp};
 use serde::Deserialize;
 
-use crate::auth::{Algorithm, Auth, Encoding, Hmac, SignedContent};
+use crate::auth::{Algorithm, Auth, Encoding, Hmac, Key, SignedContent};
 use crate::{parse_error, IdSource, ParseError, Provider};
 
 const NAME: &str = "heroku";
@@ -22,6 +22,7 @@ pub const PROVIDER: Provider = Provider {
         separator: None,
         message: SignedContent::Body,
         timestamp: None,
+        key: Key::Raw,
     }),
     delivery_id: &[
         IdSource::Body(&["webhook_metadata", "delivery", "id"]),

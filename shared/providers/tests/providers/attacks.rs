@@ -4,7 +4,7 @@
 use em_core::error::AuthError;
 use em_core::time::Millis;
 use em_providers::auth::{
-    Auth, Hmac, Timestamp, TimestampSource, DEFAULT_REPLAY_WINDOW, MAX_SIGNATURES,
+    Auth, Hmac, SignedContent, Timestamp, TimestampSource, DEFAULT_REPLAY_WINDOW, MAX_SIGNATURES,
 };
 use em_providers::{Clock, Provider};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -183,12 +183,28 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
         }) => Some(t),
         _ => None,
     };
+    let id_header = match p.auth {
+        Auth::Hmac(Hmac {
+            message: SignedContent::IdTimestampAndBody { id_header },
+            ..
+        }) => Some(id_header),
+        _ => None,
+    };
+    // Listed as the scheme lists them (Standard Webhooks separate by spaces).
+    let separator = match p.auth {
+        Auth::Hmac(Hmac {
+            separator: Some(c), ..
+        }) => c.to_string(),
+        _ => ",".to_string(),
+    };
     for (k, v) in sign(CURRENT, &body, NOW) {
-        if timestamp_header.is_some_and(|t| t.eq_ignore_ascii_case(&k)) {
+        if timestamp_header.is_some_and(|t| t.eq_ignore_ascii_case(&k))
+            || id_header.is_some_and(|i| i.eq_ignore_ascii_case(&k))
+        {
             continue;
         }
         let mut many = good.clone();
-        let list = vec![v.as_str(); 1000].join(",");
+        let list = vec![v.as_str(); 1000].join(&separator);
         many.insert(
             HeaderName::from_bytes(k.as_bytes()).expect("name"),
             HeaderValue::from_str(&list).expect("value"),
@@ -202,7 +218,7 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
         }) = p.auth
         {
             assert_eq!(verdict, Err(AuthError::TooManySignatures(header)), "{name}");
-            let within = [v.as_str(); MAX_SIGNATURES].join(",");
+            let within = [v.as_str(); MAX_SIGNATURES].join(&separator);
             many.insert(
                 HeaderName::from_bytes(k.as_bytes()).expect("name"),
                 HeaderValue::from_str(&within).expect("value"),

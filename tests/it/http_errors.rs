@@ -37,7 +37,11 @@ async fn error_of(resp: reqwest::Response) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_json_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(None, &dir.path().join("data"), &[("github", SECRET)]);
+    let server = Server::start(
+        None,
+        &dir.path().join("data"),
+        &[("github", SECRET), ("incident-io", SECRET)],
+    );
     let client = common::client();
     let push = std::fs::read_to_string(
         common::workspace().join("tests/data/scenarios/basic/deliveries/00006.json"),
@@ -103,6 +107,28 @@ async fn bad_input_gets_a_clear_json_error() {
         .await
         .expect("post");
     assert_eq!(error_of(r).await.0, 401);
+
+    // A delivery signed with a timestamp (incident.io's), replayed outside the five-minute window either
+    // way, is refused; the same bytes signed now pass.
+    let incident_io = em_providers::by_name("incident-io").expect("incident.io");
+    let status_change = std::fs::read_to_string(common::workspace().join(
+        "shared/providers/tests/fixtures/incident-io/incident_status_updated_v2-accepted.json",
+    ))
+    .expect("an incident.io delivery");
+    let now = em_core::time::now_millis();
+    for (at, expected) in [(now - 6 * 60_000, 401), (now + 6 * 60_000, 401), (now, 202)] {
+        let mut req = client
+            .post(server.url("/webhooks/incident-io"))
+            .body(status_change.clone());
+        for (k, v) in incident_io.sign(SECRET.as_bytes(), status_change.as_bytes(), at) {
+            req = req.header(k, v);
+        }
+        let (s, m) = error_of_or_ok(req.send().await.expect("post")).await;
+        assert_eq!(s, expected, "signed {} s from now: {m}", (at - now) / 1000);
+        if expected == 401 {
+            assert_eq!(m, "unauthorized: webhook-timestamp is outside the replay window");
+        }
+    }
 
     // Signed, but not JSON.
     let not_json = push_delivery("not-json", "this is not json");

@@ -138,6 +138,55 @@ async fn a_tampered_or_unconfigured_event_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_signed_timestamp_outside_the_replay_window_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
+    let timestamped: Vec<_> = em_providers::all()
+        .iter()
+        .filter(|p| p.auth.kind() == "hmac-timestamped")
+        .collect();
+    assert!(timestamped.iter().any(|p| p.name == "incident-io"));
+    let minutes = |n: i64| n * 60_000;
+    for p in timestamped {
+        let secrets = EnvSecrets::default().with(p.name, TEST_SECRET);
+        // The sample was signed at RECEIVED_AT: received six minutes after or before, it is stale.
+        let default = Function::new(WebhookHandler::new(store.clone(), secrets.clone()), None);
+        for at in [RECEIVED_AT + minutes(6), RECEIVED_AT - minutes(6)] {
+            let r = default.handle(request(&event(p.name)), at).await;
+            assert_eq!(r.status(), 401, "{}: {:?}", p.name, body_json(&r));
+            let error = body_json(&r)["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                error.ends_with("is outside the replay window"),
+                "{}: {error}",
+                p.name
+            );
+        }
+        // A window configured wider (`EM_AGENT_REPLAY_WINDOW`) takes it; narrower refuses it sooner.
+        let wide = Function::new(
+            WebhookHandler::new(store.clone(), secrets.clone())
+                .with_replay_window(std::time::Duration::from_secs(600)),
+            None,
+        );
+        let r = wide
+            .handle(request(&event(p.name)), RECEIVED_AT + minutes(6))
+            .await;
+        assert_eq!(r.status(), 202, "{}: {:?}", p.name, body_json(&r));
+        let narrow = Function::new(
+            WebhookHandler::new(store.clone(), secrets)
+                .with_replay_window(std::time::Duration::from_secs(30)),
+            None,
+        );
+        let r = narrow
+            .handle(request(&event(p.name)), RECEIVED_AT + 31_000)
+            .await;
+        assert_eq!(r.status(), 401, "{}: {:?}", p.name, body_json(&r));
+    }
+}
+
 /// The function answers its one route: another path is a 404 that lists it, another method a 405, and
 /// neither reaches the queue.
 #[tokio::test]

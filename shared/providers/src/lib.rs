@@ -39,6 +39,7 @@ registry! {
     alertmanager,
     opsgenie,
     datadog,
+    incident_io,
 }
 
 /// Every provider this build knows, in registry order.

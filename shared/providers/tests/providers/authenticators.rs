@@ -6,8 +6,8 @@
 
 use em_core::error::AuthError;
 use em_providers::auth::{
-    Algorithm, Auth, Clock, Encoding, Hmac, SignedContent, TimeUnit, Timestamp, TimestampSource,
-    DEFAULT_REPLAY_WINDOW,
+    Algorithm, Auth, Clock, Encoding, Hmac, Key, SignedContent, TimeUnit, Timestamp,
+    TimestampSource, DEFAULT_REPLAY_WINDOW,
 };
 use serde_json::Value;
 
@@ -41,6 +41,7 @@ const HEX_BODY: Hmac = Hmac {
     separator: None,
     message: SignedContent::Body,
     timestamp: None,
+    key: Key::Raw,
 };
 
 #[test]
@@ -128,6 +129,7 @@ const SLACK: Hmac = Hmac {
         source: TimestampSource::Header("X-Slack-Request-Timestamp"),
         unit: TimeUnit::Seconds,
     }),
+    key: Key::Raw,
 };
 
 #[test]
@@ -464,4 +466,112 @@ fn bearer_or_basic_takes_the_secret_as_a_bearer_token_or_as_a_basic_password() {
             "Bearer open sesame".to_string()
         )]
     );
+}
+
+#[test]
+fn standard_webhooks_signatures_of_the_id_timestamp_and_body_incident_io() {
+    // incident.io's own declaration, against Svix's published vector.
+    let auth = em_providers::by_name("incident-io")
+        .expect("incident-io")
+        .auth;
+    let v = &vectors("incident-io")[0];
+    let (secret, body, id, ts) = (
+        s(&v["secret"]),
+        s(&v["body"]),
+        s(&v["id"]),
+        s(&v["timestamp"]),
+    );
+    let expected = s(&v["expected_header_value"]);
+    let at = |now_s: i64| Clock::at(now_s * 1000);
+    let now: i64 = ts.parse().expect("seconds");
+    let with = |signature: &str, id: &str, ts: &str| {
+        headers(&[
+            ("webhook-id", id),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", signature),
+        ])
+    };
+    let secrets = [secret.as_bytes().to_vec()];
+    let verify = |h, body: &str, secrets: &[Vec<u8>], clock| {
+        auth.verify(&h, body.as_bytes(), secrets, clock)
+    };
+    assert_eq!(
+        verify(with(expected, id, ts), body, &secrets, at(now)),
+        Ok(())
+    );
+    // The key is the base64 after `whsec_`; as Svix's libraries take it, the prefix may be left out.
+    let bare = [secret.trim_start_matches("whsec_").as_bytes().to_vec()];
+    assert_eq!(verify(with(expected, id, ts), body, &bare, at(now)), Ok(()));
+    // The secret's text itself is not the key.
+    let literal = [secret.as_bytes().to_vec()];
+    let as_text = Auth::Hmac(Hmac {
+        key: Key::Raw,
+        ..match auth {
+            Auth::Hmac(h) => h,
+            _ => panic!("incident.io signs"),
+        }
+    });
+    assert_eq!(
+        as_text.verify(&with(expected, id, ts), body.as_bytes(), &literal, at(now)),
+        Err(AuthError::Mismatch("webhook-signature"))
+    );
+    // A list separated by spaces: other versions and other secrets' signatures beside it are skipped.
+    let list = format!("v2,abcd v1,Zm9yZ2Vk {expected}");
+    assert_eq!(verify(with(&list, id, ts), body, &secrets, at(now)), Ok(()));
+    // The id and the timestamp are signed: another of either fails, and so does another body.
+    assert_eq!(
+        verify(with(expected, "msg_other", ts), body, &secrets, at(now)),
+        Err(AuthError::Mismatch("webhook-signature"))
+    );
+    let later = (now + 1).to_string();
+    assert_eq!(
+        verify(with(expected, id, &later), body, &secrets, at(now)),
+        Err(AuthError::Mismatch("webhook-signature"))
+    );
+    assert_eq!(
+        verify(
+            with(expected, id, ts),
+            "{\"test\": 2432232315}",
+            &secrets,
+            at(now)
+        ),
+        Err(AuthError::Mismatch("webhook-signature"))
+    );
+    assert_eq!(
+        verify(
+            headers(&[("webhook-timestamp", ts), ("webhook-signature", expected)]),
+            body,
+            &secrets,
+            at(now)
+        ),
+        Err(AuthError::Missing("webhook-id"))
+    );
+    // Five minutes either way.
+    assert_eq!(
+        verify(with(expected, id, ts), body, &secrets, at(now + 300)),
+        Ok(())
+    );
+    assert_eq!(
+        verify(with(expected, id, ts), body, &secrets, at(now - 300)),
+        Ok(())
+    );
+    for off in [301, -301] {
+        assert_eq!(
+            verify(with(expected, id, ts), body, &secrets, at(now + off)),
+            Err(AuthError::Stale("webhook-timestamp"))
+        );
+    }
+    // What it signs, it accepts: an id of its own in `webhook-id`, the timestamp, a `v1,` signature.
+    let signed = auth.sign(secret.as_bytes(), body.as_bytes(), now * 1000);
+    let names: Vec<&str> = signed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["webhook-timestamp", "webhook-id", "webhook-signature"]
+    );
+    assert_eq!(signed[0].1, ts);
+    let pairs: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(verify(headers(&pairs), body, &secrets, at(now)), Ok(()));
 }

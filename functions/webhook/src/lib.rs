@@ -79,7 +79,7 @@ impl<Q: Queue, S: SecretSource> WebhookHandler<Q, S> {
         received_at: Millis,
     ) -> Result<Admitted, ApiError> {
         let (p, secrets) = self.provider_secrets(provider).await?;
-        if !p.auth.covers_body() {
+        if !p.auth.covers_body_of(headers) {
             let clock = Clock {
                 now: received_at,
                 replay_window: self.replay_window,

@@ -208,6 +208,11 @@ pub enum Auth {
     /// `Authorization: Bearer <secret>`, else `Authorization: Basic` whose password is the secret (any user
     /// name): for a sender whose configuration offers both (Alertmanager's `http_config`).
     BearerOrBasic,
+    /// Several schemes, for a sender that may use any (Grafana: its HMAC signature when configured, with a
+    /// timestamp when that is configured too, else a bearer token or basic auth): the first whose headers
+    /// the delivery carries decides, else the last. Each alternative stands on its own, so choosing one
+    /// gains a forger nothing: a signature made over a timestamp fails without it.
+    FirstOf(&'static [Auth]),
 }
 
 /// What a check needs besides the delivery: the time now and how far a signed timestamp may be from it.
@@ -261,6 +266,10 @@ impl Auth {
         // The shared-secret schemes compare what they were given with each secret.
         let (given, name): (std::borrow::Cow<[u8]>, &'static str) = match self {
             Auth::Hmac(h) => return h.verify(headers, body, &secrets, clock),
+            Auth::FirstOf(_) => {
+                let secrets: Vec<Vec<u8>> = secrets.iter().map(|s| s.to_vec()).collect();
+                return self.chosen(headers).verify(headers, body, &secrets, clock);
+            }
             Auth::Token { header } => (
                 headers
                     .get(*header)
@@ -295,6 +304,7 @@ impl Auth {
     pub fn sign(&self, secret: &[u8], body: &[u8], now: Millis) -> Vec<(String, String)> {
         match self {
             Auth::Hmac(h) => h.sign(secret, body, now),
+            Auth::FirstOf(_) => self.signing().sign(secret, body, now),
             Auth::Token { header } => vec![(
                 header.to_string(),
                 String::from_utf8_lossy(secret).into_owned(),
@@ -327,9 +337,47 @@ impl Auth {
         }
     }
 
-    /// Whether the check covers the body: a token scheme authenticates the sender, not what it sent.
+    /// Whether the check covers the body whatever the delivery carries: a token scheme authenticates the
+    /// sender, not what it sent.
     pub fn covers_body(&self) -> bool {
-        matches!(self, Auth::Hmac(_))
+        match self {
+            Auth::Hmac(_) => true,
+            Auth::FirstOf(alternatives) => alternatives.iter().all(Auth::covers_body),
+            _ => false,
+        }
+    }
+
+    /// Whether the check of a delivery with these headers covers its body (the scheme they choose does).
+    pub fn covers_body_of(&self, headers: &HeaderMap) -> bool {
+        self.chosen(headers).covers_body()
+    }
+
+    /// The scheme that checks a delivery with these headers.
+    pub fn chosen(&self, headers: &HeaderMap) -> &Auth {
+        match self {
+            Auth::FirstOf(alternatives) => alternatives
+                .iter()
+                .find(|a| a.required().iter().all(|h| headers.contains_key(*h)))
+                .or(alternatives.last())
+                .unwrap_or(self),
+            _ => self,
+        }
+    }
+
+    /// The scheme a sender uses when it can use any: the first of several.
+    pub fn signing(&self) -> &Auth {
+        match self {
+            Auth::FirstOf([first, ..]) => first,
+            _ => self,
+        }
+    }
+
+    /// The headers without which the scheme cannot pass.
+    fn required(&self) -> Vec<&'static str> {
+        match self {
+            Auth::TokenOrBasic { .. } | Auth::BearerOrBasic => vec!["authorization"],
+            _ => self.headers(),
+        }
     }
 
     /// The headers the scheme reads, for a delivery stripped of its authentication.
@@ -351,6 +399,15 @@ impl Auth {
             }
             Auth::Token { header } => vec![header],
             Auth::Bearer | Auth::Basic | Auth::BearerOrBasic => vec!["authorization"],
+            Auth::FirstOf(alternatives) => {
+                let mut v: Vec<&'static str> = Vec::new();
+                for h in alternatives.iter().flat_map(Auth::headers) {
+                    if !v.iter().any(|x| x.eq_ignore_ascii_case(h)) {
+                        v.push(h);
+                    }
+                }
+                v
+            }
             Auth::TokenOrBasic { header } => vec![header, "authorization"],
         }
     }
@@ -399,6 +456,11 @@ impl Auth {
             Auth::BearerOrBasic => {
                 "bearer token (Authorization: Bearer <secret>), or HTTP basic auth (secret is the password, any user)".into()
             }
+            Auth::FirstOf(alternatives) => alternatives
+                .iter()
+                .map(Auth::describe)
+                .collect::<Vec<_>>()
+                .join("; else "),
         }
     }
 
@@ -414,6 +476,7 @@ impl Auth {
             Auth::Basic => "basic",
             Auth::TokenOrBasic { .. } => "token-or-basic",
             Auth::BearerOrBasic => "bearer-or-basic",
+            Auth::FirstOf(_) => "first-of",
         }
     }
 }

@@ -31,8 +31,8 @@ fn timestamp_of(auth: &Auth) -> Option<Timestamp> {
 }
 
 /// The sample's body, carrying the signing instant where the scheme signs a timestamp in the body.
-fn body_at(p: &Provider, body: &[u8], at: Millis) -> Vec<u8> {
-    match timestamp_of(&p.auth) {
+fn body_at(scheme: &Auth, body: &[u8], at: Millis) -> Vec<u8> {
+    match timestamp_of(scheme) {
         Some(Timestamp {
             source: TimestampSource::Body(path),
             unit,
@@ -76,34 +76,55 @@ fn check(p: &Provider, h: &HeaderMap, body: &[u8], secrets: &[&[u8]]) -> Result<
 #[test]
 fn every_provider_withstands_the_attack_matrix() {
     for p in em_providers::all() {
-        withstands(p, p.name, &|secret, body, at| p.sign(secret, body, at));
-        // A scheme that takes two forms of the secret is attacked through each.
-        if let Auth::TokenOrBasic { header } = p.auth {
-            let token = Auth::Token { header };
-            let name = format!("{} ({header})", p.name);
-            withstands(p, &name, &|secret, body, at| token.sign(secret, body, at));
-        }
-        if let Auth::BearerOrBasic = p.auth {
-            // Basic with the secret as the password, under a user name of the sender's choosing.
-            let name = format!("{} (basic)", p.name);
-            withstands(p, &name, &|secret, body, at| {
-                let mut credentials = b"alertmanager:".to_vec();
-                credentials.extend_from_slice(secret);
-                Auth::Basic.sign(&credentials, body, at)
-            });
+        withstands(p, p.auth.signing(), p.name, &|secret, body, at| {
+            p.sign(secret, body, at)
+        });
+        // A provider that takes several schemes is attacked through each.
+        let alternatives: &[Auth] = match &p.auth {
+            Auth::FirstOf(all) => all,
+            one => std::slice::from_ref(one),
+        };
+        for (i, scheme) in alternatives.iter().enumerate() {
+            if i > 0 {
+                let name = format!("{} ({})", p.name, scheme.kind());
+                withstands(p, scheme, &name, &|secret, body, at| {
+                    scheme.sign(secret, body, at)
+                });
+            }
+            by_each_form(p, scheme);
         }
     }
 }
 
-/// The matrix for one provider, its deliveries authenticated by `sign`.
-fn withstands(p: &Provider, name: &str, sign: Signer) {
+/// A scheme that takes two forms of the secret is attacked through each.
+fn by_each_form(p: &Provider, scheme: &Auth) {
+    if let Auth::TokenOrBasic { header } = scheme {
+        let token = Auth::Token { header };
+        let name = format!("{} ({header})", p.name);
+        withstands(p, &token, &name, &|secret, body, at| {
+            token.sign(secret, body, at)
+        });
+    }
+    if let Auth::BearerOrBasic = scheme {
+        // Basic with the secret as the password, under a user name of the sender's choosing.
+        let name = format!("{} (basic)", p.name);
+        withstands(p, &Auth::Basic, &name, &|secret, body, at| {
+            let mut credentials = b"alertmanager:".to_vec();
+            credentials.extend_from_slice(secret);
+            Auth::Basic.sign(&credentials, body, at)
+        });
+    }
+}
+
+/// The matrix for one provider, its deliveries authenticated by `sign`, a signer of `scheme`'s.
+fn withstands(p: &Provider, scheme: &Auth, name: &str, sign: Signer) {
     let sample = Case::load(p, p.sample);
     // The sample's own headers, stripped of anything the scheme reads.
     let mut base = sample.headers.clone();
     for h in p.auth.headers() {
         base.remove(h);
     }
-    let body = body_at(p, &sample.body, NOW);
+    let body = body_at(scheme, &sample.body, NOW);
     let good = signed(sign, &base, CURRENT, &body, NOW);
 
     // Authentic, as the provider signs it.
@@ -142,7 +163,7 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
     let mut tampered = body.clone();
     tampered.push(b' ');
     let verdict = check(p, &good, &tampered, &[CURRENT]);
-    if p.auth.covers_body() {
+    if p.auth.covers_body_of(&good) {
         assert!(verdict.is_err(), "{name}: tampered body accepted");
     } else {
         assert_eq!(
@@ -176,14 +197,14 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
     );
 
     // An oversized signature list: refused before any MAC is computed, even with the right one in it.
-    let timestamp_header = match timestamp_of(&p.auth) {
+    let timestamp_header = match timestamp_of(scheme) {
         Some(Timestamp {
             source: TimestampSource::Header(t),
             ..
         }) => Some(t),
         _ => None,
     };
-    let id_header = match p.auth {
+    let id_header = match scheme {
         Auth::Hmac(Hmac {
             message: SignedContent::IdTimestampAndBody { id_header },
             ..
@@ -191,7 +212,7 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
         _ => None,
     };
     // Listed as the scheme lists them (Standard Webhooks separate by spaces).
-    let separator = match p.auth {
+    let separator = match scheme {
         Auth::Hmac(Hmac {
             separator: Some(c), ..
         }) => c.to_string(),
@@ -215,7 +236,7 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
             separator: Some(_),
             header,
             ..
-        }) = p.auth
+        }) = *scheme
         {
             assert_eq!(verdict, Err(AuthError::TooManySignatures(header)), "{name}");
             let within = [v.as_str(); MAX_SIGNATURES].join(&separator);
@@ -232,7 +253,7 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
     }
 
     // A stale or future timestamp, where the scheme signs one; the edges of the window pass.
-    if timestamp_of(&p.auth).is_some() {
+    if timestamp_of(scheme).is_some() {
         let w = DEFAULT_REPLAY_WINDOW;
         for (at, ok) in [
             (NOW - w - 1000, false),
@@ -240,7 +261,7 @@ fn withstands(p: &Provider, name: &str, sign: Signer) {
             (NOW - w + 1000, true),
             (NOW + w - 1000, true),
         ] {
-            let b = body_at(p, &sample.body, at);
+            let b = body_at(scheme, &sample.body, at);
             let h = signed(sign, &base, CURRENT, &b, at);
             let verdict = check(p, &h, &b, &[CURRENT]);
             assert_eq!(

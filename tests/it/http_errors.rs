@@ -126,7 +126,10 @@ async fn bad_input_gets_a_clear_json_error() {
         let (s, m) = error_of_or_ok(req.send().await.expect("post")).await;
         assert_eq!(s, expected, "signed {} s from now: {m}", (at - now) / 1000);
         if expected == 401 {
-            assert_eq!(m, "unauthorized: webhook-timestamp is outside the replay window");
+            assert_eq!(
+                m,
+                "unauthorized: webhook-timestamp is outside the replay window"
+            );
         }
     }
 

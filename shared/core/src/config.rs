@@ -93,8 +93,11 @@ pub struct IncidentsConfig {
 /// The severities that count for monitoring tools nobody configured: each tool's highest, so that warnings
 /// do not inflate the change failure rate. An incident tool (PagerDuty) or a provider not listed counts
 /// every severity.
-pub const DEFAULT_SEVERITIES: &[(&str, &[&str])] =
-    &[("alertmanager", &["critical"]), ("datadog", &["error"])];
+pub const DEFAULT_SEVERITIES: &[(&str, &[&str])] = &[
+    ("alertmanager", &["critical"]),
+    ("datadog", &["error"]),
+    ("grafana", &["critical"]),
+];
 
 /// Where a digest links a commit or an incident: URL templates. `{repo}`, `{sha}` and `{id}` are replaced.
 /// Without `commit`, a commit of a repository deployed through GitHub, GitLab or Bitbucket links to that

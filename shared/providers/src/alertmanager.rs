@@ -75,8 +75,13 @@ fn label<'a>(labels: &'a BTreeMap<String, String>, names: &[&str]) -> &'a str {
 }
 
 fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
+    alert_facts(NAME, body)
+}
+
+/// The facts of an Alertmanager-shaped notification (Alertmanager's own, Grafana's), as `provider`'s.
+pub(crate) fn alert_facts(provider: &'static str, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
     let n: Notification =
-        serde_json::from_slice(body).map_err(|e| parse_error(NAME, "notification", e))?;
+        serde_json::from_slice(body).map_err(|e| parse_error(provider, "notification", e))?;
     let mut facts = Vec::new();
     for a in n.alerts {
         let fingerprint = match a.fingerprint.filter(|f| !f.is_empty()) {
@@ -91,7 +96,7 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
         };
         let event = |kind: IncidentEventKind, time: Millis| {
             Fact::Incident(IncidentEvent {
-                provider: NAME.into(),
+                provider: provider.into(),
                 event_id: format!("{incident_id}/{}", kind.as_str()),
                 incident_id: incident_id.clone(),
                 kind,

@@ -40,6 +40,7 @@ registry! {
     opsgenie,
     datadog,
     incident_io,
+    grafana,
 }
 
 /// Every provider this build knows, in registry order.

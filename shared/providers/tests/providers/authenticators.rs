@@ -9,6 +9,7 @@ use em_providers::auth::{
     Algorithm, Auth, Clock, Encoding, Hmac, Key, SignedContent, TimeUnit, Timestamp,
     TimestampSource, DEFAULT_REPLAY_WINDOW,
 };
+use http::HeaderMap;
 use serde_json::Value;
 
 use crate::common::{headers, FIXTURES};
@@ -574,4 +575,87 @@ fn standard_webhooks_signatures_of_the_id_timestamp_and_body_incident_io() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     assert_eq!(verify(headers(&pairs), body, &secrets, at(now)), Ok(()));
+}
+
+#[test]
+fn the_first_scheme_a_delivery_carries_decides_grafana() {
+    let auth = em_providers::by_name("grafana").expect("grafana").auth;
+    let secret = b"grafana-hmac-secret".to_vec();
+    let secrets = std::slice::from_ref(&secret);
+    let body = br#"{"status":"firing","alerts":[]}"#;
+    let now = 1_750_000_000_000;
+    let pairs = |signed: &[(String, String)]| -> Vec<(String, String)> { signed.to_vec() };
+    let map = |p: &[(String, String)]| {
+        let refs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        headers(&refs)
+    };
+    // Grafana 12 with a timestamp header: `{seconds}:{body}`, in hex, held to the replay window.
+    let signed = pairs(&auth.sign(&secret, body, now));
+    let names: Vec<&str> = signed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "X-Grafana-Alerting-Timestamp",
+            "X-Grafana-Alerting-Signature"
+        ]
+    );
+    assert_eq!(signed[0].1, "1750000000");
+    let mac = Algorithm::Sha256.mac(&secret, &[b"1750000000:", body]);
+    assert_eq!(signed[1].1, hex::encode(mac));
+    assert_eq!(
+        auth.verify(&map(&signed), body, secrets, Clock::at(now)),
+        Ok(())
+    );
+    assert_eq!(
+        auth.verify(&map(&signed), body, secrets, Clock::at(now + 301_000)),
+        Err(AuthError::Stale("X-Grafana-Alerting-Timestamp"))
+    );
+    // A stale delivery stripped of its timestamp is read as signing its body alone, and fails.
+    let stripped: Vec<(String, String)> = signed[1..].to_vec();
+    assert_eq!(
+        auth.verify(&map(&stripped), body, secrets, Clock::at(now + 3_600_000)),
+        Err(AuthError::Mismatch("X-Grafana-Alerting-Signature"))
+    );
+    // A contact point without a timestamp header signs the body alone.
+    let body_only = vec![(
+        "X-Grafana-Alerting-Signature".to_string(),
+        hex::encode(Algorithm::Sha256.mac(&secret, &[body])),
+    )];
+    assert_eq!(
+        auth.verify(&map(&body_only), body, secrets, Clock::at(now)),
+        Ok(())
+    );
+    assert_eq!(
+        auth.verify(&map(&body_only), b"{}", secrets, Clock::at(now)),
+        Err(AuthError::Mismatch("X-Grafana-Alerting-Signature"))
+    );
+    // Before Grafana 12, or by choice: a bearer token, or basic auth with the secret as the password.
+    let bearer = vec![(
+        "Authorization".to_string(),
+        "Bearer grafana-hmac-secret".to_string(),
+    )];
+    assert_eq!(
+        auth.verify(&map(&bearer), body, secrets, Clock::at(now)),
+        Ok(())
+    );
+    let basic = vec![(
+        "Authorization".to_string(),
+        "Basic Z3JhZmFuYTpncmFmYW5hLWhtYWMtc2VjcmV0".to_string(), // grafana:grafana-hmac-secret
+    )];
+    assert_eq!(
+        auth.verify(&map(&basic), body, secrets, Clock::at(now)),
+        Ok(())
+    );
+    assert!(!auth.covers_body_of(&map(&bearer)) && auth.covers_body_of(&map(&body_only)));
+    // A signature header present decides, whatever credentials come beside it.
+    let mut both = bearer.clone();
+    both.push(("X-Grafana-Alerting-Signature".to_string(), "00".repeat(32)));
+    assert_eq!(
+        auth.verify(&map(&both), body, secrets, Clock::at(now)),
+        Err(AuthError::Mismatch("X-Grafana-Alerting-Signature"))
+    );
+    assert_eq!(
+        auth.verify(&HeaderMap::new(), body, secrets, Clock::at(now)),
+        Err(AuthError::Missing("Authorization"))
+    );
 }

@@ -563,6 +563,7 @@ fn derived(days: std::ops::Range<i64>, failed_every: i64) -> Linked {
                 repo: "acme/shop".into(),
                 environment: "production".into(),
             }),
+            outage: None,
         });
     }
     d

@@ -85,7 +85,12 @@ pub fn notices_of(
             ));
         }
     }
-    for i in rows.incidents.iter().filter(|i| i.opened >= since) {
+    // An outage several tools reported is one notice, of its first report.
+    for i in rows
+        .incidents
+        .iter()
+        .filter(|i| i.opened >= since && i.outage.is_none())
+    {
         let Some(a) = &i.attributed_to else { continue };
         let deployed = rows
             .deployments
@@ -243,5 +248,42 @@ impl<S: DigestStore + Clone, A: SecretSource> AfterLinking for Notices<S, A> {
                 Err(e) => tracing::warn!(error = %e, "notices not sent"),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use em_core::rows::{Attribution, IncidentRow};
+
+    #[test]
+    fn an_outage_several_tools_reported_is_one_notice() {
+        let attribution = Some(Attribution {
+            deployment_key: "github/acme/shop/d1".into(),
+            repo: "acme/shop".into(),
+            environment: "production".into(),
+        });
+        let report = |id: &str, outage: Option<&str>| IncidentRow {
+            id: id.into(),
+            opened: 1_000,
+            acknowledged: None,
+            resolved: None,
+            attributed_to: attribution.clone(),
+            outage: outage.map(Into::into),
+        };
+        let rows = Linked {
+            deployments: vec![],
+            changes: vec![],
+            incidents: vec![
+                report("am", None),
+                report("pd", Some("am")),
+                report("io", Some("am")),
+            ],
+        };
+        let keys: Vec<String> = notices_of("shop", &rows, &Links::default(), 0)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["notice/incident/shop/am/github/acme/shop/d1"]);
     }
 }

@@ -58,9 +58,14 @@ pub struct IncidentRow {
     pub id: String,
     pub opened: Millis,
     pub acknowledged: Option<Millis>,
+    /// Its own resolution; for the first incident of an outage several tools reported, the outage's (the
+    /// latest of theirs, once all are resolved).
     pub resolved: Option<Millis>,
-    /// The attributed deployment's key, repository and environment.
+    /// The attributed deployment's key, repository and environment (an outage's reports share it).
     pub attributed_to: Option<Attribution>,
+    /// For a later report of an outage another tool opened first, that incident's id: the outage counts once,
+    /// as its first incident.
+    pub outage: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,7 +403,8 @@ pub fn days_of(linked: &Linked) -> BTreeMap<i64, Observations> {
             unlisted: c.unlisted,
         });
     }
-    for i in &linked.incidents {
+    // An outage counts once, as its first incident.
+    for i in linked.incidents.iter().filter(|i| i.outage.is_none()) {
         let (repo, env) = i
             .attributed_to
             .as_ref()
@@ -691,6 +697,7 @@ mod tests {
                         repo: "acme/web".into(),
                         environment: "prod".into(),
                     }),
+                    outage: None,
                 },
                 IncidentRow {
                     id: "2".into(),
@@ -698,6 +705,7 @@ mod tests {
                     acknowledged: None,
                     resolved: None,
                     attributed_to: None,
+                    outage: None,
                 },
             ],
         }

@@ -36,9 +36,14 @@ impl DerivedChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DerivedIncident {
     pub id: String,
+    /// The incident's tool.
+    pub provider: String,
     pub opened: Millis,
+    /// Its own resolution; for the first incident of an outage of several, the outage's.
     pub resolved: Option<Millis>,
     pub attributed_to: Option<String>,
+    /// For a later report of an outage another tool's incident opened first, that incident's id.
+    pub outage: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -68,6 +73,7 @@ pub struct DeploymentFact {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentEventFact {
     pub incident_id: String,
+    pub provider: String,
     pub kind: IncidentEventKind,
     pub time: Millis,
     /// Whether its severity counts for its tool; `None` without one
@@ -111,6 +117,7 @@ impl ServiceFacts {
                 .map(|e| IncidentEventFact {
                     counts: config.counts_incident(&e.provider, &e.severity),
                     incident_id: e.incident_id,
+                    provider: e.provider,
                     kind: e.kind,
                     time: e.time,
                 })
@@ -280,13 +287,42 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
         }
     }
 
-    let incidents = incidents_of(&facts.incident_events);
+    let mut incidents = incidents_of(&facts.incident_events);
+    // One outage reported by several tools: its first incident stands for it, with the outage's
+    // resolution, and every report is attributed as it is.
+    let alarms: Vec<rules::Alarm> = incidents
+        .iter()
+        .map(|i| rules::Alarm {
+            provider: i.provider.clone(),
+            opened: i.opened,
+            resolved: i.resolved,
+        })
+        .collect();
+    let leads: Vec<usize> = rules::outages(&alarms, attribution_window, |_| None)
+        .into_iter()
+        .enumerate()
+        .map(|(i, lead)| lead.unwrap_or(i))
+        .collect();
+    for (i, &lead) in leads.iter().enumerate() {
+        if lead == i {
+            let members = leads.iter().enumerate().filter(|(_, l)| **l == i);
+            incidents[i].resolved =
+                rules::outage_resolved(members.map(|(m, _)| alarms[m].resolved));
+        } else {
+            incidents[i].outage = Some(incidents[lead].id.clone());
+        }
+    }
     let mut attributed_to: Vec<Option<usize>> = Vec::with_capacity(incidents.len());
     let mut has_incident = vec![false; deps.len()];
-    for inc in &incidents {
-        // The latest deployment at or before the incident opened, within the window.
-        let hit =
-            rules::attributed_to(&deps, |d| d.time, inc.opened, attribution_window).unwrap_or(None);
+    for &lead in &leads {
+        // The latest deployment at or before the outage opened, within the window.
+        let hit = rules::attributed_to(
+            &deps,
+            |d| d.time,
+            incidents[lead].opened,
+            attribution_window,
+        )
+        .unwrap_or(None);
         if let Some(j) = hit {
             has_incident[j] = true;
         }
@@ -327,26 +363,35 @@ pub fn derive(facts: &ServiceFacts, attribution_window: Millis) -> Derived {
 }
 
 /// Folds state changes into incidents ([`IncidentSpan::fold`]), so re-deliveries and re-ordering change
-/// nothing. An incident never seen triggered has no opening time and is left out until its trigger arrives.
+/// nothing, in order of opening (then id). An incident never seen triggered has no opening time and is left
+/// out until its trigger arrives.
 fn incidents_of(events: &[IncidentEventFact]) -> Vec<DerivedIncident> {
     let mut by_id: BTreeMap<&str, Vec<&IncidentEventFact>> = BTreeMap::new();
     for e in events {
         by_id.entry(e.incident_id.as_str()).or_default().push(e);
     }
-    by_id
+    let mut incidents: Vec<DerivedIncident> = by_id
         .into_iter()
         .filter(|(_, events)| rules::is_incident(events.iter().map(|e| e.counts)))
         .filter_map(|(id, events)| {
+            let provider = events
+                .first()
+                .map(|e| e.provider.clone())
+                .unwrap_or_default();
             let events = events.into_iter().map(|e| (e.kind, e.time));
             let span = IncidentSpan::fold(events);
             Some(DerivedIncident {
                 id: id.to_string(),
+                provider,
                 opened: span.opened?,
                 resolved: span.resolved,
                 attributed_to: None,
+                outage: None,
             })
         })
-        .collect()
+        .collect();
+    incidents.sort_by(|a, b| (a.opened, &a.id).cmp(&(b.opened, &b.id)));
+    incidents
 }
 
 #[cfg(test)]
@@ -633,6 +678,7 @@ mod tests {
     fn incidents_attribute_within_the_window_and_make_later_deployments_rework() {
         let ev = |id: &str, kind, time| IncidentEventFact {
             incident_id: id.into(),
+            provider: "pagerduty".into(),
             kind,
             time,
             counts: None,

@@ -183,7 +183,8 @@ pub fn highlights(
     let mut recoveries: Vec<LongRecovery> = rows
         .iter()
         .flat_map(|(service, l)| l.incidents.iter().map(move |i| (service, i)))
-        .filter(|(_, i)| within(i.opened))
+        // An outage several tools reported counts once, as its first report.
+        .filter(|(_, i)| within(i.opened) && i.outage.is_none())
         .filter_map(|(service, i)| {
             let resolved = i.resolved?;
             Some(LongRecovery {
@@ -586,6 +587,7 @@ mod tests {
             acknowledged: None,
             resolved: recovery.map(|r| opened + r),
             attributed_to: None,
+            outage: None,
         };
         let shop = Linked {
             deployments: vec![
@@ -610,7 +612,14 @@ mod tests {
             ],
         };
         let search = Linked {
-            incidents: vec![incident("P9", from + 5 * H, Some(6 * H))],
+            incidents: vec![
+                incident("P9", from + 5 * H, Some(6 * H)),
+                // Another tool's report of P9's outage, resolved later still: the outage counts once.
+                IncidentRow {
+                    outage: Some("P9".into()),
+                    ..incident("A9", from + 5 * H + 1, Some(7 * H))
+                },
+            ],
             ..Linked::default()
         };
         let rows = vec![("shop".to_string(), shop), ("search".to_string(), search)];

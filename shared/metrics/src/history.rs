@@ -184,6 +184,35 @@ pub fn history(seed: u64) -> Vec<Fact> {
         let incident =
             |id: &str, event: &str, kind, time| alert(id, event, kind, time, provider, severity);
         let opened = T0 + rng.i64(0..(n as Millis + 12) * H);
+        // Now and then another tool reports the same outage: minutes apart, or long enough to be another.
+        if alerts.u8(0..3) == 0 {
+            let echo = format!("E{i}");
+            let tool = if provider == "pagerduty" {
+                "opsgenie"
+            } else {
+                "pagerduty"
+            };
+            let at = opened + alerts.i64(-20 * 60_000..20 * 60_000);
+            facts.push(alert(
+                &echo,
+                &format!("{echo}-t"),
+                IncidentEventKind::Opened,
+                at,
+                tool,
+                "",
+            ));
+            if alerts.bool() {
+                let end = at + alerts.i64(1..4 * H);
+                facts.push(alert(
+                    &echo,
+                    &format!("{echo}-r"),
+                    IncidentEventKind::Resolved,
+                    end,
+                    tool,
+                    "",
+                ));
+            }
+        }
         if rng.u8(0..5) != 0 {
             facts.push(incident(
                 &id,

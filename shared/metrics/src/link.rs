@@ -177,6 +177,9 @@ pub async fn cut_for<L: Links>(
         for (id, t) in &opened {
             // An incident never seen triggered has no row and changes none until its trigger arrives.
             let earliest = [*t, stored.get(*id).copied()].into_iter().flatten().min();
+            // An outage it joins began at most one window before it (and, begun before it, keeps the
+            // attribution it had, through the deployment before the cut); one it begins is attributed
+            // within one window.
             if let Some(o) = earliest {
                 widen(Cut::From(o - window));
             }
@@ -545,9 +548,12 @@ async fn mark_rollbacks<L: Links>(
     Ok(())
 }
 
-/// Phase 5, incidents opened at or after the cut: folded from all their events, attributed
-/// ([`rules::attributed_to`]) to the latest deployment at or before their opening (the one before the cut
-/// included) within the window. Also gives every incident open across the re-linked deployments.
+/// Phase 5, incidents opened at or after the cut: folded from all their events, grouped into outages
+/// ([`rules::outages`]: several tools' reports of one outage count once), each outage attributed
+/// ([`rules::attributed_to`]) to the latest deployment at or before its first opening (the one before the cut
+/// included) within the window. Incidents opened up to one window before the cut are read too, as stored:
+/// an outage they began may still take reports after it. Also gives every incident open across the
+/// re-linked deployments.
 async fn attribute_incidents<L: Links>(
     links: &L,
     service: &Service<'_>,
@@ -556,7 +562,7 @@ async fn attribute_incidents<L: Links>(
 ) -> Result<(Vec<IncidentRow>, Vec<OpenIncident>), PortError> {
     let from = work.cut.from();
     let window = service.config.attribution_window();
-    // The deployment before the cut an incident just after it may be attributed to.
+    // The deployment before the cut an outage just after it may be attributed to.
     let prior = match from {
         Some(t) => {
             links
@@ -565,8 +571,9 @@ async fn attribute_incidents<L: Links>(
         }
         None => Vec::new(),
     };
+    let context_from = from.map(|f| f - window);
     let mut ids: Vec<String> = links
-        .incident_ids_since(&service.aliases, from)
+        .incident_ids_since(&service.aliases, context_from)
         .await?
         .into_iter()
         .chain(work.incidents.iter().cloned())
@@ -578,66 +585,146 @@ async fn attribute_incidents<L: Links>(
     } else {
         links.incident_events(&service.aliases, &ids).await?
     };
-    // Each incident's events, and what each one's severity says of whether it counts.
-    type Events = (Vec<(IncidentEventKind, Millis)>, Vec<Option<bool>>);
+    // Each incident's tool, its events, and what each one's severity says of whether it counts.
+    type Events = (String, Vec<(IncidentEventKind, Millis)>, Vec<Option<bool>>);
     let mut by_incident: BTreeMap<String, Events> = BTreeMap::new();
     for e in events {
         let counts = service.config.counts_incident(&e.provider, &e.severity);
-        let (events, said) = by_incident.entry(e.incident_id).or_default();
+        let (provider, events, said) = by_incident.entry(e.incident_id).or_default();
+        if provider.is_empty() {
+            *provider = e.provider;
+        }
         events.push((e.kind, e.time));
         said.push(counts);
     }
+    // The incidents that count, in order of opening (then id), from one window before the cut.
+    let mut folded: Vec<(String, String, IncidentSpan)> = by_incident
+        .into_iter()
+        .filter(|(_, (_, _, said))| rules::is_incident(said.iter().copied()))
+        .filter_map(|(id, (provider, events, _))| {
+            let span = IncidentSpan::fold(events);
+            let opened = span.opened?;
+            context_from
+                .is_none_or(|c| opened >= c)
+                .then_some((id, provider, span))
+        })
+        .collect();
+    folded.sort_by(|a, b| (a.2.opened, &a.0).cmp(&(b.2.opened, &b.0)));
+    let before_cut = |span: &IncidentSpan| from.is_some_and(|f| span.opened.is_some_and(|o| o < f));
+    let context: Vec<String> = folded
+        .iter()
+        .filter(|(_, _, span)| before_cut(span))
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    let stored: HashMap<String, IncidentRow> = if context.is_empty() {
+        HashMap::new()
+    } else {
+        links
+            .incident_rows(service.name, &context)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect()
+    };
+    let index: HashMap<&str, usize> = folded
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _, _))| (id.as_str(), i))
+        .collect();
+    let alarms: Vec<rules::Alarm> = folded
+        .iter()
+        .map(|(_, provider, span)| rules::Alarm {
+            provider: provider.clone(),
+            opened: span.opened.unwrap_or_default(),
+            resolved: span.resolved,
+        })
+        .collect();
+    // Before the cut, each incident's outage is what its row says; one whose outage began more than a
+    // window before the cut takes no part.
+    let leads = rules::outages(&alarms, window, |i| {
+        let (id, _, span) = &folded[i];
+        before_cut(span).then(|| match stored.get(id) {
+            Some(r) => match &r.outage {
+                None => Some(i),
+                Some(lead) => index.get(lead.as_str()).copied(),
+            },
+            None => None,
+        })
+    });
     let mut incidents = Vec::new();
     let mut open = Vec::new();
-    for (id, (events, said)) in by_incident {
-        if !rules::is_incident(said) {
-            continue;
-        }
-        let span = IncidentSpan::fold(events);
-        let (acknowledged, resolved) = (span.acknowledged, span.resolved);
-        let Some(opened) = span.opened else { continue };
-        if from.is_some_and(|f| opened < f) {
-            continue;
-        }
-        let to = rules::attributed_to(linking, |l| l.dep.time, opened, window);
-        let attributed = match to {
-            Ok(Some(j)) => {
-                linking[j].has_incident = true;
-                open.push(OpenIncident {
-                    attributed: Some(j),
-                    opened,
-                    resolved,
-                });
-                let d = &linking[j].dep;
-                Some(Attribution {
-                    deployment_key: d.key.clone(),
-                    repo: d.repo.clone(),
-                    environment: d.environment.clone(),
-                })
+    // Each outage's attribution, by its first incident: the re-linked deployment's index, and the row's.
+    let mut attributions: HashMap<usize, (Option<usize>, Option<Attribution>)> = HashMap::new();
+    for (i, (id, _, span)) in folded.iter().enumerate() {
+        let Some(lead) = leads[i] else { continue };
+        if before_cut(span) {
+            if lead == i {
+                let stored = stored.get(id).and_then(|r| r.attributed_to.clone());
+                attributions.insert(i, (None, stored));
             }
-            Ok(None) => None,
-            Err(()) => match prior.first() {
-                Some(p) if rules::within_window(p.time, opened, window) => {
-                    open.push(OpenIncident {
-                        attributed: None,
-                        opened,
-                        resolved,
-                    });
-                    Some(Attribution {
-                        deployment_key: p.key.clone(),
-                        repo: p.repo.clone(),
-                        environment: p.environment.clone(),
-                    })
-                }
-                _ => None,
-            },
+            continue;
+        }
+        let (at, attribution) = match attributions.get(&lead) {
+            Some(a) => a.clone(),
+            None => {
+                let opened = alarms[lead].opened;
+                let a = match rules::attributed_to(linking, |l| l.dep.time, opened, window) {
+                    Ok(Some(j)) => {
+                        linking[j].has_incident = true;
+                        let d = &linking[j].dep;
+                        (
+                            Some(j),
+                            Some(Attribution {
+                                deployment_key: d.key.clone(),
+                                repo: d.repo.clone(),
+                                environment: d.environment.clone(),
+                            }),
+                        )
+                    }
+                    Ok(None) => (None, None),
+                    Err(()) => match prior.first() {
+                        Some(p) if rules::within_window(p.time, opened, window) => (
+                            None,
+                            Some(Attribution {
+                                deployment_key: p.key.clone(),
+                                repo: p.repo.clone(),
+                                environment: p.environment.clone(),
+                            }),
+                        ),
+                        _ => (None, None),
+                    },
+                };
+                attributions.insert(lead, a.clone());
+                a
+            }
         };
+        let opened = alarms[i].opened;
+        // The first incident of an outage stands for it, resolved when all its reports are.
+        let resolved = if lead == i {
+            rules::outage_resolved(
+                leads
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| **l == Some(i))
+                    .map(|(m, _)| alarms[m].resolved),
+            )
+        } else {
+            span.resolved
+        };
+        if attribution.is_some() {
+            open.push(OpenIncident {
+                attributed: at,
+                opened,
+                resolved,
+            });
+        }
         incidents.push(IncidentRow {
-            id,
+            id: id.clone(),
             opened,
-            acknowledged,
+            acknowledged: span.acknowledged,
             resolved,
-            attributed_to: attributed,
+            attributed_to: attribution,
+            outage: (lead != i).then(|| folded[lead].0.clone()),
         });
     }
     if let Some(f) = from {

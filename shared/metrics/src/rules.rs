@@ -94,6 +94,81 @@ pub fn within_window(deployed: Millis, opened: Millis, window: Millis) -> bool {
     deployed <= opened && opened - deployed <= window
 }
 
+/// **One outage, several tools** (docs/metrics.md, *Links*): how close two tools' incidents of one service
+/// open to be one outage even when neither is open at the other's opening.
+pub const SAME_OUTAGE_WINDOW: Millis = 10 * 60 * 1000;
+
+/// What the outage rule compares of an incident: its tool, its opening and its own resolution (`None`
+/// while open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    pub provider: String,
+    pub opened: Millis,
+    pub resolved: Option<Millis>,
+}
+
+/// **One outage, several tools**: two incidents of one service from different tools are reports of one
+/// outage when they opened at most [`SAME_OUTAGE_WINDOW`] apart, or one opened while the other was open.
+pub fn same_outage(a: &Alarm, b: &Alarm) -> bool {
+    let open_at = |x: &Alarm, t: Millis| x.opened <= t && x.resolved.is_none_or(|r| t <= r);
+    a.provider != b.provider
+        && (a.opened.abs_diff(b.opened) <= SAME_OUTAGE_WINDOW.unsigned_abs()
+            || open_at(a, b.opened)
+            || open_at(b, a.opened))
+}
+
+/// **One outage, several tools**: groups incidents into outages, in order of opening (then id, as given):
+/// each joins the outage with the earliest first incident that it is [`same_outage`] with a member of,
+/// among those whose first incident opened at most `span` before it (the attribution window: an outage
+/// older than that can no longer take reports), or else starts one. `fixed` gives, for incidents already
+/// grouped (the ones before a re-link's cut), the index of their outage's first incident among `alarms`,
+/// or `None` for one whose outage began before them all (it takes no report any more). Returns each
+/// incident's outage as the index of its first incident; `None` only for a fixed incident given so.
+pub fn outages(
+    alarms: &[Alarm],
+    span: Millis,
+    fixed: impl Fn(usize) -> Option<Option<usize>>,
+) -> Vec<Option<usize>> {
+    // Outages by first incident, in order of opening; each with its members.
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut out = Vec::with_capacity(alarms.len());
+    for (i, a) in alarms.iter().enumerate() {
+        let lead = match fixed(i) {
+            Some(lead) => lead,
+            None => {
+                let first = groups.partition_point(|(l, _)| alarms[*l].opened < a.opened - span);
+                groups[first..]
+                    .iter()
+                    .find(|(_, members)| members.iter().any(|&m| same_outage(&alarms[m], a)))
+                    .map(|(l, _)| *l)
+                    .or(Some(i))
+            }
+        };
+        match lead {
+            Some(l) if l == i => groups.push((i, vec![i])),
+            Some(l) => {
+                if let Some((_, members)) = groups.iter_mut().find(|(x, _)| *x == l) {
+                    members.push(i);
+                }
+            }
+            None => {}
+        }
+        out.push(lead);
+    }
+    out
+}
+
+/// **One outage, several tools**: an outage's resolution, from its incidents' own: the latest, once all are
+/// resolved.
+pub fn outage_resolved(resolutions: impl IntoIterator<Item = Option<Millis>>) -> Option<Millis> {
+    resolutions
+        .into_iter()
+        .try_fold(None, |latest: Option<Millis>, r| {
+            r.map(|r| Some(latest.map_or(r, |l| l.max(r))))
+        })
+        .flatten()
+}
+
 /// **Which alerts are incidents** (docs/metrics.md): an incident counts when any of its events is at a
 /// severity its tool counts ([`em_core::config::Config::counts_incident`]: the configured severities,
 /// else the tool's highest), or when none of its events carries a severity (`None`: no say). One that
@@ -196,6 +271,62 @@ mod tests {
         assert_eq!(at(39, 19), Ok(Some(2)));
         assert_eq!(at(39, 18), Ok(None));
         assert_eq!(at(1_000, 10_000), Ok(Some(3)));
+    }
+
+    #[test]
+    fn tools_reporting_one_outage_are_grouped_and_one_tool_never_with_itself() {
+        let alarm = |provider: &str, opened: Millis, resolved: Option<Millis>| Alarm {
+            provider: provider.into(),
+            opened,
+            resolved,
+        };
+        let w = SAME_OUTAGE_WINDOW;
+        let am = alarm("alertmanager", 0, Some(60_000));
+        assert!(same_outage(&am, &alarm("pagerduty", w, None)));
+        assert!(!same_outage(&am, &alarm("pagerduty", w + 1, None)));
+        assert!(!same_outage(&am, &alarm("alertmanager", 1, None)));
+        // Open across the other's opening, however long after.
+        let long = alarm("alertmanager", 0, Some(5 * w));
+        assert!(same_outage(&long, &alarm("pagerduty", 5 * w, None)));
+        assert!(!same_outage(&long, &alarm("pagerduty", 5 * w + 1, None)));
+        assert!(same_outage(
+            &alarm("opsgenie", 0, None),
+            &alarm("pagerduty", 100 * w, None)
+        ));
+
+        // Alertmanager fires, PagerDuty pages, incident.io opens: one outage; a second Alertmanager alert
+        // joins through PagerDuty's; an alert after the span starts an outage of its own.
+        let alarms = [
+            alarm("alertmanager", 0, Some(2 * w)),
+            alarm("pagerduty", w / 2, Some(4 * w)),
+            alarm("incident-io", w, None),
+            alarm("alertmanager", 3 * w, Some(3 * w + 1)),
+            alarm("pagerduty", 200 * w, Some(201 * w)),
+        ];
+        assert_eq!(
+            outages(&alarms, 24 * w, |_| None),
+            [Some(0), Some(0), Some(0), Some(0), Some(4)]
+        );
+        // Within the span only: the open incident.io incident no longer takes the last alert.
+        assert_eq!(
+            outages(&alarms, 100 * w, |_| None),
+            [Some(0), Some(0), Some(0), Some(0), Some(4)]
+        );
+        assert_eq!(
+            outages(&alarms, 300 * w, |_| None),
+            [Some(0), Some(0), Some(0), Some(0), Some(0)]
+        );
+        // Incidents grouped before a cut keep their outage.
+        assert_eq!(
+            outages(&alarms, 24 * w, |i| (i < 2).then_some(if i == 0 {
+                Some(0)
+            } else {
+                None
+            })),
+            [Some(0), None, Some(0), Some(0), Some(4)]
+        );
+        assert_eq!(outage_resolved([Some(3), Some(9), Some(5)]), Some(9));
+        assert_eq!(outage_resolved([Some(3), None]), None);
     }
 
     #[test]

@@ -109,7 +109,15 @@ fn assert_matches_reference(config: &Config, facts: &[Fact], linked: &Linked, se
     let want: Vec<_> = reference
         .incidents
         .iter()
-        .map(|i| (i.id.clone(), i.opened, i.resolved, i.attributed_to.clone()))
+        .map(|i| {
+            (
+                i.id.clone(),
+                i.opened,
+                i.resolved,
+                i.attributed_to.clone(),
+                i.outage.clone(),
+            )
+        })
         .collect();
     let got: Vec<_> = linked
         .incidents
@@ -120,20 +128,31 @@ fn assert_matches_reference(config: &Config, facts: &[Fact], linked: &Linked, se
                 i.opened,
                 i.resolved,
                 i.attributed_to.as_ref().map(|a| a.deployment_key.clone()),
+                i.outage.clone(),
             )
         })
         .collect();
+    let (mut got, mut want) = (got, want);
+    got.sort();
+    want.sort();
     assert_eq!(got, want, "incidents, seed {seed}");
 }
 
 #[tokio::test]
 async fn whole_relinking_agrees_with_the_reference() {
     let config = config();
+    let mut with_outages = 0;
     for seed in 0..400 {
         let facts = history(seed);
         let linked = whole(&config, &facts).await;
         assert_matches_reference(&config, &facts, &linked, seed);
+        with_outages += usize::from(linked.incidents.iter().any(|i| i.outage.is_some()));
     }
+    // The histories exercise the outage rule: several tools' reports of one outage.
+    assert!(
+        with_outages >= 100,
+        "{with_outages} histories with an outage of several reports"
+    );
 }
 
 #[tokio::test]
@@ -521,4 +540,123 @@ alertmanager = ["warning"]
         &whole(&configured, &critical).await,
         0,
     );
+}
+
+#[tokio::test]
+async fn one_outage_three_tools_report_counts_once_as_its_first_report() {
+    use em_metrics::history::alert;
+    use IncidentEventKind::{Opened, Resolved};
+    let config = config();
+    let a = commits(&["a1", "a2"], T0);
+    let m = 60_000;
+    let facts = vec![
+        push(NULL_SHA, &a),
+        deployment("d1", "a1", T0 + 10 * H, "production"),
+        deployment("d2", "a2", T0 + 11 * H, "production"),
+        // Alertmanager fires 50 minutes after d1; PagerDuty pages after d2 went out, while the alert is
+        // still firing; incident.io opens within ten minutes of the page. Without the rule, PagerDuty's and
+        // incident.io's incidents would be blamed on d2.
+        alert(
+            "am",
+            "am-t",
+            Opened,
+            T0 + 10 * H + 50 * m,
+            "alertmanager",
+            "critical",
+        ),
+        alert("pd", "pd-t", Opened, T0 + 11 * H + 5 * m, "pagerduty", ""),
+        alert(
+            "io",
+            "io-t",
+            Opened,
+            T0 + 11 * H + 14 * m,
+            "incident-io",
+            "",
+        ),
+        alert(
+            "am",
+            "am-r",
+            Resolved,
+            T0 + 12 * H,
+            "alertmanager",
+            "critical",
+        ),
+        alert(
+            "io",
+            "io-r",
+            Resolved,
+            T0 + 12 * H + 30 * m,
+            "incident-io",
+            "",
+        ),
+        alert("pd", "pd-r", Resolved, T0 + 13 * H, "pagerduty", ""),
+        // The same tool again, hours later: an outage of its own.
+        alert("pd2", "pd2-t", Opened, T0 + 16 * H, "pagerduty", ""),
+        alert(
+            "pd2",
+            "pd2-r",
+            Resolved,
+            T0 + 16 * H + 20 * m,
+            "pagerduty",
+            "",
+        ),
+    ];
+    let linked = whole(&config, &facts).await;
+    assert_matches_reference(&config, &facts, &linked, 0);
+    let by_id = |id: &str| {
+        linked
+            .incidents
+            .iter()
+            .find(|i| i.id == id)
+            .unwrap()
+            .clone()
+    };
+    let d1 = Some("github/acme/shop/d1".to_string());
+    let key = |id: &str| by_id(id).attributed_to.map(|a| a.deployment_key);
+    for id in ["am", "pd", "io"] {
+        assert_eq!(key(id), d1, "{id}: the outage is blamed on d1");
+    }
+    assert_eq!(by_id("pd").outage.as_deref(), Some("am"));
+    assert_eq!(by_id("io").outage.as_deref(), Some("am"));
+    // The first report stands for the outage: opened at its opening, resolved at the last resolution.
+    assert_eq!(by_id("am").outage, None);
+    assert_eq!(by_id("am").resolved, Some(T0 + 13 * H));
+    assert_eq!(
+        by_id("io").resolved,
+        Some(T0 + 12 * H + 30 * m),
+        "each keeps its own"
+    );
+    assert_eq!(by_id("pd2").outage, None);
+    assert_eq!(key("pd2"), Some("github/acme/shop/d2".to_string()));
+    let d = |k: &str| {
+        linked
+            .deployments
+            .iter()
+            .find(|d| d.key.ends_with(k))
+            .unwrap()
+            .clone()
+    };
+    assert!(d("/d1").failed);
+    assert!(d("/d2").failed, "by the later PagerDuty incident alone");
+    assert!(d("/d2").rework, "it went out during d1's outage");
+    // Recovery counts the outage once (2 h 10 min) and the second incident (20 min).
+    let days = em_core::rows::days_of(&linked);
+    let mut obs = em_core::rows::Observations::default();
+    for (_, o) in days {
+        obs.extend_within(o, Millis::MIN, Millis::MAX);
+    }
+    let f = em_metrics::dora::figures(&obs, 1.0);
+    assert_eq!(f.recovery_time.incidents, 2);
+    assert_eq!(
+        f.recovery_time.median_seconds,
+        Some((130 * 60 + 20 * 60) as f64 / 2.0)
+    );
+    // Delivered one fact at a time in any order, the same rows.
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..20 {
+        let mut shuffled = facts.clone();
+        rng.shuffle(&mut shuffled);
+        let batches: Vec<Vec<Fact>> = shuffled.into_iter().map(|f| vec![f]).collect();
+        assert_eq!(incrementally(&config, &batches).await, linked);
+    }
 }

@@ -254,6 +254,7 @@ pub(crate) fn incident_row(r: &Row) -> rusqlite::Result<IncidentRow> {
             }),
             None => None,
         },
+        outage: r.get("outage")?,
     })
 }
 
@@ -262,7 +263,7 @@ pub(crate) const DEPLOYMENT_COLUMNS: &str =
 pub(crate) const CHANGE_COLUMNS: &str =
     "sha, repo, environment, deployment_key, deployment_time, commit_time, unlisted";
 pub(crate) const INCIDENT_COLUMNS: &str =
-    "id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment";
+    "id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment, outage";
 
 pub(crate) fn frontier7(f: &str) -> String {
     f.chars().take(7).collect()

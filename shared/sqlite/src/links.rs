@@ -417,8 +417,9 @@ fn put_incident(c: &Connection, service: &str, i: &IncidentRow) -> rusqlite::Res
     let a = i.attributed_to.as_ref();
     c.prepare_cached(
         "INSERT OR REPLACE INTO o_incidents
-           (service, id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+           (service, id, opened, acknowledged, resolved, attributed_key, attributed_repo, attributed_environment,
+            outage)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         service,
@@ -428,7 +429,8 @@ fn put_incident(c: &Connection, service: &str, i: &IncidentRow) -> rusqlite::Res
         i.resolved,
         a.map(|a| &a.deployment_key),
         a.map(|a| &a.repo),
-        a.map(|a| &a.environment)
+        a.map(|a| &a.environment),
+        i.outage
     ])?;
     Ok(())
 }

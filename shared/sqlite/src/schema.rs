@@ -141,7 +141,7 @@ pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 
 /// Columns added after their tables: a store written before them gets them, with their defaults.
 pub(crate) fn add_columns(c: &Connection) -> rusqlite::Result<()> {
-    const ADDED: [(&str, &str, &str); 8] = [
+    const ADDED: [(&str, &str, &str); 9] = [
         ("deployments", "rework", "INTEGER NOT NULL DEFAULT 0"),
         ("pull_requests", "sha", "TEXT"),
         ("deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
@@ -150,6 +150,7 @@ pub(crate) fn add_columns(c: &Connection) -> rusqlite::Result<()> {
         ("o_changes", "unlisted", "INTEGER NOT NULL DEFAULT 0"),
         ("o_deployments", "rollback", "INTEGER NOT NULL DEFAULT 0"),
         ("incident_events", "severity", "TEXT NOT NULL DEFAULT ''"),
+        ("o_incidents", "outage", "TEXT"),
     ];
     for (table, column, decl) in ADDED {
         let present = c

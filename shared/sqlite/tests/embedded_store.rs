@@ -378,6 +378,7 @@ fn linked(times: &[i64]) -> Linked {
                 repo: "acme/app".into(),
                 environment: "production".into(),
             }),
+            outage: None,
         }],
     }
 }
@@ -463,10 +464,26 @@ async fn rows_are_replaced_from_a_cut_and_read_back_as_observations() {
         .await
         .unwrap()
         .is_empty());
+    let open = links.incidents_open_at("a", DAY + 2).await.unwrap();
+    assert_eq!(open.len(), 1);
+    // A later report of an outage reads back naming the outage's first report, and adds nothing to the
+    // observations.
+    let mut report = linked(&[DAY]);
+    report.incidents[0].outage = Some("i0".into());
+    replace(&s, "c", Cut::All, report.clone()).await;
+    let links = s.links(vec![], vec![]).await.unwrap();
     assert_eq!(
-        links.incidents_open_at("a", DAY + 2).await.unwrap().len(),
-        1
+        links
+            .incident_rows("c", &[report.incidents[0].id.clone()])
+            .await
+            .unwrap(),
+        report.incidents
     );
+    let o = s
+        .observations(Some(vec!["c".into()]), 0, 4 * DAY)
+        .await
+        .unwrap();
+    assert!(o.incidents.is_empty() && !o.deployments.is_empty());
     assert!(links.incidents_open_at("a", DAY).await.unwrap().is_empty());
 
     // A writer that read an older version is refused.

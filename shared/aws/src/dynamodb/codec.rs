@@ -364,6 +364,9 @@ fn incident_row_attrs(i: &IncidentRow) -> Item {
         item.insert("attributed_repo".into(), s(&a.repo));
         item.insert("attributed_environment".into(), s(&a.environment));
     }
+    if let Some(lead) = &i.outage {
+        item.insert("outage".into(), s(lead));
+    }
     item
 }
 
@@ -378,6 +381,7 @@ pub(super) fn incident_row(item: &Item) -> Result<IncidentRow, PortError> {
             repo: get_opt_s(item, "attributed_repo").unwrap_or_default(),
             environment: get_opt_s(item, "attributed_environment").unwrap_or_default(),
         }),
+        outage: get_opt_s(item, "outage"),
     })
 }
 
@@ -605,6 +609,7 @@ mod tests {
                     repo: "acme/shop".into(),
                     environment: "production".into(),
                 }),
+                outage: Some("P0".into()),
             }],
         };
         let items = row_items("shop", &rows);

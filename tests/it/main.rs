@@ -12,6 +12,7 @@ mod crash;
 mod digest_aws;
 mod digest_function;
 mod http_errors;
+mod incidents;
 mod lambda_watch;
 mod mixed;
 mod notices;

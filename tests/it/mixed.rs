@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use crate::common::{post_signed, secrets, Delivery, Server};
+use crate::common::{delivery, post_signed, secrets, Delivery, Server};
 use serde_json::{json, Value};
 
 const REPO: &str = "acme/shop";
@@ -46,30 +46,8 @@ team = "money"
 repositories = ["acme-billing"]
 "#;
 
-fn delivery(provider: &str, name: &str, headers: &[(&str, &str)], body: Value) -> Delivery {
-    let mut h: Vec<(String, String)> = vec![("Content-Type".into(), "application/json".into())];
-    h.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Delivery {
-        name: name.into(),
-        provider: provider.into(),
-        headers: h,
-        body: body.to_string(),
-    }
-}
-
 fn push(id: &str, before: &str, commits: &[(&str, &str)]) -> Delivery {
-    let after = commits.last().map_or(NULL, |c| c.0);
-    delivery(
-        "github",
-        id,
-        &[("X-GitHub-Event", "push"), ("X-GitHub-Delivery", id)],
-        json!({
-            "ref": "refs/heads/main", "before": before, "after": after, "deleted": false,
-            "repository": {"full_name": REPO, "default_branch": "main"},
-            "commits": commits.iter().map(|(sha, time)| json!({"id": sha, "timestamp": time, "message": "change"}))
-                .collect::<Vec<_>>(),
-        }),
-    )
+    common::github_push(REPO, id, before, commits)
 }
 
 /// A CircleCI `deploy-prod` workflow of `sha` created at `created` that finished at `stopped`.
@@ -93,20 +71,7 @@ fn circleci_deploy(id: &str, sha: &str, created: &str, stopped: &str, status: &s
 }
 
 fn github_deployment(id: &str, sha: &str, time: &str) -> Delivery {
-    delivery(
-        "github",
-        id,
-        &[
-            ("X-GitHub-Event", "deployment_status"),
-            ("X-GitHub-Delivery", id),
-        ],
-        json!({
-            "action": "created",
-            "deployment_status": {"id": 1, "state": "success", "environment": "production", "created_at": time},
-            "deployment": {"id": 77, "sha": sha, "environment": "production", "production_environment": true},
-            "repository": {"full_name": REPO, "default_branch": "main"},
-        }),
-    )
+    common::github_deployment(REPO, id, 77, sha, time)
 }
 
 fn incident(id: &str, status: &str, time: &str) -> Delivery {

@@ -1,7 +1,9 @@
 //! The metrics API: `GET /v1/metrics/dora?service=S|team=T&from=..&to=..&group_by=..` and
 //! `GET /v1/metrics/dora/series?interval=day|week|month&...`; the delivery metrics (deployment success
 //! rate, build duration, pull request cycle time) at `GET /v1/metrics/delivery` and
-//! `GET /v1/metrics/delivery/series`, with the same parameters.
+//! `GET /v1/metrics/delivery/series`, and the incident metrics (every incident: time to acknowledge and to
+//! resolve, incidents per deployment) at `GET /v1/metrics/incidents` and its `/series`, with the same
+//! parameters.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use em_core::config::{Config, ConfigurationStatus, FIGURES_CONFIG_KEY, REBUILD_KEY};
@@ -10,6 +12,7 @@ use em_core::ports::{MetricsReader, SecretSource};
 use em_core::time::Millis;
 use em_metrics::delivery::DeliveryFigures;
 use em_metrics::dora::{compute, DoraReport, Scope, Window};
+use em_metrics::incidents::IncidentFigures;
 use em_metrics::query::{groups, groups_of, series_of, Bucket, Group, GroupBy, Interval};
 use serde::Serialize;
 
@@ -391,43 +394,81 @@ pub async fn series<R: MetricsReader>(
     })
 }
 
-/// The answer of `GET /v1/metrics/delivery`: the window's delivery figures, each group's with `group_by`.
+/// The answer of a figures endpoint over a window (`GET /v1/metrics/delivery`, `/v1/metrics/incidents`): the
+/// window's figures, each group's with `group_by`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeliveryAnswer {
+pub struct FiguresAnswer<F> {
     pub scope: Scope,
     pub from: String,
     pub to: String,
     #[serde(flatten)]
-    pub figures: DeliveryFigures,
+    pub figures: F,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_by: Option<GroupBy>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub groups: Option<Vec<Group<DeliveryFigures>>>,
+    pub groups: Option<Vec<Group<F>>>,
     pub configuration: ConfigurationStatus,
 }
 
-pub async fn delivery<R: MetricsReader>(
+/// The answer of a figures endpoint's series (`…/series`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FiguresSeries<F> {
+    pub scope: Scope,
+    pub from: String,
+    pub to: String,
+    pub interval: Interval,
+    pub buckets: Vec<Bucket<F>>,
+    pub configuration: ConfigurationStatus,
+}
+
+pub type DeliveryAnswer = FiguresAnswer<DeliveryFigures>;
+pub type DeliverySeriesAnswer = FiguresSeries<DeliveryFigures>;
+pub type IncidentsAnswer = FiguresAnswer<IncidentFigures>;
+pub type IncidentsSeriesAnswer = FiguresSeries<IncidentFigures>;
+
+/// Which observations a figures endpoint reads.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// The linked rows' days.
+    Days,
+    /// The days with the delivery facts read for the query ([`em_metrics::delivery`]).
+    WithDelivery,
+}
+
+async fn observations_for<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    source: Source,
+    services: Option<Vec<String>>,
+    from: Millis,
+    to: Millis,
+) -> Result<em_core::rows::Observations, ApiError> {
+    Ok(match source {
+        Source::Days => reader.observations(services, from, to).await?,
+        Source::WithDelivery => {
+            em_metrics::delivery::with_day_observations(reader, config, services, from, to).await?
+        }
+    })
+}
+
+/// A figures endpoint: `summary` of the window's observations, and of each group's.
+async fn figures_answer<R: MetricsReader, F>(
     reader: &R,
     config: &Config,
     q: DoraQuery,
     now: Millis,
-) -> Result<DeliveryAnswer, ApiError> {
+    source: Source,
+    summary: fn(&em_core::rows::Observations, f64) -> F,
+) -> Result<FiguresAnswer<F>, ApiError> {
     let window = window(&q, now)?;
     let group_by = group_by(&q)?;
     let services = services_in_scope(config, &q)?;
-    let mut obs = em_metrics::delivery::with_day_observations(
-        reader,
-        config,
-        services,
-        window.from,
-        window.to,
-    )
-    .await?;
+    let mut obs =
+        observations_for(reader, config, source, services, window.from, window.to).await?;
     cap_unmapped_services(&mut obs, config, group_by);
-    Ok(DeliveryAnswer {
-        figures: em_metrics::delivery::figures(&obs, window.days()),
-        groups: group_by
-            .map(|by| groups_of(&obs, window.days(), by, em_metrics::delivery::figures)),
+    Ok(FiguresAnswer {
+        figures: summary(&obs, window.days()),
+        groups: group_by.map(|by| groups_of(&obs, window.days(), by, summary)),
         group_by,
         scope: Scope {
             service: q.service,
@@ -439,15 +480,39 @@ pub async fn delivery<R: MetricsReader>(
     })
 }
 
-/// The answer of `GET /v1/metrics/delivery/series`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeliverySeriesAnswer {
-    pub scope: Scope,
-    pub from: String,
-    pub to: String,
-    pub interval: Interval,
-    pub buckets: Vec<Bucket<DeliveryFigures>>,
-    pub configuration: ConfigurationStatus,
+/// A figures endpoint's series: `summary` of each bucket's observations.
+async fn figures_series<R: MetricsReader, F>(
+    reader: &R,
+    config: &Config,
+    q: DoraQuery,
+    now: Millis,
+    source: Source,
+    summary: fn(&em_core::rows::Observations, f64) -> F,
+) -> Result<FiguresSeries<F>, ApiError> {
+    let (interval, window) = series_window(&q, now)?;
+    let services = services_in_scope(config, &q)?;
+    let obs = observations_for(reader, config, source, services, window.from, window.to).await?;
+    Ok(FiguresSeries {
+        buckets: series_of(&obs, window.from, window.to, interval, summary),
+        scope: Scope {
+            service: q.service,
+            team: q.team,
+        },
+        from: window.from_text.clone(),
+        to: window.to_text.clone(),
+        interval,
+        configuration: configuration(reader, config).await?,
+    })
+}
+
+pub async fn delivery<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    q: DoraQuery,
+    now: Millis,
+) -> Result<DeliveryAnswer, ApiError> {
+    let summary = em_metrics::delivery::figures;
+    figures_answer(reader, config, q, now, Source::WithDelivery, summary).await
 }
 
 pub async fn delivery_series<R: MetricsReader>(
@@ -456,33 +521,28 @@ pub async fn delivery_series<R: MetricsReader>(
     q: DoraQuery,
     now: Millis,
 ) -> Result<DeliverySeriesAnswer, ApiError> {
-    let (interval, window) = series_window(&q, now)?;
-    let services = services_in_scope(config, &q)?;
-    let obs = em_metrics::delivery::with_day_observations(
-        reader,
-        config,
-        services,
-        window.from,
-        window.to,
-    )
-    .await?;
-    Ok(DeliverySeriesAnswer {
-        buckets: series_of(
-            &obs,
-            window.from,
-            window.to,
-            interval,
-            em_metrics::delivery::figures,
-        ),
-        scope: Scope {
-            service: q.service,
-            team: q.team,
-        },
-        from: window.from_text,
-        to: window.to_text,
-        interval,
-        configuration: configuration(reader, config).await?,
-    })
+    let summary = em_metrics::delivery::figures;
+    figures_series(reader, config, q, now, Source::WithDelivery, summary).await
+}
+
+pub async fn incidents<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    q: DoraQuery,
+    now: Millis,
+) -> Result<IncidentsAnswer, ApiError> {
+    let summary = em_metrics::incidents::figures;
+    figures_answer(reader, config, q, now, Source::Days, summary).await
+}
+
+pub async fn incidents_series<R: MetricsReader>(
+    reader: &R,
+    config: &Config,
+    q: DoraQuery,
+    now: Millis,
+) -> Result<IncidentsSeriesAnswer, ApiError> {
+    let summary = em_metrics::incidents::figures;
+    figures_series(reader, config, q, now, Source::Days, summary).await
 }
 
 #[cfg(test)]
@@ -604,7 +664,7 @@ pub async fn authenticate<T: SecretSource>(
     }
 }
 
-/// A metrics endpoint: the same four behind the local server and the Lambda function.
+/// A metrics endpoint: the same ones behind the local server and the Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Services,
@@ -612,6 +672,8 @@ pub enum Route {
     DoraSeries,
     Delivery,
     DeliverySeries,
+    Incidents,
+    IncidentsSeries,
 }
 
 /// The metrics API's routes, each `GET`: what both front doors serve, and all that they serve of it.
@@ -621,6 +683,8 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("/v1/metrics/dora/series", Route::DoraSeries),
     ("/v1/metrics/delivery", Route::Delivery),
     ("/v1/metrics/delivery/series", Route::DeliverySeries),
+    ("/v1/metrics/incidents", Route::Incidents),
+    ("/v1/metrics/incidents/series", Route::IncidentsSeries),
 ];
 
 /// The answer of `route` to the raw query string `raw`, as JSON: the one dispatch of both front doors.
@@ -654,6 +718,13 @@ pub async fn answer<R: MetricsReader>(
         Route::DeliverySeries => {
             let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
             serde_json::to_value(delivery_series(reader, config, q, now).await?)
+        }
+        Route::Incidents => {
+            serde_json::to_value(incidents(reader, config, DoraQuery::parse(raw)?, now).await?)
+        }
+        Route::IncidentsSeries => {
+            let q = DoraQuery::parse_for(Endpoint::Series, raw)?;
+            serde_json::to_value(incidents_series(reader, config, q, now).await?)
         }
     };
     value.map_err(|e| ApiError::Unavailable(em_core::ports::PortError::invalid(e)))

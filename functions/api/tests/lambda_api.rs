@@ -111,7 +111,7 @@ async fn every_route_wants_the_token_and_an_unknown_path_is_not_found() {
         }
         lambda_http::request::from_str(&event.to_string()).expect("event")
     };
-    assert_eq!(em_api::ROUTES.len(), 5);
+    assert_eq!(em_api::ROUTES.len(), 7);
     for (path, _) in em_api::ROUTES {
         let r = invoke(&api(&store, &config, &tokens), at(path, false)).await;
         assert_eq!(r.status(), 401, "{path}");
@@ -128,7 +128,7 @@ async fn every_route_wants_the_token_and_an_unknown_path_is_not_found() {
         // The same list, as data, as the local server's 404 gives.
         assert_eq!(
             json(&r)["routes"].as_array().map(Vec::len),
-            Some(5),
+            Some(em_api::ROUTES.len()),
             "{path}"
         );
     }

@@ -8,6 +8,7 @@ pub mod digest;
 pub mod dora;
 pub mod figures;
 pub mod history;
+pub mod incidents;
 pub mod levels;
 pub mod link;
 pub mod memory;

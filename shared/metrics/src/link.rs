@@ -699,17 +699,24 @@ async fn attribute_incidents<L: Links>(
             }
         };
         let opened = alarms[i].opened;
-        // The first incident of an outage stands for it, resolved when all its reports are.
-        let resolved = if lead == i {
-            rules::outage_resolved(
-                leads
+        // The first incident of an outage stands for it: acknowledged at the earliest of its reports'
+        // acknowledgements, resolved when all of them are.
+        let (acknowledged, resolved) = if lead == i {
+            let members: Vec<usize> = leads
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| **l == Some(i))
+                .map(|(m, _)| m)
+                .collect();
+            (
+                members
                     .iter()
-                    .enumerate()
-                    .filter(|(_, l)| **l == Some(i))
-                    .map(|(m, _)| alarms[m].resolved),
+                    .filter_map(|&m| folded[m].2.acknowledged)
+                    .min(),
+                rules::outage_resolved(members.iter().map(|&m| alarms[m].resolved)),
             )
         } else {
-            span.resolved
+            (span.acknowledged, span.resolved)
         };
         if attribution.is_some() {
             open.push(OpenIncident {
@@ -721,7 +728,7 @@ async fn attribute_incidents<L: Links>(
         incidents.push(IncidentRow {
             id: id.clone(),
             opened,
-            acknowledged: span.acknowledged,
+            acknowledged,
             resolved,
             attributed_to: attribution,
             outage: (lead != i).then(|| folded[lead].0.clone()),

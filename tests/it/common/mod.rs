@@ -299,6 +299,59 @@ pub struct Delivery {
     pub body: String,
 }
 
+/// A JSON delivery of `provider` with the given headers (and `Content-Type: application/json`).
+pub fn delivery(
+    provider: &str,
+    name: &str,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> Delivery {
+    let mut h: Vec<(String, String)> = vec![("Content-Type".into(), "application/json".into())];
+    h.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Delivery {
+        name: name.into(),
+        provider: provider.into(),
+        headers: h,
+        body: body.to_string(),
+    }
+}
+
+/// A GitHub push of `commits` (sha, commit time) to `repo`'s default branch after `before`.
+pub fn github_push(repo: &str, id: &str, before: &str, commits: &[(&str, &str)]) -> Delivery {
+    let after = commits
+        .last()
+        .map_or("0000000000000000000000000000000000000000", |c| c.0);
+    delivery(
+        "github",
+        id,
+        &[("X-GitHub-Event", "push"), ("X-GitHub-Delivery", id)],
+        serde_json::json!({
+            "ref": "refs/heads/main", "before": before, "after": after, "deleted": false,
+            "repository": {"full_name": repo, "default_branch": "main"},
+            "commits": commits.iter().map(|(sha, time)| serde_json::json!({"id": sha, "timestamp": time, "message": "change"}))
+                .collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// A GitHub deployment `n` of `sha` to `repo`'s production environment that succeeded at `time`.
+pub fn github_deployment(repo: &str, id: &str, n: u64, sha: &str, time: &str) -> Delivery {
+    delivery(
+        "github",
+        id,
+        &[
+            ("X-GitHub-Event", "deployment_status"),
+            ("X-GitHub-Delivery", id),
+        ],
+        serde_json::json!({
+            "action": "created",
+            "deployment_status": {"id": n, "state": "success", "environment": "production", "created_at": time},
+            "deployment": {"id": n, "sha": sha, "environment": "production", "production_environment": true},
+            "repository": {"full_name": repo, "default_branch": "main"},
+        }),
+    )
+}
+
 pub fn load_deliveries(dir: &Path) -> Vec<Delivery> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("deliveries dir")

@@ -97,6 +97,7 @@ pub const DEFAULT_SEVERITIES: &[(&str, &[&str])] = &[
     ("alertmanager", &["critical"]),
     ("datadog", &["error"]),
     ("grafana", &["critical"]),
+    ("newrelic", &["critical"]),
 ];
 
 /// Where a digest links a commit or an incident: URL templates. `{repo}`, `{sha}` and `{id}` are replaced.

@@ -41,6 +41,8 @@ registry! {
     datadog,
     incident_io,
     grafana,
+    newrelic,
+    sonarqube,
 }
 
 /// Every provider this build knows, in registry order.

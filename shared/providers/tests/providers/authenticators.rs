@@ -659,3 +659,42 @@ fn the_first_scheme_a_delivery_carries_decides_grafana() {
         Err(AuthError::Missing("Authorization"))
     );
 }
+
+#[test]
+fn hmac_of_the_body_in_bare_hex_sonarqube() {
+    // SonarQube's own declaration, against a published signature of a real-shaped body.
+    let auth = em_providers::by_name("sonarqube").expect("sonarqube").auth;
+    let v = &vectors("sonarqube")[0];
+    let (secret, body) = (s(&v["secret"]).as_bytes(), s(&v["body"]).as_bytes());
+    let with = |sig: &str| headers(&[("X-Sonar-Webhook-HMAC-SHA256", sig)]);
+    let secrets = [secret.to_vec()];
+    assert_eq!(
+        auth.verify(
+            &with(s(&v["expected_header_value"])),
+            body,
+            &secrets,
+            Clock::at(0)
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        auth.verify(
+            &with(s(&v["negative_signature_hex"])),
+            body,
+            &secrets,
+            Clock::at(0)
+        ),
+        Err(AuthError::Mismatch("X-Sonar-Webhook-HMAC-SHA256"))
+    );
+    assert_eq!(
+        sign_one(&auth, secret, body, 0),
+        vec![(
+            "X-Sonar-Webhook-HMAC-SHA256".to_string(),
+            s(&v["expected_header_value"]).to_string()
+        )]
+    );
+    // The fixture is the vector's body, byte for byte.
+    let fixture = std::fs::read(format!("{FIXTURES}/sonarqube/pull-request-ok-signed.json"))
+        .expect("fixture");
+    assert_eq!(fixture, body);
+}

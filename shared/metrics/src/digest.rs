@@ -86,6 +86,10 @@ pub struct Counts {
     /// Of those opened in the period, resolved by the time the digest is made.
     pub incidents_resolved: u64,
     pub incidents_open: u64,
+    /// The median time from an incident's opening to its first acknowledgement, in whole seconds, over the
+    /// period's incidents that were acknowledged ([`crate::incidents`]); `None` without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_median_seconds: Option<u64>,
 }
 
 /// Something a manager should look at.
@@ -316,6 +320,10 @@ pub fn digest_with(
         incidents_opened: opened,
         incidents_resolved: resolved,
         incidents_open: opened - resolved,
+        acknowledged_median_seconds: crate::incidents::figures(&current, 0.0)
+            .time_to_acknowledge
+            .median_seconds
+            .map(|s| s.round() as u64),
     };
 
     let mut anomalies = Vec::new();

@@ -85,8 +85,13 @@ pub fn count_lines(d: &Digest) -> [String; 2] {
             c.deployments, c.failed_attempts, d.highlights.rollbacks, c.rework
         ),
         format!(
-            "Incidents opened {} · resolved {} · still open {}",
-            c.incidents_opened, c.incidents_resolved, c.incidents_open
+            "Incidents opened {} · resolved {} · still open {}{}",
+            c.incidents_opened,
+            c.incidents_resolved,
+            c.incidents_open,
+            c.acknowledged_median_seconds
+                .map(|s| format!(" · acknowledged in {} (median)", duration(s as f64)))
+                .unwrap_or_default()
         ),
     ]
 }
@@ -429,11 +434,12 @@ mod tests {
                 });
             }
         }
-        for recovery in [Some(3_000_000), None] {
+        // The first acknowledged 4 minutes after it opened.
+        for (recovery, acknowledged) in [(Some(3_000_000), Some(240_000)), (None, None)] {
             obs.incidents.push(IncidentObs {
                 origin: 0,
                 opened: T - WEEK + DAY,
-                acknowledged: None,
+                acknowledged: acknowledged.map(|a| T - WEEK + DAY + a),
                 recovery,
                 attributed: true,
             });
@@ -465,7 +471,9 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("Incidents opened 2 · resolved 1 · still open 1"),
+            t.contains(
+                "Incidents opened 2 · resolved 1 · still open 1 · acknowledged in 4m 0s (median)"
+            ),
             "{t}"
         );
         assert!(

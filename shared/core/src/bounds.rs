@@ -73,6 +73,11 @@ impl Fact {
                 cut(&mut i.provider, NAME);
                 cut(&mut i.incident_id, ID);
                 cut(&mut i.event_id, ID);
+                // An alert that names no service is the tool's own (an unmapped service, which `aliases`
+                // can map): a service needs a name, and a store's keys one that is not empty.
+                if i.service_name.trim().is_empty() {
+                    i.service_name = i.provider.clone();
+                }
                 cut(&mut i.service_name, NAME);
                 cut(&mut i.title, TITLE);
                 cut(&mut i.severity, SEVERITY);
@@ -114,6 +119,33 @@ impl Fact {
 mod tests {
     use super::*;
     use crate::domain::{Commit, Deployment, DeploymentOutcome, Push};
+
+    #[test]
+    fn an_incident_that_names_no_service_is_its_tools() {
+        let incident = |service: &str| {
+            Fact::Incident(crate::domain::IncidentEvent {
+                provider: "opsgenie".into(),
+                incident_id: "a".into(),
+                event_id: "a/opened".into(),
+                kind: crate::domain::IncidentEventKind::Opened,
+                time: 0,
+                service_name: service.into(),
+                title: String::new(),
+                severity: String::new(),
+            })
+            .bounded()
+        };
+        for blank in ["", "  "] {
+            let Fact::Incident(i) = incident(blank) else {
+                unreachable!()
+            };
+            assert_eq!(i.service_name, "opsgenie");
+        }
+        let Fact::Incident(i) = incident("shop") else {
+            unreachable!()
+        };
+        assert_eq!(i.service_name, "shop");
+    }
 
     #[test]
     fn cuts_on_a_character_boundary() {

@@ -305,18 +305,21 @@ async fn account_deployment_events_reach_the_queue_through_the_rule_and_count_on
     ))
     .expect("the template");
     let pattern = json!({
-        "source": ["aws.ecs", "aws.codedeploy", "aws.codepipeline"],
+        "source": ["aws.ecs", "aws.codedeploy", "aws.codepipeline", "aws.cloudwatch"],
         "detail-type": [
             "ECS Deployment State Change",
             "CodeDeploy Deployment State-change Notification",
             "CodePipeline Pipeline Execution State Change",
+            "CloudWatch Alarm State Change",
         ],
     });
     for value in [
         "aws.ecs",
         "aws.codedeploy",
         "aws.codepipeline",
+        "aws.cloudwatch",
         "ECS Deployment State Change",
+        "CloudWatch Alarm State Change",
     ] {
         assert!(template.contains(value), "the stack's rule names {value}");
     }
@@ -328,7 +331,8 @@ rule, arn, pattern, fixtures = sys.argv[1:5]
 events.put_rule(Name=rule, EventPattern=pattern, State="ENABLED")
 events.put_targets(Rule=rule, Targets=[{"Id": "DeliveryQueue", "Arn": arn}])
 entries = []
-for name in ["ecs-deployment-completed", "codedeploy-deployment-state-change", "ecs-deployment-in-progress"]:
+for name in ["ecs-deployment-completed", "codedeploy-deployment-state-change", "ecs-deployment-in-progress",
+             "cloudwatch-alarm-single-metric", "cloudwatch-alarm-ok"]:
     e = json.load(open(f"{fixtures}/{name}.json"))
     entries.append({"Source": e["source"], "DetailType": e["detail-type"], "Detail": json.dumps(e["detail"]),
                     "Resources": e["resources"], "Time": e["time"]})
@@ -345,18 +349,19 @@ assert out["FailedEntryCount"] == 0, out
     assert!(status.success(), "putting the rule and the events failed");
 
     let messages =
-        common::aws::receive_messages(&sdk, &names.queue, 4, std::time::Duration::from_secs(3))
+        common::aws::receive_messages(&sdk, &names.queue, 6, std::time::Duration::from_secs(3))
             .await;
     assert_eq!(
         messages.len(),
-        3,
+        5,
         "the rule delivers AWS's events, and only them"
     );
     let event = common::aws::sqs_event(&messages, &arn);
     let config = Config::parse(
         "production_environments = [\"default\", \"myDeploymentGroup\"]\n\
          [[services]]\nname = \"checkout\"\n\
-         repositories = [\"ecs:default/servicetest\", \"codedeploy:myApplication\"]\n",
+         repositories = [\"ecs:default/servicetest\", \"codedeploy:myApplication\"]\n\
+         aliases = [\"ServerCpuTooHigh\", \"flaky-service\"]\n",
     )
     .expect("config");
     let store = DynamoStore::new(&sdk, names.table.clone());
@@ -391,4 +396,25 @@ assert out["FailedEntryCount"] == 0, out
         serde_json::to_value(&report.report).expect("JSON")["deployment_frequency"]["deployments"],
         json!(2)
     );
+    // The alarms: ServerCpuTooHigh in ALARM since 2019-10-02 17:04:40.989, flaky-service in ALARM from
+    // 2019-11-21 04:13:51.675 to 04:18:51.695 (300.02 s).
+    let incidents = em_api::incidents(
+        &store,
+        &config,
+        em_api::DoraQuery {
+            service: Some("checkout".into()),
+            from: Some("2016-06-01".into()),
+            to: Some("2020-06-01".into()),
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .expect("incident figures");
+    let v = serde_json::to_value(&incidents).expect("JSON");
+    assert_eq!(
+        v["incidents"],
+        json!({"opened": 2, "resolved": 1, "open": 1, "attributed": 0})
+    );
+    assert_eq!(v["time_to_resolve"]["median_seconds"], json!(300.02));
 }

@@ -1,5 +1,5 @@
-//! AWS deployments as EventBridge events: ECS service deployments, CodeDeploy deployments and CodePipeline
-//! executions that finished. From another account (or anywhere), an EventBridge API destination posts each
+//! AWS deployments and alarms as EventBridge events: ECS service deployments, CodeDeploy deployments and
+//! CodePipeline executions that finished, and CloudWatch alarms' state changes ([`alarm`]). From another account (or anywhere), an EventBridge API destination posts each
 //! event with the secret in `X-EM-Agent-Token` (its API-key connection); the event is named by its `id`.
 //! None of these events carries a commit, so their deployments count in frequency, failure rate and
 //! recovery, but ship no changes (docs/providers/aws.md).
@@ -7,6 +7,8 @@
 use em_core::domain::{Deployment, DeploymentOutcome, Fact};
 use em_core::time::Timestamp;
 use serde::Deserialize;
+
+mod alarm;
 
 use crate::auth::Auth;
 use crate::{parse_error, IdSource, ParseError, Provider};
@@ -25,6 +27,7 @@ pub const PROVIDER: Provider = Provider {
         "ECS Deployment State Change",
         "CodeDeploy Deployment State-change Notification",
         "CodePipeline Pipeline Execution State Change",
+        "CloudWatch Alarm State Change",
     ],
     parse,
     sample: "ecs-deployment-completed",
@@ -168,6 +171,10 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
                 e.time,
                 outcome,
             ))
+        }
+        "CloudWatch Alarm State Change" => {
+            let e: Event<alarm::AlarmChange> = serde_json::from_slice(body).map_err(err)?;
+            Ok(alarm::facts(e))
         }
         _ => Ok(Vec::new()),
     }

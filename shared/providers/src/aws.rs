@@ -173,8 +173,8 @@ fn parse(_event: Option<&str>, body: &[u8]) -> Result<Vec<Fact>, ParseError> {
             ))
         }
         "CloudWatch Alarm State Change" => {
-            let e: Event<alarm::AlarmChange> = serde_json::from_slice(body).map_err(err)?;
-            Ok(alarm::facts(e))
+            let e: alarm::AlarmEvent = serde_json::from_slice(body).map_err(err)?;
+            Ok(alarm::facts(NAME, e))
         }
         _ => Ok(Vec::new()),
     }

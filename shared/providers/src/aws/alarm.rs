@@ -7,10 +7,9 @@ use em_core::domain::{Fact, IncidentEvent, IncidentEventKind};
 use em_core::time::{Millis, Timestamp};
 use serde::Deserialize;
 
-use super::{Event, NAME};
 
 #[derive(Deserialize)]
-pub(super) struct State {
+struct State {
     value: String,
     timestamp: Timestamp,
 }
@@ -21,9 +20,17 @@ struct Configuration {
     description: Option<String>,
 }
 
+/// The event, with what is read of it.
+#[derive(Deserialize)]
+pub(super) struct AlarmEvent {
+    #[serde(default)]
+    resources: Vec<String>,
+    detail: AlarmChange,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct AlarmChange {
+struct AlarmChange {
     alarm_name: String,
     state: State,
     #[serde(default)]
@@ -32,8 +39,8 @@ pub(super) struct AlarmChange {
     configuration: Option<Configuration>,
 }
 
-/// The incident facts of one state change.
-pub(super) fn facts(e: Event<AlarmChange>) -> Vec<Fact> {
+/// The incident facts of one state change, as `provider`'s.
+pub(super) fn facts(provider: &'static str, e: AlarmEvent) -> Vec<Fact> {
     let d = e.detail;
     // The alarm's ARN names it across renames of nothing; without one, its name.
     let alarm = e
@@ -51,7 +58,7 @@ pub(super) fn facts(e: Event<AlarmChange>) -> Vec<Fact> {
     let event = |began: Millis, kind: IncidentEventKind, time: Millis| {
         let incident_id = format!("{alarm}@{began}");
         Fact::Incident(IncidentEvent {
-            provider: NAME.into(),
+            provider: provider.into(),
             event_id: format!("{incident_id}/{}", kind.as_str()),
             incident_id,
             kind,

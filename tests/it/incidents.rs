@@ -334,3 +334,108 @@ async fn one_outage_three_tools_report_counts_once_in_any_order() {
         );
     }
 }
+
+/// The same history through the Lambda handlers on the AWS-compatible server, reversed and every delivery
+/// sent twice: the webhook function (SQS, Secrets Manager), the aggregator (DynamoDB, its rows naming the
+/// outage's first report), and the same figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_outage_counts_once_through_the_lambda_handlers_on_aws() {
+    use em_aws::secrets::Layout;
+    use em_aws::{DynamoStore, S3Payloads, SecretsManagerSecrets, SqsQueue};
+    use std::sync::Arc;
+
+    let sdk = common::aws::sdk().await;
+    let names = common::aws::fresh_names_with(&sdk, "incidents", 3, 30).await;
+    let secret_id = format!("{}-webhooks", names.table);
+    common::aws::put_webhook_secret(&sdk, &secret_id, &common::secrets_json().to_string()).await;
+    let queue = SqsQueue::connect(&sdk, &names)
+        .await
+        .expect("queue")
+        .with_wait_seconds(0);
+    let webhook = common::aws::webhook_app(
+        em_webhook::WebhookHandler::new(
+            queue.clone(),
+            SecretsManagerSecrets::new(&sdk, &secret_id, Layout::PerProvider),
+        ),
+        None,
+    );
+    let mut accepted = 0;
+    for d in history().into_iter().rev().flat_map(|d| [d.clone(), d]) {
+        let headers: Vec<(&str, &str)> = d
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let req = common::aws::webhook_request(
+            &d.provider,
+            &headers,
+            &d.body,
+            common::secret_of(&d.provider),
+        );
+        let r = common::aws::invoke(&webhook, req).await;
+        let status = r.status().as_u16();
+        assert!(status == 202 || status == 200, "{}: {status}", d.name);
+        accepted += usize::from(status == 202);
+    }
+    assert_eq!(accepted, history().len(), "each delivery accepted once");
+
+    let arn = common::aws::queue_arn(&sdk, queue.queue_url()).await;
+    let messages = common::aws::receive_messages(
+        &sdk,
+        queue.queue_url(),
+        accepted,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(messages.len(), accepted);
+    let config = em_core::config::Config::parse(CONFIG).expect("config");
+    let store = DynamoStore::new(&sdk, names.table.clone());
+    let aggregator = em_aggregator::Aggregator::new(store.clone(), Arc::new(config.clone()));
+    let payloads = S3Payloads::new(&sdk, names.bucket.clone());
+    // As the event source hands them over: batches of up to 10.
+    for batch in messages.chunks(10) {
+        let event = common::aws::sqs_event(batch, &arn);
+        let out = em_aggregator::lambda::handle(&aggregator, &payloads, event, 0)
+            .await
+            .expect("the batch is handled");
+        assert!(
+            out.batch_item_failures.is_empty(),
+            "{:?}",
+            out.batch_item_failures
+        );
+    }
+    let q = || em_api::DoraQuery {
+        service: Some("shop".into()),
+        from: Some("2025-05-01".into()),
+        to: Some("2025-05-04".into()),
+        ..Default::default()
+    };
+    let dora = em_api::dora(&store, &config, q(), 0).await.expect("DORA");
+    let dora = serde_json::to_value(&dora.report).expect("JSON");
+    let incidents = em_api::incidents(&store, &config, q(), 0)
+        .await
+        .expect("incident figures");
+    let incidents = serde_json::to_value(&incidents).expect("JSON");
+    let (want_dora, want_incidents) = (expected_dora(), expected_incidents());
+    for metric in [
+        "deployment_frequency",
+        "lead_time",
+        "change_failure_rate",
+        "recovery_time",
+        "rework_rate",
+    ] {
+        common::assert_matches(&dora[metric], &want_dora[metric], &format!("aws: {metric}"));
+    }
+    for metric in [
+        "incidents",
+        "time_to_acknowledge",
+        "time_to_resolve",
+        "incidents_per_deployment",
+    ] {
+        common::assert_matches(
+            &incidents[metric],
+            &want_incidents[metric],
+            &format!("aws: {metric}"),
+        );
+    }
+}
